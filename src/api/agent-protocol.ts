@@ -1,0 +1,152 @@
+/**
+ * The server <-> agent protocol, version 1. JSON lines over a stream (a unix socket in all-in-one mode;
+ * the same messages will cross TLS for remote hosts). The server sends desired state (`sync`, `apply`,
+ * `remove`); the agent reconciles and reports actual state (`vm.status`), console output and events.
+ * Requests carry an `id`; the agent answers each with exactly one `reply` of the same id.
+ *
+ * Desired power is declarative and idempotent: `bootId` and `rebootId` are counters. The agent starts
+ * QEMU when the desired power is running/paused and no QEMU runs for the current `bootId`; a QEMU that
+ * dies is reported as `crashed` and is not restarted by the agent: the server's restart policy decides
+ * and bumps `bootId`. A higher `rebootId` than the last one performed resets the guest.
+ */
+import { Type, type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
+import { Accelerator, HostCapacity } from './host.js';
+
+export const AGENT_PROTOCOL_VERSION = 1;
+/** A message line longer than this is a protocol error (console chunks are split below it). */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+const Uuid = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+export const DesiredPower = Type.Union([Type.Literal('running'), Type.Literal('paused'), Type.Literal('stopped')]);
+export type DesiredPower = Static<typeof DesiredPower>;
+
+export const VmIntent = Type.Object(
+  {
+    id: Uuid,
+    name: Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' }),
+    vcpus: Type.Integer({ minimum: 1, maximum: 64 }),
+    memoryMiB: Type.Integer({ minimum: 64, maximum: 262_144 }),
+    image: Type.Object({
+      format: Type.Literal('kernel-initrd'),
+      sha256: Sha256,
+      /** Absolute paths on the host, readable by the VM's uid (all-in-one: the server's image store). */
+      kernelPath: Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 }),
+      initrdPath: Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 }),
+    }),
+    power: DesiredPower,
+    bootId: Type.Integer({ minimum: 0 }),
+    rebootId: Type.Integer({ minimum: 0 }),
+    /** Graceful (ACPI) stop timeout before QEMU is stopped by force; 0 = force at once. */
+    stopTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+  },
+  { additionalProperties: false },
+);
+export type VmIntent = Static<typeof VmIntent>;
+
+export const VmPhase = Type.Union([
+  Type.Literal('stopped'),
+  Type.Literal('starting'),
+  Type.Literal('running'),
+  Type.Literal('paused'),
+  Type.Literal('stopping'),
+  Type.Literal('crashed'),
+]);
+export type VmPhase = Static<typeof VmPhase>;
+
+export const VmStatus = Type.Object({
+  id: Uuid,
+  phase: VmPhase,
+  /** The bootId of the QEMU instance this status describes (or of the last one). */
+  bootId: Type.Integer({ minimum: 0 }),
+  pid: Type.Union([Type.Integer(), Type.Null()]),
+  uid: Type.Union([Type.Integer(), Type.Null()]),
+  accelerator: Type.Union([Accelerator, Type.Null()]),
+  guestIps: Type.Array(Type.String()),
+  lastHeartbeatAt: Type.Union([Type.String(), Type.Null()]),
+  guestUptimeSeconds: Type.Union([Type.Number(), Type.Null()]),
+  /** Milliseconds from QEMU spawn to the first guest-agent heartbeat of this boot. */
+  bootMs: Type.Union([Type.Integer(), Type.Null()]),
+  /** Why the VM is crashed or failed to start; null otherwise. */
+  error: Type.Union([Type.String(), Type.Null()]),
+});
+export type VmStatus = Static<typeof VmStatus>;
+
+export const HostInfo = Type.Object({
+  hostId: Uuid,
+  hostname: Type.String(),
+  agentVersion: Type.String(),
+  qemuVersion: Type.String(),
+  accelerator: Accelerator,
+  acceleratorReason: Type.String(),
+  capacity: HostCapacity,
+});
+export type HostInfo = Static<typeof HostInfo>;
+
+// ---- server -> agent requests
+
+export const SyncRequest = Type.Object({ type: Type.Literal('sync'), id: Type.Integer(), vms: Type.Array(VmIntent) });
+export const ApplyRequest = Type.Object({ type: Type.Literal('apply'), id: Type.Integer(), vm: VmIntent });
+export const RemoveRequest = Type.Object({ type: Type.Literal('remove'), id: Type.Integer(), vmId: Uuid });
+export const ConsoleTailRequest = Type.Object({
+  type: Type.Literal('console.tail'),
+  id: Type.Integer(),
+  vmId: Uuid,
+  bytes: Type.Integer({ minimum: 1, maximum: 16 * 1024 * 1024 }),
+});
+export const ConsoleWriteRequest = Type.Object({
+  type: Type.Literal('console.write'),
+  id: Type.Integer(),
+  vmId: Uuid,
+  dataBase64: Type.String({ maxLength: 65_536 }),
+});
+
+export const AgentRequest = Type.Union([SyncRequest, ApplyRequest, RemoveRequest, ConsoleTailRequest, ConsoleWriteRequest]);
+export type AgentRequest = Static<typeof AgentRequest>;
+export type AgentRequestType = AgentRequest['type'];
+
+/** Results of each request type, carried in `reply.result`. */
+export interface AgentResults {
+  sync: { statuses: VmStatus[] };
+  apply: { status: VmStatus };
+  remove: { removed: boolean };
+  'console.tail': { dataBase64: string; capBytes: number };
+  'console.write': { written: number };
+}
+
+// ---- agent -> server messages
+
+export const HelloMessage = Type.Object({
+  type: Type.Literal('hello'),
+  protocolVersion: Type.Integer(),
+  host: HostInfo,
+});
+export const StatusMessage = Type.Object({ type: Type.Literal('vm.status'), status: VmStatus });
+export const ConsoleMessage = Type.Object({
+  type: Type.Literal('vm.console'),
+  vmId: Uuid,
+  dataBase64: Type.String(),
+});
+export const AgentEventMessage = Type.Object({
+  type: Type.Literal('event'),
+  kind: Type.String(),
+  vmId: Type.Union([Uuid, Type.Null()]),
+  at: Type.String(),
+  data: Type.Record(Type.String(), Type.Unknown()),
+});
+export const ReplyMessage = Type.Object({
+  type: Type.Literal('reply'),
+  id: Type.Integer(),
+  ok: Type.Boolean(),
+  result: Type.Optional(Type.Unknown()),
+  error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
+});
+
+export const AgentMessage = Type.Union([HelloMessage, StatusMessage, ConsoleMessage, AgentEventMessage, ReplyMessage]);
+export type AgentMessage = Static<typeof AgentMessage>;
+export type AgentEventMessage = Static<typeof AgentEventMessage>;
+
+export const agentRequestValidator = Compile(AgentRequest);
+export const agentMessageValidator = Compile(AgentMessage);

@@ -1,0 +1,28 @@
+/** Schemas shared by every resource: names, ids, timestamps, the error body, list envelopes. */
+import { Type, type TSchema } from 'typebox';
+
+/** DNS-label names: lowercase letters, digits and dashes, 1-63 chars. Never a path or shell fragment. */
+export const NAME_PATTERN = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+export const Name = Type.String({ pattern: NAME_PATTERN, minLength: 1, maxLength: 63 });
+export const Id = Type.String({ format: 'uuid', maxLength: 36 });
+/** A path parameter naming an object by id or by name. */
+export const Ref = Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' });
+export const Timestamp = Type.String({ format: 'date-time' });
+
+export const RefParams = Type.Object({ ref: Ref }, { additionalProperties: false });
+
+export const ErrorSchema = Type.Object(
+  {
+    error: Type.Object({
+      code: Type.String(),
+      message: Type.String(),
+      requestId: Type.String(),
+      details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    }),
+  },
+  { $id: 'Error' },
+);
+
+export function listOf<T extends TSchema>(item: T) {
+  return Type.Object({ items: Type.Array(item) });
+}

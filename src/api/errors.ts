@@ -1,0 +1,90 @@
+/**
+ * The closed family of Rampart errors. Each has a stable code and an HTTP status; the server's single
+ * error handler turns them into `{"error":{"code","message","requestId"}}`. Messages never carry secrets.
+ */
+export const ERROR_CODES = {
+  RAMPART_INVALID_INPUT: 400,
+  RAMPART_UNAUTHENTICATED: 401,
+  RAMPART_FORBIDDEN: 403,
+  RAMPART_NOT_FOUND: 404,
+  RAMPART_CONFLICT: 409,
+  RAMPART_ILLEGAL_STATE: 409,
+  RAMPART_PAYLOAD_TOO_LARGE: 413,
+  RAMPART_RATE_LIMITED: 429,
+  RAMPART_INTERNAL: 500,
+  RAMPART_HOST_UNAVAILABLE: 503,
+  RAMPART_NO_CAPACITY: 503,
+  RAMPART_TIMEOUT: 504,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class RampartError extends Error {
+  override name = 'RampartError';
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.status = ERROR_CODES[code];
+  }
+}
+
+export class InvalidInputError extends RampartError {
+  override name = 'InvalidInputError';
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('RAMPART_INVALID_INPUT', message, details);
+  }
+}
+
+export class UnauthenticatedError extends RampartError {
+  override name = 'UnauthenticatedError';
+  constructor(message = 'authentication required') {
+    super('RAMPART_UNAUTHENTICATED', message);
+  }
+}
+
+export class NotFoundError extends RampartError {
+  override name = 'NotFoundError';
+  constructor(kind: string, ref: string) {
+    super('RAMPART_NOT_FOUND', `${kind} ${JSON.stringify(ref.slice(0, 80))} not found`);
+  }
+}
+
+export class ConflictError extends RampartError {
+  override name = 'ConflictError';
+  constructor(message: string) {
+    super('RAMPART_CONFLICT', message);
+  }
+}
+
+/** An action that the VM state machine does not allow from the current state. */
+export class IllegalStateError extends RampartError {
+  override name = 'IllegalStateError';
+  constructor(
+    readonly action: string,
+    readonly state: string,
+  ) {
+    super('RAMPART_ILLEGAL_STATE', `cannot ${action} a VM that is ${state}`, { action, state });
+  }
+}
+
+export class HostUnavailableError extends RampartError {
+  override name = 'HostUnavailableError';
+  constructor(message: string) {
+    super('RAMPART_HOST_UNAVAILABLE', message);
+  }
+}
+
+export class NoCapacityError extends RampartError {
+  override name = 'NoCapacityError';
+  constructor(message: string) {
+    super('RAMPART_NO_CAPACITY', message);
+  }
+}
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId: string; details?: Record<string, unknown> };
+}

@@ -1,0 +1,34 @@
+/** Hypervisor hosts as the API shows them: capacity, accelerator, connection state. */
+import { Type, type Static } from 'typebox';
+import { Id, Timestamp } from './common.js';
+
+export const Accelerator = Type.Union([Type.Literal('kvm'), Type.Literal('tcg')]);
+export type Accelerator = Static<typeof Accelerator>;
+
+export const HostState = Type.Union([Type.Literal('online'), Type.Literal('offline')]);
+
+export const HostCapacity = Type.Object({
+  cpus: Type.Integer({ minimum: 0 }),
+  memoryMiB: Type.Integer({ minimum: 0 }),
+  vcpusAllocatable: Type.Integer({ minimum: 0 }),
+  memoryMiBAllocatable: Type.Integer({ minimum: 0 }),
+});
+export type HostCapacity = Static<typeof HostCapacity>;
+
+export const Host = Type.Object(
+  {
+    id: Id,
+    hostname: Type.String(),
+    state: HostState,
+    accelerator: Accelerator,
+    acceleratorReason: Type.String(),
+    qemuVersion: Type.String(),
+    capacity: HostCapacity,
+    allocated: Type.Object({ vcpus: Type.Integer(), memoryMiB: Type.Integer(), vms: Type.Integer() }),
+    agentVersion: Type.String(),
+    lastSeenAt: Timestamp,
+    createdAt: Timestamp,
+  },
+  { $id: 'Host' },
+);
+export type Host = Static<typeof Host>;

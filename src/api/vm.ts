@@ -1,0 +1,88 @@
+/**
+ * Virtual machines: the API shape, the create body, actions, and the state names. The state machine
+ * itself lives in the server (compute/vm-state-machine.ts); these are only the words.
+ */
+import { Type, type Static } from 'typebox';
+import { Id, Name, Timestamp } from './common.js';
+import { Accelerator } from './host.js';
+
+export const VM_STATES = [
+  'pending',
+  'starting',
+  'running',
+  'paused',
+  'stopping',
+  'stopped',
+  'error',
+  'deleting',
+] as const;
+export type VmState = (typeof VM_STATES)[number];
+export const VmStateSchema = Type.Union(VM_STATES.map((s) => Type.Literal(s)));
+
+export const RESTART_POLICIES = ['never', 'on-failure', 'always'] as const;
+export type RestartPolicy = (typeof RESTART_POLICIES)[number];
+export const RestartPolicySchema = Type.Union(RESTART_POLICIES.map((s) => Type.Literal(s)));
+
+export const VM_ACTIONS = ['start', 'stop', 'reboot', 'pause', 'resume'] as const;
+export type VmAction = (typeof VM_ACTIONS)[number];
+
+export const Vm = Type.Object(
+  {
+    id: Id,
+    name: Name,
+    state: VmStateSchema,
+    image: Type.Object({ id: Id, name: Name }),
+    flavor: Type.Object({ id: Id, name: Name }),
+    vcpus: Type.Integer(),
+    memoryMiB: Type.Integer(),
+    diskGiB: Type.Integer(),
+    restartPolicy: RestartPolicySchema,
+    restartCount: Type.Integer(),
+    hostId: Type.Union([Id, Type.Null()]),
+    accelerator: Type.Union([Accelerator, Type.Null()]),
+    pid: Type.Union([Type.Integer(), Type.Null()]),
+    guestIps: Type.Array(Type.String()),
+    lastHeartbeatAt: Type.Union([Timestamp, Type.Null()]),
+    guestUptimeSeconds: Type.Union([Type.Number(), Type.Null()]),
+    bootMs: Type.Union([Type.Integer(), Type.Null()]),
+    error: Type.Union([Type.String(), Type.Null()]),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
+  { $id: 'Vm' },
+);
+export type Vm = Static<typeof Vm>;
+
+export const VmCreate = Type.Object(
+  {
+    name: Name,
+    image: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+    flavor: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+    restartPolicy: Type.Optional(RestartPolicySchema),
+    start: Type.Optional(Type.Boolean({ default: true })),
+  },
+  { additionalProperties: false },
+);
+export type VmCreate = Static<typeof VmCreate>;
+
+export const VmStopBody = Type.Object(
+  {
+    force: Type.Optional(Type.Boolean()),
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })),
+  },
+  { additionalProperties: false },
+);
+export type VmStopBody = Static<typeof VmStopBody>;
+
+export const ConsoleTail = Type.Object({
+  vmId: Id,
+  bytes: Type.Integer(),
+  capBytes: Type.Integer(),
+  data: Type.String(),
+});
+export type ConsoleTail = Static<typeof ConsoleTail>;
+
+export const ConsoleQuery = Type.Object(
+  { bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_048_576 })) },
+  { additionalProperties: false },
+);

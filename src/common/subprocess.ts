@@ -1,0 +1,95 @@
+/**
+ * The one place Rampart runs host commands. Arguments are always arrays (never a shell string), every
+ * call has a timeout, and the environment is explicit. Long-running children (QEMU, the agent) are
+ * started with `spawnDetached`, which puts them in their own session so they outlive their parent.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+
+export interface RunOptions {
+  timeoutMs?: number;
+  input?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  maxBufferBytes?: number;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** A host command failed; carries the command name and exit status but never the environment. */
+export class CommandError extends Error {
+  override name = 'CommandError';
+  constructor(
+    readonly command: string,
+    readonly args: readonly string[],
+    readonly exitCode: number | null,
+    readonly signal: string | null,
+    readonly stderr: string,
+  ) {
+    super(`${command} ${args.join(' ')} failed (${signal ?? `exit ${exitCode}`}): ${stderr.trim().slice(0, 500)}`);
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+
+export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      command,
+      [...args],
+      {
+        timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        env: options.env ?? { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+        cwd: options.cwd,
+        maxBuffer: options.maxBufferBytes ?? 16 * 1024 * 1024,
+        encoding: 'utf8',
+      },
+      (error, stdout, stderr) => {
+        if (error) {
+          const code = typeof error.code === 'number' ? error.code : null;
+          reject(new CommandError(command, args, code, error.signal ?? null, stderr || error.message));
+          return;
+        }
+        resolve({ stdout, stderr });
+      },
+    );
+    if (options.input !== undefined) child.stdin?.end(options.input);
+  });
+}
+
+/** Runs a command whose stdout is JSON (`ip -json`, `nft --json`, `qemu-img info --output=json`). */
+export async function runJson<T>(command: string, args: readonly string[], options: RunOptions = {}): Promise<T> {
+  const { stdout } = await run(command, args, options);
+  return JSON.parse(stdout) as T;
+}
+
+export interface DetachedOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** stdout and stderr go here (appended); /dev/null when absent. */
+  logFile?: string;
+}
+
+/**
+ * Starts a long-running process in its own session (setsid) with stdin closed and output sent to a
+ * log file. Only the three standard descriptors are passed; Node opens everything else close-on-exec.
+ */
+export function spawnDetached(command: string, args: readonly string[], options: DetachedOptions = {}): ChildProcess {
+  const out = options.logFile ? openSync(options.logFile, 'a', 0o600) : 'ignore';
+  try {
+    const child = spawn(command, [...args], {
+      detached: true,
+      stdio: ['ignore', out, out],
+      env: options.env ?? {},
+      cwd: options.cwd,
+    });
+    child.unref();
+    return child;
+  } finally {
+    if (typeof out === 'number') closeSync(out);
+  }
+}
