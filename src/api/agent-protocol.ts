@@ -61,6 +61,8 @@ export const VmStatus = Type.Object({
   phase: VmPhase,
   /** The bootId of the QEMU instance this status describes (or of the last one). */
   bootId: Type.Integer({ minimum: 0 }),
+  /** The highest rebootId the agent has performed for this VM. */
+  rebootId: Type.Integer({ minimum: 0 }),
   pid: Type.Union([Type.Integer(), Type.Null()]),
   uid: Type.Union([Type.Integer(), Type.Null()]),
   accelerator: Type.Union([Accelerator, Type.Null()]),

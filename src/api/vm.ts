@@ -17,11 +17,24 @@ export const VM_STATES = [
   'deleting',
 ] as const;
 export type VmState = (typeof VM_STATES)[number];
-export const VmStateSchema = Type.Union(VM_STATES.map((s) => Type.Literal(s)));
+export const VmStateSchema = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('starting'),
+  Type.Literal('running'),
+  Type.Literal('paused'),
+  Type.Literal('stopping'),
+  Type.Literal('stopped'),
+  Type.Literal('error'),
+  Type.Literal('deleting'),
+]);
 
 export const RESTART_POLICIES = ['never', 'on-failure', 'always'] as const;
 export type RestartPolicy = (typeof RESTART_POLICIES)[number];
-export const RestartPolicySchema = Type.Union(RESTART_POLICIES.map((s) => Type.Literal(s)));
+export const RestartPolicySchema = Type.Union([
+  Type.Literal('never'),
+  Type.Literal('on-failure'),
+  Type.Literal('always'),
+]);
 
 export const VM_ACTIONS = ['start', 'stop', 'reboot', 'pause', 'resume'] as const;
 export type VmAction = (typeof VM_ACTIONS)[number];
@@ -82,7 +95,9 @@ export const ConsoleTail = Type.Object({
 });
 export type ConsoleTail = Static<typeof ConsoleTail>;
 
+/** Query strings arrive as text: `bytes` is a decimal count from 1 to 1 MiB. */
+export const CONSOLE_TAIL_MAX_BYTES = 1_048_576;
 export const ConsoleQuery = Type.Object(
-  { bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_048_576 })) },
+  { bytes: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,6}$' })) },
   { additionalProperties: false },
 );

@@ -1,0 +1,87 @@
+/** Hypervisor hosts as the control plane knows them: recorded on each agent hello, marked offline on loss. */
+import type { HostInfo } from '../../api/agent-protocol.js';
+import type { Host } from '../../api/host.js';
+import { NotFoundError } from '../../api/errors.js';
+import { isUuid } from '../../common/ids.js';
+import { nowIso, type Db } from '../store/database.js';
+import type { HostsTable } from '../store/schema.js';
+
+export interface HostAllocation {
+  vcpus: number;
+  memoryMiB: number;
+  vms: number;
+}
+
+export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
+  const now = nowIso();
+  const values = {
+    hostname: info.hostname,
+    state: 'online' as const,
+    accelerator: info.accelerator,
+    acceleratorReason: info.acceleratorReason,
+    qemuVersion: info.qemuVersion,
+    agentVersion: info.agentVersion,
+    cpus: info.capacity.cpus,
+    memoryMib: info.capacity.memoryMiB,
+    vcpusAllocatable: info.capacity.vcpusAllocatable,
+    memoryMibAllocatable: info.capacity.memoryMiBAllocatable,
+    lastSeenAt: now,
+  };
+  await db
+    .insertInto('hosts')
+    .values({ id: info.hostId, createdAt: now, ...values })
+    .onConflict((oc) => oc.column('id').doUpdateSet(values))
+    .execute();
+}
+
+export async function markHostOffline(db: Db, hostId: string): Promise<void> {
+  await db.updateTable('hosts').set({ state: 'offline', lastSeenAt: nowIso() }).where('id', '=', hostId).execute();
+}
+
+export async function hostAllocations(db: Db): Promise<Map<string, HostAllocation>> {
+  const rows = await db
+    .selectFrom('vms')
+    .select((eb) => [
+      'hostId',
+      eb.fn.sum<number>('vcpus').as('vcpus'),
+      eb.fn.sum<number>('memoryMib').as('memoryMib'),
+      eb.fn.countAll<number>().as('vms'),
+    ])
+    .where('hostId', 'is not', null)
+    .groupBy('hostId')
+    .execute();
+  return new Map(rows.map((r) => [r.hostId!, { vcpus: Number(r.vcpus), memoryMiB: Number(r.memoryMib), vms: Number(r.vms) }]));
+}
+
+export function hostToApi(row: HostsTable, allocation: HostAllocation | undefined): Host {
+  return {
+    id: row.id,
+    hostname: row.hostname,
+    state: row.state,
+    accelerator: row.accelerator,
+    acceleratorReason: row.acceleratorReason,
+    qemuVersion: row.qemuVersion,
+    agentVersion: row.agentVersion,
+    capacity: {
+      cpus: row.cpus,
+      memoryMiB: row.memoryMib,
+      vcpusAllocatable: row.vcpusAllocatable,
+      memoryMiBAllocatable: row.memoryMibAllocatable,
+    },
+    allocated: allocation ?? { vcpus: 0, memoryMiB: 0, vms: 0 },
+    lastSeenAt: row.lastSeenAt,
+    createdAt: row.createdAt,
+  };
+}
+
+export async function listHosts(db: Db): Promise<Host[]> {
+  const [rows, allocations] = await Promise.all([db.selectFrom('hosts').selectAll().orderBy('hostname').execute(), hostAllocations(db)]);
+  return rows.map((row) => hostToApi(row, allocations.get(row.id)));
+}
+
+export async function getHost(db: Db, id: string): Promise<Host> {
+  if (!isUuid(id)) throw new NotFoundError('host', id);
+  const row = await db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!row) throw new NotFoundError('host', id);
+  return hostToApi(row, (await hostAllocations(db)).get(id));
+}

@@ -1,0 +1,434 @@
+/**
+ * VMs in the control plane: create, list, show, user actions and delete; and the other direction,
+ * folding the agent's status reports into the VM rows (with the restart policy). Every state change
+ * goes through vm-state-machine.ts and a conditional UPDATE, and all work on one VM is serialized.
+ */
+import type { VmIntent, VmStatus } from '../../api/agent-protocol.js';
+import { ConflictError, InvalidInputError, NotFoundError, RampartError } from '../../api/errors.js';
+import type { RestartPolicy, Vm, VmCreate, VmState } from '../../api/vm.js';
+import { isUuid, newId } from '../../common/ids.js';
+import { KeyedMutex } from '../../common/keyed-mutex.js';
+import type { Logger } from '../../common/logger.js';
+import type { AgentConnection } from '../agent-link/agent-connection.js';
+import type { ServerMetrics } from '../metrics.js';
+import { nowIso, type Db } from '../store/database.js';
+import type { VmsTable } from '../store/schema.js';
+import { findFlavor } from './flavor-catalog.js';
+import { hostAllocations } from './host-registry.js';
+import { findImage } from '../images/image-catalog.js';
+import { pickHost } from './scheduler.js';
+import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
+
+/** Where the service finds the agent of a host (all-in-one: the one local agent). */
+export interface AgentDirectory {
+  connectionFor(hostId: string): AgentConnection | null;
+}
+
+export interface VmServiceOptions {
+  defaultStopTimeoutSeconds: number;
+}
+
+const RESTART_WINDOW_MS = 10 * 60_000;
+const MAX_RESTART_DELAY_MS = 30_000;
+
+export class VmService {
+  private readonly mutex = new KeyedMutex();
+  private readonly recentRestarts = new Map<string, number[]>();
+  private readonly restartTimers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly agents: AgentDirectory,
+    private readonly metrics: ServerMetrics,
+    private readonly log: Logger,
+    private readonly options: VmServiceOptions,
+  ) {}
+
+  // ---------------------------------------------------------------- reads
+
+  async list(): Promise<Vm[]> {
+    const rows = await this.selectVms().orderBy('vms.createdAt').execute();
+    return rows.map(toApi);
+  }
+
+  async get(ref: string): Promise<Vm> {
+    return toApi(await this.findJoined(ref));
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const rows = await this.db
+      .selectFrom('vms')
+      .select((eb) => ['state', eb.fn.countAll<number>().as('n')])
+      .groupBy('state')
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+  }
+
+  /** Resolves a ref (id or name) to the VM's row; NotFound otherwise. */
+  async findRow(ref: string): Promise<VmsTable> {
+    const row = await this.db
+      .selectFrom('vms')
+      .selectAll()
+      .where(isUuid(ref) ? 'id' : 'name', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw new NotFoundError('VM', ref);
+    return row;
+  }
+
+  // ---------------------------------------------------------------- user requests
+
+  async create(input: VmCreate): Promise<Vm> {
+    const [image, flavor] = await Promise.all([findImage(this.db, input.image), findFlavor(this.db, input.flavor)]).catch(
+      (error: unknown) => {
+        // An unknown image or flavor is a problem with the request body, not a missing URL.
+        if (error instanceof NotFoundError) throw new InvalidInputError(error.message);
+        throw error;
+      },
+    );
+    const start = input.start ?? true;
+    const id = newId();
+    const now = nowIso();
+    await this.db.transaction().execute(async (trx) => {
+      const hosts = await trx.selectFrom('hosts').selectAll().execute();
+      const host = pickHost(hosts, await hostAllocations(trx), { vcpus: flavor.vcpus, memoryMiB: flavor.memoryMib });
+      const taken = await trx.selectFrom('vms').select('id').where('name', '=', input.name).executeTakeFirst();
+      if (taken) throw new ConflictError(`a VM named ${input.name} already exists`);
+      await trx
+        .insertInto('vms')
+        .values({
+          id,
+          name: input.name,
+          imageId: image.id,
+          flavorId: flavor.id,
+          vcpus: flavor.vcpus,
+          memoryMib: flavor.memoryMib,
+          diskGib: flavor.diskGib,
+          state: start ? 'pending' : 'stopped',
+          power: start ? 'running' : 'stopped',
+          bootId: start ? 1 : 0,
+          rebootId: 0,
+          stopTimeoutMs: this.options.defaultStopTimeoutSeconds * 1000,
+          restartPolicy: input.restartPolicy ?? 'on-failure',
+          restartCount: 0,
+          hostId: host.id,
+          accelerator: null,
+          pid: null,
+          guestIps: '[]',
+          lastHeartbeatAt: null,
+          guestUptimeSeconds: null,
+          bootMs: null,
+          error: null,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .execute();
+    });
+    this.log.info({ vmId: id, name: input.name, start }, 'VM created');
+    if (start) await this.mutex.run(id, () => this.pushIntent(id));
+    return this.get(id);
+  }
+
+  async act(ref: string, action: Exclude<VmUserAction, 'delete'>, stop?: { force?: boolean; timeoutSeconds?: number }): Promise<Vm> {
+    const row = await this.findRow(ref);
+    await this.mutex.run(row.id, async () => {
+      const current = await this.findRow(row.id);
+      const effective: VmUserAction = action === 'stop' && stop?.force ? 'force-stop' : action;
+      const rule = planUserAction(effective, current.state as VmState);
+      const patch: Partial<VmsTable> = { state: rule.to, power: rule.power, updatedAt: nowIso() };
+      if (action === 'start') {
+        patch.bootId = current.bootId + 1;
+        patch.error = null;
+        this.cancelRestart(current.id);
+      }
+      if (action === 'reboot') patch.rebootId = current.rebootId + 1;
+      if (action === 'stop') {
+        patch.stopTimeoutMs = stop?.force ? 0 : (stop?.timeoutSeconds ?? this.options.defaultStopTimeoutSeconds) * 1000;
+        this.cancelRestart(current.id);
+      }
+      await this.updateIfState(current, patch);
+      await this.pushIntent(current.id);
+    });
+    return this.get(row.id);
+  }
+
+  async delete(ref: string): Promise<Vm> {
+    const row = await this.findRow(ref);
+    await this.mutex.run(row.id, async () => {
+      const current = await this.findRow(row.id);
+      const rule = planUserAction('delete', current.state as VmState);
+      this.cancelRestart(current.id);
+      await this.updateIfState(current, { state: rule.to, power: rule.power, updatedAt: nowIso() });
+    });
+    const deleting = await this.get(row.id);
+    // The host work (stop QEMU, remove files) continues after the answer; GET shows `deleting` meanwhile.
+    void this.mutex.run(row.id, () => this.finishDelete(row.id)).catch((error: unknown) => {
+      this.log.warn({ vmId: row.id, err: (error as Error).message }, 'delete will be retried when the host reconnects');
+    });
+    return deleting;
+  }
+
+  async consoleTail(ref: string, bytes: number): Promise<{ vmId: string; data: Buffer; capBytes: number }> {
+    const row = await this.findRow(ref);
+    const agent = this.requireAgent(row);
+    const result = await agent.request('console.tail', { vmId: row.id, bytes });
+    return { vmId: row.id, data: Buffer.from(result.dataBase64, 'base64'), capBytes: result.capBytes };
+  }
+
+  async consoleWrite(vmId: string, data: Buffer): Promise<void> {
+    const row = await this.findRow(vmId);
+    const agent = this.requireAgent(row);
+    await agent.request('console.write', { vmId: row.id, dataBase64: data.toString('base64') });
+  }
+
+  // ---------------------------------------------------------------- agent side
+
+  /** A host (re)connected: send it the full desired state and fold in what it reports. */
+  async syncHost(hostId: string, agent: AgentConnection): Promise<void> {
+    const rows = await this.db.selectFrom('vms').selectAll().where('hostId', '=', hostId).execute();
+    const live = rows.filter((r) => r.state !== 'deleting');
+    const images = await this.imagesById(live.map((r) => r.imageId));
+    const intents = live.map((r) => toIntent(r, images));
+    const { statuses } = await agent.request('sync', { vms: intents }, 120_000);
+    for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status));
+    // VMs being deleted were not in the list, so the agent has removed them: finish the deletes.
+    for (const row of rows.filter((r) => r.state === 'deleting')) {
+      await this.db.deleteFrom('vms').where('id', '=', row.id).where('state', '=', 'deleting').execute();
+      this.log.info({ vmId: row.id }, 'VM deleted');
+    }
+  }
+
+  onStatus(status: VmStatus): void {
+    void this.mutex.run(status.id, () => this.applyStatus(status)).catch((error: unknown) => {
+      this.log.error({ vmId: status.id, err: (error as Error).message }, 'failed to record VM status');
+    });
+  }
+
+  stopTimers(): void {
+    for (const timer of this.restartTimers.values()) clearTimeout(timer);
+    this.restartTimers.clear();
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async applyStatus(status: VmStatus): Promise<void> {
+    const row = await this.db.selectFrom('vms').selectAll().where('id', '=', status.id).executeTakeFirst();
+    if (!row || row.state === 'deleting') return;
+    if (status.bootId < row.bootId && status.phase !== 'stopped' && status.phase !== 'crashed') return; // an older boot
+    if (status.bootId < row.bootId) return;
+    const current = row.state as VmState;
+    let next = stateFromPhase(status.phase, current);
+    const patch: Partial<VmsTable> = {
+      pid: status.pid,
+      accelerator: status.accelerator,
+      guestIps: JSON.stringify(status.guestIps),
+      lastHeartbeatAt: status.lastHeartbeatAt,
+      guestUptimeSeconds: status.guestUptimeSeconds,
+      bootMs: status.bootMs,
+    };
+    // While a requested change is in flight, an older report must not undo the recorded intent.
+    const inFlight =
+      (row.power === 'stopped' && ['running', 'paused', 'starting'].includes(status.phase)) ||
+      (row.power === 'paused' && status.phase === 'running') ||
+      (row.power === 'running' && status.phase === 'paused') ||
+      (status.rebootId < row.rebootId && status.phase === 'running');
+    if (inFlight) next = current;
+    let restart = false;
+    if (status.phase === 'crashed') {
+      patch.error = status.error ?? 'QEMU exited unexpectedly';
+      restart = row.restartPolicy === 'on-failure' || row.restartPolicy === 'always';
+    } else if (status.phase === 'stopped') {
+      // The guest powered itself off, or we stopped it: either way the desired power is now stopped.
+      const guestInitiated = row.power !== 'stopped';
+      patch.power = 'stopped';
+      patch.error = status.error;
+      patch.pid = null;
+      restart = guestInitiated && row.restartPolicy === 'always';
+    } else if (status.phase === 'running' || status.phase === 'paused') {
+      patch.error = null;
+    }
+    if (next === 'running' && current !== 'running' && status.bootMs !== null) {
+      this.metrics.vmBootSeconds.observe({ accelerator: status.accelerator ?? 'unknown' }, status.bootMs / 1000);
+    }
+    patch.state = next;
+    if (next !== current || JSON.stringify(pick(row, patch)) !== JSON.stringify(patch)) {
+      patch.updatedAt = nowIso();
+      await this.db.updateTable('vms').set(patch).where('id', '=', row.id).execute();
+    }
+    if (next !== current) this.log.info({ vmId: row.id, from: current, to: next, phase: status.phase }, 'VM state');
+    if (restart) this.scheduleRestart(row.id, status.phase === 'crashed' ? 'crash' : 'guest-shutdown');
+  }
+
+  private scheduleRestart(vmId: string, reason: string): void {
+    if (this.restartTimers.has(vmId)) return;
+    const now = Date.now();
+    const recent = (this.recentRestarts.get(vmId) ?? []).filter((t) => now - t < RESTART_WINDOW_MS);
+    const delay = Math.min(MAX_RESTART_DELAY_MS, 250 * 2 ** recent.length);
+    this.log.warn({ vmId, reason, delayMs: delay }, 'restarting VM per its restart policy');
+    const timer = setTimeout(() => {
+      this.restartTimers.delete(vmId);
+      void this.mutex
+        .run(vmId, async () => {
+          const row = await this.db.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
+          if (!row || (row.state !== 'error' && row.state !== 'stopped')) return;
+          this.recentRestarts.set(vmId, [...recent, Date.now()]);
+          await this.db
+            .updateTable('vms')
+            .set({
+              state: 'starting',
+              power: 'running',
+              bootId: row.bootId + 1,
+              restartCount: row.restartCount + 1,
+              updatedAt: nowIso(),
+            })
+            .where('id', '=', vmId)
+            .where('state', '=', row.state)
+            .execute();
+          this.metrics.vmRestarts.inc({ reason });
+          await this.pushIntent(vmId);
+        })
+        .catch((error: unknown) => this.log.error({ vmId, err: (error as Error).message }, 'restart failed'));
+    }, delay);
+    timer.unref();
+    this.restartTimers.set(vmId, timer);
+  }
+
+  private cancelRestart(vmId: string): void {
+    const timer = this.restartTimers.get(vmId);
+    if (timer) clearTimeout(timer);
+    this.restartTimers.delete(vmId);
+  }
+
+  /** Sends the VM's desired state to its host and records the answer. Host absent: reconciled later. */
+  private async pushIntent(vmId: string): Promise<void> {
+    const row = await this.findRow(vmId);
+    if (!row.hostId) return;
+    const agent = this.agents.connectionFor(row.hostId);
+    if (!agent) {
+      this.log.warn({ vmId }, 'host agent not connected; change will be applied when it reconnects');
+      return;
+    }
+    const images = await this.imagesById([row.imageId]);
+    try {
+      const { status } = await agent.request('apply', { vm: toIntent(row, images) });
+      await this.applyStatus(status);
+    } catch (error) {
+      if (error instanceof RampartError && error.code === 'RAMPART_HOST_UNAVAILABLE') return;
+      await this.db
+        .updateTable('vms')
+        .set({ state: 'error', error: (error as Error).message, updatedAt: nowIso() })
+        .where('id', '=', vmId)
+        .where('state', '!=', 'deleting')
+        .execute();
+    }
+  }
+
+  private async finishDelete(vmId: string): Promise<void> {
+    const row = await this.db.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
+    if (!row || row.state !== 'deleting') return;
+    if (row.hostId) {
+      const agent = this.agents.connectionFor(row.hostId);
+      if (!agent) throw new RampartError('RAMPART_HOST_UNAVAILABLE', 'host agent not connected');
+      await agent.request('remove', { vmId }, 120_000);
+    }
+    await this.db.deleteFrom('vms').where('id', '=', vmId).execute();
+    this.recentRestarts.delete(vmId);
+    this.log.info({ vmId }, 'VM deleted');
+  }
+
+  private requireAgent(row: VmsTable): AgentConnection {
+    const agent = row.hostId ? this.agents.connectionFor(row.hostId) : null;
+    if (!agent) throw new RampartError('RAMPART_HOST_UNAVAILABLE', 'the VM\'s host agent is not connected');
+    return agent;
+  }
+
+  private async updateIfState(current: VmsTable, patch: Partial<VmsTable>): Promise<void> {
+    const result = await this.db
+      .updateTable('vms')
+      .set(patch)
+      .where('id', '=', current.id)
+      .where('state', '=', current.state)
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1) throw new ConflictError('the VM changed concurrently; try again');
+  }
+
+  private async imagesById(ids: string[]): Promise<Map<string, ImageFiles>> {
+    if (ids.length === 0) return new Map();
+    const rows = await this.db
+      .selectFrom('images')
+      .select(['id', 'sha256', 'kernelPath', 'initrdPath'])
+      .where('id', 'in', [...new Set(ids)])
+      .execute();
+    return new Map(rows.map((r) => [r.id, r]));
+  }
+
+  private selectVms() {
+    return this.db
+      .selectFrom('vms')
+      .innerJoin('images', 'images.id', 'vms.imageId')
+      .innerJoin('flavors', 'flavors.id', 'vms.flavorId')
+      .selectAll('vms')
+      .select(['images.name as imageName', 'flavors.name as flavorName']);
+  }
+
+  private async findJoined(ref: string): Promise<JoinedVm> {
+    const row = await this.selectVms()
+      .where(isUuid(ref) ? 'vms.id' : 'vms.name', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw new NotFoundError('VM', ref);
+    return row;
+  }
+}
+
+interface ImageFiles {
+  id: string;
+  sha256: string;
+  kernelPath: string;
+  initrdPath: string;
+}
+
+type JoinedVm = VmsTable & { imageName: string; flavorName: string };
+
+function pick(row: VmsTable, patch: Partial<VmsTable>): Partial<VmsTable> {
+  return Object.fromEntries(Object.keys(patch).map((k) => [k, row[k as keyof VmsTable]]));
+}
+
+function toIntent(row: VmsTable, images: Map<string, ImageFiles>): VmIntent {
+  const image = images.get(row.imageId);
+  if (!image) throw new RampartError('RAMPART_INTERNAL', `image of VM ${row.id} is missing`);
+  return {
+    id: row.id,
+    name: row.name,
+    vcpus: row.vcpus,
+    memoryMiB: row.memoryMib,
+    image: { format: 'kernel-initrd', sha256: image.sha256, kernelPath: image.kernelPath, initrdPath: image.initrdPath },
+    power: row.power as VmIntent['power'],
+    bootId: row.bootId,
+    rebootId: row.rebootId,
+    stopTimeoutMs: row.stopTimeoutMs,
+  };
+}
+
+function toApi(row: JoinedVm): Vm {
+  return {
+    id: row.id,
+    name: row.name,
+    state: row.state as VmState,
+    image: { id: row.imageId, name: row.imageName },
+    flavor: { id: row.flavorId, name: row.flavorName },
+    vcpus: row.vcpus,
+    memoryMiB: row.memoryMib,
+    diskGiB: row.diskGib,
+    restartPolicy: row.restartPolicy as RestartPolicy,
+    restartCount: row.restartCount,
+    hostId: row.hostId,
+    accelerator: row.accelerator as Vm['accelerator'],
+    pid: row.pid,
+    guestIps: JSON.parse(row.guestIps) as string[],
+    lastHeartbeatAt: row.lastHeartbeatAt,
+    guestUptimeSeconds: row.guestUptimeSeconds,
+    bootMs: row.bootMs,
+    error: row.error,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}

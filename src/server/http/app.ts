@@ -1,0 +1,55 @@
+/**
+ * Builds the Fastify application: strict schema validation (unknown fields rejected, no coercion of
+ * bodies), request ids, the auth hook, the single error handler, metrics, OpenAPI and the routes.
+ */
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
+import type { Logger } from '../../common/logger.js';
+import { installAuthHook } from './auth-hook.js';
+import type { AppContext } from './context.js';
+import { installErrorHandler } from './error-handler.js';
+import { catalogRoutes } from './routes/catalog.js';
+import { metaRoutes } from './routes/meta.js';
+import { vmRoutes } from './routes/vms.js';
+
+export const BODY_LIMIT_BYTES = 64 * 1024;
+
+export async function buildApp(ctx: AppContext, log: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    genReqId: () => randomUUID(),
+    disableRequestLogging: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('cache-control', 'no-store');
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
+    ctx.metrics.httpRequests.inc(labels);
+    ctx.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
+    request.log.info({ method: request.method, route: labels.route, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Rampart API', version: ctx.version, description: 'Security-first multi-tenant VM manager' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
+  installErrorHandler(app);
+  installAuthHook(app, ctx.tokens);
+  await app.register(async (scope) => {
+    await metaRoutes(scope, ctx);
+    await catalogRoutes(scope, ctx);
+    await vmRoutes(scope, ctx);
+  });
+  return app;
+}

@@ -1,0 +1,36 @@
+/**
+ * The one place errors become HTTP answers: `{"error":{"code","message","requestId"}}`. Rampart errors
+ * keep their code and status; schema failures become RAMPART_INVALID_INPUT; anything unexpected is
+ * logged and answered as RAMPART_INTERNAL without its message (which might carry internals).
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RampartError, type ErrorBody, type ErrorCode } from '../../api/errors.js';
+
+function send(reply: FastifyReply, request: FastifyRequest, status: number, code: ErrorCode, message: string, details?: Record<string, unknown>) {
+  const body: ErrorBody = { error: { code, message, requestId: String(request.id), ...(details ? { details } : {}) } };
+  return reply.status(status).type('application/json').send(body);
+}
+
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | RampartError | Error, request, reply) => {
+    if (error instanceof RampartError) {
+      if (error.status >= 500) request.log.warn({ code: error.code, err: error.message }, 'request failed');
+      return send(reply, request, error.status, error.code, error.message, error.details);
+    }
+    const fastifyError = error as FastifyError;
+    if (fastifyError.validation) {
+      const where = fastifyError.validationContext ?? 'request';
+      return send(reply, request, 400, 'RAMPART_INVALID_INPUT', `invalid ${where}: ${fastifyError.message}`);
+    }
+    if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return send(reply, request, 413, 'RAMPART_PAYLOAD_TOO_LARGE', 'request body too large');
+    }
+    const status = fastifyError.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      return send(reply, request, 400, 'RAMPART_INVALID_INPUT', fastifyError.message);
+    }
+    request.log.error({ err: error }, 'unexpected error');
+    return send(reply, request, 500, 'RAMPART_INTERNAL', 'internal error');
+  });
+  app.setNotFoundHandler((request, reply) => send(reply, request, 404, 'RAMPART_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
+}

@@ -1,0 +1,96 @@
+/**
+ * The image catalog. For now it holds the default `tiny` guest (a kernel+initrd bundle built by
+ * guest/build.sh), registered on first start: its files are copied into the data directory under their
+ * SHA-256 and verified against the build manifest. Signed, encrypted, scanned images come later.
+ */
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Image } from '../../api/image.js';
+import { NotFoundError } from '../../api/errors.js';
+import { isUuid, newId } from '../../common/ids.js';
+import { nowIso, type Db } from '../store/database.js';
+import type { ImagesTable } from '../store/schema.js';
+
+interface GuestManifest {
+  name: string;
+  format: 'kernel-initrd';
+  kernelVersion: string;
+  kernel: string;
+  initrd: string;
+  sha256: Record<string, string>;
+}
+
+export function imageToApi(row: ImagesTable): Image {
+  return {
+    id: row.id,
+    name: row.name,
+    format: row.format,
+    sha256: row.sha256,
+    sizeBytes: row.sizeBytes,
+    description: row.description,
+    createdAt: row.createdAt,
+  };
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Copies `source` into the store as `<sha256>` (content-addressed, world-readable for QEMU's uid). */
+function storeBlob(storeDir: string, source: string, expectedSha256: string): string {
+  const actual = sha256File(source);
+  if (actual !== expectedSha256) throw new Error(`${source}: sha256 ${actual} does not match the manifest`);
+  const target = join(storeDir, actual);
+  if (!existsSync(target) || sha256File(target) !== actual) {
+    const tmp = `${target}.tmp-${process.pid}`;
+    copyFileSync(source, tmp);
+    renameSync(tmp, target);
+  }
+  return target;
+}
+
+/** Registers the tiny guest once; a no-op when an image named `tiny` exists. */
+export async function registerDefaultImage(db: Db, guestImageDir: string, dataDir: string): Promise<ImagesTable | null> {
+  const existing = await db.selectFrom('images').selectAll().where('name', '=', 'tiny').executeTakeFirst();
+  if (existing) return existing;
+  const manifestPath = join(guestImageDir, 'manifest.json');
+  if (!existsSync(manifestPath)) return null;
+  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as GuestManifest;
+  const storeDir = join(dataDir, 'images');
+  mkdirSync(storeDir, { recursive: true, mode: 0o755 });
+  const kernelPath = storeBlob(storeDir, join(guestImageDir, manifest.kernel), manifest.sha256[manifest.kernel] ?? '');
+  const initrdPath = storeBlob(storeDir, join(guestImageDir, manifest.initrd), manifest.sha256[manifest.initrd] ?? '');
+  // The bundle's identity: the digest of its parts' digests, in a fixed order.
+  const bundleSha = createHash('sha256')
+    .update(`kernel-initrd\n${manifest.sha256[manifest.kernel]}\n${manifest.sha256[manifest.initrd]}\n`)
+    .digest('hex');
+  const row: ImagesTable = {
+    id: newId(),
+    name: 'tiny',
+    format: 'kernel-initrd',
+    sha256: bundleSha,
+    sizeBytes: statSync(kernelPath).size + statSync(initrdPath).size,
+    kernelPath,
+    initrdPath,
+    description: `Rampart tiny guest (Debian cloud kernel ${manifest.kernelVersion}, busybox initramfs, guest agent)`,
+    createdAt: nowIso(),
+  };
+  await db.insertInto('images').values(row).execute();
+  return row;
+}
+
+export async function listImages(db: Db): Promise<Image[]> {
+  const rows = await db.selectFrom('images').selectAll().orderBy('name').execute();
+  return rows.map(imageToApi);
+}
+
+export async function findImage(db: Db, ref: string): Promise<ImagesTable> {
+  const row = await db
+    .selectFrom('images')
+    .selectAll()
+    .where(isUuid(ref) ? 'id' : 'name', '=', ref)
+    .executeTakeFirst();
+  if (!row) throw new NotFoundError('image', ref);
+  return row;
+}

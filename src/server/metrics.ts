@@ -1,0 +1,61 @@
+/** Prometheus metrics of the control plane, in one registry served at /metrics. */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface ServerMetrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+  vmBootSeconds: Histogram<'accelerator'>;
+  vmsByState: Gauge<'state'>;
+  agentConnected: Gauge;
+  vmRestarts: Counter<'reason'>;
+}
+
+export function createMetrics(countVmsByState: () => Promise<Record<string, number>>): ServerMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'rampart_server_' });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'rampart_http_requests_total',
+      help: 'HTTP requests by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'rampart_http_request_duration_seconds',
+      help: 'HTTP request latency by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    vmBootSeconds: new Histogram({
+      name: 'rampart_vm_boot_seconds',
+      help: 'Time from QEMU start to the first guest-agent heartbeat',
+      labelNames: ['accelerator'],
+      buckets: [0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60],
+      registers: [registry],
+    }),
+    vmsByState: new Gauge({
+      name: 'rampart_vms',
+      help: 'VMs by state',
+      labelNames: ['state'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const [state, count] of Object.entries(await countVmsByState())) this.set({ state }, count);
+      },
+    }),
+    agentConnected: new Gauge({
+      name: 'rampart_agent_connected',
+      help: '1 while the host agent is connected',
+      registers: [registry],
+    }),
+    vmRestarts: new Counter({
+      name: 'rampart_vm_restarts_total',
+      help: 'VM restarts performed by the restart policy',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+  };
+}
