@@ -1,10 +1,112 @@
-/** Entry point of `rampart agent` (filled in by the agent work). */
-export interface AgentCliOptions {
-  dataDir?: string;
-  socket?: string;
+/**
+ * `rampart agent`: the host agent. Runs as root (it prepares uids, directories and later taps, nft
+ * rules and cgroups) and starts every QEMU unprivileged. It holds no authority of its own: it does
+ * what the server's intents say and reports what is true. Stopping it leaves VMs running; the next
+ * start re-adopts them.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { createLogger } from '../common/logger.js';
+import { RAMPART_VERSION } from '../common/version.js';
+import { loadAgentConfig, type AgentConfigInput } from './config.js';
+import { findExecutable, hostCapacity, hostName, kvmGroupId, loadHostId, qemuVersion } from './host-facts.js';
+import { ServerLink } from './link/server-link.js';
+import { chooseAccelerator } from './qemu/accelerator-probe.js';
+import { VmManager } from './runtime/vm-manager.js';
+
+export interface AgentCliOptions extends AgentConfigInput {
   config?: string;
 }
 
-export async function runAgent(_options: AgentCliOptions): Promise<void> {
-  throw new Error('not implemented yet');
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function runAgent(options: AgentCliOptions): Promise<void> {
+  const config = loadAgentConfig(options);
+  const log = createLogger('rampart-agent', config.logLevel);
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
+
+  // One agent per data directory: refuse to start next to a live one.
+  const pidFile = join(config.dataDir, 'agent.pid');
+  if (existsSync(pidFile)) {
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid) && (await socketAnswers(config.socket))) {
+      throw new Error(`another agent (pid ${pid}) is already running for ${config.dataDir}`);
+    }
+  }
+  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o644 });
+
+  const qemuBinary = findExecutable(config.qemuBinary);
+  const setprivBinary = findExecutable('setpriv');
+  const version = await qemuVersion(qemuBinary);
+  const kvmGroup = kvmGroupId();
+  const verdict = await chooseAccelerator({
+    mode: config.accel,
+    qemuBinary,
+    qemuVersion: version,
+    kernel: config.probeKernel,
+    initrd: config.probeInitrd,
+    cacheFile: config.accelCacheFile,
+    kvmGroup,
+  });
+  log.info({ accelerator: verdict.accelerator, reason: verdict.reason, qemu: version }, 'accelerator chosen');
+
+  const vms = new VmManager(
+    {
+      vmsDir: join(config.dataDir, 'vms'),
+      accelerator: verdict.accelerator,
+      qemuBinary,
+      setprivBinary,
+      kvmGroup,
+      consoleCapBytes: config.consoleCapBytes,
+      log,
+    },
+    { base: config.uidBase, count: config.uidCount },
+  );
+  vms.loadExisting();
+
+  const link = new ServerLink(
+    config.socket,
+    {
+      hostId: loadHostId(config.dataDir),
+      hostname: hostName(),
+      agentVersion: RAMPART_VERSION,
+      qemuVersion: version,
+      accelerator: verdict.accelerator,
+      acceleratorReason: verdict.reason,
+      capacity: hostCapacity(),
+    },
+    vms,
+    log,
+  );
+  await link.listen();
+  log.info({ socket: config.socket, vms: vms.list().length }, 'agent ready');
+
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'agent stopping (VMs keep running)');
+    link.close();
+    vms.detachAll();
+    rmSync(pidFile, { force: true });
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }

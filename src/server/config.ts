@@ -95,6 +95,7 @@ export function loadServerConfig(input: ServerConfigInput, env: NodeJS.ProcessEn
   if (cap) agentEnv.RAMPART_CONSOLE_CAP_BYTES = cap;
   const uidBase = env.RAMPART_UID_BASE ?? file.agent?.uid_base?.toString();
   if (uidBase) agentEnv.RAMPART_UID_BASE = uidBase;
+  if (env.RAMPART_ACCEL_CACHE) agentEnv.RAMPART_ACCEL_CACHE = env.RAMPART_ACCEL_CACHE;
   const stopTimeout = env.RAMPART_STOP_TIMEOUT_SECONDS ?? file.stop_timeout_seconds?.toString() ?? '30';
   const stopTimeoutSeconds = Number(stopTimeout);
   if (!Number.isInteger(stopTimeoutSeconds) || stopTimeoutSeconds < 0 || stopTimeoutSeconds > 3600) {

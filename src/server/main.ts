@@ -42,6 +42,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
 
   await seedFlavors(db);
   const image = await registerDefaultImage(db, config.guestImageDir, config.dataDir);
+  if (image) {
+    config.agent.env.RAMPART_PROBE_KERNEL = image.kernelPath;
+    config.agent.env.RAMPART_PROBE_INITRD = image.initrdPath;
+  }
   if (!image) log.warn({ dir: config.guestImageDir }, 'default guest image not built yet (run guest/build.sh); image "tiny" is not registered');
   const bootstrap = await ensureBootstrapToken(db, process.env.RAMPART_BOOTSTRAP_TOKEN);
   const tokens = new TokenVerifier(db);

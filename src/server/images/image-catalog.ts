@@ -4,7 +4,7 @@
  * SHA-256 and verified against the build manifest. Signed, encrypted, scanned images come later.
  */
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Image } from '../../api/image.js';
 import { NotFoundError } from '../../api/errors.js';
@@ -45,6 +45,7 @@ function storeBlob(storeDir: string, source: string, expectedSha256: string): st
   if (!existsSync(target) || sha256File(target) !== actual) {
     const tmp = `${target}.tmp-${process.pid}`;
     copyFileSync(source, tmp);
+    chmodSync(tmp, 0o644);
     renameSync(tmp, target);
   }
   return target;

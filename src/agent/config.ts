@@ -1,0 +1,62 @@
+/**
+ * Agent configuration from flags and environment. Paths end up inside QEMU option strings and on
+ * disk, so the data directory is restricted to a safe character set here, once.
+ */
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export type AccelMode = 'auto' | 'kvm' | 'tcg';
+
+export interface AgentConfig {
+  dataDir: string;
+  socket: string;
+  accel: AccelMode;
+  /** Where the accelerator verdict is cached (keyed by QEMU version, kernel and probe image). */
+  accelCacheFile: string;
+  probeKernel: string | null;
+  probeInitrd: string | null;
+  consoleCapBytes: number;
+  uidBase: number;
+  uidCount: number;
+  qemuBinary: string;
+  logLevel: string;
+}
+
+export interface AgentConfigInput {
+  dataDir?: string;
+  socket?: string;
+}
+
+const SAFE_PATH = /^\/[A-Za-z0-9._/-]+$/;
+
+function integerEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
+  return value;
+}
+
+export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  const base = process.getuid?.() === 0 ? '/var/lib/rampart' : join(homedir(), '.local', 'share', 'rampart');
+  const dataDir = resolve(input.dataDir ?? env.RAMPART_AGENT_DATA_DIR ?? join(env.RAMPART_DATA_DIR ?? base, 'agent'));
+  if (!SAFE_PATH.test(dataDir)) throw new Error(`agent data directory ${JSON.stringify(dataDir)} must match ${SAFE_PATH.source}`);
+  const socket = resolve(input.socket ?? env.RAMPART_AGENT_SOCKET ?? join(dataDir, 'agent.sock'));
+  const accel = (env.RAMPART_ACCEL ?? 'auto') as AccelMode;
+  if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new Error('RAMPART_ACCEL must be auto, kvm or tcg');
+  const probeKernel = env.RAMPART_PROBE_KERNEL ?? null;
+  const probeInitrd = env.RAMPART_PROBE_INITRD ?? null;
+  return {
+    dataDir,
+    socket,
+    accel,
+    accelCacheFile: resolve(env.RAMPART_ACCEL_CACHE ?? join(dataDir, 'accel-probe.json')),
+    probeKernel: probeKernel && SAFE_PATH.test(probeKernel) ? probeKernel : null,
+    probeInitrd: probeInitrd && SAFE_PATH.test(probeInitrd) ? probeInitrd : null,
+    consoleCapBytes: integerEnv(env, 'RAMPART_CONSOLE_CAP_BYTES', 1024 * 1024, 4096, 1 << 30),
+    uidBase: integerEnv(env, 'RAMPART_UID_BASE', 3_000_000, 1000, 4_000_000_000),
+    uidCount: integerEnv(env, 'RAMPART_UID_COUNT', 65_536, 1, 1_000_000),
+    qemuBinary: env.RAMPART_QEMU ?? 'qemu-system-x86_64',
+    logLevel: env.RAMPART_LOG_LEVEL ?? 'info',
+  };
+}

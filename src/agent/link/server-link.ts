@@ -1,0 +1,112 @@
+/**
+ * The agent's end of the protocol: listens on a unix socket (mode 0600, root only), says hello with
+ * the host's facts, validates and executes requests, answers each with one reply, and streams VM
+ * status and console output. One server connection at a time: a new one replaces the old.
+ */
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import {
+  AGENT_PROTOCOL_VERSION,
+  MAX_MESSAGE_BYTES,
+  agentRequestValidator,
+  type AgentRequest,
+  type HostInfo,
+} from '../../api/agent-protocol.js';
+import { readJsonLines, writeJsonLine } from '../../common/json-lines.js';
+import type { Logger } from '../../common/logger.js';
+import type { VmManager } from '../runtime/vm-manager.js';
+
+const CONSOLE_CHUNK_BYTES = 256 * 1024;
+
+export class ServerLink {
+  private server: Server | null = null;
+  private current: Socket | null = null;
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly host: HostInfo,
+    private readonly vms: VmManager,
+    private readonly log: Logger,
+  ) {
+    vms.on('status', (status) => this.send({ type: 'vm.status', status }));
+    vms.on('console', (vmId, data) => {
+      for (let offset = 0; offset < data.length; offset += CONSOLE_CHUNK_BYTES) {
+        this.send({ type: 'vm.console', vmId, dataBase64: data.subarray(offset, offset + CONSOLE_CHUNK_BYTES).toString('base64') });
+      }
+    });
+  }
+
+  async listen(): Promise<void> {
+    rmSync(this.socketPath, { force: true });
+    const server = createServer((socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.socketPath, () => resolve());
+    });
+    chmodSync(this.socketPath, 0o600);
+  }
+
+  close(): void {
+    this.current?.destroy();
+    this.server?.close();
+  }
+
+  private accept(socket: Socket): void {
+    if (this.current) {
+      this.log.info('a new server connection replaces the previous one');
+      this.current.destroy();
+    }
+    this.current = socket;
+    socket.on('close', () => {
+      if (this.current === socket) this.current = null;
+    });
+    socket.on('error', () => undefined);
+    readJsonLines(socket, {
+      maxLineBytes: MAX_MESSAGE_BYTES,
+      onValue: (value) => void this.handle(socket, value),
+      onError: (error) => this.log.warn({ err: error.message }, 'bad line from server'),
+    });
+    writeJsonLine(socket, { type: 'hello', protocolVersion: AGENT_PROTOCOL_VERSION, host: this.host });
+  }
+
+  private async handle(socket: Socket, value: unknown): Promise<void> {
+    if (!agentRequestValidator.Check(value)) {
+      const id = typeof (value as { id?: unknown })?.id === 'number' ? (value as { id: number }).id : 0;
+      writeJsonLine(socket, { type: 'reply', id, ok: false, error: { code: 'INVALID_REQUEST', message: 'request does not match the protocol' } });
+      return;
+    }
+    try {
+      const result = await this.execute(value);
+      writeJsonLine(socket, { type: 'reply', id: value.id, ok: true, result });
+    } catch (error) {
+      this.log.warn({ type: value.type, err: (error as Error).message }, 'request failed');
+      writeJsonLine(socket, { type: 'reply', id: value.id, ok: false, error: { code: 'FAILED', message: (error as Error).message } });
+    }
+  }
+
+  private async execute(request: AgentRequest): Promise<unknown> {
+    switch (request.type) {
+      case 'sync':
+        return { statuses: await this.vms.sync(request.vms) };
+      case 'apply':
+        return { status: await this.vms.reconcile(request.vm) };
+      case 'remove':
+        return { removed: await this.vms.remove(request.vmId) };
+      case 'console.tail': {
+        const vm = this.vms.get(request.vmId);
+        if (!vm) throw new Error('unknown VM');
+        return { dataBase64: vm.consoleTail(request.bytes).toString('base64'), capBytes: vm.consoleCap };
+      }
+      case 'console.write': {
+        const vm = this.vms.get(request.vmId);
+        if (!vm) throw new Error('unknown VM');
+        return { written: vm.writeConsole(Buffer.from(request.dataBase64, 'base64')) };
+      }
+    }
+  }
+
+  private send(message: unknown): void {
+    if (this.current && !this.current.destroyed) writeJsonLine(this.current, message);
+  }
+}

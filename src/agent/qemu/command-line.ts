@@ -1,0 +1,127 @@
+/**
+ * Builds QEMU's argument array from a typed VM spec. Nothing here comes from a user string: names and
+ * ids are validated by the protocol schema, paths by the agent config, and every value is rendered by
+ * this module. The device set is minimal (-nodefaults; serial, virtio-serial for the guest agent,
+ * virtio-net), and the full -sandbox deny set is always on.
+ */
+import { createHash } from 'node:crypto';
+import type { Accelerator } from '../../api/host.js';
+
+export const GUEST_AGENT_PORT_NAME = 'org.rampart.agent.0';
+export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
+
+/** Guest addressing on the isolated user-mode network (restrict=on: no route out of the VM). */
+export const USER_NET = { cidr: '10.0.2.0/24', guestIp: '10.0.2.15', prefix: 24, gateway: '10.0.2.2' } as const;
+
+export interface QemuSpec {
+  id: string;
+  name: string;
+  vcpus: number;
+  memoryMiB: number;
+  accelerator: Accelerator;
+  kernelPath: string;
+  initrdPath: string;
+  runDir: string;
+}
+
+export interface QemuSockets {
+  qmp: string;
+  console: string;
+  guestAgent: string;
+}
+
+export function socketPaths(runDir: string): QemuSockets {
+  return { qmp: `${runDir}/qmp.sock`, console: `${runDir}/console.sock`, guestAgent: `${runDir}/ga.sock` };
+}
+
+/** A stable locally administered MAC from the VM id (52:54:00 is QEMU's prefix). */
+export function macForVm(id: string): string {
+  const hash = createHash('sha256').update(id).digest();
+  return ['52', '54', '00', ...[0, 1, 2].map((i) => hash[i]!.toString(16).padStart(2, '0'))].join(':');
+}
+
+function assertOptionSafe(value: string, what: string): string {
+  // QEMU option strings use ',' as separator and '=' inside; refuse anything that could inject.
+  if (!/^[A-Za-z0-9._/:-]+$/.test(value)) throw new Error(`${what} contains characters not allowed in a QEMU option`);
+  return value;
+}
+
+export function kernelCommandLine(spec: Pick<QemuSpec, 'name'>, extra: readonly string[] = []): string {
+  return [
+    'console=ttyS0',
+    'panic=-1',
+    'quiet',
+    `rampart.ip=${USER_NET.guestIp}/${USER_NET.prefix}`,
+    `rampart.gw=${USER_NET.gateway}`,
+    `rampart.hostname=${assertOptionSafe(spec.name, 'VM name')}`,
+    ...extra,
+  ].join(' ');
+}
+
+export function buildQemuArgs(spec: QemuSpec): string[] {
+  const run = assertOptionSafe(spec.runDir, 'run directory');
+  const sockets = socketPaths(run);
+  const machine = ['pc', 'dump-guest-core=off', 'mem-merge=off'].join(',');
+  return [
+    '-name',
+    `guest=${assertOptionSafe(spec.name, 'VM name')},debug-threads=on`,
+    '-uuid',
+    assertOptionSafe(spec.id, 'VM id'),
+    '-machine',
+    machine,
+    '-accel',
+    spec.accelerator,
+    ...(spec.accelerator === 'kvm' ? ['-cpu', 'host'] : []),
+    '-m',
+    String(spec.memoryMiB),
+    '-smp',
+    String(spec.vcpus),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-kernel',
+    assertOptionSafe(spec.kernelPath, 'kernel path'),
+    '-initrd',
+    assertOptionSafe(spec.initrdPath, 'initrd path'),
+    '-append',
+    kernelCommandLine(spec),
+    '-chardev',
+    `socket,id=console0,path=${sockets.console},server=on,wait=off`,
+    '-serial',
+    'chardev:console0',
+    '-chardev',
+    `socket,id=qmp0,path=${sockets.qmp},server=on,wait=off`,
+    '-mon',
+    'chardev=qmp0,mode=control',
+    '-device',
+    'virtio-serial-pci,id=vser0',
+    '-chardev',
+    `socket,id=ga0,path=${sockets.guestAgent},server=on,wait=off`,
+    '-device',
+    `virtserialport,bus=vser0.0,chardev=ga0,name=${GUEST_AGENT_PORT_NAME}`,
+    '-netdev',
+    'user,id=net0,restrict=on',
+    '-device',
+    `virtio-net-pci,netdev=net0,mac=${macForVm(spec.id)}`,
+    '-sandbox',
+    SANDBOX,
+    '-msg',
+    'timestamp=on',
+  ];
+}
+
+/** The unprivileged wrapper: QEMU starts already as the VM's uid, with no privileges to regain. */
+export function unprivilegedPrefix(uid: number, gid: number, supplementaryGroups: readonly number[]): string[] {
+  return [
+    '--reuid',
+    String(uid),
+    '--regid',
+    String(gid),
+    ...(supplementaryGroups.length > 0 ? ['--groups', supplementaryGroups.join(',')] : ['--clear-groups']),
+    '--no-new-privs',
+    '--inh-caps=-all',
+    '--bounding-set=-all',
+    '--',
+  ];
+}

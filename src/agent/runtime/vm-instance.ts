@@ -1,0 +1,522 @@
+/**
+ * One VM on this host: its QEMU process, the three channels to it (QMP, serial console, guest agent)
+ * and the reconciliation of the server's intent against what is true. QEMU is started detached and
+ * unprivileged, so it survives an agent restart; a restarted agent re-adopts it from state.json.
+ *
+ * Layout: vms/<id>/ (root, 0755) holds state.json, console.log and qemu.log; vms/<id>/run/ (the VM's
+ * uid, 0700) holds QEMU's sockets. QEMU can touch nothing but run/.
+ */
+import { EventEmitter } from 'node:events';
+import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { VmIntent, VmPhase, VmStatus } from '../../api/agent-protocol.js';
+import type { Accelerator } from '../../api/host.js';
+import { readJsonLines } from '../../common/json-lines.js';
+import type { Logger } from '../../common/logger.js';
+import { spawnDetached } from '../../common/subprocess.js';
+import { buildQemuArgs, socketPaths, unprivilegedPrefix } from '../qemu/command-line.js';
+import { QmpClient } from '../qemu/qmp-client.js';
+import { ConsoleLog } from './console-log.js';
+import { identify, isAlive, type ProcessIdentity } from './process-info.js';
+
+export interface PersistedVm {
+  intent: VmIntent;
+  uid: number;
+  process: ProcessIdentity | null;
+  accelerator: Accelerator | null;
+  bootId: number;
+  rebootId: number;
+  spawnedAt: number | null;
+  booted: boolean;
+  bootMs: number | null;
+  phase: VmPhase;
+  error: string | null;
+}
+
+export interface VmRuntimeEnv {
+  vmsDir: string;
+  accelerator: Accelerator;
+  qemuBinary: string;
+  setprivBinary: string;
+  kvmGroup: number | null;
+  consoleCapBytes: number;
+  log: Logger;
+}
+
+interface GuestHeartbeat {
+  type: 'heartbeat';
+  uptime: number;
+  ips: string[];
+}
+
+const CHANNEL_TIMEOUT_MS = 20_000;
+const HEARTBEAT_REPORT_INTERVAL_MS = 5_000;
+const FORCE_KILL_GRACE_MS = 3_000;
+
+export interface VmInstanceEvents {
+  status: [VmStatus];
+  console: [Buffer];
+}
+
+export class VmInstance extends EventEmitter<VmInstanceEvents> {
+  readonly dir: string;
+  readonly runDir: string;
+  private readonly consoleLog: ConsoleLog;
+  private qmp: QmpClient | null = null;
+  private consoleSocket: Socket | null = null;
+  private guestSocket: Socket | null = null;
+  private monitor: NodeJS.Timeout | null = null;
+  private stopTimer: NodeJS.Timeout | null = null;
+  private stopRequested = false;
+  private guestShutdown = false;
+  private resetAt: number | null = null;
+  private lastExit: string | null = null;
+  private lastHeartbeatAt: string | null = null;
+  private guestUptime: number | null = null;
+  private guestIps: string[] = [];
+  private lastReportAt = 0;
+  private lastReportKey = '';
+  private removed = false;
+
+  constructor(
+    private state: PersistedVm,
+    private readonly env: VmRuntimeEnv,
+  ) {
+    super();
+    this.dir = join(env.vmsDir, state.intent.id);
+    this.runDir = join(this.dir, 'run');
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    this.consoleLog = new ConsoleLog(join(this.dir, 'console.log'), env.consoleCapBytes);
+  }
+
+  get id(): string {
+    return this.state.intent.id;
+  }
+
+  get uid(): number {
+    return this.state.uid;
+  }
+
+  get pid(): number | null {
+    return this.state.process?.pid ?? null;
+  }
+
+  static load(file: string): PersistedVm {
+    return JSON.parse(readFileSync(file, 'utf8')) as PersistedVm;
+  }
+
+  /** After an agent restart: re-attach to a QEMU that still runs, or record that it died meanwhile. */
+  adopt(): void {
+    this.startMonitor();
+    if (this.state.phase === 'stopping' || this.state.intent.power === 'stopped') this.stopRequested = true;
+    if (this.state.process && isAlive(this.state.process)) {
+      this.env.log.info({ vmId: this.id, pid: this.state.process.pid }, 'adopted running QEMU');
+      this.connectChannels();
+      return;
+    }
+    if (this.state.process) {
+      this.state.process = null;
+      if (this.state.phase !== 'stopped' && this.state.phase !== 'stopping') {
+        this.state.phase = 'crashed';
+        this.state.error = 'QEMU exited while the agent was not running';
+      } else {
+        this.state.phase = 'stopped';
+      }
+      this.persist();
+    }
+  }
+
+  /** Moves the VM towards the server's intent; resolves once the immediate step has been taken. */
+  async reconcile(intent: VmIntent): Promise<VmStatus> {
+    this.state.intent = intent;
+    this.persist();
+    const alive = this.state.process !== null && isAlive(this.state.process);
+    if (intent.power === 'stopped') {
+      if (alive) await this.stop(intent.stopTimeoutMs);
+      else if (this.state.phase !== 'crashed') this.setPhase('stopped');
+      return this.status();
+    }
+    if (!alive) {
+      if (intent.bootId > this.state.bootId) await this.start();
+      return this.status();
+    }
+    if (intent.bootId > this.state.bootId) {
+      this.state.bootId = intent.bootId; // the server restarted a boot that is in fact still running
+      this.persist();
+    }
+    if (intent.rebootId > this.state.rebootId) await this.reset(intent.rebootId);
+    const qmp = this.qmp ?? (await this.waitForQmp());
+    if (intent.power === 'paused' && this.state.phase !== 'paused') {
+      await qmp.stop();
+      this.setPhase('paused');
+    } else if (intent.power === 'running' && this.state.phase === 'paused') {
+      await qmp.cont();
+      this.setPhase(this.state.booted ? 'running' : 'starting');
+    }
+    return this.status();
+  }
+
+  status(): VmStatus {
+    return {
+      id: this.id,
+      phase: this.state.phase,
+      bootId: this.state.bootId,
+      rebootId: this.state.rebootId,
+      pid: this.state.process?.pid ?? null,
+      uid: this.state.uid,
+      accelerator: this.state.accelerator,
+      guestIps: this.guestIps,
+      lastHeartbeatAt: this.lastHeartbeatAt,
+      guestUptimeSeconds: this.guestUptime,
+      bootMs: this.state.bootMs,
+      error: this.state.error,
+    };
+  }
+
+  get consoleCap(): number {
+    return this.consoleLog.capBytes;
+  }
+
+  consoleTail(bytes: number): Buffer {
+    return this.consoleLog.tail(bytes);
+  }
+
+  writeConsole(data: Buffer): number {
+    if (!this.consoleSocket || this.consoleSocket.destroyed) throw new Error('the VM console is not connected');
+    this.consoleSocket.write(data);
+    return data.length;
+  }
+
+  /** Stops QEMU by force, waits for it to go, and deletes every file of the VM. */
+  async remove(): Promise<void> {
+    this.stopRequested = true;
+    await this.killAndWait();
+    this.removed = true;
+    this.shutdownRuntime();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Detaches from QEMU without stopping it (agent shutdown). */
+  detach(): void {
+    this.shutdownRuntime();
+  }
+
+  // ------------------------------------------------------------------ lifecycle steps
+
+  private async start(): Promise<void> {
+    const intent = this.state.intent;
+    this.prepareRunDir();
+    const args = buildQemuArgs({
+      id: intent.id,
+      name: intent.name,
+      vcpus: intent.vcpus,
+      memoryMiB: intent.memoryMiB,
+      accelerator: this.env.accelerator,
+      kernelPath: intent.image.kernelPath,
+      initrdPath: intent.image.initrdPath,
+      runDir: this.runDir,
+    });
+    const groups = this.env.accelerator === 'kvm' && this.env.kvmGroup !== null ? [this.env.kvmGroup] : [];
+    const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);
+    this.stopRequested = false;
+    this.guestShutdown = false;
+    this.resetAt = null;
+    this.lastExit = null;
+    this.lastHeartbeatAt = null;
+    this.guestUptime = null;
+    this.guestIps = [];
+    const spawnedAt = Date.now();
+    const child = spawnDetached(this.env.setprivBinary, [...prefix, this.env.qemuBinary, ...args], {
+      logFile: join(this.dir, 'qemu.log'),
+      env: {},
+    });
+    const pid = child.pid;
+    const identity = pid === undefined ? null : identify(pid);
+    child.once('exit', (code, signal) => {
+      this.lastExit = signal ? `killed by ${signal}` : `exit code ${code}`;
+      setImmediate(() => this.checkAlive());
+    });
+    child.once('error', (error) => {
+      this.lastExit = error.message;
+    });
+    Object.assign(this.state, {
+      process: identity,
+      accelerator: this.env.accelerator,
+      bootId: this.state.intent.bootId,
+      rebootId: this.state.intent.rebootId,
+      spawnedAt,
+      booted: false,
+      bootMs: null,
+      error: identity ? null : 'QEMU could not be started',
+      phase: identity ? 'starting' : 'crashed',
+    } satisfies Partial<PersistedVm>);
+    this.persist();
+    this.reportStatus(true);
+    if (!identity) return;
+    this.env.log.info({ vmId: this.id, pid, uid: this.state.uid, bootId: this.state.bootId }, 'QEMU started');
+    this.startMonitor();
+    this.connectChannels();
+  }
+
+  private async stop(timeoutMs: number): Promise<void> {
+    if (this.state.phase === 'stopping' && !this.stopRequested) this.stopRequested = true;
+    if (this.state.phase === 'stopping' && timeoutMs > 0) return; // already on its way down
+    this.stopRequested = true;
+    this.setPhase('stopping');
+    if (this.stopTimer) clearTimeout(this.stopTimer);
+    if (timeoutMs === 0) {
+      void this.killAndWait();
+      return;
+    }
+    try {
+      const qmp = this.qmp ?? (await this.waitForQmp());
+      const { running } = await qmp.queryStatus();
+      if (!running) await qmp.cont();
+      await qmp.systemPowerdown();
+    } catch (error) {
+      this.env.log.warn({ vmId: this.id, err: (error as Error).message }, 'ACPI shutdown request failed; stopping by force');
+      void this.killAndWait();
+      return;
+    }
+    this.stopTimer = setTimeout(() => {
+      this.env.log.warn({ vmId: this.id, timeoutMs }, 'guest did not power off in time; stopping by force');
+      void this.killAndWait();
+    }, timeoutMs);
+    this.stopTimer.unref();
+  }
+
+  private async reset(rebootId: number): Promise<void> {
+    const qmp = this.qmp ?? (await this.waitForQmp());
+    if (this.state.phase === 'paused') await qmp.cont();
+    await qmp.systemReset();
+    this.resetAt = Date.now();
+    this.state.rebootId = rebootId;
+    this.state.booted = false;
+    this.state.bootMs = null;
+    this.setPhase('starting');
+  }
+
+  private async killAndWait(): Promise<void> {
+    const identity = this.state.process;
+    if (!identity || !isAlive(identity)) {
+      this.checkAlive();
+      return;
+    }
+    try {
+      await this.qmp?.quit(FORCE_KILL_GRACE_MS);
+    } catch {
+      // fall through to SIGKILL
+    }
+    const deadline = Date.now() + FORCE_KILL_GRACE_MS;
+    while (isAlive(identity) && Date.now() < deadline) await sleep(50);
+    if (isAlive(identity)) {
+      try {
+        process.kill(identity.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      const killDeadline = Date.now() + 10_000;
+      while (isAlive(identity) && Date.now() < killDeadline) await sleep(50);
+    }
+    this.checkAlive();
+  }
+
+  private checkAlive(): void {
+    const identity = this.state.process;
+    if (!identity || isAlive(identity)) return;
+    this.onExit();
+  }
+
+  private onExit(): void {
+    if (this.stopTimer) clearTimeout(this.stopTimer);
+    this.stopTimer = null;
+    this.closeChannels();
+    const orderly = this.stopRequested || this.guestShutdown;
+    const detail = this.lastExit ? ` (${this.lastExit})` : '';
+    this.state.process = null;
+    this.state.booted = false;
+    this.state.phase = orderly ? 'stopped' : 'crashed';
+    this.state.error = orderly ? null : `QEMU exited unexpectedly${detail}${this.qemuLogHint()}`;
+    this.env.log.info({ vmId: this.id, phase: this.state.phase, error: this.state.error }, 'QEMU exited');
+    this.removeSockets();
+    if (!this.removed) {
+      this.persist();
+      this.reportStatus(true);
+    }
+  }
+
+  // ------------------------------------------------------------------ channels
+
+  private connectChannels(): void {
+    const sockets = socketPaths(this.runDir);
+    void this.connectWithRetry(sockets.console).then((socket) => {
+      if (!socket) return;
+      this.consoleSocket = socket;
+      socket.on('data', (data: Buffer) => {
+        this.consoleLog.append(data);
+        this.emit('console', data);
+      });
+      socket.on('error', () => undefined);
+    });
+    void this.connectWithRetry(sockets.guestAgent).then((socket) => {
+      if (!socket) return;
+      this.guestSocket = socket;
+      readJsonLines(socket, { maxLineBytes: 64 * 1024, onValue: (value) => this.onGuestMessage(value) });
+      socket.on('error', () => undefined);
+    });
+    void this.connectQmp(sockets.qmp);
+  }
+
+  private async connectWithRetry(path: string): Promise<Socket | null> {
+    const deadline = Date.now() + CHANNEL_TIMEOUT_MS;
+    const identity = this.state.process;
+    while (Date.now() < deadline && identity && isAlive(identity) && !this.removed) {
+      const socket = await new Promise<Socket | null>((resolve) => {
+        const s = connect(path);
+        s.once('connect', () => resolve(s));
+        s.once('error', () => {
+          s.destroy();
+          resolve(null);
+        });
+      });
+      if (socket) return socket;
+      await sleep(10);
+    }
+    return null;
+  }
+
+  private qmpWaiters: Array<(qmp: QmpClient | null) => void> = [];
+
+  private async connectQmp(path: string): Promise<void> {
+    const deadline = Date.now() + CHANNEL_TIMEOUT_MS;
+    const identity = this.state.process;
+    while (Date.now() < deadline && identity && isAlive(identity) && !this.removed) {
+      try {
+        const qmp = await QmpClient.connect(path, { connectTimeoutMs: 5000, commandTimeoutMs: 10_000 });
+        this.qmp = qmp;
+        qmp.on('event', (event) => this.onQmpEvent(event.event, event.data));
+        qmp.on('close', () => {
+          if (this.qmp === qmp) this.qmp = null;
+          setTimeout(() => this.checkAlive(), 50);
+        });
+        const status = await qmp.queryStatus();
+        if (!status.running && status.status === 'paused' && this.state.phase !== 'stopping') this.setPhase('paused');
+        for (const waiter of this.qmpWaiters.splice(0)) waiter(qmp);
+        return;
+      } catch {
+        await sleep(20);
+      }
+    }
+    for (const waiter of this.qmpWaiters.splice(0)) waiter(null);
+  }
+
+  private waitForQmp(): Promise<QmpClient> {
+    if (this.qmp) return Promise.resolve(this.qmp);
+    return new Promise((resolve, reject) => {
+      this.qmpWaiters.push((qmp) => (qmp ? resolve(qmp) : reject(new Error('QMP is not available'))));
+    });
+  }
+
+  private onQmpEvent(event: string, data: unknown): void {
+    if (event === 'SHUTDOWN' && (data as { guest?: boolean } | undefined)?.guest) this.guestShutdown = true;
+    if (event === 'STOP' && this.state.phase !== 'stopping') this.setPhase('paused');
+    if (event === 'RESUME' && this.state.phase === 'paused') this.setPhase(this.state.booted ? 'running' : 'starting');
+  }
+
+  private onGuestMessage(value: unknown): void {
+    if (typeof value !== 'object' || value === null || (value as { type?: unknown }).type !== 'heartbeat') return;
+    const beat = value as Partial<GuestHeartbeat>;
+    const uptime = typeof beat.uptime === 'number' ? beat.uptime : null;
+    const now = Date.now();
+    // After a reset, a heartbeat written before it may still be in flight: it shows a longer uptime.
+    if (this.resetAt !== null && uptime !== null && uptime > (now - this.resetAt) / 1000 + 1) return;
+    this.lastHeartbeatAt = new Date(now).toISOString();
+    this.guestUptime = uptime;
+    this.guestIps = Array.isArray(beat.ips) ? beat.ips.filter((ip): ip is string => typeof ip === 'string').slice(0, 32) : [];
+    if (!this.state.booted) {
+      this.state.booted = true;
+      const since = this.resetAt ?? this.state.spawnedAt ?? now;
+      this.state.bootMs = now - since;
+      this.resetAt = null;
+      if (this.state.phase === 'starting') this.state.phase = 'running';
+      this.persist();
+      this.reportStatus(true);
+      return;
+    }
+    this.reportStatus(false);
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private setPhase(phase: VmPhase): void {
+    if (this.state.phase === phase) return;
+    this.state.phase = phase;
+    if (phase !== 'crashed') this.state.error = null;
+    this.persist();
+    this.reportStatus(true);
+  }
+
+  private reportStatus(force: boolean): void {
+    const status = this.status();
+    const key = JSON.stringify([status.phase, status.pid, status.guestIps, status.error, status.bootId, status.rebootId]);
+    const now = Date.now();
+    if (!force && key === this.lastReportKey && now - this.lastReportAt < HEARTBEAT_REPORT_INTERVAL_MS) return;
+    this.lastReportKey = key;
+    this.lastReportAt = now;
+    this.emit('status', status);
+  }
+
+  private startMonitor(): void {
+    if (this.monitor) return;
+    this.monitor = setInterval(() => this.checkAlive(), 1000);
+    this.monitor.unref();
+  }
+
+  private prepareRunDir(): void {
+    mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
+    chownSync(this.runDir, this.state.uid, this.state.uid);
+    this.removeSockets();
+  }
+
+  private removeSockets(): void {
+    const sockets = socketPaths(this.runDir);
+    for (const path of Object.values(sockets)) rmSync(path, { force: true });
+  }
+
+  private qemuLogHint(): string {
+    const log = join(this.dir, 'qemu.log');
+    if (!existsSync(log)) return '';
+    const lines = readFileSync(log, 'utf8').trim().split('\n');
+    const last = lines[lines.length - 1]?.trim();
+    return last ? `: ${last.slice(0, 300)}` : '';
+  }
+
+  private closeChannels(): void {
+    this.consoleSocket?.destroy();
+    this.guestSocket?.destroy();
+    void this.qmp?.close();
+    this.consoleSocket = null;
+    this.guestSocket = null;
+    this.qmp = null;
+  }
+
+  private shutdownRuntime(): void {
+    if (this.monitor) clearInterval(this.monitor);
+    if (this.stopTimer) clearTimeout(this.stopTimer);
+    this.monitor = null;
+    this.stopTimer = null;
+    this.closeChannels();
+  }
+
+  persist(): void {
+    if (this.removed) return;
+    const file = join(this.dir, 'state.json');
+    writeFileSync(`${file}.tmp`, JSON.stringify(this.state), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
