@@ -1,0 +1,236 @@
+/**
+ * The QEMU command line: the full sandbox deny set, no default devices or user config, no display and
+ * no network listener, host-hardening machine options, the guest agent port; values that could inject
+ * QEMU options are refused; the unprivileged wrapper drops everything; MACs are stable.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  GUEST_AGENT_PORT_NAME,
+  SANDBOX,
+  buildQemuArgs,
+  kernelCommandLine,
+  macForVm,
+  socketPaths,
+  unprivilegedPrefix,
+  type QemuSpec,
+} from './command-line.js';
+
+const SPEC: QemuSpec = {
+  id: '0f8e2c7a-1b2c-4d5e-8f90-123456789abc',
+  name: 'web-1',
+  vcpus: 2,
+  memoryMiB: 256,
+  accelerator: 'tcg',
+  kernelPath: '/var/lib/rampart/images/abc/vmlinuz',
+  initrdPath: '/var/lib/rampart/images/abc/initrd.img',
+  runDir: '/var/lib/rampart/agent/vms/0f8e2c7a-1b2c-4d5e-8f90-123456789abc/run',
+};
+
+/** The value following `flag` (asserting the flag occurs exactly once). */
+function valueOf(args: readonly string[], flag: string): string {
+  const indexes = args.flatMap((a, i) => (a === flag ? [i] : []));
+  assert.equal(indexes.length, 1, `${flag} occurs ${indexes.length} times in ${JSON.stringify(args)}`);
+  const value = args[indexes[0]! + 1];
+  assert.ok(value !== undefined, `${flag} has no value`);
+  return value;
+}
+
+function valuesOf(args: readonly string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag && args[i + 1] !== undefined ? [args[i + 1]!] : []));
+}
+
+void describe('buildQemuArgs', () => {
+  const args = buildQemuArgs(SPEC);
+
+  void test('the sandbox is on with the full deny set, exactly', () => {
+    assert.equal(SANDBOX, 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+    assert.equal(
+      valueOf(args, '-sandbox'),
+      'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
+    );
+  });
+
+  void test('no default devices, no user config, no display', () => {
+    assert.ok(args.includes('-nodefaults'));
+    assert.ok(args.includes('-no-user-config'));
+    assert.equal(valueOf(args, '-display'), 'none');
+  });
+
+  void test('no VNC, SPICE, GDB stub or TCP listener of any kind', () => {
+    for (const flag of ['-vnc', '-spice', '-gdb', '-s', '-monitor', '-qmp', '-incoming', '-daemonize']) {
+      assert.ok(!args.includes(flag), `${flag} must not be used`);
+    }
+    for (const arg of args) {
+      assert.ok(!arg.includes('tcp:'), `tcp listener in ${JSON.stringify(arg)}`);
+      assert.ok(!arg.includes('host='), `host= in ${JSON.stringify(arg)}`);
+      assert.ok(
+        !/hostfwd|guestfwd|telnet|websocket|spice|vnc/i.test(arg),
+        `network exposure in ${JSON.stringify(arg)}`,
+      );
+    }
+  });
+
+  void test('the only network is user-mode with restrict=on', () => {
+    assert.deepEqual(valuesOf(args, '-netdev'), ['user,id=net0,restrict=on']);
+  });
+
+  void test('machine options keep guest memory out of core dumps and unmerged', () => {
+    const machine = valueOf(args, '-machine').split(',');
+    assert.ok(machine.includes('dump-guest-core=off'), machine.join(','));
+    assert.ok(machine.includes('mem-merge=off'), machine.join(','));
+  });
+
+  void test('all chardevs are unix sockets in the run directory', () => {
+    const sockets = socketPaths(SPEC.runDir);
+    const chardevs = valuesOf(args, '-chardev');
+    assert.equal(chardevs.length, 3);
+    for (const chardev of chardevs) {
+      assert.match(chardev, /^socket,id=[a-z0-9]+,path=[^,]+,server=on,wait=off$/);
+      const path = /path=([^,]+)/.exec(chardev)![1]!;
+      assert.ok(path.startsWith(`${SPEC.runDir}/`), path);
+    }
+    assert.ok(chardevs.some((c) => c.includes(`path=${sockets.qmp},`)));
+    assert.ok(chardevs.some((c) => c.includes(`path=${sockets.console},`)));
+    assert.ok(chardevs.some((c) => c.includes(`path=${sockets.guestAgent},`)));
+  });
+
+  void test('the guest agent port has its well-known name', () => {
+    assert.equal(GUEST_AGENT_PORT_NAME, 'org.rampart.agent.0');
+    const devices = valuesOf(args, '-device');
+    assert.ok(
+      devices.some(
+        (d) => d.startsWith('virtserialport,') && d.split(',').includes(`name=${GUEST_AGENT_PORT_NAME}`),
+      ),
+      JSON.stringify(devices),
+    );
+  });
+
+  void test('sizes, name, uuid and accelerator come from the spec', () => {
+    assert.equal(valueOf(args, '-m'), '256');
+    assert.equal(valueOf(args, '-smp'), '2');
+    assert.equal(valueOf(args, '-uuid'), SPEC.id);
+    assert.equal(valueOf(args, '-accel'), 'tcg');
+    assert.equal(valueOf(args, '-name'), 'guest=web-1,debug-threads=on');
+    assert.equal(valueOf(args, '-kernel'), SPEC.kernelPath);
+    assert.equal(valueOf(args, '-initrd'), SPEC.initrdPath);
+    assert.ok(!args.includes('-cpu'), 'TCG uses the default CPU model');
+    const kvm = buildQemuArgs({ ...SPEC, accelerator: 'kvm' });
+    assert.equal(valueOf(kvm, '-accel'), 'kvm');
+    assert.equal(valueOf(kvm, '-cpu'), 'host');
+  });
+
+  void test('the kernel command line carries the hostname and the serial console', () => {
+    const append = valueOf(args, '-append').split(' ');
+    assert.ok(append.includes('console=ttyS0'));
+    assert.ok(append.includes('rampart.hostname=web-1'));
+    assert.equal(valueOf(args, '-append'), kernelCommandLine(SPEC));
+  });
+
+  void test('every argument is a separate array element (no shell string)', () => {
+    for (const arg of args) assert.equal(typeof arg, 'string');
+    assert.ok(!args.some((a) => a.startsWith('-sandbox ') || a.startsWith('-display ')));
+  });
+
+  void describe('values that could inject QEMU options are refused', () => {
+    const badNames = [
+      'web,1',
+      'web 1',
+      'a=b',
+      'x,file=/etc/shadow',
+      'name\n',
+      'nm;id',
+      '$(id)',
+      'a\u0000b',
+      '',
+    ];
+    for (const name of badNames) {
+      void test(`VM name ${JSON.stringify(name)} throws`, () => {
+        assert.throws(() => buildQemuArgs({ ...SPEC, name }), /VM name/);
+        assert.throws(() => kernelCommandLine({ name }), /VM name/);
+      });
+    }
+
+    const pathFields = ['kernelPath', 'initrdPath', 'runDir'] as const;
+    const badPaths = ['/tmp/a,b', '/tmp/a=b', '/tmp/a b', '/tmp/a\nb', '/tmp/x,readonly=off'];
+    for (const field of pathFields) {
+      for (const value of badPaths) {
+        void test(`${field} ${JSON.stringify(value)} throws`, () => {
+          assert.throws(() => buildQemuArgs({ ...SPEC, [field]: value }), /not allowed in a QEMU option/);
+        });
+      }
+      void test(`${field} with '../' cannot add or split options`, () => {
+        // '..' is only a path component to QEMU (paths are confined by the agent config); what matters
+        // here is that the argument vector keeps exactly the same shape as with a plain path.
+        const dotted = '/var/lib/rampart/../../etc/x';
+        const plain = '/var/lib/rampart/zzzzz/etc/x';
+        const built = buildQemuArgs({ ...SPEC, [field]: dotted });
+        const reference = buildQemuArgs({ ...SPEC, [field]: plain });
+        assert.ok(
+          built.some((a) => a.includes(dotted)),
+          'the path is used verbatim',
+        );
+        assert.deepEqual(
+          built.map((a) => a.split(dotted).join('<P>')),
+          reference.map((a) => a.split(plain).join('<P>')),
+        );
+      });
+    }
+
+    void test('a VM id with option separators throws', () => {
+      assert.throws(() => buildQemuArgs({ ...SPEC, id: 'abc,debug=on' }), /VM id/);
+    });
+  });
+});
+
+void describe('unprivilegedPrefix', () => {
+  void test('switches to the given uid/gid with no new privileges and no capabilities', () => {
+    const prefix = unprivilegedPrefix(3_100_042, 3_100_042, []);
+    assert.equal(valueOf(prefix, '--reuid'), '3100042');
+    assert.equal(valueOf(prefix, '--regid'), '3100042');
+    assert.ok(prefix.includes('--no-new-privs'));
+    assert.ok(prefix.includes('--inh-caps=-all'));
+    assert.ok(prefix.includes('--bounding-set=-all'));
+    assert.ok(prefix.includes('--clear-groups'));
+    assert.ok(!prefix.includes('--groups'));
+    assert.equal(prefix[prefix.length - 1], '--', 'the command follows after --');
+  });
+
+  void test('never switches to uid or gid 0 when given an unprivileged uid', () => {
+    for (const uid of [1000, 65534, 3_000_000, 4_000_000_000]) {
+      const prefix = unprivilegedPrefix(uid, uid + 1, [uid + 2]);
+      assert.equal(valueOf(prefix, '--reuid'), String(uid));
+      assert.equal(valueOf(prefix, '--regid'), String(uid + 1));
+      assert.notEqual(valueOf(prefix, '--reuid'), '0');
+      assert.notEqual(valueOf(prefix, '--regid'), '0');
+      assert.ok(!prefix.includes('0'), JSON.stringify(prefix));
+      assert.ok(prefix.includes('--no-new-privs'));
+    }
+  });
+
+  void test('supplementary groups replace --clear-groups', () => {
+    const prefix = unprivilegedPrefix(4000, 4000, [36, 108]);
+    assert.equal(valueOf(prefix, '--groups'), '36,108');
+    assert.ok(!prefix.includes('--clear-groups'));
+    assert.ok(prefix.includes('--no-new-privs'));
+  });
+});
+
+void describe('macForVm', () => {
+  void test('is stable for an id and uses the 52:54:00 prefix', () => {
+    const mac = macForVm(SPEC.id);
+    assert.equal(macForVm(SPEC.id), mac);
+    assert.match(mac, /^52:54:00(:[0-9a-f]{2}){3}$/);
+    const args = buildQemuArgs(SPEC);
+    assert.ok(valuesOf(args, '-device').some((d) => d === `virtio-net-pci,netdev=net0,mac=${mac}`));
+  });
+
+  void test('differs between ids', () => {
+    const macs = new Set<string>();
+    for (let i = 0; i < 200; i++)
+      macs.add(macForVm(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`));
+    for (const mac of macs) assert.ok(mac.startsWith('52:54:00:'), mac);
+    // 24 random bits over 200 ids: collisions are possible but very unlikely; a constant MAC gives 1.
+    assert.ok(macs.size >= 198, `only ${macs.size} distinct MACs`);
+  });
+});

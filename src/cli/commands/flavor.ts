@@ -1,0 +1,69 @@
+/** `rampart flavor ...`: named VM sizes (vCPUs, memory, disk). */
+import type { Command } from 'commander';
+import type { CommandDeps } from '../context.js';
+import { FLAVOR_LIMITS, integerIn, parseName, parseRef } from '../validation.js';
+import { flavorDetails, flavorTable } from '../views.js';
+
+interface CreateFlags {
+  vcpus: number;
+  memory: number;
+  disk: number;
+}
+
+export function registerFlavorCommands(program: Command, deps: CommandDeps): void {
+  const flavor = program.command('flavor').description('list, inspect and create VM flavors (sizes)');
+
+  flavor
+    .command('list')
+    .alias('ls')
+    .description('list flavors')
+    .action(async (_opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const list = await ctx.client.listFlavors();
+      if (ctx.out.json) ctx.out.printJson(list);
+      else ctx.out.print(flavorTable(list.items, { now: ctx.now(), color: ctx.out.color }));
+    });
+
+  flavor
+    .command('show')
+    .description('show a flavor in detail')
+    .argument('<ref>', 'flavor name or id', parseRef)
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const found = await ctx.client.getFlavor(ref);
+      if (ctx.out.json) ctx.out.printJson(found);
+      else ctx.out.print(flavorDetails(found, { now: ctx.now(), color: ctx.out.color }));
+    });
+
+  const { vcpus, memoryMiB, diskGiB } = FLAVOR_LIMITS;
+  flavor
+    .command('create')
+    .description('create a flavor')
+    .argument('<name>', 'flavor name: lowercase letters, digits and dashes (a DNS label)', parseName)
+    .requiredOption(
+      '--vcpus <n>',
+      `virtual CPUs (${vcpus.minimum}-${vcpus.maximum})`,
+      integerIn(vcpus.minimum, vcpus.maximum),
+    )
+    .requiredOption(
+      '--memory <mib>',
+      `memory in MiB (${memoryMiB.minimum}-${memoryMiB.maximum})`,
+      integerIn(memoryMiB.minimum, memoryMiB.maximum),
+    )
+    .requiredOption(
+      '--disk <gib>',
+      `disk in GiB (${diskGiB.minimum}-${diskGiB.maximum})`,
+      integerIn(diskGiB.minimum, diskGiB.maximum),
+    )
+    .action(async (name: string, opts: CreateFlags, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const created = await ctx.client.createFlavor({
+        name,
+        vcpus: opts.vcpus,
+        memoryMiB: opts.memory,
+        diskGiB: opts.disk,
+      });
+      if (ctx.out.json) ctx.out.printJson(created);
+      else ctx.out.print(`flavor ${created.name} created (${created.id})`);
+    });
+}

@@ -1,0 +1,58 @@
+/**
+ * `rampart server`: runs the control plane in the foreground. The server module is imported only here,
+ * so the client commands never load it.
+ */
+import type { Command } from 'commander';
+import type { ServerCliOptions } from '../../server/main.js';
+import type { CommandDeps } from '../context.js';
+import { UsageError } from '../errors.js';
+import { parseListen, parsePath } from '../validation.js';
+
+/** Flags win over the environment; unset and empty values are left out. */
+export function serverOptions(
+  flags: ServerCliOptions,
+  env: Readonly<Record<string, string | undefined>>,
+): ServerCliOptions {
+  const options: ServerCliOptions = {};
+  const dataDir = flags.dataDir ?? (env.RAMPART_DATA_DIR || undefined);
+  const config = flags.config ?? (env.RAMPART_CONFIG || undefined);
+  const listen = flags.listen ?? (env.RAMPART_LISTEN || undefined);
+  if (listen !== undefined) {
+    try {
+      options.listen = parseListen(listen);
+    } catch (err) {
+      throw new UsageError(`invalid RAMPART_LISTEN ${JSON.stringify(listen)}: ${(err as Error).message}`);
+    }
+  }
+  if (dataDir !== undefined) options.dataDir = dataDir;
+  if (config !== undefined) options.config = config;
+  return options;
+}
+
+export function registerServerCommand(program: Command, deps: CommandDeps): void {
+  program
+    .command('server')
+    .description(
+      'run the Rampart server in the foreground: the REST API, the VM state and the image store ' +
+        '(with a local agent in all-in-one mode); stops cleanly on SIGINT/SIGTERM',
+    )
+    .option('--listen <host:port>', 'address to serve the API on (env RAMPART_LISTEN)', parseListen)
+    .option('--data-dir <dir>', 'directory for the database and images (env RAMPART_DATA_DIR)', parsePath)
+    .option('--config <file>', 'configuration file (env RAMPART_CONFIG)', parsePath)
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Environment:',
+        '  RAMPART_LISTEN    address to listen on, as --listen',
+        '  RAMPART_DATA_DIR  data directory, as --data-dir',
+        '  RAMPART_CONFIG    configuration file, as --config',
+        'Flags take precedence over the environment.',
+      ].join('\n'),
+    )
+    .action(async (flags: ServerCliOptions) => {
+      const options = serverOptions(flags, deps.io.env);
+      const { runServer } = await import('../../server/main.js');
+      await runServer(options);
+    });
+}

@@ -1,0 +1,85 @@
+/**
+ * Builds the `rampart` command tree and runs it: global options, the exit-code epilogue, one module per
+ * command group, and the mapping of every failure to one stderr line and an exit code.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { registerAgentCommand } from './commands/agent.js';
+import { registerFlavorCommands } from './commands/flavor.js';
+import { registerHostCommands } from './commands/host.js';
+import { registerImageCommands } from './commands/image.js';
+import { registerServerCommand } from './commands/server.js';
+import { registerVmCommands } from './commands/vm.js';
+import { createContext, type CliIo, type CommandDeps, type GlobalOptions } from './context.js';
+import { DEFAULT_URL } from './api-client.js';
+import { exitCodeFor, formatError } from './errors.js';
+import { EXIT_CODES_HELP, exitCodeForCommander, type ExitCode } from './exit-codes.js';
+import { OUTPUT_FORMATS } from './output.js';
+import { cliVersion } from './version.js';
+
+const EPILOGUE = [
+  '',
+  'Environment:',
+  `  RAMPART_URL     server URL, as --url (default ${DEFAULT_URL})`,
+  '  RAMPART_TOKEN   API token, as --token (preferred: arguments are visible to other local users)',
+  '  RAMPART_LISTEN, RAMPART_DATA_DIR, RAMPART_CONFIG   see `rampart server --help` and `rampart agent --help`',
+  '',
+  EXIT_CODES_HELP,
+].join('\n');
+
+export function buildProgram(io: CliIo, secrets: string[] = []): Command {
+  const program = new Command('rampart');
+  program
+    .description('Rampart: a security-first virtual machine manager')
+    .version(cliVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .addOption(
+      new Option('-o, --output <format>', 'output format; json prints the API answer for scripts')
+        .choices(OUTPUT_FORMATS)
+        .default('table'),
+    )
+    .option('--url <url>', `server URL (env RAMPART_URL, default ${DEFAULT_URL})`)
+    .option('--token <token>', 'API token (env RAMPART_TOKEN, preferred)')
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+      getOutHelpWidth: () => (io.stdout.isTTY ? io.stdout.columns : undefined) ?? 100,
+      getErrHelpWidth: () => (io.stderr.isTTY ? io.stderr.columns : undefined) ?? 100,
+      getOutHasColors: () => false,
+      getErrHasColors: () => false,
+      // Commander's "error: ..." becomes the CLI's single "rampart: ..." line.
+      outputError: (text, write) => write(`rampart: ${text.replace(/^error: /, '')}`),
+    })
+    .addHelpText('after', EPILOGUE);
+
+  const deps: CommandDeps = {
+    io,
+    context: (cmd) =>
+      createContext(cmd.optsWithGlobals<GlobalOptions>(), io, (secret) => {
+        secrets.push(secret);
+      }),
+  };
+  registerVmCommands(program, deps);
+  registerImageCommands(program, deps);
+  registerFlavorCommands(program, deps);
+  registerHostCommands(program, deps);
+  registerServerCommand(program, deps);
+  registerAgentCommand(program, deps);
+  return program;
+}
+
+/** Runs the CLI on the user's arguments (without node and the script) and returns the exit code. */
+export async function run(argv: readonly string[], io: CliIo): Promise<ExitCode> {
+  const secrets: string[] = [];
+  const program = buildProgram(io, secrets);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (err) {
+    // Parse failures were already reported by Commander (through outputError above).
+    if (err instanceof CommanderError) return exitCodeForCommander(err.code, err.exitCode);
+    io.stderr.write(`${formatError(err, secrets)}\n`);
+    return exitCodeFor(err);
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Starts a real all-in-one Rampart (server + local agent + QEMU under TCG) in a fresh data directory
+ * for a test file, and tears every piece of it down again — VMs, QEMU processes, the agent, the server
+ * and the directory — pass or fail (also from a process 'exit' hook as the last resort).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Vm } from '../../src/api/vm.js';
+import { CLI_MAIN, GUEST_IMAGE_DIR } from './repo.js';
+
+export interface ApiResponse<T = unknown> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export interface HarnessOptions {
+  env?: Record<string, string>;
+}
+
+const live = new Set<RampartHarness>();
+process.on('exit', () => {
+  for (const harness of live) harness.killEverythingSync();
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const harness of live) harness.killEverythingSync();
+    process.exit(130);
+  });
+}
+
+export class RampartHarness {
+  readonly token = `test-${randomBytes(24).toString('hex')}`;
+  readonly dataDir: string;
+  url = '';
+  private server: ChildProcess | null = null;
+  serverOutput = '';
+
+  private constructor(private readonly options: HarnessOptions) {
+    this.dataDir = mkdtempSync(join(tmpdir(), 'rampart-test-'));
+    chmodSync(this.dataDir, 0o755);
+    live.add(this);
+  }
+
+  static async start(options: HarnessOptions = {}): Promise<RampartHarness> {
+    const harness = new RampartHarness(options);
+    try {
+      await harness.startServer();
+      await harness.waitFor(async () => {
+        const hosts = await harness.api<{ items: { state: string }[] }>('GET', '/v1/hosts');
+        return hosts.body.items.some((h) => h.state === 'online');
+      }, 60_000, 'host online');
+    } catch (error) {
+      await harness.cleanup();
+      throw error;
+    }
+    return harness;
+  }
+
+  get agentDir(): string {
+    return join(this.dataDir, 'agent');
+  }
+
+  get serverPid(): number | undefined {
+    return this.server?.pid;
+  }
+
+  agentPid(): number | null {
+    const file = join(this.agentDir, 'agent.pid');
+    if (!existsSync(file)) return null;
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) ? pid : null;
+  }
+
+  async startServer(): Promise<void> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      RAMPART_DATA_DIR: this.dataDir,
+      RAMPART_LISTEN: '127.0.0.1:0',
+      RAMPART_BOOTSTRAP_TOKEN: this.token,
+      RAMPART_GUEST_IMAGE_DIR: GUEST_IMAGE_DIR,
+      RAMPART_ACCEL_CACHE: join(tmpdir(), 'rampart-test-accel-cache.json'),
+      RAMPART_UID_BASE: String(3_100_000 + Math.floor(Math.random() * 1000) * 100),
+      RAMPART_LOG_LEVEL: 'info',
+      ...this.options.env,
+    };
+    const server = spawn(process.execPath, [CLI_MAIN, 'server'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.server = server;
+    this.serverOutput = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.serverOutput}`)), 30_000);
+      const onData = (chunk: Buffer) => {
+        this.serverOutput += chunk.toString('utf8');
+        const match = /listening on (http:\/\/[0-9.]+:\d+)/.exec(this.serverOutput);
+        if (match) {
+          clearTimeout(timer);
+          resolve(match[1]!);
+        }
+      };
+      server.stdout!.on('data', onData);
+      server.stderr!.on('data', onData);
+      server.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited with ${code}:\n${this.serverOutput}`));
+      });
+    });
+    this.url = url;
+  }
+
+  /** Kills the server process (SIGKILL by default) without touching the agent or VMs. */
+  async killServer(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const server = this.server;
+    if (!server || server.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      server.once('exit', () => resolve());
+      server.kill(signal);
+    });
+    this.server = null;
+  }
+
+  async api<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+    const init: RequestInit = { method, headers: { authorization: `Bearer ${this.token}`, ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)['content-type'] = 'application/json';
+    }
+    const response = await fetch(`${this.url}${path}`, init);
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON (e.g. /metrics)
+    }
+    return { status: response.status, body: parsed as T, headers: response.headers };
+  }
+
+  async vm(ref: string): Promise<Vm> {
+    const response = await this.api<Vm>('GET', `/v1/vms/${ref}`);
+    if (response.status !== 200) throw new Error(`GET vm ${ref}: ${response.status} ${JSON.stringify(response.body)}`);
+    return response.body;
+  }
+
+  async waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let lastError: unknown = null;
+    while (Date.now() < deadline) {
+      try {
+        if (await check()) return;
+      } catch (error) {
+        lastError = error;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+  }
+
+  async waitForState(ref: string, state: Vm['state'], timeoutMs = 90_000): Promise<Vm> {
+    let last: Vm | null = null;
+    await this.waitFor(async () => {
+      last = await this.vm(ref);
+      return last.state === state;
+    }, timeoutMs, `VM ${ref} to be ${state} (last: ${JSON.stringify(last)})`);
+    return last!;
+  }
+
+  /** Pids of QEMU processes started for this data directory. */
+  qemuPids(): number[] {
+    const pids: number[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        if (cmdline.includes('qemu-system') && cmdline.includes(this.dataDir) && state !== 'Z') pids.push(Number(entry));
+      } catch {
+        // process went away
+      }
+    }
+    return pids;
+  }
+
+  /** Deletes all VMs through the API (best effort), then kills everything and removes the directory. */
+  async cleanup(): Promise<void> {
+    try {
+      if (this.server && this.url) {
+        const list = await this.api<{ items: Vm[] }>('GET', '/v1/vms');
+        for (const vm of list.body.items ?? []) await this.api('DELETE', `/v1/vms/${vm.id}`);
+        await this.waitFor(async () => (await this.api<{ items: Vm[] }>('GET', '/v1/vms')).body.items.length === 0, 30_000, 'VMs deleted');
+      }
+    } catch {
+      // fall through to the hard cleanup
+    }
+    await this.killServer('SIGTERM').catch(() => undefined);
+    this.killEverythingSync();
+  }
+
+  killEverythingSync(): void {
+    this.server?.kill('SIGKILL');
+    const agent = this.agentPid();
+    if (agent) {
+      try {
+        process.kill(agent, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    for (const pid of this.qemuPids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+    live.delete(this);
+  }
+}
