@@ -45,7 +45,11 @@ test('POST /v1/vms as written boots the tiny guest and it heartbeats', async () 
   assert.ok(vm.pid !== null);
   // The heartbeat keeps coming: a later report shows more guest uptime.
   const first = vm.guestUptimeSeconds ?? 0;
-  await rampart.waitFor(async () => ((await rampart.vm('web1')).guestUptimeSeconds ?? 0) > first, 15_000, 'a newer heartbeat');
+  await rampart.waitFor(
+    async () => ((await rampart.vm('web1')).guestUptimeSeconds ?? 0) > first,
+    15_000,
+    'a newer heartbeat',
+  );
 });
 
 test('QEMU runs unprivileged, sandboxed, with no capabilities and its sockets private', () => {
@@ -67,7 +71,10 @@ test('QEMU runs unprivileged, sandboxed, with no capabilities and its sockets pr
 });
 
 test('console tail shows the guest boot and the cap is reported', async () => {
-  const tail = await rampart.api<{ data: string; capBytes: number; bytes: number }>('GET', '/v1/vms/web1/console?bytes=65536');
+  const tail = await rampart.api<{ data: string; capBytes: number; bytes: number }>(
+    'GET',
+    '/v1/vms/web1/console?bytes=65536',
+  );
   assert.equal(tail.status, 200);
   assert.match(tail.body.data, /rampart-guest: ready/);
   assert.equal(tail.body.capBytes, CONSOLE_CAP);
@@ -118,7 +125,10 @@ test('a guest flooding its console cannot grow the log past the cap', async () =
   );
   ws.close();
   assert.ok(statSync(file).size <= CONSOLE_CAP);
-  const whole = await rampart.api<{ data: string; bytes: number }>('GET', '/v1/vms/web1/console?bytes=1048576');
+  const whole = await rampart.api<{ data: string; bytes: number }>(
+    'GET',
+    '/v1/vms/web1/console?bytes=1048576',
+  );
   assert.ok(whole.body.bytes <= CONSOLE_CAP);
   assert.ok(!whole.body.data.includes('\nflood-1\r'), 'the oldest lines were dropped');
   assert.ok(whole.body.data.includes('flood-3000'), 'the newest lines were kept');
@@ -138,12 +148,19 @@ test('pause and resume', async () => {
   assert.equal(resumed.status, 202);
   assert.equal(resumed.body.state, 'running');
   const t = Date.now();
-  await rampart.waitFor(async () => Date.parse((await rampart.vm('web1')).lastHeartbeatAt ?? '0') > t, 20_000, 'heartbeat after resume');
+  await rampart.waitFor(
+    async () => Date.parse((await rampart.vm('web1')).lastHeartbeatAt ?? '0') > t,
+    20_000,
+    'heartbeat after resume',
+  );
 });
 
 test('illegal transitions answer 409 and change nothing', async () => {
   for (const action of ['start', 'resume']) {
-    const response = await rampart.api<{ error: { code: string; message: string } }>('POST', `/v1/vms/web1/${action}`);
+    const response = await rampart.api<{ error: { code: string; message: string } }>(
+      'POST',
+      `/v1/vms/web1/${action}`,
+    );
     assert.equal(response.status, 409, action);
     assert.equal(response.body.error.code, 'RAMPART_ILLEGAL_STATE');
   }
@@ -187,7 +204,11 @@ test('delete removes the VM and all its files', async () => {
   const deleted = await rampart.api<Vm>('DELETE', '/v1/vms/web1');
   assert.equal(deleted.status, 202);
   assert.equal(deleted.body.state, 'deleting');
-  await rampart.waitFor(async () => (await rampart.api('GET', '/v1/vms/web1')).status === 404, 30_000, 'VM gone');
+  await rampart.waitFor(
+    async () => (await rampart.api('GET', '/v1/vms/web1')).status === 404,
+    30_000,
+    'VM gone',
+  );
   assert.ok(!existsSync(join(rampart.agentDir, 'vms', vm.id)));
   assert.deepEqual(rampart.qemuPids(), []);
 });

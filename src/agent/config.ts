@@ -29,18 +29,28 @@ export interface AgentConfigInput {
 
 const SAFE_PATH = /^\/[A-Za-z0-9._/-]+$/;
 
-function integerEnv(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+function integerEnv(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   const raw = env[name];
   if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) throw new Error(`${name} must be an integer from ${min} to ${max}`);
+  const value = /^\d{1,10}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new Error(`${name} must be an integer from ${min} to ${max}`);
   return value;
 }
 
 export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv = process.env): AgentConfig {
   const base = process.getuid?.() === 0 ? '/var/lib/rampart' : join(homedir(), '.local', 'share', 'rampart');
-  const dataDir = resolve(input.dataDir ?? env.RAMPART_AGENT_DATA_DIR ?? join(env.RAMPART_DATA_DIR ?? base, 'agent'));
-  if (!SAFE_PATH.test(dataDir)) throw new Error(`agent data directory ${JSON.stringify(dataDir)} must match ${SAFE_PATH.source}`);
+  const dataDir = resolve(
+    input.dataDir ?? env.RAMPART_AGENT_DATA_DIR ?? join(env.RAMPART_DATA_DIR ?? base, 'agent'),
+  );
+  if (!SAFE_PATH.test(dataDir))
+    throw new Error(`agent data directory ${JSON.stringify(dataDir)} must match ${SAFE_PATH.source}`);
   const socket = resolve(input.socket ?? env.RAMPART_AGENT_SOCKET ?? join(dataDir, 'agent.sock'));
   const accel = (env.RAMPART_ACCEL ?? 'auto') as AccelMode;
   if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new Error('RAMPART_ACCEL must be auto, kvm or tcg');

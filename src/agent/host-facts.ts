@@ -39,7 +39,9 @@ export function hostName(): string {
 /** Resolves a program name against PATH once at start, so children can run with an empty environment. */
 export function findExecutable(name: string): string {
   if (name.startsWith('/')) return name;
-  const dirs = (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter);
+  const dirs = (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(
+    delimiter,
+  );
   for (const dir of dirs) {
     const candidate = join(dir, name);
     if (existsSync(candidate)) return candidate;

@@ -48,7 +48,12 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
   const pidFile = join(config.dataDir, 'agent.pid');
   if (existsSync(pidFile)) {
     const pid = Number(readFileSync(pidFile, 'utf8').trim());
-    if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid) && (await socketAnswers(config.socket))) {
+    if (
+      Number.isInteger(pid) &&
+      pid !== process.pid &&
+      processAlive(pid) &&
+      (await socketAnswers(config.socket))
+    ) {
       throw new Error(`another agent (pid ${pid}) is already running for ${config.dataDir}`);
     }
   }

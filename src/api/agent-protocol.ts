@@ -20,7 +20,11 @@ export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const Uuid = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 
-export const DesiredPower = Type.Union([Type.Literal('running'), Type.Literal('paused'), Type.Literal('stopped')]);
+export const DesiredPower = Type.Union([
+  Type.Literal('running'),
+  Type.Literal('paused'),
+  Type.Literal('stopped'),
+]);
 export type DesiredPower = Static<typeof DesiredPower>;
 
 export const VmIntent = Type.Object(
@@ -89,7 +93,11 @@ export type HostInfo = Static<typeof HostInfo>;
 
 // ---- server -> agent requests
 
-export const SyncRequest = Type.Object({ type: Type.Literal('sync'), id: Type.Integer(), vms: Type.Array(VmIntent) });
+export const SyncRequest = Type.Object({
+  type: Type.Literal('sync'),
+  id: Type.Integer(),
+  vms: Type.Array(VmIntent),
+});
 export const ApplyRequest = Type.Object({ type: Type.Literal('apply'), id: Type.Integer(), vm: VmIntent });
 export const RemoveRequest = Type.Object({ type: Type.Literal('remove'), id: Type.Integer(), vmId: Uuid });
 export const ConsoleTailRequest = Type.Object({
@@ -105,7 +113,13 @@ export const ConsoleWriteRequest = Type.Object({
   dataBase64: Type.String({ maxLength: 65_536 }),
 });
 
-export const AgentRequest = Type.Union([SyncRequest, ApplyRequest, RemoveRequest, ConsoleTailRequest, ConsoleWriteRequest]);
+export const AgentRequest = Type.Union([
+  SyncRequest,
+  ApplyRequest,
+  RemoveRequest,
+  ConsoleTailRequest,
+  ConsoleWriteRequest,
+]);
 export type AgentRequest = Static<typeof AgentRequest>;
 export type AgentRequestType = AgentRequest['type'];
 
@@ -146,7 +160,13 @@ export const ReplyMessage = Type.Object({
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
 });
 
-export const AgentMessage = Type.Union([HelloMessage, StatusMessage, ConsoleMessage, AgentEventMessage, ReplyMessage]);
+export const AgentMessage = Type.Union([
+  HelloMessage,
+  StatusMessage,
+  ConsoleMessage,
+  AgentEventMessage,
+  ReplyMessage,
+]);
 export type AgentMessage = Static<typeof AgentMessage>;
 export type AgentEventMessage = Static<typeof AgentEventMessage>;
 

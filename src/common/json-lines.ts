@@ -26,7 +26,9 @@ export function readJsonLines(stream: Duplex, options: JsonLinesOptions): () => 
       if (overflow || size + piece.length > max) {
         options.onError?.(new Error(`line longer than ${max} bytes dropped`));
       } else {
-        const line = Buffer.concat([...chunks, piece]).toString('utf8').trim();
+        const line = Buffer.concat([...chunks, piece])
+          .toString('utf8')
+          .trim();
         if (line.length > 0) {
           try {
             options.onValue(JSON.parse(line));

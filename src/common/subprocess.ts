@@ -29,7 +29,9 @@ export class CommandError extends Error {
     readonly signal: string | null,
     readonly stderr: string,
   ) {
-    super(`${command} ${args.join(' ')} failed (${signal ?? `exit ${exitCode}`}): ${stderr.trim().slice(0, 500)}`);
+    super(
+      `${command} ${args.join(' ')} failed (${signal ?? `exit ${exitCode}`}): ${stderr.trim().slice(0, 500)}`,
+    );
   }
 }
 
@@ -62,7 +64,11 @@ export function run(command: string, args: readonly string[], options: RunOption
 }
 
 /** Runs a command whose stdout is JSON (`ip -json`, `nft --json`, `qemu-img info --output=json`). */
-export async function runJson<T>(command: string, args: readonly string[], options: RunOptions = {}): Promise<T> {
+export async function runJson<T>(
+  command: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<T> {
   const { stdout } = await run(command, args, options);
   return JSON.parse(stdout) as T;
 }
@@ -78,7 +84,11 @@ export interface DetachedOptions {
  * Starts a long-running process in its own session (setsid) with stdin closed and output sent to a
  * log file. Only the three standard descriptors are passed; Node opens everything else close-on-exec.
  */
-export function spawnDetached(command: string, args: readonly string[], options: DetachedOptions = {}): ChildProcess {
+export function spawnDetached(
+  command: string,
+  args: readonly string[],
+  options: DetachedOptions = {},
+): ChildProcess {
   const out = options.logFile ? openSync(options.logFile, 'a', 0o600) : 'ignore';
   try {
     const child = spawn(command, [...args], {

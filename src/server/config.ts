@@ -64,7 +64,8 @@ export function defaultDataDir(): string {
 export function parseListen(listen: string): { host: string; port: number } {
   const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(listen);
   const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) throw new InvalidInputError(`listen address must be HOST:PORT, got ${JSON.stringify(listen)}`);
+  if (!match || port > 65535)
+    throw new InvalidInputError(`listen address must be HOST:PORT, got ${JSON.stringify(listen)}`);
   return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
@@ -73,14 +74,19 @@ function repoRoot(): string {
   return resolve(new URL('.', import.meta.url).pathname, '..', '..', '..');
 }
 
-export function loadServerConfig(input: ServerConfigInput, env: NodeJS.ProcessEnv = process.env): ServerConfig {
+export function loadServerConfig(
+  input: ServerConfigInput,
+  env: NodeJS.ProcessEnv = process.env,
+): ServerConfig {
   const path = input.config ?? env.RAMPART_CONFIG;
   let file: ConfigFile = {};
   if (path) {
     const parsed: unknown = parseToml(readFileSync(path, 'utf8'));
     if (!configFileValidator.Check(parsed)) {
       const first = [...configFileValidator.Errors(parsed)][0];
-      throw new InvalidInputError(`config file ${path}: ${first ? `${first.instancePath} ${first.message}` : 'invalid'}`);
+      throw new InvalidInputError(
+        `config file ${path}: ${first ? `${first.instancePath} ${first.message}` : 'invalid'}`,
+      );
     }
     file = parsed;
   }
@@ -97,17 +103,20 @@ export function loadServerConfig(input: ServerConfigInput, env: NodeJS.ProcessEn
   if (uidBase) agentEnv.RAMPART_UID_BASE = uidBase;
   if (env.RAMPART_ACCEL_CACHE) agentEnv.RAMPART_ACCEL_CACHE = env.RAMPART_ACCEL_CACHE;
   const stopTimeout = env.RAMPART_STOP_TIMEOUT_SECONDS ?? file.stop_timeout_seconds?.toString() ?? '30';
-  const stopTimeoutSeconds = Number(stopTimeout);
+  const stopTimeoutSeconds = /^\d{1,4}$/.test(stopTimeout) ? Number(stopTimeout) : NaN;
   if (!Number.isInteger(stopTimeoutSeconds) || stopTimeoutSeconds < 0 || stopTimeoutSeconds > 3600) {
     throw new InvalidInputError('RAMPART_STOP_TIMEOUT_SECONDS must be an integer from 0 to 3600');
   }
-  const mode = (env.RAMPART_AGENT_MODE ?? file.agent?.mode ?? 'local') as string;
-  if (mode !== 'local' && mode !== 'external') throw new InvalidInputError('RAMPART_AGENT_MODE must be local or external');
+  const mode = env.RAMPART_AGENT_MODE ?? file.agent?.mode ?? 'local';
+  if (mode !== 'local' && mode !== 'external')
+    throw new InvalidInputError('RAMPART_AGENT_MODE must be local or external');
   return {
     host,
     port,
     dataDir,
-    guestImageDir: resolve(env.RAMPART_GUEST_IMAGE_DIR ?? file.guest_image_dir ?? join(repoRoot(), 'guest', 'out', 'tiny')),
+    guestImageDir: resolve(
+      env.RAMPART_GUEST_IMAGE_DIR ?? file.guest_image_dir ?? join(repoRoot(), 'guest', 'out', 'tiny'),
+    ),
     logLevel: env.RAMPART_LOG_LEVEL ?? file.log_level ?? 'info',
     stopTimeoutSeconds,
     agent: {

@@ -46,12 +46,19 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     config.agent.env.RAMPART_PROBE_KERNEL = image.kernelPath;
     config.agent.env.RAMPART_PROBE_INITRD = image.initrdPath;
   }
-  if (!image) log.warn({ dir: config.guestImageDir }, 'default guest image not built yet (run guest/build.sh); image "tiny" is not registered');
+  if (!image)
+    log.warn(
+      { dir: config.guestImageDir },
+      'default guest image not built yet (run guest/build.sh); image "tiny" is not registered',
+    );
   const bootstrap = await ensureBootstrapToken(db, process.env.RAMPART_BOOTSTRAP_TOKEN);
   const tokens = new TokenVerifier(db);
   await tokens.load();
 
-  const supervisor = new LocalAgentSupervisor({ ...config.agent, logLevel: config.logLevel }, log.child({ component: 'agent-link' }));
+  const supervisor = new LocalAgentSupervisor(
+    { ...config.agent, logLevel: config.logLevel },
+    log.child({ component: 'agent-link' }),
+  );
   const consoleHub = new ConsoleHub();
   let vms: VmService | null = null;
   const metrics = createMetrics(async () => (vms ? vms.countByState() : {}));
@@ -70,7 +77,9 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     metrics.agentConnected.set(1);
     connection.on('status', (status) => vmService.onStatus(status));
     connection.on('console', (vmId, data) => consoleHub.publish(vmId, data));
-    connection.on('event', (event) => log.info({ kind: event.kind, vmId: event.vmId, data: event.data }, 'host event'));
+    connection.on('event', (event) =>
+      log.info({ kind: event.kind, vmId: event.vmId, data: event.data }, 'host event'),
+    );
     void (async () => {
       await recordHostHello(db, host);
       await vmService.syncHost(host.hostId, connection);
@@ -82,18 +91,25 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   });
   supervisor.start();
 
-  const app = await buildApp({ db, vms: vmService, consoleHub, metrics, tokens, version: RAMPART_VERSION }, log);
+  const app = await buildApp(
+    { db, vms: vmService, consoleHub, metrics, tokens, version: RAMPART_VERSION },
+    log,
+  );
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-  process.stdout.write(`Rampart ${RAMPART_VERSION} listening on http://${host}:${port} (data in ${config.dataDir})\n`);
+  process.stdout.write(
+    `Rampart ${RAMPART_VERSION} listening on http://${host}:${port} (data in ${config.dataDir})\n`,
+  );
   if (bootstrap.generated) {
     process.stdout.write(
       `Bootstrap admin token (shown only now; store it safely):\n\n  export RAMPART_URL=http://${host}:${port}\n  export RAMPART_TOKEN=${bootstrap.generated}\n\n`,
     );
   } else {
-    process.stdout.write('Authenticate with the bootstrap token: export RAMPART_TOKEN=... (lost it? rampart server --reset-bootstrap-token)\n');
+    process.stdout.write(
+      'Authenticate with the bootstrap token: export RAMPART_TOKEN=... (lost it? rampart server --reset-bootstrap-token)\n',
+    );
   }
 
   let stopping = false;

@@ -49,10 +49,14 @@ export class RampartHarness {
     const harness = new RampartHarness(options);
     try {
       await harness.startServer();
-      await harness.waitFor(async () => {
-        const hosts = await harness.api<{ items: { state: string }[] }>('GET', '/v1/hosts');
-        return hosts.body.items.some((h) => h.state === 'online');
-      }, 60_000, 'host online');
+      await harness.waitFor(
+        async () => {
+          const hosts = await harness.api<{ items: { state: string }[] }>('GET', '/v1/hosts');
+          return hosts.body.items.some((h) => h.state === 'online');
+        },
+        60_000,
+        'host online',
+      );
     } catch (error) {
       await harness.cleanup();
       throw error;
@@ -91,7 +95,10 @@ export class RampartHarness {
     this.server = server;
     this.serverOutput = '';
     const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${this.serverOutput}`)), 30_000);
+      const timer = setTimeout(
+        () => reject(new Error(`server did not start:\n${this.serverOutput}`)),
+        30_000,
+      );
       const onData = (chunk: Buffer) => {
         this.serverOutput += chunk.toString('utf8');
         const match = /listening on (http:\/\/[0-9.]+:\d+)/.exec(this.serverOutput);
@@ -100,8 +107,8 @@ export class RampartHarness {
           resolve(match[1]!);
         }
       };
-      server.stdout!.on('data', onData);
-      server.stderr!.on('data', onData);
+      server.stdout.on('data', onData);
+      server.stderr.on('data', onData);
       server.once('exit', (code) => {
         clearTimeout(timer);
         reject(new Error(`server exited with ${code}:\n${this.serverOutput}`));
@@ -121,7 +128,12 @@ export class RampartHarness {
     this.server = null;
   }
 
-  async api<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
+  async api<T = unknown>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse<T>> {
     const init: RequestInit = { method, headers: { authorization: `Bearer ${this.token}`, ...headers } };
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
@@ -140,7 +152,8 @@ export class RampartHarness {
 
   async vm(ref: string): Promise<Vm> {
     const response = await this.api<Vm>('GET', `/v1/vms/${ref}`);
-    if (response.status !== 200) throw new Error(`GET vm ${ref}: ${response.status} ${JSON.stringify(response.body)}`);
+    if (response.status !== 200)
+      throw new Error(`GET vm ${ref}: ${response.status} ${JSON.stringify(response.body)}`);
     return response.body;
   }
 
@@ -155,15 +168,21 @@ export class RampartHarness {
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    throw new Error(
+      `timed out after ${timeoutMs} ms waiting for ${what}${lastError instanceof Error ? `: ${lastError.message}` : ''}`,
+    );
   }
 
   async waitForState(ref: string, state: Vm['state'], timeoutMs = 90_000): Promise<Vm> {
     let last: Vm | null = null;
-    await this.waitFor(async () => {
-      last = await this.vm(ref);
-      return last.state === state;
-    }, timeoutMs, `VM ${ref} to be ${state} (last: ${JSON.stringify(last)})`);
+    await this.waitFor(
+      async () => {
+        last = await this.vm(ref);
+        return last.state === state;
+      },
+      timeoutMs,
+      `VM ${ref} to be ${state} (last: ${JSON.stringify(last)})`,
+    );
     return last!;
   }
 
@@ -176,7 +195,8 @@ export class RampartHarness {
         const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
         const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
         const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-        if (cmdline.includes('qemu-system') && cmdline.includes(this.dataDir) && state !== 'Z') pids.push(Number(entry));
+        if (cmdline.includes('qemu-system') && cmdline.includes(this.dataDir) && state !== 'Z')
+          pids.push(Number(entry));
       } catch {
         // process went away
       }
@@ -190,7 +210,11 @@ export class RampartHarness {
       if (this.server && this.url) {
         const list = await this.api<{ items: Vm[] }>('GET', '/v1/vms');
         for (const vm of list.body.items ?? []) await this.api('DELETE', `/v1/vms/${vm.id}`);
-        await this.waitFor(async () => (await this.api<{ items: Vm[] }>('GET', '/v1/vms')).body.items.length === 0, 30_000, 'VMs deleted');
+        await this.waitFor(
+          async () => (await this.api<{ items: Vm[] }>('GET', '/v1/vms')).body.items.length === 0,
+          30_000,
+          'VMs deleted',
+        );
       }
     } catch {
       // fall through to the hard cleanup

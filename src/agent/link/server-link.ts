@@ -31,7 +31,11 @@ export class ServerLink {
     vms.on('status', (status) => this.send({ type: 'vm.status', status }));
     vms.on('console', (vmId, data) => {
       for (let offset = 0; offset < data.length; offset += CONSOLE_CHUNK_BYTES) {
-        this.send({ type: 'vm.console', vmId, dataBase64: data.subarray(offset, offset + CONSOLE_CHUNK_BYTES).toString('base64') });
+        this.send({
+          type: 'vm.console',
+          vmId,
+          dataBase64: data.subarray(offset, offset + CONSOLE_CHUNK_BYTES).toString('base64'),
+        });
       }
     });
   }
@@ -73,7 +77,12 @@ export class ServerLink {
   private async handle(socket: Socket, value: unknown): Promise<void> {
     if (!agentRequestValidator.Check(value)) {
       const id = typeof (value as { id?: unknown })?.id === 'number' ? (value as { id: number }).id : 0;
-      writeJsonLine(socket, { type: 'reply', id, ok: false, error: { code: 'INVALID_REQUEST', message: 'request does not match the protocol' } });
+      writeJsonLine(socket, {
+        type: 'reply',
+        id,
+        ok: false,
+        error: { code: 'INVALID_REQUEST', message: 'request does not match the protocol' },
+      });
       return;
     }
     try {
@@ -81,7 +90,12 @@ export class ServerLink {
       writeJsonLine(socket, { type: 'reply', id: value.id, ok: true, result });
     } catch (error) {
       this.log.warn({ type: value.type, err: (error as Error).message }, 'request failed');
-      writeJsonLine(socket, { type: 'reply', id: value.id, ok: false, error: { code: 'FAILED', message: (error as Error).message } });
+      writeJsonLine(socket, {
+        type: 'reply',
+        id: value.id,
+        ok: false,
+        error: { code: 'FAILED', message: (error as Error).message },
+      });
     }
   }
 

@@ -11,7 +11,12 @@ export const GUEST_AGENT_PORT_NAME = 'org.rampart.agent.0';
 export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
 
 /** Guest addressing on the isolated user-mode network (restrict=on: no route out of the VM). */
-export const USER_NET = { cidr: '10.0.2.0/24', guestIp: '10.0.2.15', prefix: 24, gateway: '10.0.2.2' } as const;
+export const USER_NET = {
+  cidr: '10.0.2.0/24',
+  guestIp: '10.0.2.15',
+  prefix: 24,
+  gateway: '10.0.2.2',
+} as const;
 
 export interface QemuSpec {
   id: string;
@@ -42,8 +47,16 @@ export function macForVm(id: string): string {
 
 function assertOptionSafe(value: string, what: string): string {
   // QEMU option strings use ',' as separator and '=' inside; refuse anything that could inject.
-  if (!/^[A-Za-z0-9._/:-]+$/.test(value)) throw new Error(`${what} contains characters not allowed in a QEMU option`);
+  if (!/^[A-Za-z0-9._/:-]+$/.test(value))
+    throw new Error(`${what} contains characters not allowed in a QEMU option`);
   return value;
+}
+
+const VM_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+function assertVmName(name: string): string {
+  if (!VM_NAME.test(name)) throw new Error('VM name must be a lowercase DNS label');
+  return name;
 }
 
 export function kernelCommandLine(spec: Pick<QemuSpec, 'name'>, extra: readonly string[] = []): string {
@@ -53,7 +66,7 @@ export function kernelCommandLine(spec: Pick<QemuSpec, 'name'>, extra: readonly 
     'quiet',
     `rampart.ip=${USER_NET.guestIp}/${USER_NET.prefix}`,
     `rampart.gw=${USER_NET.gateway}`,
-    `rampart.hostname=${assertOptionSafe(spec.name, 'VM name')}`,
+    `rampart.hostname=${assertVmName(spec.name)}`,
     ...extra,
   ].join(' ');
 }
@@ -64,7 +77,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
   const machine = ['pc', 'dump-guest-core=off', 'mem-merge=off'].join(',');
   return [
     '-name',
-    `guest=${assertOptionSafe(spec.name, 'VM name')},debug-threads=on`,
+    `guest=${assertVmName(spec.name)},debug-threads=on`,
     '-uuid',
     assertOptionSafe(spec.id, 'VM id'),
     '-machine',
@@ -112,7 +125,14 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
 }
 
 /** The unprivileged wrapper: QEMU starts already as the VM's uid, with no privileges to regain. */
-export function unprivilegedPrefix(uid: number, gid: number, supplementaryGroups: readonly number[]): string[] {
+export function unprivilegedPrefix(
+  uid: number,
+  gid: number,
+  supplementaryGroups: readonly number[],
+): string[] {
+  if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid <= 0 || gid <= 0) {
+    throw new Error('QEMU never runs as root: the VM uid and gid must be positive');
+  }
   return [
     '--reuid',
     String(uid),

@@ -3,7 +3,17 @@
  * oldest bytes are dropped so that the newest half of the cap (plus the new data) remains. A guest
  * flooding its console can therefore never grow the file past `capBytes`.
  */
-import { closeSync, existsSync, openSync, readSync, renameSync, statSync, writeFileSync, appendFileSync, fstatSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  appendFileSync,
+  fstatSync,
+} from 'node:fs';
 
 export class ConsoleLog {
   private size: number;

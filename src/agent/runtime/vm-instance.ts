@@ -183,7 +183,8 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   }
 
   writeConsole(data: Buffer): number {
-    if (!this.consoleSocket || this.consoleSocket.destroyed) throw new Error('the VM console is not connected');
+    if (!this.consoleSocket || this.consoleSocket.destroyed)
+      throw new Error('the VM console is not connected');
     this.consoleSocket.write(data);
     return data.length;
   }
@@ -275,7 +276,10 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       if (!running) await qmp.cont();
       await qmp.systemPowerdown();
     } catch (error) {
-      this.env.log.warn({ vmId: this.id, err: (error as Error).message }, 'ACPI shutdown request failed; stopping by force');
+      this.env.log.warn(
+        { vmId: this.id, err: (error as Error).message },
+        'ACPI shutdown request failed; stopping by force',
+      );
       void this.killAndWait();
       return;
     }
@@ -401,7 +405,8 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
           setTimeout(() => this.checkAlive(), 50);
         });
         const status = await qmp.queryStatus();
-        if (!status.running && status.status === 'paused' && this.state.phase !== 'stopping') this.setPhase('paused');
+        if (!status.running && status.status === 'paused' && this.state.phase !== 'stopping')
+          this.setPhase('paused');
         for (const waiter of this.qmpWaiters.splice(0)) waiter(qmp);
         return;
       } catch {
@@ -421,11 +426,13 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   private onQmpEvent(event: string, data: unknown): void {
     if (event === 'SHUTDOWN' && (data as { guest?: boolean } | undefined)?.guest) this.guestShutdown = true;
     if (event === 'STOP' && this.state.phase !== 'stopping') this.setPhase('paused');
-    if (event === 'RESUME' && this.state.phase === 'paused') this.setPhase(this.state.booted ? 'running' : 'starting');
+    if (event === 'RESUME' && this.state.phase === 'paused')
+      this.setPhase(this.state.booted ? 'running' : 'starting');
   }
 
   private onGuestMessage(value: unknown): void {
-    if (typeof value !== 'object' || value === null || (value as { type?: unknown }).type !== 'heartbeat') return;
+    if (typeof value !== 'object' || value === null || (value as { type?: unknown }).type !== 'heartbeat')
+      return;
     const beat = value as Partial<GuestHeartbeat>;
     const uptime = typeof beat.uptime === 'number' ? beat.uptime : null;
     const now = Date.now();
@@ -433,7 +440,9 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     if (this.resetAt !== null && uptime !== null && uptime > (now - this.resetAt) / 1000 + 1) return;
     this.lastHeartbeatAt = new Date(now).toISOString();
     this.guestUptime = uptime;
-    this.guestIps = Array.isArray(beat.ips) ? beat.ips.filter((ip): ip is string => typeof ip === 'string').slice(0, 32) : [];
+    this.guestIps = Array.isArray(beat.ips)
+      ? beat.ips.filter((ip): ip is string => typeof ip === 'string').slice(0, 32)
+      : [];
     if (!this.state.booted) {
       this.state.booted = true;
       const since = this.resetAt ?? this.state.spawnedAt ?? now;
@@ -459,9 +468,17 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
 
   private reportStatus(force: boolean): void {
     const status = this.status();
-    const key = JSON.stringify([status.phase, status.pid, status.guestIps, status.error, status.bootId, status.rebootId]);
+    const key = JSON.stringify([
+      status.phase,
+      status.pid,
+      status.guestIps,
+      status.error,
+      status.bootId,
+      status.rebootId,
+    ]);
     const now = Date.now();
-    if (!force && key === this.lastReportKey && now - this.lastReportAt < HEARTBEAT_REPORT_INTERVAL_MS) return;
+    if (!force && key === this.lastReportKey && now - this.lastReportAt < HEARTBEAT_REPORT_INTERVAL_MS)
+      return;
     this.lastReportKey = key;
     this.lastReportAt = now;
     this.emit('status', status);
@@ -481,7 +498,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
 
   private removeSockets(): void {
     const sockets = socketPaths(this.runDir);
-    for (const path of Object.values(sockets)) rmSync(path, { force: true });
+    for (const path of [sockets.qmp, sockets.console, sockets.guestAgent]) rmSync(path, { force: true });
   }
 
   private qemuLogHint(): string {

@@ -124,7 +124,8 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
 
   private allocateUid(): number {
     const used = new Set([...this.instances.values()].map((i) => i.uid));
-    for (let uid = this.uids.base; uid < this.uids.base + this.uids.count; uid++) if (!used.has(uid)) return uid;
+    for (let uid = this.uids.base; uid < this.uids.base + this.uids.count; uid++)
+      if (!used.has(uid)) return uid;
     throw new Error('no free VM uid left in the configured range');
   }
 }

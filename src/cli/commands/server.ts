@@ -26,6 +26,7 @@ export function serverOptions(
   }
   if (dataDir !== undefined) options.dataDir = dataDir;
   if (config !== undefined) options.config = config;
+  if (flags.resetBootstrapToken) options.resetBootstrapToken = true;
   return options;
 }
 
@@ -39,6 +40,7 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
     .option('--listen <host:port>', 'address to serve the API on (env RAMPART_LISTEN)', parseListen)
     .option('--data-dir <dir>', 'directory for the database and images (env RAMPART_DATA_DIR)', parsePath)
     .option('--config <file>', 'configuration file (env RAMPART_CONFIG)', parsePath)
+    .option('--reset-bootstrap-token', 'replace the bootstrap admin token, print the new one once, and exit')
     .addHelpText(
       'after',
       [
@@ -47,6 +49,9 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         '  RAMPART_LISTEN    address to listen on, as --listen',
         '  RAMPART_DATA_DIR  data directory, as --data-dir',
         '  RAMPART_CONFIG    configuration file, as --config',
+        '  RAMPART_BOOTSTRAP_TOKEN  admin token to install (unattended installs; else one is generated and printed once)',
+        '  RAMPART_ACCEL     accelerator for the local agent: auto (probe KVM, fall back to TCG), kvm or tcg',
+        '  RAMPART_CONSOLE_CAP_BYTES  size cap of each VM console log (default 1 MiB)',
         'Flags take precedence over the environment.',
       ].join('\n'),
     )

@@ -61,13 +61,19 @@ export class AgentConnection extends EventEmitter<AgentConnectionEvents> {
     return !this.closed;
   }
 
-  request<T extends AgentRequestType>(type: T, body: RequestBody<T>, timeoutMs = this.defaultTimeoutMs): Promise<AgentResults[T]> {
+  request<T extends AgentRequestType>(
+    type: T,
+    body: RequestBody<T>,
+    timeoutMs = this.defaultTimeoutMs,
+  ): Promise<AgentResults[T]> {
     if (this.closed) return Promise.reject(new HostUnavailableError('the host agent is not connected'));
     const id = this.nextId++;
     return new Promise<AgentResults[T]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new RampartError('RAMPART_TIMEOUT', `the host agent did not answer ${type} within ${timeoutMs} ms`));
+        reject(
+          new RampartError('RAMPART_TIMEOUT', `the host agent did not answer ${type} within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
       writeJsonLine(this.stream, { ...body, type, id });

@@ -123,7 +123,11 @@ export class LocalAgentSupervisor extends EventEmitter<SupervisorEvents> {
       process.execPath,
       [CLI_MAIN, 'agent', '--data-dir', this.options.dataDir, '--socket', this.options.socket],
       {
-        env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', RAMPART_LOG_LEVEL: this.options.logLevel, ...this.options.env },
+        env: {
+          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+          RAMPART_LOG_LEVEL: this.options.logLevel,
+          ...this.options.env,
+        },
         logFile: join(this.options.dataDir, 'agent.log'),
       },
     );

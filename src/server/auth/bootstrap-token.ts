@@ -36,7 +36,9 @@ async function storeHash(db: Db, hash: string): Promise<void> {
 export async function ensureBootstrapToken(db: Db, fromEnv: string | undefined): Promise<BootstrapResult> {
   if (fromEnv !== undefined) {
     if (fromEnv.length < MIN_TOKEN_LENGTH || /\s/.test(fromEnv)) {
-      throw new InvalidInputError(`RAMPART_BOOTSTRAP_TOKEN must be at least ${MIN_TOKEN_LENGTH} characters without spaces`);
+      throw new InvalidInputError(
+        `RAMPART_BOOTSTRAP_TOKEN must be at least ${MIN_TOKEN_LENGTH} characters without spaces`,
+      );
     }
     await storeHash(db, digest(fromEnv).toString('hex'));
     return { generated: null };
@@ -69,7 +71,8 @@ export class TokenVerifier {
     if (presented.length === 0 || presented.length > 512) return false;
     const candidate = digest(presented);
     let match = false;
-    for (const hash of this.hashes) if (hash.length === candidate.length && timingSafeEqual(hash, candidate)) match = true;
+    for (const hash of this.hashes)
+      if (hash.length === candidate.length && timingSafeEqual(hash, candidate)) match = true;
     return match;
   }
 }

@@ -12,14 +12,28 @@ export const SEED_FLAVORS: readonly FlavorCreate[] = [
 ];
 
 export function flavorToApi(row: FlavorsTable): Flavor {
-  return { id: row.id, name: row.name, vcpus: row.vcpus, memoryMiB: row.memoryMib, diskGiB: row.diskGib, createdAt: row.createdAt };
+  return {
+    id: row.id,
+    name: row.name,
+    vcpus: row.vcpus,
+    memoryMiB: row.memoryMib,
+    diskGiB: row.diskGib,
+    createdAt: row.createdAt,
+  };
 }
 
 export async function seedFlavors(db: Db): Promise<void> {
   for (const flavor of SEED_FLAVORS) {
     await db
       .insertInto('flavors')
-      .values({ id: newId(), name: flavor.name, vcpus: flavor.vcpus, memoryMib: flavor.memoryMiB, diskGib: flavor.diskGiB, createdAt: nowIso() })
+      .values({
+        id: newId(),
+        name: flavor.name,
+        vcpus: flavor.vcpus,
+        memoryMib: flavor.memoryMiB,
+        diskGib: flavor.diskGiB,
+        createdAt: nowIso(),
+      })
       .onConflict((oc) => oc.column('name').doNothing())
       .execute();
   }
@@ -49,7 +63,12 @@ export async function createFlavor(db: Db, input: FlavorCreate): Promise<Flavor>
     diskGib: input.diskGiB,
     createdAt: nowIso(),
   };
-  const inserted = await db.insertInto('flavors').values(row).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
-  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) throw new ConflictError(`flavor ${input.name} already exists`);
+  const inserted = await db
+    .insertInto('flavors')
+    .values(row)
+    .onConflict((oc) => oc.column('name').doNothing())
+    .executeTakeFirst();
+  if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0)
+    throw new ConflictError(`flavor ${input.name} already exists`);
   return flavorToApi(row);
 }

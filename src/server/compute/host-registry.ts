@@ -35,7 +35,11 @@ export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
 }
 
 export async function markHostOffline(db: Db, hostId: string): Promise<void> {
-  await db.updateTable('hosts').set({ state: 'offline', lastSeenAt: nowIso() }).where('id', '=', hostId).execute();
+  await db
+    .updateTable('hosts')
+    .set({ state: 'offline', lastSeenAt: nowIso() })
+    .where('id', '=', hostId)
+    .execute();
 }
 
 export async function hostAllocations(db: Db): Promise<Map<string, HostAllocation>> {
@@ -50,7 +54,12 @@ export async function hostAllocations(db: Db): Promise<Map<string, HostAllocatio
     .where('hostId', 'is not', null)
     .groupBy('hostId')
     .execute();
-  return new Map(rows.map((r) => [r.hostId!, { vcpus: Number(r.vcpus), memoryMiB: Number(r.memoryMib), vms: Number(r.vms) }]));
+  return new Map(
+    rows.map((r) => [
+      r.hostId!,
+      { vcpus: Number(r.vcpus), memoryMiB: Number(r.memoryMib), vms: Number(r.vms) },
+    ]),
+  );
 }
 
 export function hostToApi(row: HostsTable, allocation: HostAllocation | undefined): Host {
@@ -75,7 +84,10 @@ export function hostToApi(row: HostsTable, allocation: HostAllocation | undefine
 }
 
 export async function listHosts(db: Db): Promise<Host[]> {
-  const [rows, allocations] = await Promise.all([db.selectFrom('hosts').selectAll().orderBy('hostname').execute(), hostAllocations(db)]);
+  const [rows, allocations] = await Promise.all([
+    db.selectFrom('hosts').selectAll().orderBy('hostname').execute(),
+    hostAllocations(db),
+  ]);
   return rows.map((row) => hostToApi(row, allocations.get(row.id)));
 }
 

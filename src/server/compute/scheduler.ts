@@ -11,7 +11,11 @@ export interface PlacementRequest {
   memoryMiB: number;
 }
 
-export function pickHost(hosts: readonly HostsTable[], allocations: Map<string, HostAllocation>, request: PlacementRequest): HostsTable {
+export function pickHost(
+  hosts: readonly HostsTable[],
+  allocations: Map<string, HostAllocation>,
+  request: PlacementRequest,
+): HostsTable {
   const online = hosts.filter((h) => h.state === 'online');
   if (online.length === 0) throw new HostUnavailableError('no hypervisor host is online');
   const candidates = online

@@ -78,20 +78,28 @@ export class VmService {
   // ---------------------------------------------------------------- user requests
 
   async create(input: VmCreate): Promise<Vm> {
-    const [image, flavor] = await Promise.all([findImage(this.db, input.image), findFlavor(this.db, input.flavor)]).catch(
-      (error: unknown) => {
-        // An unknown image or flavor is a problem with the request body, not a missing URL.
-        if (error instanceof NotFoundError) throw new InvalidInputError(error.message);
-        throw error;
-      },
-    );
+    const [image, flavor] = await Promise.all([
+      findImage(this.db, input.image),
+      findFlavor(this.db, input.flavor),
+    ]).catch((error: unknown) => {
+      // An unknown image or flavor is a problem with the request body, not a missing URL.
+      if (error instanceof NotFoundError) throw new InvalidInputError(error.message);
+      throw error;
+    });
     const start = input.start ?? true;
     const id = newId();
     const now = nowIso();
     await this.db.transaction().execute(async (trx) => {
       const hosts = await trx.selectFrom('hosts').selectAll().execute();
-      const host = pickHost(hosts, await hostAllocations(trx), { vcpus: flavor.vcpus, memoryMiB: flavor.memoryMib });
-      const taken = await trx.selectFrom('vms').select('id').where('name', '=', input.name).executeTakeFirst();
+      const host = pickHost(hosts, await hostAllocations(trx), {
+        vcpus: flavor.vcpus,
+        memoryMiB: flavor.memoryMib,
+      });
+      const taken = await trx
+        .selectFrom('vms')
+        .select('id')
+        .where('name', '=', input.name)
+        .executeTakeFirst();
       if (taken) throw new ConflictError(`a VM named ${input.name} already exists`);
       await trx
         .insertInto('vms')
@@ -128,7 +136,11 @@ export class VmService {
     return this.get(id);
   }
 
-  async act(ref: string, action: Exclude<VmUserAction, 'delete'>, stop?: { force?: boolean; timeoutSeconds?: number }): Promise<Vm> {
+  async act(
+    ref: string,
+    action: Exclude<VmUserAction, 'delete'>,
+    stop?: { force?: boolean; timeoutSeconds?: number },
+  ): Promise<Vm> {
     const row = await this.findRow(ref);
     await this.mutex.run(row.id, async () => {
       const current = await this.findRow(row.id);
@@ -142,7 +154,9 @@ export class VmService {
       }
       if (action === 'reboot') patch.rebootId = current.rebootId + 1;
       if (action === 'stop') {
-        patch.stopTimeoutMs = stop?.force ? 0 : (stop?.timeoutSeconds ?? this.options.defaultStopTimeoutSeconds) * 1000;
+        patch.stopTimeoutMs = stop?.force
+          ? 0
+          : (stop?.timeoutSeconds ?? this.options.defaultStopTimeoutSeconds) * 1000;
         this.cancelRestart(current.id);
       }
       await this.updateIfState(current, patch);
@@ -161,9 +175,14 @@ export class VmService {
     });
     const deleting = await this.get(row.id);
     // The host work (stop QEMU, remove files) continues after the answer; GET shows `deleting` meanwhile.
-    void this.mutex.run(row.id, () => this.finishDelete(row.id)).catch((error: unknown) => {
-      this.log.warn({ vmId: row.id, err: (error as Error).message }, 'delete will be retried when the host reconnects');
-    });
+    void this.mutex
+      .run(row.id, () => this.finishDelete(row.id))
+      .catch((error: unknown) => {
+        this.log.warn(
+          { vmId: row.id, err: (error as Error).message },
+          'delete will be retried when the host reconnects',
+        );
+      });
     return deleting;
   }
 
@@ -198,9 +217,11 @@ export class VmService {
   }
 
   onStatus(status: VmStatus): void {
-    void this.mutex.run(status.id, () => this.applyStatus(status)).catch((error: unknown) => {
-      this.log.error({ vmId: status.id, err: (error as Error).message }, 'failed to record VM status');
-    });
+    void this.mutex
+      .run(status.id, () => this.applyStatus(status))
+      .catch((error: unknown) => {
+        this.log.error({ vmId: status.id, err: (error as Error).message }, 'failed to record VM status');
+      });
   }
 
   stopTimers(): void {
@@ -213,8 +234,7 @@ export class VmService {
   private async applyStatus(status: VmStatus): Promise<void> {
     const row = await this.db.selectFrom('vms').selectAll().where('id', '=', status.id).executeTakeFirst();
     if (!row || row.state === 'deleting') return;
-    if (status.bootId < row.bootId && status.phase !== 'stopped' && status.phase !== 'crashed') return; // an older boot
-    if (status.bootId < row.bootId) return;
+    if (status.bootId < row.bootId) return; // a report about an older boot of this VM
     const current = row.state as VmState;
     let next = stateFromPhase(status.phase, current);
     const patch: Partial<VmsTable> = {
@@ -247,14 +267,18 @@ export class VmService {
       patch.error = null;
     }
     if (next === 'running' && current !== 'running' && status.bootMs !== null) {
-      this.metrics.vmBootSeconds.observe({ accelerator: status.accelerator ?? 'unknown' }, status.bootMs / 1000);
+      this.metrics.vmBootSeconds.observe(
+        { accelerator: status.accelerator ?? 'unknown' },
+        status.bootMs / 1000,
+      );
     }
     patch.state = next;
     if (next !== current || JSON.stringify(pick(row, patch)) !== JSON.stringify(patch)) {
       patch.updatedAt = nowIso();
       await this.db.updateTable('vms').set(patch).where('id', '=', row.id).execute();
     }
-    if (next !== current) this.log.info({ vmId: row.id, from: current, to: next, phase: status.phase }, 'VM state');
+    if (next !== current)
+      this.log.info({ vmId: row.id, from: current, to: next, phase: status.phase }, 'VM state');
     if (restart) this.scheduleRestart(row.id, status.phase === 'crashed' ? 'crash' : 'guest-shutdown');
   }
 
@@ -337,7 +361,7 @@ export class VmService {
 
   private requireAgent(row: VmsTable): AgentConnection {
     const agent = row.hostId ? this.agents.connectionFor(row.hostId) : null;
-    if (!agent) throw new RampartError('RAMPART_HOST_UNAVAILABLE', 'the VM\'s host agent is not connected');
+    if (!agent) throw new RampartError('RAMPART_HOST_UNAVAILABLE', "the VM's host agent is not connected");
     return agent;
   }
 
@@ -348,7 +372,8 @@ export class VmService {
       .where('id', '=', current.id)
       .where('state', '=', current.state)
       .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) throw new ConflictError('the VM changed concurrently; try again');
+    if (Number(result.numUpdatedRows) !== 1)
+      throw new ConflictError('the VM changed concurrently; try again');
   }
 
   private async imagesById(ids: string[]): Promise<Map<string, ImageFiles>> {
@@ -400,7 +425,12 @@ function toIntent(row: VmsTable, images: Map<string, ImageFiles>): VmIntent {
     name: row.name,
     vcpus: row.vcpus,
     memoryMiB: row.memoryMib,
-    image: { format: 'kernel-initrd', sha256: image.sha256, kernelPath: image.kernelPath, initrdPath: image.initrdPath },
+    image: {
+      format: 'kernel-initrd',
+      sha256: image.sha256,
+      kernelPath: image.kernelPath,
+      initrdPath: image.initrdPath,
+    },
     power: row.power as VmIntent['power'],
     bootId: row.bootId,
     rebootId: row.rebootId,

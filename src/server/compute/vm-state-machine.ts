@@ -22,7 +22,11 @@ interface ActionRule {
 const ACTIONS: Record<VmUserAction, ActionRule> = {
   start: { from: ['stopped', 'error'], to: 'starting', power: 'running' },
   stop: { from: ['running', 'paused', 'starting'], to: 'stopping', power: 'stopped' },
-  'force-stop': { from: ['running', 'paused', 'starting', 'stopping', 'pending'], to: 'stopping', power: 'stopped' },
+  'force-stop': {
+    from: ['running', 'paused', 'starting', 'stopping', 'pending'],
+    to: 'stopping',
+    power: 'stopped',
+  },
   reboot: { from: ['running'], to: 'starting', power: 'running' },
   pause: { from: ['running'], to: 'paused', power: 'paused' },
   resume: { from: ['paused'], to: 'running', power: 'running' },
@@ -36,7 +40,8 @@ const ACTIONS: Record<VmUserAction, ActionRule> = {
 /** Checks a user action against the current state; returns the state and desired power to record. */
 export function planUserAction(action: VmUserAction, state: VmState): ActionRule {
   const rule = ACTIONS[action];
-  if (!rule.from.includes(state)) throw new IllegalStateError(action === 'force-stop' ? 'stop' : action, state);
+  if (!rule.from.includes(state))
+    throw new IllegalStateError(action === 'force-stop' ? 'stop' : action, state);
   return rule;
 }
 

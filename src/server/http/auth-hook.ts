@@ -12,6 +12,7 @@ export function installAuthHook(app: FastifyInstance, tokens: TokenVerifier): vo
     if (route === undefined) return; // unknown route: answered 404 by the not-found handler
     const header = request.headers.authorization ?? '';
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(header);
-    if (!match || !tokens.verify(match[1]!)) throw new UnauthenticatedError('missing or invalid bearer token');
+    if (!match || !tokens.verify(match[1]!))
+      throw new UnauthenticatedError('missing or invalid bearer token');
   });
 }

@@ -6,8 +6,17 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RampartError, type ErrorBody, type ErrorCode } from '../../api/errors.js';
 
-function send(reply: FastifyReply, request: FastifyRequest, status: number, code: ErrorCode, message: string, details?: Record<string, unknown>) {
-  const body: ErrorBody = { error: { code, message, requestId: String(request.id), ...(details ? { details } : {}) } };
+function send(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  status: number,
+  code: ErrorCode,
+  message: string,
+  details?: Record<string, unknown>,
+) {
+  const body: ErrorBody = {
+    error: { code, message, requestId: String(request.id), ...(details ? { details } : {}) },
+  };
   return reply.status(status).type('application/json').send(body);
 }
 
@@ -32,5 +41,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     request.log.error({ err: error }, 'unexpected error');
     return send(reply, request, 500, 'RAMPART_INTERNAL', 'internal error');
   });
-  app.setNotFoundHandler((request, reply) => send(reply, request, 404, 'RAMPART_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`));
+  app.setNotFoundHandler((request, reply) =>
+    send(reply, request, 404, 'RAMPART_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
+  );
 }

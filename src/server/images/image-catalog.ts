@@ -52,7 +52,11 @@ function storeBlob(storeDir: string, source: string, expectedSha256: string): st
 }
 
 /** Registers the tiny guest once; a no-op when an image named `tiny` exists. */
-export async function registerDefaultImage(db: Db, guestImageDir: string, dataDir: string): Promise<ImagesTable | null> {
+export async function registerDefaultImage(
+  db: Db,
+  guestImageDir: string,
+  dataDir: string,
+): Promise<ImagesTable | null> {
   const existing = await db.selectFrom('images').selectAll().where('name', '=', 'tiny').executeTakeFirst();
   if (existing) return existing;
   const manifestPath = join(guestImageDir, 'manifest.json');
@@ -60,8 +64,16 @@ export async function registerDefaultImage(db: Db, guestImageDir: string, dataDi
   const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as GuestManifest;
   const storeDir = join(dataDir, 'images');
   mkdirSync(storeDir, { recursive: true, mode: 0o755 });
-  const kernelPath = storeBlob(storeDir, join(guestImageDir, manifest.kernel), manifest.sha256[manifest.kernel] ?? '');
-  const initrdPath = storeBlob(storeDir, join(guestImageDir, manifest.initrd), manifest.sha256[manifest.initrd] ?? '');
+  const kernelPath = storeBlob(
+    storeDir,
+    join(guestImageDir, manifest.kernel),
+    manifest.sha256[manifest.kernel] ?? '',
+  );
+  const initrdPath = storeBlob(
+    storeDir,
+    join(guestImageDir, manifest.initrd),
+    manifest.sha256[manifest.initrd] ?? '',
+  );
   // The bundle's identity: the digest of its parts' digests, in a fixed order.
   const bundleSha = createHash('sha256')
     .update(`kernel-initrd\n${manifest.sha256[manifest.kernel]}\n${manifest.sha256[manifest.initrd]}\n`)

@@ -16,32 +16,71 @@ const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: Erro
 export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
 
-  app.get('/v1/images', { schema: { tags: ['images'], summary: 'List images', response: { 200: listOf(Image), ...errors } } }, async () => ({
-    items: await listImages(ctx.db),
-  }));
+  app.get(
+    '/v1/images',
+    { schema: { tags: ['images'], summary: 'List images', response: { 200: listOf(Image), ...errors } } },
+    async () => ({
+      items: await listImages(ctx.db),
+    }),
+  );
   app.get(
     '/v1/images/:ref',
-    { schema: { tags: ['images'], summary: 'Show an image by id or name', params: RefParams, response: { 200: Image, ...errors } } },
+    {
+      schema: {
+        tags: ['images'],
+        summary: 'Show an image by id or name',
+        params: RefParams,
+        response: { 200: Image, ...errors },
+      },
+    },
     async (request) => imageToApi(await findImage(ctx.db, request.params.ref)),
   );
 
-  app.get('/v1/flavors', { schema: { tags: ['flavors'], summary: 'List flavors', response: { 200: listOf(Flavor), ...errors } } }, async () => ({
-    items: await listFlavors(ctx.db),
-  }));
+  app.get(
+    '/v1/flavors',
+    { schema: { tags: ['flavors'], summary: 'List flavors', response: { 200: listOf(Flavor), ...errors } } },
+    async () => ({
+      items: await listFlavors(ctx.db),
+    }),
+  );
   app.get(
     '/v1/flavors/:ref',
-    { schema: { tags: ['flavors'], summary: 'Show a flavor by id or name', params: RefParams, response: { 200: Flavor, ...errors } } },
+    {
+      schema: {
+        tags: ['flavors'],
+        summary: 'Show a flavor by id or name',
+        params: RefParams,
+        response: { 200: Flavor, ...errors },
+      },
+    },
     async (request) => flavorToApi(await findFlavor(ctx.db, request.params.ref)),
   );
   app.post(
     '/v1/flavors',
-    { schema: { tags: ['flavors'], summary: 'Create a flavor', body: FlavorCreate, response: { 201: Flavor, ...errors } } },
+    {
+      schema: {
+        tags: ['flavors'],
+        summary: 'Create a flavor',
+        body: FlavorCreate,
+        response: { 201: Flavor, ...errors },
+      },
+    },
     async (request, reply) => reply.status(201).send(await createFlavor(ctx.db, request.body)),
   );
 
-  app.get('/v1/hosts', { schema: { tags: ['hosts'], summary: 'List hypervisor hosts', response: { 200: listOf(Host), ...errors } } }, async () => ({
-    items: await listHosts(ctx.db),
-  }));
+  app.get(
+    '/v1/hosts',
+    {
+      schema: {
+        tags: ['hosts'],
+        summary: 'List hypervisor hosts',
+        response: { 200: listOf(Host), ...errors },
+      },
+    },
+    async () => ({
+      items: await listHosts(ctx.db),
+    }),
+  );
   app.get(
     '/v1/hosts/:id',
     {

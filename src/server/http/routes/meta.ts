@@ -3,9 +3,15 @@ import type { FastifyInstance } from 'fastify';
 import type { AppContext } from '../context.js';
 
 export async function metaRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  app.get('/v1/health', { schema: { tags: ['meta'], summary: 'Liveness' } }, async () => ({ status: 'ok', version: ctx.version }));
+  app.get('/v1/health', { schema: { tags: ['meta'], summary: 'Liveness' } }, async () => ({
+    status: 'ok',
+    version: ctx.version,
+  }));
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/metrics', { schema: { tags: ['meta'], summary: 'Prometheus metrics (bearer token required)' } }, async (_request, reply) =>
-    reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()),
+  app.get(
+    '/metrics',
+    { schema: { tags: ['meta'], summary: 'Prometheus metrics (bearer token required)' } },
+    async (_request, reply) =>
+      reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()),
   );
 }

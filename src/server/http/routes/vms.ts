@@ -12,9 +12,13 @@ const NoBody = Type.Union([Type.Null(), Type.Object({}, { additionalProperties: 
 export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
 
-  app.get('/v1/vms', { schema: { tags: ['vms'], summary: 'List VMs', response: { 200: listOf(Vm), ...errors } } }, async () => ({
-    items: await ctx.vms.list(),
-  }));
+  app.get(
+    '/v1/vms',
+    { schema: { tags: ['vms'], summary: 'List VMs', response: { 200: listOf(Vm), ...errors } } },
+    async () => ({
+      items: await ctx.vms.list(),
+    }),
+  );
 
   app.post(
     '/v1/vms',
@@ -31,7 +35,14 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
 
   app.get(
     '/v1/vms/:ref',
-    { schema: { tags: ['vms'], summary: 'Show a VM by id or name', params: RefParams, response: { 200: Vm, ...errors } } },
+    {
+      schema: {
+        tags: ['vms'],
+        summary: 'Show a VM by id or name',
+        params: RefParams,
+        response: { 200: Vm, ...errors },
+      },
+    },
     async (request) => ctx.vms.get(request.params.ref),
   );
 
@@ -40,7 +51,8 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
     {
       schema: {
         tags: ['vms'],
-        summary: 'Delete a VM (QEMU is stopped by force and its files removed); answers with the VM in state deleting',
+        summary:
+          'Delete a VM (QEMU is stopped by force and its files removed); answers with the VM in state deleting',
         params: RefParams,
         response: { 202: Vm, ...errors },
       },
@@ -76,7 +88,8 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
         response: { 202: Vm, ...errors },
       },
     },
-    async (request, reply) => reply.status(202).send(await ctx.vms.act(request.params.ref, 'stop', request.body ?? {})),
+    async (request, reply) =>
+      reply.status(202).send(await ctx.vms.act(request.params.ref, 'stop', request.body ?? {})),
   );
 
   app.get(
@@ -93,7 +106,12 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
     async (request) => {
       const bytes = Number(request.query.bytes ?? 65_536);
       const tail = await ctx.vms.consoleTail(request.params.ref, Math.min(bytes, 1_048_576));
-      return { vmId: tail.vmId, bytes: tail.data.length, capBytes: tail.capBytes, data: tail.data.toString('utf8') };
+      return {
+        vmId: tail.vmId,
+        bytes: tail.data.length,
+        capBytes: tail.capBytes,
+        data: tail.data.toString('utf8'),
+      };
     },
   );
 
@@ -103,27 +121,37 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
       websocket: true,
       schema: {
         tags: ['vms'],
-        summary: 'WebSocket: the console tail, then live output; text sent by the client is typed into the console',
+        summary:
+          'WebSocket: the console tail, then live output; text sent by the client is typed into the console',
         params: RefParams,
       },
     },
     async (socket, request) => {
-      const { ref } = request.params as { ref: string };
-      let vmId: string;
+      const { ref } = request.params;
+      // Handlers are attached before any await: messages that arrive meanwhile are queued, not lost.
+      let vmId: string | null = null;
+      const early: Buffer[] = [];
+      const write = (data: Buffer) => {
+        if (vmId) void ctx.vms.consoleWrite(vmId, data).catch(() => undefined);
+      };
+      socket.on('message', (data: Buffer) => {
+        if (data.length > 4096) return;
+        if (vmId) write(data);
+        else if (early.length < 64) early.push(data);
+      });
+      let unsubscribe: () => void = () => undefined;
+      socket.on('close', () => unsubscribe());
       try {
-        vmId = (await ctx.vms.findRow(ref)).id;
-        const tail = await ctx.vms.consoleTail(vmId, 4096);
+        const id = (await ctx.vms.findRow(ref)).id;
+        const tail = await ctx.vms.consoleTail(id, 4096);
         socket.send(tail.data);
+        unsubscribe = ctx.consoleHub.subscribe(id, (data) => socket.send(data));
+        vmId = id;
       } catch (error) {
         socket.close(4404, (error as Error).message.slice(0, 100));
         return;
       }
-      const unsubscribe = ctx.consoleHub.subscribe(vmId, (data) => socket.send(data));
-      socket.on('message', (data: Buffer, isBinary: boolean) => {
-        if (data.length > 4096) return;
-        void ctx.vms.consoleWrite(vmId, isBinary ? data : Buffer.from(data.toString('utf8'))).catch(() => undefined);
-      });
-      socket.on('close', unsubscribe);
+      for (const data of early.splice(0)) write(data);
     },
   );
 }

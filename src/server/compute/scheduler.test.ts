@@ -1,0 +1,143 @@
+/**
+ * Placement: an online host with room is picked, the one with the most free memory first; no online
+ * host is HostUnavailableError (503), no host with room is NoCapacityError (503).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { HostUnavailableError, NoCapacityError, RampartError } from '../../api/errors.js';
+import type { HostsTable } from '../store/schema.js';
+import type { HostAllocation } from './host-registry.js';
+import { pickHost } from './scheduler.js';
+
+function host(id: string, overrides: Partial<HostsTable> = {}): HostsTable {
+  return {
+    id,
+    hostname: `host-${id}`,
+    state: 'online',
+    accelerator: 'tcg',
+    acceleratorReason: 'test',
+    qemuVersion: '8.2.2',
+    agentVersion: '0.1.0',
+    cpus: 8,
+    memoryMib: 16_384,
+    vcpusAllocatable: 16,
+    memoryMibAllocatable: 8192,
+    lastSeenAt: '2024-01-01T00:00:00.000Z',
+    createdAt: '2024-01-01T00:00:00.000Z',
+    ...overrides,
+  };
+}
+
+function used(vcpus: number, memoryMiB: number, vms = 1): HostAllocation {
+  return { vcpus, memoryMiB, vms };
+}
+
+const SMALL = { vcpus: 1, memoryMiB: 128 };
+
+void describe('pickHost', () => {
+  void test('picks the only online host with room', () => {
+    const a = host('a');
+    assert.equal(pickHost([a], new Map(), SMALL), a);
+  });
+
+  void test('skips offline hosts even when they have more room', () => {
+    const offline = host('a', { state: 'offline', memoryMibAllocatable: 1_000_000 });
+    const online = host('b', { memoryMibAllocatable: 1024 });
+    assert.equal(pickHost([offline, online], new Map(), SMALL).id, 'b');
+  });
+
+  void test('prefers the host with more free memory (allocatable minus allocated)', () => {
+    const a = host('a', { memoryMibAllocatable: 8192 });
+    const b = host('b', { memoryMibAllocatable: 4096 });
+    assert.equal(pickHost([a, b], new Map(), SMALL).id, 'a');
+    assert.equal(pickHost([b, a], new Map(), SMALL).id, 'a', 'independent of input order');
+    // Once a holds 6 GiB, b (4 GiB free) has more free memory than a (2 GiB free).
+    const allocations = new Map([['a', used(1, 6144)]]);
+    assert.equal(pickHost([a, b], allocations, SMALL).id, 'b');
+  });
+
+  void test('equal free memory is broken by host id, deterministically', () => {
+    const a = host('a');
+    const b = host('b');
+    assert.equal(pickHost([b, a], new Map(), SMALL).id, 'a');
+    assert.equal(pickHost([a, b], new Map(), SMALL).id, 'a');
+  });
+
+  void test('a host without enough free vCPUs is skipped even if it has more memory', () => {
+    const a = host('a', { vcpusAllocatable: 4, memoryMibAllocatable: 65_536 });
+    const b = host('b', { vcpusAllocatable: 4, memoryMibAllocatable: 1024 });
+    const allocations = new Map([['a', used(3, 0)]]);
+    assert.equal(pickHost([a, b], allocations, { vcpus: 2, memoryMiB: 128 }).id, 'b');
+  });
+
+  void test('a host without enough free memory is skipped', () => {
+    const a = host('a', { memoryMibAllocatable: 8192 });
+    const b = host('b', { memoryMibAllocatable: 1024 });
+    const allocations = new Map([['a', used(1, 8000)]]);
+    assert.equal(pickHost([a, b], allocations, { vcpus: 1, memoryMiB: 512 }).id, 'b');
+  });
+
+  void test('a request that fits exactly is placed', () => {
+    const a = host('a', { vcpusAllocatable: 2, memoryMibAllocatable: 512 });
+    const allocations = new Map([['a', used(1, 256)]]);
+    assert.equal(pickHost([a], allocations, { vcpus: 1, memoryMiB: 256 }).id, 'a');
+  });
+
+  void test('no online host: HostUnavailableError', () => {
+    for (const hosts of [[], [host('a', { state: 'offline' }), host('b', { state: 'offline' })]]) {
+      assert.throws(
+        () => pickHost(hosts, new Map(), SMALL),
+        (error: unknown) => {
+          assert.ok(error instanceof HostUnavailableError, String(error));
+          assert.ok(error instanceof RampartError);
+          assert.equal(error.code, 'RAMPART_HOST_UNAVAILABLE');
+          assert.equal(error.status, 503);
+          return true;
+        },
+      );
+    }
+  });
+
+  void test('online hosts but none with room: NoCapacityError', () => {
+    const a = host('a', { vcpusAllocatable: 2, memoryMibAllocatable: 1024 });
+    const b = host('b', { vcpusAllocatable: 8, memoryMibAllocatable: 512 });
+    const offlineBig = host('c', { state: 'offline', vcpusAllocatable: 64, memoryMibAllocatable: 1_000_000 });
+    const cases: [Map<string, HostAllocation>, { vcpus: number; memoryMiB: number }][] = [
+      [new Map<string, HostAllocation>(), { vcpus: 4, memoryMiB: 1024 }], // a lacks vCPUs, b lacks memory
+      [new Map<string, HostAllocation>(), { vcpus: 1, memoryMiB: 2048 }], // nobody has the memory
+      [
+        new Map([
+          ['a', used(2, 0)],
+          ['b', used(8, 0)],
+        ]),
+        SMALL,
+      ], // all vCPUs taken
+      [
+        new Map([
+          ['a', used(0, 1000)],
+          ['b', used(0, 500)],
+        ]),
+        SMALL,
+      ], // all memory taken
+    ];
+    for (const [allocations, request] of cases) {
+      assert.throws(
+        () => pickHost([a, b, offlineBig], allocations, request),
+        (error: unknown) => {
+          assert.ok(error instanceof NoCapacityError, String(error));
+          assert.equal(error.code, 'RAMPART_NO_CAPACITY');
+          assert.equal(error.status, 503);
+          assert.match(error.message, new RegExp(`${request.vcpus} vCPUs`));
+          return true;
+        },
+        JSON.stringify(request),
+      );
+    }
+  });
+
+  void test('allocations of other hosts do not count against a host', () => {
+    const a = host('a', { vcpusAllocatable: 1, memoryMibAllocatable: 128 });
+    const allocations = new Map([['other', used(100, 100_000)]]);
+    assert.equal(pickHost([a], allocations, SMALL).id, 'a');
+  });
+});
