@@ -95,6 +95,7 @@ test('live console over WebSocket: typed input runs in the guest and its output 
   await rampart.waitFor(async () => received.includes('live-42'), 20_000, 'console echo');
   ws.close();
   const unauthorized = new WebSocket(`${rampart.url.replace('http', 'ws')}/v1/vms/web1/console/stream`);
+  unauthorized.on('error', () => undefined);
   const status = await new Promise<number>((resolve) => {
     unauthorized.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
     unauthorized.once('open', () => resolve(101));

@@ -89,6 +89,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     metrics.agentConnected.set(0);
     if (connectedHostId) void markHostOffline(db, connectedHostId);
   });
+  // Until an agent says hello in this run, no host is known to be online.
+  await db.updateTable('hosts').set({ state: 'offline' }).execute();
   supervisor.start();
 
   const app = await buildApp(

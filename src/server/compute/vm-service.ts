@@ -237,12 +237,15 @@ export class VmService {
     if (status.bootId < row.bootId) return; // a report about an older boot of this VM
     const current = row.state as VmState;
     let next = stateFromPhase(status.phase, current);
+    // A freshly restarted agent knows the boot but has not heard a heartbeat yet: keep the last one.
+    const sameBootNoBeat =
+      status.lastHeartbeatAt === null && status.bootId === row.bootId && status.pid === row.pid;
     const patch: Partial<VmsTable> = {
       pid: status.pid,
       accelerator: status.accelerator,
-      guestIps: JSON.stringify(status.guestIps),
-      lastHeartbeatAt: status.lastHeartbeatAt,
-      guestUptimeSeconds: status.guestUptimeSeconds,
+      guestIps: sameBootNoBeat ? row.guestIps : JSON.stringify(status.guestIps),
+      lastHeartbeatAt: sameBootNoBeat ? row.lastHeartbeatAt : status.lastHeartbeatAt,
+      guestUptimeSeconds: sameBootNoBeat ? row.guestUptimeSeconds : status.guestUptimeSeconds,
       bootMs: status.bootMs,
     };
     // While a requested change is in flight, an older report must not undo the recorded intent.
