@@ -25,7 +25,7 @@ import {
   readFileSync,
   rmSync,
 } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,6 +35,7 @@ import { findExecutable } from '../src/agent/host-facts.js';
 import { buildQemuArgs, socketPaths, unprivilegedPrefix } from '../src/agent/qemu/command-line.js';
 import { readJsonLines } from '../src/common/json-lines.js';
 import { spawnDetached } from '../src/common/subprocess.js';
+import { tryConnect } from '../src/common/unix-socket.js';
 import { RampartHarness } from '../test/helpers/rampart-harness.js';
 import { GUEST_IMAGE_DIR } from '../test/helpers/repo.js';
 
@@ -106,14 +107,7 @@ function waitForExit(child: ChildProcess, timeoutMs: number): Promise<void> {
 
 async function connectWhenReady(path: string, child: ChildProcess, deadline: number): Promise<Socket> {
   for (;;) {
-    const socket = await new Promise<Socket | null>((resolve) => {
-      const s = connect(path);
-      s.once('connect', () => resolve(s));
-      s.once('error', () => {
-        s.destroy();
-        resolve(null);
-      });
-    });
+    const socket = await tryConnect(path);
     if (socket) return socket;
     if (child.exitCode !== null || child.signalCode !== null)
       throw new Error('QEMU exited before its sockets opened');

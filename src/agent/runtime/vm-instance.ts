@@ -8,7 +8,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { tryConnect } from '../../common/unix-socket.js';
 import { join } from 'node:path';
 import type { VmIntent, VmPhase, VmStatus } from '../../api/agent-protocol.js';
 import type { Accelerator } from '../../api/host.js';
@@ -376,14 +377,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     const deadline = Date.now() + CHANNEL_TIMEOUT_MS;
     const identity = this.state.process;
     while (Date.now() < deadline && identity && isAlive(identity) && !this.removed) {
-      const socket = await new Promise<Socket | null>((resolve) => {
-        const s = connect(path);
-        s.once('connect', () => resolve(s));
-        s.once('error', () => {
-          s.destroy();
-          resolve(null);
-        });
-      });
+      const socket = await tryConnect(path);
       if (socket) return socket;
       await sleep(10);
     }
