@@ -23,7 +23,6 @@ export async function buildApp(ctx: AppContext, log: Logger): Promise<FastifyIns
     loggerInstance: log as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT_BYTES,
     genReqId: () => randomUUID(),
-    disableRequestLogging: true,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false },
     },
@@ -41,15 +40,6 @@ export async function buildApp(ctx: AppContext, log: Logger): Promise<FastifyIns
     };
     ctx.metrics.httpRequests.inc(labels);
     ctx.metrics.httpDuration.observe(labels, reply.elapsedTime / 1000);
-    request.log.info(
-      {
-        method: request.method,
-        route: labels.route,
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime),
-      },
-      'request',
-    );
   });
   await app.register(swagger, {
     openapi: {
