@@ -2,8 +2,8 @@
  * Agent configuration from flags and environment. Paths end up inside QEMU option strings and on
  * disk, so the data directory is restricted to a safe character set here, once.
  */
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { defaultDataDir } from '../common/data-dir.js';
 
 export type AccelMode = 'auto' | 'kvm' | 'tcg';
 
@@ -45,7 +45,7 @@ function integerEnv(
 }
 
 export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv = process.env): AgentConfig {
-  const base = process.getuid?.() === 0 ? '/var/lib/rampart' : join(homedir(), '.local', 'share', 'rampart');
+  const base = defaultDataDir();
   const dataDir = resolve(
     input.dataDir ?? env.RAMPART_AGENT_DATA_DIR ?? join(env.RAMPART_DATA_DIR ?? base, 'agent'),
   );

@@ -11,13 +11,15 @@
  */
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { UUID_PATTERN } from '../common/ids.js';
+import { NAME_PATTERN } from './common.js';
 import { Accelerator, HostCapacity } from './host.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 /** A message line longer than this is a protocol error (console chunks are split below it). */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 
-const Uuid = Type.String({ pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' });
+const Uuid = Type.String({ pattern: UUID_PATTERN });
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 
 export const DesiredPower = Type.Union([
@@ -30,7 +32,7 @@ export type DesiredPower = Static<typeof DesiredPower>;
 export const VmIntent = Type.Object(
   {
     id: Uuid,
-    name: Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$' }),
+    name: Type.String({ pattern: NAME_PATTERN }),
     vcpus: Type.Integer({ minimum: 1, maximum: 64 }),
     memoryMiB: Type.Integer({ minimum: 64, maximum: 262_144 }),
     image: Type.Object({

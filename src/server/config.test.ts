@@ -10,7 +10,8 @@ import { join, resolve } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { InvalidInputError } from '../api/errors.js';
 import { loadAgentConfig } from '../agent/config.js';
-import { defaultDataDir, loadServerConfig, parseListen } from './config.js';
+import { defaultDataDir } from '../common/data-dir.js';
+import { loadServerConfig, parseListen } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rampart-config-test-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

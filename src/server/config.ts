@@ -3,12 +3,12 @@
  * environment, then command-line flags. Validated once here; everything else receives a typed object.
  */
 import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { InvalidInputError } from '../api/errors.js';
+import { defaultDataDir } from '../common/data-dir.js';
 
 const ConfigFile = Type.Object(
   {
@@ -55,10 +55,6 @@ export interface ServerConfigInput {
   listen?: string;
   dataDir?: string;
   config?: string;
-}
-
-export function defaultDataDir(): string {
-  return process.getuid?.() === 0 ? '/var/lib/rampart' : join(homedir(), '.local', 'share', 'rampart');
 }
 
 export function parseListen(listen: string): { host: string; port: number } {

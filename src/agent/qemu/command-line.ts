@@ -5,6 +5,7 @@
  * virtio-net), and the full -sandbox deny set is always on.
  */
 import { createHash } from 'node:crypto';
+import { NAME_PATTERN } from '../../api/common.js';
 import type { Accelerator } from '../../api/host.js';
 
 export const GUEST_AGENT_PORT_NAME = 'org.rampart.agent.0';
@@ -52,7 +53,7 @@ function assertOptionSafe(value: string, what: string): string {
   return value;
 }
 
-const VM_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const VM_NAME = new RegExp(NAME_PATTERN);
 
 function assertVmName(name: string): string {
   if (!VM_NAME.test(name)) throw new Error('VM name must be a lowercase DNS label');
