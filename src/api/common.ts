@@ -26,3 +26,6 @@ export const ErrorSchema = Type.Object(
 export function listOf<T extends TSchema>(item: T) {
   return Type.Object({ items: Type.Array(item) });
 }
+
+/** The (empty) answer of a 204 No Content. */
+export const NoContent = Type.Null({ description: 'No content' });

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   RAMPART_INTERNAL: 500,
   RAMPART_HOST_UNAVAILABLE: 503,
   RAMPART_NO_CAPACITY: 503,
+  RAMPART_AUDIT_UNAVAILABLE: 503,
   RAMPART_TIMEOUT: 504,
 } as const;
 
@@ -46,10 +47,31 @@ export class UnauthenticatedError extends RampartError {
   }
 }
 
+export class ForbiddenError extends RampartError {
+  override name = 'ForbiddenError';
+  constructor(message = 'permission denied') {
+    super('RAMPART_FORBIDDEN', message);
+  }
+}
+
+export class RateLimitedError extends RampartError {
+  override name = 'RateLimitedError';
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('RAMPART_RATE_LIMITED', message, { retryAfterSeconds });
+  }
+}
+
+/**
+ * Not found — also what another tenant's object answers. The message names only the kind, never the
+ * reference, so a foreign object's answer is byte-for-byte the answer for one that never existed.
+ */
 export class NotFoundError extends RampartError {
   override name = 'NotFoundError';
-  constructor(kind: string, ref: string) {
-    super('RAMPART_NOT_FOUND', `${kind} ${JSON.stringify(ref.slice(0, 80))} not found`);
+  constructor(kind: string) {
+    super('RAMPART_NOT_FOUND', `${kind} not found`);
   }
 }
 
@@ -82,6 +104,15 @@ export class NoCapacityError extends RampartError {
   override name = 'NoCapacityError';
   constructor(message: string) {
     super('RAMPART_NO_CAPACITY', message);
+  }
+}
+
+/** The audit log cannot be written: mutating requests fail closed rather than go unrecorded. */
+export class AuditUnavailableError extends RampartError {
+  override name = 'AuditUnavailableError';
+  constructor(message: string, cause?: unknown) {
+    super('RAMPART_AUDIT_UNAVAILABLE', message);
+    if (cause !== undefined) this.cause = cause;
   }
 }
 

@@ -5,6 +5,7 @@
 import { Type, type Static } from 'typebox';
 import { Id, Name, Timestamp } from './common.js';
 import { Accelerator } from './host.js';
+import { TenantQuery } from './iam.js';
 
 export const VM_STATES = [
   'pending',
@@ -42,6 +43,7 @@ export type VmAction = (typeof VM_ACTIONS)[number];
 export const Vm = Type.Object(
   {
     id: Id,
+    tenantId: Id,
     name: Name,
     state: VmStateSchema,
     image: Type.Object({ id: Id, name: Name }),
@@ -98,6 +100,9 @@ export type ConsoleTail = Static<typeof ConsoleTail>;
 /** Query strings arrive as text: `bytes` is a decimal count from 1 to 1 MiB. */
 export const CONSOLE_TAIL_MAX_BYTES = 1_048_576;
 export const ConsoleQuery = Type.Object(
-  { bytes: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,6}$' })) },
+  {
+    bytes: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,6}$' })),
+    tenant: TenantQuery.properties.tenant,
+  },
   { additionalProperties: false },
 );

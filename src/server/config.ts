@@ -17,6 +17,26 @@ const ConfigFile = Type.Object(
     guest_image_dir: Type.Optional(Type.String()),
     log_level: Type.Optional(Type.String()),
     stop_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })),
+    auth: Type.Optional(
+      Type.Object(
+        {
+          session_ttl_seconds: Type.Optional(Type.Integer({ minimum: 30, maximum: 86_400 })),
+          refresh_ttl_seconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 30 * 86_400 })),
+          require_mfa_for_admins: Type.Optional(Type.Boolean()),
+          login_account_threshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+          login_source_threshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+          login_base_delay_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+          login_max_backoff_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    audit: Type.Optional(
+      Type.Object(
+        { checkpoint_interval_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })) },
+        { additionalProperties: false },
+      ),
+    ),
     agent: Type.Optional(
       Type.Object(
         {
@@ -42,6 +62,8 @@ export interface ServerConfig {
   guestImageDir: string;
   logLevel: string;
   stopTimeoutSeconds: number;
+  auth: AuthConfig;
+  audit: { checkpointIntervalSeconds: number };
   agent: {
     mode: 'local' | 'external';
     dataDir: string;
@@ -49,6 +71,40 @@ export interface ServerConfig {
     /** Passed to a local agent as environment (RAMPART_ACCEL etc.). */
     env: Record<string, string>;
   };
+}
+
+export interface AuthConfig {
+  sessionTtlSeconds: number;
+  refreshTtlSeconds: number;
+  /** Platform policy: every admin (platform-admin, tenant-admin) must use TOTP. */
+  requireMfaForAdmins: boolean;
+  loginAccountThreshold: number;
+  loginSourceThreshold: number;
+  loginBaseDelayMs: number;
+  loginMaxBackoffSeconds: number;
+}
+
+/** An integer from the environment, the file or the default, within bounds (a clear error otherwise). */
+function intSetting(
+  name: string,
+  fromEnv: string | undefined,
+  fromFile: number | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (fromEnv === undefined) return fromFile ?? fallback;
+  const value = /^\d{1,9}$/.test(fromEnv) ? Number(fromEnv) : NaN;
+  if (!Number.isInteger(value) || value < min || value > max)
+    throw new InvalidInputError(`${name} must be an integer from ${min} to ${max}`);
+  return value;
+}
+
+function boolSetting(name: string, fromEnv: string | undefined, fromFile: boolean | undefined): boolean {
+  if (fromEnv === undefined) return fromFile ?? false;
+  if (fromEnv === 'true' || fromEnv === '1') return true;
+  if (fromEnv === 'false' || fromEnv === '0') return false;
+  throw new InvalidInputError(`${name} must be true or false`);
 }
 
 export interface ServerConfigInput {
@@ -106,10 +162,78 @@ export function loadServerConfig(
   const mode = env.RAMPART_AGENT_MODE ?? file.agent?.mode ?? 'local';
   if (mode !== 'local' && mode !== 'external')
     throw new InvalidInputError('RAMPART_AGENT_MODE must be local or external');
+  const a = file.auth ?? {};
+  const auth: AuthConfig = {
+    sessionTtlSeconds: intSetting(
+      'RAMPART_SESSION_TTL_SECONDS',
+      env.RAMPART_SESSION_TTL_SECONDS,
+      a.session_ttl_seconds,
+      900,
+      30,
+      86_400,
+    ),
+    refreshTtlSeconds: intSetting(
+      'RAMPART_REFRESH_TTL_SECONDS',
+      env.RAMPART_REFRESH_TTL_SECONDS,
+      a.refresh_ttl_seconds,
+      43_200,
+      60,
+      30 * 86_400,
+    ),
+    requireMfaForAdmins: boolSetting(
+      'RAMPART_REQUIRE_MFA_FOR_ADMINS',
+      env.RAMPART_REQUIRE_MFA_FOR_ADMINS,
+      a.require_mfa_for_admins,
+    ),
+    loginAccountThreshold: intSetting(
+      'RAMPART_LOGIN_ACCOUNT_THRESHOLD',
+      env.RAMPART_LOGIN_ACCOUNT_THRESHOLD,
+      a.login_account_threshold,
+      5,
+      1,
+      1000,
+    ),
+    loginSourceThreshold: intSetting(
+      'RAMPART_LOGIN_SOURCE_THRESHOLD',
+      env.RAMPART_LOGIN_SOURCE_THRESHOLD,
+      a.login_source_threshold,
+      20,
+      1,
+      100_000,
+    ),
+    loginBaseDelayMs: intSetting(
+      'RAMPART_LOGIN_BASE_DELAY_MS',
+      env.RAMPART_LOGIN_BASE_DELAY_MS,
+      a.login_base_delay_ms,
+      1000,
+      1,
+      60_000,
+    ),
+    loginMaxBackoffSeconds: intSetting(
+      'RAMPART_LOGIN_MAX_BACKOFF_SECONDS',
+      env.RAMPART_LOGIN_MAX_BACKOFF_SECONDS,
+      a.login_max_backoff_seconds,
+      900,
+      1,
+      86_400,
+    ),
+  };
+  const audit = {
+    checkpointIntervalSeconds: intSetting(
+      'RAMPART_AUDIT_CHECKPOINT_SECONDS',
+      env.RAMPART_AUDIT_CHECKPOINT_SECONDS,
+      file.audit?.checkpoint_interval_seconds,
+      10,
+      1,
+      86_400,
+    ),
+  };
   return {
     host,
     port,
     dataDir,
+    auth,
+    audit,
     guestImageDir: resolve(
       env.RAMPART_GUEST_IMAGE_DIR ?? file.guest_image_dir ?? join(repoRoot(), 'guest', 'out', 'tiny'),
     ),

@@ -1,5 +1,5 @@
 /**
- * `rampart server`: opens the database, seeds the catalog, ensures the bootstrap token, keeps the
+ * `rampart server`: opens the database, seeds the catalog, ensures the first admin, keeps the
  * local agent connected (all-in-one), and serves the REST API. Stopping the server leaves the agent
  * and its VMs running; the next start re-adopts them.
  */
@@ -7,7 +7,13 @@ import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../common/logger.js';
 import { RAMPART_VERSION } from '../common/version.js';
-import { TokenVerifier, ensureBootstrapToken, resetBootstrapToken } from './auth/bootstrap-token.js';
+import { AuditLog } from './audit/audit-log.js';
+import { ADMIN_USERNAME, ensureAdmin, resetAdminPassword } from './iam/admin-bootstrap.js';
+import { Authenticator } from './iam/authenticator.js';
+import { RoleDirectory } from './iam/role-directory.js';
+import { SessionTokenSigner, loadSessionKey } from './iam/session-tokens.js';
+import { TenantDirectory } from './iam/tenant-directory.js';
+import { UserDirectory } from './iam/user-directory.js';
 import { seedFlavors } from './compute/flavor-catalog.js';
 import { markHostOffline, recordHostHello } from './compute/host-registry.js';
 import { VmService } from './compute/vm-service.js';
@@ -20,7 +26,7 @@ import { createMetrics } from './metrics.js';
 import { openDatabase } from './store/database.js';
 
 export interface ServerCliOptions extends ServerConfigInput {
-  resetBootstrapToken?: boolean;
+  resetAdminPassword?: boolean;
 }
 
 export async function runServer(options: ServerCliOptions): Promise<void> {
@@ -33,9 +39,16 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   const db = await openDatabase(dbFile);
   for (const file of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
 
-  if (options.resetBootstrapToken) {
-    const token = await resetBootstrapToken(db);
-    process.stdout.write(`New bootstrap admin token (shown once): ${token}\n`);
+  const users = new UserDirectory(db);
+  const roles = new RoleDirectory(db);
+  const tenants = new TenantDirectory(db);
+  await roles.reload();
+
+  if (options.resetAdminPassword) {
+    const password = await resetAdminPassword(users);
+    process.stdout.write(
+      `New one-time password for ${ADMIN_USERNAME} (shown once; change it at the first login): ${password}\n`,
+    );
     await db.destroy();
     return;
   }
@@ -51,9 +64,18 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       { dir: config.guestImageDir },
       'default guest image not built yet (run guest/build.sh); image "tiny" is not registered',
     );
-  const bootstrap = await ensureBootstrapToken(db, process.env.RAMPART_BOOTSTRAP_TOKEN);
-  const tokens = new TokenVerifier(db);
-  await tokens.load();
+  const bootstrap = await ensureAdmin(users, roles, tenants, process.env.RAMPART_ADMIN_PASSWORD);
+  const audit = await AuditLog.open(db, config.dataDir, {
+    checkpointIntervalMs: config.audit.checkpointIntervalSeconds * 1000,
+    log: log.child({ component: 'audit' }),
+  });
+  const authenticator = new Authenticator(
+    db,
+    users,
+    roles,
+    new SessionTokenSigner(loadSessionKey(config.dataDir)),
+    config.auth,
+  );
 
   const supervisor = new LocalAgentSupervisor(
     { ...config.agent, logLevel: config.logLevel },
@@ -94,7 +116,18 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   supervisor.start();
 
   const app = await buildApp(
-    { db, vms: vmService, consoleHub, metrics, tokens, version: RAMPART_VERSION },
+    {
+      db,
+      vms: vmService,
+      consoleHub,
+      metrics,
+      authenticator,
+      users,
+      roles,
+      tenants,
+      audit,
+      version: RAMPART_VERSION,
+    },
     log,
   );
   await app.listen({ host: config.host, port: config.port });
@@ -104,13 +137,15 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   process.stdout.write(
     `Rampart ${RAMPART_VERSION} listening on http://${host}:${port} (data in ${config.dataDir})\n`,
   );
-  if (bootstrap.generated) {
+  if (bootstrap.oneTimePassword) {
     process.stdout.write(
-      `Bootstrap admin token (shown only now; store it safely):\n\n  export RAMPART_URL=http://${host}:${port}\n  export RAMPART_TOKEN=${bootstrap.generated}\n\n`,
+      `First start: user ${ADMIN_USERNAME} created with a one-time password (shown only now; you must change it at the first login):\n\n  ${bootstrap.oneTimePassword}\n\nLog in with: RAMPART_URL=http://${host}:${port} rampart login --username ${ADMIN_USERNAME}\n`,
     );
+  } else if (bootstrap.created) {
+    process.stdout.write(`First start: user ${ADMIN_USERNAME} created with the password from RAMPART_ADMIN_PASSWORD\n`);
   } else {
     process.stdout.write(
-      'Authenticate with the bootstrap token: export RAMPART_TOKEN=... (lost it? rampart server --reset-bootstrap-token)\n',
+      `Log in with: rampart login (lost the ${ADMIN_USERNAME} password? rampart server --reset-admin-password)\n`,
     );
   }
 
@@ -123,6 +158,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     vmService.stopTimers();
     void app
       .close()
+      .then(() => audit.close())
       .then(() => db.destroy())
       .finally(() => process.exit(0));
   };

@@ -33,7 +33,10 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 export class RampartHarness {
-  readonly token = `test-${randomBytes(24).toString('hex')}`;
+  /** The first admin's password (set through RAMPART_ADMIN_PASSWORD, so no forced change). */
+  readonly adminPassword = `Adm1n-${randomBytes(18).toString('base64url')}`;
+  /** An API token of `admin` for the default tenant with every permission (platform ones included). */
+  token = '';
   readonly dataDir: string;
   url = '';
   private server: ChildProcess | null = null;
@@ -49,6 +52,7 @@ export class RampartHarness {
     const harness = new RampartHarness(options);
     try {
       await harness.startServer();
+      harness.token = await harness.createAdminToken();
       await harness.waitFor(
         async () => {
           const hosts = await harness.api<{ items: { state: string }[] }>('GET', '/v1/hosts');
@@ -84,7 +88,7 @@ export class RampartHarness {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       RAMPART_DATA_DIR: this.dataDir,
       RAMPART_LISTEN: '127.0.0.1:0',
-      RAMPART_BOOTSTRAP_TOKEN: this.token,
+      RAMPART_ADMIN_PASSWORD: this.adminPassword,
       RAMPART_GUEST_IMAGE_DIR: GUEST_IMAGE_DIR,
       RAMPART_ACCEL_CACHE: join(tmpdir(), 'rampart-test-accel-cache.json'),
       RAMPART_UID_BASE: String(3_100_000 + Math.floor(Math.random() * 1000) * 100),
@@ -117,6 +121,31 @@ export class RampartHarness {
     this.url = url;
   }
 
+  /** Logs in as `username` and answers the session token. */
+  async login(username: string, password: string, extra: Record<string, string> = {}): Promise<string> {
+    const response = await this.api<{ token: string }>(
+      'POST',
+      '/v1/auth/login',
+      { username, password, ...extra },
+      { authorization: '' },
+    );
+    if (response.status !== 200)
+      throw new Error(`login ${username}: ${response.status} ${JSON.stringify(response.body)}`);
+    return response.body.token;
+  }
+
+  private async createAdminToken(): Promise<string> {
+    const session = await this.login('admin', this.adminPassword);
+    const created = await this.api<{ token: string }>(
+      'POST',
+      '/v1/tokens',
+      { name: `harness-${randomBytes(4).toString('hex')}`, expiresInDays: 1 },
+      { authorization: `Bearer ${session}` },
+    );
+    if (created.status !== 201) throw new Error(`token create: ${created.status} ${JSON.stringify(created.body)}`);
+    return created.body.token;
+  }
+
   /** Kills the server process (SIGKILL by default) without touching the agent or VMs. */
   async killServer(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const server = this.server;
@@ -134,7 +163,9 @@ export class RampartHarness {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<ApiResponse<T>> {
-    const init: RequestInit = { method, headers: { authorization: `Bearer ${this.token}`, ...headers } };
+    const allHeaders: Record<string, string> = { authorization: `Bearer ${this.token}`, ...headers };
+    if (allHeaders.authorization === '') delete allHeaders.authorization;
+    const init: RequestInit = { method, headers: allHeaders };
     if (body !== undefined) {
       init.body = typeof body === 'string' ? body : JSON.stringify(body);
       (init.headers as Record<string, string>)['content-type'] = 'application/json';

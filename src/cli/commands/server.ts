@@ -26,7 +26,7 @@ export function serverOptions(
   }
   if (dataDir !== undefined) options.dataDir = dataDir;
   if (config !== undefined) options.config = config;
-  if (flags.resetBootstrapToken) options.resetBootstrapToken = true;
+  if (flags.resetAdminPassword) options.resetAdminPassword = true;
   return options;
 }
 
@@ -40,7 +40,10 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
     .option('--listen <host:port>', 'address to serve the API on (env RAMPART_LISTEN)', parseListen)
     .option('--data-dir <dir>', 'directory for the database and images (env RAMPART_DATA_DIR)', parsePath)
     .option('--config <file>', 'configuration file (env RAMPART_CONFIG)', parsePath)
-    .option('--reset-bootstrap-token', 'replace the bootstrap admin token, print the new one once, and exit')
+    .option(
+      '--reset-admin-password',
+      'give user admin a new one-time password (printed once; revokes its sessions and tokens) and exit',
+    )
     .addHelpText(
       'after',
       [
@@ -49,7 +52,12 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         '  RAMPART_LISTEN    address to listen on, as --listen',
         '  RAMPART_DATA_DIR  data directory, as --data-dir',
         '  RAMPART_CONFIG    configuration file, as --config',
-        '  RAMPART_BOOTSTRAP_TOKEN  admin token to install (unattended installs; else one is generated and printed once)',
+        '  RAMPART_ADMIN_PASSWORD  password of the first admin (unattended installs; else a one-time password is printed once)',
+        '  RAMPART_SESSION_TTL_SECONDS, RAMPART_REFRESH_TTL_SECONDS  session token / refresh lifetimes (900 / 43200)',
+        '  RAMPART_REQUIRE_MFA_FOR_ADMINS  true: admins must enrol TOTP before doing anything else',
+        '  RAMPART_LOGIN_ACCOUNT_THRESHOLD, RAMPART_LOGIN_SOURCE_THRESHOLD, RAMPART_LOGIN_BASE_DELAY_MS,',
+        '  RAMPART_LOGIN_MAX_BACKOFF_SECONDS  login throttling (5 / 20 failures, 1000 ms doubling, at most 900 s)',
+        '  RAMPART_AUDIT_CHECKPOINT_SECONDS  how often the audit chain head is signed (default 10)',
         '  RAMPART_ACCEL     accelerator for the local agent: auto (probe KVM, fall back to TCG), kvm or tcg',
         '  RAMPART_CONSOLE_CAP_BYTES  size cap of each VM console log (default 1 MiB)',
         'Flags take precedence over the environment.',

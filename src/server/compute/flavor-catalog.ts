@@ -50,7 +50,7 @@ export async function findFlavor(db: Db, ref: string): Promise<FlavorsTable> {
     .selectAll()
     .where(isUuid(ref) ? 'id' : 'name', '=', ref)
     .executeTakeFirst();
-  if (!row) throw new NotFoundError('flavor', ref);
+  if (!row) throw new NotFoundError('flavor');
   return row;
 }
 

@@ -92,8 +92,8 @@ export async function listHosts(db: Db): Promise<Host[]> {
 }
 
 export async function getHost(db: Db, id: string): Promise<Host> {
-  if (!isUuid(id)) throw new NotFoundError('host', id);
+  if (!isUuid(id)) throw new NotFoundError('host');
   const row = await db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
-  if (!row) throw new NotFoundError('host', id);
+  if (!row) throw new NotFoundError('host');
   return hostToApi(row, (await hostAllocations(db)).get(id));
 }

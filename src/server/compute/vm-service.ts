@@ -46,13 +46,16 @@ export class VmService {
 
   // ---------------------------------------------------------------- reads
 
-  async list(): Promise<Vm[]> {
-    const rows = await this.selectVms().orderBy('vms.createdAt').execute();
+  /** VMs of one tenant (all VMs when tenantId is undefined: internal use only). */
+  async list(tenantId?: string): Promise<Vm[]> {
+    let query = this.selectVms().orderBy('vms.createdAt');
+    if (tenantId !== undefined) query = query.where('vms.tenantId', '=', tenantId);
+    const rows = await query.execute();
     return rows.map(toApi);
   }
 
-  async get(ref: string): Promise<Vm> {
-    return toApi(await this.findJoined(ref));
+  async get(ref: string, tenantId?: string): Promise<Vm> {
+    return toApi(await this.findJoined(ref, tenantId));
   }
 
   async countByState(): Promise<Record<string, number>> {
@@ -64,20 +67,24 @@ export class VmService {
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
   }
 
-  /** Resolves a ref (id or name) to the VM's row; NotFound otherwise. */
-  async findRow(ref: string): Promise<VmsTable> {
-    const row = await this.db
+  /**
+   * Resolves a ref (id or name) to the VM's row, within a tenant when tenantId is given: another
+   * tenant's VM answers exactly like an absent one (NotFound).
+   */
+  async findRow(ref: string, tenantId?: string): Promise<VmsTable> {
+    let query = this.db
       .selectFrom('vms')
       .selectAll()
-      .where(isUuid(ref) ? 'id' : 'name', '=', ref)
-      .executeTakeFirst();
-    if (!row) throw new NotFoundError('VM', ref);
+      .where(isUuid(ref) ? 'id' : 'name', '=', ref);
+    if (tenantId !== undefined) query = query.where('tenantId', '=', tenantId);
+    const row = await query.executeTakeFirst();
+    if (!row) throw new NotFoundError('VM');
     return row;
   }
 
   // ---------------------------------------------------------------- user requests
 
-  async create(input: VmCreate): Promise<Vm> {
+  async create(input: VmCreate, tenantId: string): Promise<Vm> {
     const [image, flavor] = await Promise.all([
       findImage(this.db, input.image),
       findFlavor(this.db, input.flavor),
@@ -99,12 +106,14 @@ export class VmService {
         .selectFrom('vms')
         .select('id')
         .where('name', '=', input.name)
+        .where('tenantId', '=', tenantId)
         .executeTakeFirst();
       if (taken) throw new ConflictError(`a VM named ${input.name} already exists`);
       await trx
         .insertInto('vms')
         .values({
           id,
+          tenantId,
           name: input.name,
           imageId: image.id,
           flavorId: flavor.id,
@@ -131,7 +140,7 @@ export class VmService {
         })
         .execute();
     });
-    this.log.info({ vmId: id, name: input.name, start }, 'VM created');
+    this.log.info({ vmId: id, tenantId, name: input.name, start }, 'VM created');
     if (start) await this.mutex.run(id, () => this.pushIntent(id));
     return this.get(id);
   }
@@ -140,8 +149,9 @@ export class VmService {
     ref: string,
     action: Exclude<VmUserAction, 'delete'>,
     stop?: { force?: boolean; timeoutSeconds?: number },
+    tenantId?: string,
   ): Promise<Vm> {
-    const row = await this.findRow(ref);
+    const row = await this.findRow(ref, tenantId);
     await this.mutex.run(row.id, async () => {
       const current = await this.findRow(row.id);
       const effective: VmUserAction = action === 'stop' && stop?.force ? 'force-stop' : action;
@@ -165,8 +175,8 @@ export class VmService {
     return this.get(row.id);
   }
 
-  async delete(ref: string): Promise<Vm> {
-    const row = await this.findRow(ref);
+  async delete(ref: string, tenantId?: string): Promise<Vm> {
+    const row = await this.findRow(ref, tenantId);
     await this.mutex.run(row.id, async () => {
       const current = await this.findRow(row.id);
       const rule = planUserAction('delete', current.state as VmState);
@@ -186,8 +196,12 @@ export class VmService {
     return deleting;
   }
 
-  async consoleTail(ref: string, bytes: number): Promise<{ vmId: string; data: Buffer; capBytes: number }> {
-    const row = await this.findRow(ref);
+  async consoleTail(
+    ref: string,
+    bytes: number,
+    tenantId?: string,
+  ): Promise<{ vmId: string; data: Buffer; capBytes: number }> {
+    const row = await this.findRow(ref, tenantId);
     const agent = this.requireAgent(row);
     const result = await agent.request('console.tail', { vmId: row.id, bytes });
     return { vmId: row.id, data: Buffer.from(result.dataBase64, 'base64'), capBytes: result.capBytes };
@@ -398,11 +412,11 @@ export class VmService {
       .select(['images.name as imageName', 'flavors.name as flavorName']);
   }
 
-  private async findJoined(ref: string): Promise<JoinedVm> {
-    const row = await this.selectVms()
-      .where(isUuid(ref) ? 'vms.id' : 'vms.name', '=', ref)
-      .executeTakeFirst();
-    if (!row) throw new NotFoundError('VM', ref);
+  private async findJoined(ref: string, tenantId?: string): Promise<JoinedVm> {
+    let query = this.selectVms().where(isUuid(ref) ? 'vms.id' : 'vms.name', '=', ref);
+    if (tenantId !== undefined) query = query.where('vms.tenantId', '=', tenantId);
+    const row = await query.executeTakeFirst();
+    if (!row) throw new NotFoundError('VM');
     return row;
   }
 }
@@ -444,6 +458,7 @@ function toIntent(row: VmsTable, images: Map<string, ImageFiles>): VmIntent {
 function toApi(row: JoinedVm): Vm {
   return {
     id: row.id,
+    tenantId: row.tenantId,
     name: row.name,
     state: row.state as VmState,
     image: { id: row.imageId, name: row.imageName },

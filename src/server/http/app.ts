@@ -7,12 +7,19 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import type { Logger } from '../../common/logger.js';
-import { installAuthHook } from './auth-hook.js';
+import { installAccessControl } from './access-control.js';
 import type { AppContext } from './context.js';
 import { installErrorHandler } from './error-handler.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { metaRoutes } from './routes/meta.js';
 import { vmRoutes } from './routes/vms.js';
+import { auditRoutes } from './routes/audit.js';
+import { authRoutes } from './routes/auth.js';
+import { memberRoutes } from './routes/members.js';
+import { roleRoutes } from './routes/roles.js';
+import { tenantRoutes } from './routes/tenants.js';
+import { tokenRoutes } from './routes/tokens.js';
+import { userRoutes } from './routes/users.js';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
@@ -55,8 +62,20 @@ export async function buildApp(ctx: AppContext, log: Logger): Promise<FastifyIns
   });
   await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
   installErrorHandler(app);
-  installAuthHook(app, ctx.tokens);
+  installAccessControl(app, {
+    authenticator: ctx.authenticator,
+    roles: ctx.roles,
+    tenants: ctx.tenants,
+    audit: ctx.audit,
+  });
   await app.register(async (scope) => {
+    await authRoutes(scope, ctx);
+    await tenantRoutes(scope, ctx);
+    await memberRoutes(scope, ctx);
+    await userRoutes(scope, ctx);
+    await roleRoutes(scope, ctx);
+    await tokenRoutes(scope, ctx);
+    await auditRoutes(scope, ctx);
     await metaRoutes(scope, ctx);
     await catalogRoutes(scope, ctx);
     await vmRoutes(scope, ctx);

@@ -1,15 +1,23 @@
 /** What route handlers may use: the services of the control plane, handed over explicitly. */
+import type { AuditLog } from '../audit/audit-log.js';
 import type { VmService } from '../compute/vm-service.js';
 import type { ConsoleHub } from '../console/console-hub.js';
+import type { Authenticator } from '../iam/authenticator.js';
+import type { RoleDirectory } from '../iam/role-directory.js';
+import type { TenantDirectory } from '../iam/tenant-directory.js';
+import type { UserDirectory } from '../iam/user-directory.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { Db } from '../store/database.js';
-import type { TokenVerifier } from '../auth/bootstrap-token.js';
 
 export interface AppContext {
   db: Db;
   vms: VmService;
   consoleHub: ConsoleHub;
   metrics: ServerMetrics;
-  tokens: TokenVerifier;
+  authenticator: Authenticator;
+  users: UserDirectory;
+  roles: RoleDirectory;
+  tenants: TenantDirectory;
+  audit: AuditLog;
   version: string;
 }

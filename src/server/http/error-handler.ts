@@ -4,7 +4,7 @@
  * logged and answered as RAMPART_INTERNAL without its message (which might carry internals).
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { RampartError, type ErrorBody, type ErrorCode } from '../../api/errors.js';
+import { RampartError, RateLimitedError, type ErrorBody, type ErrorCode } from '../../api/errors.js';
 
 function send(
   reply: FastifyReply,
@@ -23,6 +23,7 @@ function send(
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError | RampartError | Error, request, reply) => {
     if (error instanceof RampartError) {
+      if (error instanceof RateLimitedError) reply.header('retry-after', String(error.retryAfterSeconds));
       if (error.status >= 500) request.log.warn({ code: error.code, err: error.message }, 'request failed');
       return send(reply, request, error.status, error.code, error.message, error.details);
     }

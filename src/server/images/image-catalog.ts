@@ -104,6 +104,6 @@ export async function findImage(db: Db, ref: string): Promise<ImagesTable> {
     .selectAll()
     .where(isUuid(ref) ? 'id' : 'name', '=', ref)
     .executeTakeFirst();
-  if (!row) throw new NotFoundError('image', ref);
+  if (!row) throw new NotFoundError('image');
   return row;
 }

@@ -11,6 +11,9 @@ import type { Database } from './schema.js';
 
 export type Db = Kysely<Database>;
 
+/** The better-sqlite3 connection behind each Db, for the rare hot path that needs it (see rawSqlite). */
+const rawHandles = new WeakMap<Db, SqliteDatabase.Database>();
+
 export async function openDatabase(file: string): Promise<Db> {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const sqlite = new SqliteDatabase(file);
@@ -22,6 +25,7 @@ export async function openDatabase(file: string): Promise<Db> {
     dialect: new SqliteDialect({ database: sqlite }),
     plugins: [new CamelCasePlugin()],
   });
+  rawHandles.set(db, sqlite);
   const migrator = new Migrator({ db, provider: migrationProvider });
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
@@ -30,6 +34,16 @@ export async function openDatabase(file: string): Promise<Db> {
     throw new Error(`database migration ${failed} failed: ${(error as Error).message}`);
   }
   return db;
+}
+
+/**
+ * The raw better-sqlite3 connection of a Db opened by openDatabase(): prepared statements and synchronous
+ * transactions for the audit log's group commit and its fail-closed probe. Everything else uses Kysely.
+ */
+export function rawSqlite(db: Db): SqliteDatabase.Database {
+  const sqlite = rawHandles.get(db);
+  if (!sqlite) throw new Error('rawSqlite: this Db was not opened by openDatabase()');
+  return sqlite;
 }
 
 export function nowIso(): string {

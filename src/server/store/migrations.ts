@@ -2,7 +2,11 @@
  * Versioned schema migrations, kept in code so a build carries exactly its schema. Append only: never
  * edit a migration that has shipped; add the next one.
  */
-import { type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+
+/** The tenant that exists from the first start (like Incus's default project). */
+export const DEFAULT_TENANT = 'default';
 
 const migrations: Record<string, Migration> = {
   '0001_initial': {
@@ -78,6 +82,168 @@ const migrations: Record<string, Migration> = {
         .addColumn('name', 'text', (c) => c.notNull().unique())
         .addColumn('token_sha256', 'text', (c) => c.notNull())
         .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+  '0002_identity_and_audit': {
+    async up(db: Kysely<unknown>) {
+      const now = new Date().toISOString();
+      await db.schema
+        .createTable('tenants')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull().unique())
+        .addColumn('require_mfa_for_admins', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db
+        .insertInto('tenants' as never)
+        .values({
+          id: randomUUID(),
+          name: DEFAULT_TENANT,
+          require_mfa_for_admins: 0,
+          created_at: now,
+        } as never)
+        .execute();
+      await db.schema
+        .createTable('users')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('username', 'text', (c) => c.notNull().unique())
+        .addColumn('password_hash', 'text', (c) => c.notNull())
+        .addColumn('must_change_password', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('totp_secret', 'text')
+        .addColumn('totp_pending_secret', 'text')
+        .addColumn('totp_last_step', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('password_changed_at', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('recovery_codes')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('code_sha256', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('roles')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+        .addColumn('permissions', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('roles_tenant_name', ['tenant_id', 'name'])
+        .execute();
+      await db.schema
+        .createTable('role_bindings')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        // '' stands for the platform scope so that the unique constraint also holds there.
+        .addColumn('scope', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('role_bindings_unique', ['user_id', 'scope', 'role'])
+        .execute();
+      await db.schema
+        .createTable('sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('refresh_sha256', 'text', (c) => c.notNull().unique())
+        .addColumn('previous_refresh_sha256', 'text')
+        .addColumn('restriction', 'text')
+        .addColumn('mfa', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('last_used_at', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .execute();
+      await db.schema.createIndex('sessions_user_id').on('sessions').column('user_id').execute();
+      await db.schema.dropTable('api_tokens').execute();
+      await db.schema
+        .createTable('api_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('token_sha256', 'text', (c) => c.notNull().unique())
+        .addColumn('permissions', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('last_used_at', 'text')
+        .addColumn('revoked_at', 'text')
+        .addUniqueConstraint('api_tokens_user_name', ['user_id', 'name'])
+        .execute();
+      // VMs belong to a tenant and their names are unique per tenant: rebuild the table (SQLite cannot
+      // change a unique constraint in place); existing VMs move into the default tenant.
+      await sql`ALTER TABLE vms RENAME TO vms_0001`.execute(db);
+      await sql`DROP INDEX vms_host_id`.execute(db);
+      await db.schema
+        .createTable('vms')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('image_id', 'text', (c) => c.notNull().references('images.id'))
+        .addColumn('flavor_id', 'text', (c) => c.notNull().references('flavors.id'))
+        .addColumn('vcpus', 'integer', (c) => c.notNull())
+        .addColumn('memory_mib', 'integer', (c) => c.notNull())
+        .addColumn('disk_gib', 'integer', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('power', 'text', (c) => c.notNull())
+        .addColumn('boot_id', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('reboot_id', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('stop_timeout_ms', 'integer', (c) => c.notNull())
+        .addColumn('restart_policy', 'text', (c) => c.notNull())
+        .addColumn('restart_count', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('host_id', 'text', (c) => c.references('hosts.id'))
+        .addColumn('accelerator', 'text')
+        .addColumn('pid', 'integer')
+        .addColumn('guest_ips', 'text', (c) => c.notNull().defaultTo('[]'))
+        .addColumn('last_heartbeat_at', 'text')
+        .addColumn('guest_uptime_seconds', 'real')
+        .addColumn('boot_ms', 'integer')
+        .addColumn('error', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('updated_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('vms_tenant_name', ['tenant_id', 'name'])
+        .execute();
+      await sql`INSERT INTO vms SELECT id, (SELECT id FROM tenants WHERE name = ${DEFAULT_TENANT}), name,
+        image_id, flavor_id, vcpus, memory_mib, disk_gib, state, power, boot_id, reboot_id, stop_timeout_ms,
+        restart_policy, restart_count, host_id, accelerator, pid, guest_ips, last_heartbeat_at,
+        guest_uptime_seconds, boot_ms, error, created_at, updated_at FROM vms_0001`.execute(db);
+      await sql`DROP TABLE vms_0001`.execute(db);
+      await db.schema.createIndex('vms_host_id').on('vms').column('host_id').execute();
+      await db.schema.createIndex('vms_tenant_id').on('vms').column('tenant_id').execute();
+      // The audit log: an append-only hash chain; seq is dense and starts at 1.
+      await db.schema
+        .createTable('audit_records')
+        .addColumn('seq', 'integer', (c) => c.primaryKey())
+        .addColumn('time', 'text', (c) => c.notNull())
+        .addColumn('actor_id', 'text')
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('tenant_id', 'text')
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text')
+        .addColumn('outcome', 'text', (c) => c.notNull())
+        .addColumn('status', 'integer', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('request_id', 'text', (c) => c.notNull())
+        .addColumn('detail', 'text')
+        .addColumn('prev_hash', 'text', (c) => c.notNull())
+        .addColumn('hash', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('audit_records_tenant')
+        .on('audit_records')
+        .columns(['tenant_id', 'seq'])
+        .execute();
+      await db.schema
+        .createTable('audit_checkpoints')
+        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('record_count', 'integer', (c) => c.notNull())
+        .addColumn('head_hash', 'text', (c) => c.notNull())
+        .addColumn('time', 'text', (c) => c.notNull())
+        .addColumn('signature', 'text', (c) => c.notNull())
         .execute();
     },
   },

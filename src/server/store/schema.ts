@@ -38,6 +38,7 @@ export interface HostsTable {
 
 export interface VmsTable {
   id: string;
+  tenantId: string;
   name: string;
   imageId: string;
   flavorId: string;
@@ -64,11 +65,105 @@ export interface VmsTable {
   updatedAt: string;
 }
 
-export interface ApiTokensTable {
+export interface TenantsTable {
   id: string;
   name: string;
-  tokenSha256: string;
+  requireMfaForAdmins: number;
   createdAt: string;
+}
+
+export interface UsersTable {
+  id: string;
+  username: string;
+  passwordHash: string;
+  mustChangePassword: number;
+  disabled: number;
+  /** Base32 TOTP secret once enrolment is verified; null when MFA is off. */
+  totpSecret: string | null;
+  totpPendingSecret: string | null;
+  /** The last accepted TOTP time step (replay protection). */
+  totpLastStep: number;
+  passwordChangedAt: string;
+  createdAt: string;
+}
+
+export interface RecoveryCodesTable {
+  id: string;
+  userId: string;
+  codeSha256: string;
+  usedAt: string | null;
+}
+
+export interface RolesTable {
+  id: string;
+  tenantId: string;
+  name: string;
+  description: string;
+  /** JSON array of permission strings. */
+  permissions: string;
+  createdAt: string;
+}
+
+export interface RoleBindingsTable {
+  id: string;
+  userId: string;
+  /** A tenant id, or '' for the platform scope. */
+  scope: string;
+  role: string;
+  createdAt: string;
+}
+
+export interface SessionsTable {
+  id: string;
+  userId: string;
+  refreshSha256: string;
+  previousRefreshSha256: string | null;
+  restriction: string | null;
+  mfa: number;
+  source: string;
+  createdAt: string;
+  expiresAt: string;
+  lastUsedAt: string;
+  revokedAt: string | null;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  userId: string;
+  tenantId: string;
+  name: string;
+  tokenSha256: string;
+  /** JSON array of permission strings (a subset of the holder's at creation). */
+  permissions: string;
+  createdAt: string;
+  expiresAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+export interface AuditRecordsTable {
+  seq: number;
+  time: string;
+  actorId: string | null;
+  actor: string;
+  tenantId: string | null;
+  action: string;
+  target: string | null;
+  outcome: string;
+  status: number;
+  source: string;
+  requestId: string;
+  detail: string | null;
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditCheckpointsTable {
+  id: number;
+  recordCount: number;
+  headHash: string;
+  time: string;
+  signature: string;
 }
 
 export interface Database {
@@ -77,4 +172,12 @@ export interface Database {
   hosts: HostsTable;
   vms: VmsTable;
   apiTokens: ApiTokensTable;
+  tenants: TenantsTable;
+  users: UsersTable;
+  recoveryCodes: RecoveryCodesTable;
+  roles: RolesTable;
+  roleBindings: RoleBindingsTable;
+  sessions: SessionsTable;
+  auditRecords: AuditRecordsTable;
+  auditCheckpoints: AuditCheckpointsTable;
 }

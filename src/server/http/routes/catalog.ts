@@ -5,20 +5,28 @@ import { Type } from 'typebox';
 import { ErrorSchema, RefParams, listOf } from '../../../api/common.js';
 import { Flavor, FlavorCreate } from '../../../api/flavor.js';
 import { Host } from '../../../api/host.js';
+import { TenantQuery } from '../../../api/iam.js';
 import { Image } from '../../../api/image.js';
 import { createFlavor, findFlavor, flavorToApi, listFlavors } from '../../compute/flavor-catalog.js';
 import { getHost, listHosts } from '../../compute/host-registry.js';
 import { findImage, imageToApi, listImages } from '../../images/image-catalog.js';
 import type { AppContext } from '../context.js';
 
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema };
+const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema };
 
 export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
 
   app.get(
     '/v1/images',
-    { schema: { tags: ['images'], summary: 'List images', response: { 200: listOf(Image), ...errors } } },
+    {
+      schema: {
+        tags: ['images'],
+        summary: 'List images',
+        querystring: TenantQuery,
+        response: { 200: listOf(Image), ...errors },
+      },
+    },
     async () => ({
       items: await listImages(ctx.db),
     }),
@@ -30,6 +38,7 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
         tags: ['images'],
         summary: 'Show an image by id or name',
         params: RefParams,
+        querystring: TenantQuery,
         response: { 200: Image, ...errors },
       },
     },
@@ -38,7 +47,14 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
 
   app.get(
     '/v1/flavors',
-    { schema: { tags: ['flavors'], summary: 'List flavors', response: { 200: listOf(Flavor), ...errors } } },
+    {
+      schema: {
+        tags: ['flavors'],
+        summary: 'List flavors',
+        querystring: TenantQuery,
+        response: { 200: listOf(Flavor), ...errors },
+      },
+    },
     async () => ({
       items: await listFlavors(ctx.db),
     }),
@@ -50,6 +66,7 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
         tags: ['flavors'],
         summary: 'Show a flavor by id or name',
         params: RefParams,
+        querystring: TenantQuery,
         response: { 200: Flavor, ...errors },
       },
     },

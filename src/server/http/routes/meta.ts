@@ -10,7 +10,7 @@ export async function metaRoutes(app: FastifyInstance, ctx: AppContext): Promise
   app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get(
     '/metrics',
-    { schema: { tags: ['meta'], summary: 'Prometheus metrics (bearer token required)' } },
+    { schema: { tags: ['meta'], summary: 'Prometheus metrics (needs platform:metrics:read)' } },
     async (_request, reply) =>
       reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()),
   );

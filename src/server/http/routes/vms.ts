@@ -3,10 +3,20 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorSchema, RefParams, listOf } from '../../../api/common.js';
+import { NotFoundError } from '../../../api/errors.js';
+import { TenantQuery } from '../../../api/iam.js';
 import { ConsoleQuery, ConsoleTail, Vm, VmCreate, VmStopBody, type VmAction } from '../../../api/vm.js';
+import { auditEntry, requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
 
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema, 503: ErrorSchema };
+const errors = {
+  400: ErrorSchema,
+  401: ErrorSchema,
+  403: ErrorSchema,
+  404: ErrorSchema,
+  409: ErrorSchema,
+  503: ErrorSchema,
+};
 const NoBody = Type.Union([Type.Null(), Type.Object({}, { additionalProperties: false })]);
 
 export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<void> {
@@ -14,9 +24,16 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
 
   app.get(
     '/v1/vms',
-    { schema: { tags: ['vms'], summary: 'List VMs', response: { 200: listOf(Vm), ...errors } } },
-    async () => ({
-      items: await ctx.vms.list(),
+    {
+      schema: {
+        tags: ['vms'],
+        summary: 'List the VMs of the request tenant',
+        querystring: TenantQuery,
+        response: { 200: listOf(Vm), ...errors },
+      },
+    },
+    async (request) => ({
+      items: await ctx.vms.list(requireTenant(request).id),
     }),
   );
 
@@ -26,11 +43,16 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
       schema: {
         tags: ['vms'],
         summary: 'Create a VM (and start it unless start is false)',
+        querystring: TenantQuery,
         body: VmCreate,
         response: { 201: Vm, ...errors },
       },
     },
-    async (request, reply) => reply.status(201).send(await ctx.vms.create(request.body)),
+    async (request, reply) => {
+      const vm = await ctx.vms.create(request.body, requireTenant(request).id);
+      request.auditInfo!.target = vm.id;
+      return reply.status(201).send(vm);
+    },
   );
 
   app.get(
@@ -40,10 +62,11 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
         tags: ['vms'],
         summary: 'Show a VM by id or name',
         params: RefParams,
+        querystring: TenantQuery,
         response: { 200: Vm, ...errors },
       },
     },
-    async (request) => ctx.vms.get(request.params.ref),
+    async (request) => ctx.vms.get(request.params.ref, requireTenant(request).id),
   );
 
   app.delete(
@@ -54,10 +77,12 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
         summary:
           'Delete a VM (QEMU is stopped by force and its files removed); answers with the VM in state deleting',
         params: RefParams,
+        querystring: TenantQuery,
         response: { 202: Vm, ...errors },
       },
     },
-    async (request, reply) => reply.status(202).send(await ctx.vms.delete(request.params.ref)),
+    async (request, reply) =>
+      reply.status(202).send(await ctx.vms.delete(request.params.ref, requireTenant(request).id)),
   );
 
   const simpleActions: Exclude<VmAction, 'stop'>[] = ['start', 'reboot', 'pause', 'resume'];
@@ -69,11 +94,15 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
           tags: ['vms'],
           summary: `${action[0]!.toUpperCase()}${action.slice(1)} a VM`,
           params: RefParams,
+          querystring: TenantQuery,
           body: Type.Optional(NoBody),
           response: { 202: Vm, ...errors },
         },
       },
-      async (request, reply) => reply.status(202).send(await ctx.vms.act(request.params.ref, action)),
+      async (request, reply) =>
+        reply
+          .status(202)
+          .send(await ctx.vms.act(request.params.ref, action, undefined, requireTenant(request).id)),
     );
   }
 
@@ -84,12 +113,15 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
         tags: ['vms'],
         summary: 'Stop a VM: ACPI power button, then by force after timeoutSeconds (or at once with force)',
         params: RefParams,
+        querystring: TenantQuery,
         body: Type.Optional(Type.Union([Type.Null(), VmStopBody])),
         response: { 202: Vm, ...errors },
       },
     },
     async (request, reply) =>
-      reply.status(202).send(await ctx.vms.act(request.params.ref, 'stop', request.body ?? {})),
+      reply
+        .status(202)
+        .send(await ctx.vms.act(request.params.ref, 'stop', request.body ?? {}, requireTenant(request).id)),
   );
 
   app.get(
@@ -105,7 +137,11 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
     },
     async (request) => {
       const bytes = Number(request.query.bytes ?? 65_536);
-      const tail = await ctx.vms.consoleTail(request.params.ref, Math.min(bytes, 1_048_576));
+      const tail = await ctx.vms.consoleTail(
+        request.params.ref,
+        Math.min(bytes, 1_048_576),
+        requireTenant(request).id,
+      );
       return {
         vmId: tail.vmId,
         bytes: tail.data.length,
@@ -124,10 +160,12 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
         summary:
           'WebSocket: the console tail, then live output; text sent by the client is typed into the console',
         params: RefParams,
+        querystring: TenantQuery,
       },
     },
     async (socket, request) => {
       const { ref } = request.params;
+      const tenantId = requireTenant(request).id;
       // Handlers are attached before any await: messages that arrive meanwhile are queued, not lost.
       let vmId: string | null = null;
       const early: Buffer[] = [];
@@ -142,13 +180,20 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
       let unsubscribe: () => void = () => undefined;
       socket.on('close', () => unsubscribe());
       try {
-        const id = (await ctx.vms.findRow(ref)).id;
+        const id = (await ctx.vms.findRow(ref, tenantId)).id;
+        // A console session is recorded before it starts (fail closed: no record, no console).
+        await ctx.audit.append(auditEntry(request, 101));
         const tail = await ctx.vms.consoleTail(id, 4096);
         socket.send(tail.data);
         unsubscribe = ctx.consoleHub.subscribe(id, (data) => socket.send(data));
         vmId = id;
       } catch (error) {
-        socket.close(4404, (error as Error).message.slice(0, 100));
+        if (error instanceof NotFoundError) {
+          await ctx.audit.append(auditEntry(request, 404, 'RAMPART_NOT_FOUND')).catch(() => undefined);
+          socket.close(4404, error.message.slice(0, 100));
+        } else {
+          socket.close(4503, 'console unavailable');
+        }
         return;
       }
       for (const data of early.splice(0)) write(data);

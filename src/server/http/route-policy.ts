@@ -1,0 +1,125 @@
+/**
+ * The one table that says who may call which route. Deny by default: the app refuses to start when a
+ * route has no entry here (see installAccessControl), so a new route cannot ship unprotected.
+ *
+ * Scopes:
+ * - public:   no authentication (health, the OpenAPI document, login, refresh).
+ * - self:     any authenticated caller, acting on themselves (whoami, logout, own API tokens, MFA).
+ * - tenant:   `permission` must be held in the request's tenant (path `:tenant`/`?tenant=`/default).
+ * - platform: `permission` must be held platform-wide.
+ * `restricted: true` lets a restricted session (must change password / enrol MFA) call the route.
+ * `sessionOnly: true` refuses API tokens (a token cannot mint tokens or change credentials).
+ * `action` names the route in the audit log (default: the permission, e.g. `vm:create`).
+ * `audit: 'always'` records even successful reads (console access); otherwise mutating methods and
+ * denials are recorded.
+ */
+import type { Permission } from '../iam/permissions.js';
+
+export type RouteScope = 'public' | 'self' | 'tenant' | 'platform';
+
+export interface RoutePolicy {
+  scope: RouteScope;
+  permission?: Permission;
+  action?: string;
+  restricted?: boolean;
+  sessionOnly?: boolean;
+  /** The tenant comes from this path parameter (name or id) instead of `?tenant=`. */
+  tenantParam?: string;
+  audit?: 'always';
+}
+
+const tenant = (permission: Permission, extra: Partial<RoutePolicy> = {}): RoutePolicy => ({
+  scope: 'tenant',
+  permission,
+  ...extra,
+});
+const platform = (permission: Permission, extra: Partial<RoutePolicy> = {}): RoutePolicy => ({
+  scope: 'platform',
+  permission,
+  ...extra,
+});
+const self = (action: string, extra: Partial<RoutePolicy> = {}): RoutePolicy => ({
+  scope: 'self',
+  action,
+  ...extra,
+});
+
+export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
+  'GET /v1/health': { scope: 'public', action: 'health' },
+  'GET /v1/openapi.json': { scope: 'public', action: 'openapi' },
+  'GET /metrics': platform('platform:metrics:read'),
+
+  'POST /v1/auth/login': { scope: 'public', action: 'auth:login' },
+  'POST /v1/auth/refresh': { scope: 'public', action: 'auth:refresh' },
+  'POST /v1/auth/logout': self('auth:logout', { restricted: true }),
+  'GET /v1/auth/whoami': self('auth:whoami', { restricted: true }),
+  'POST /v1/auth/password': self('auth:password', { restricted: true, sessionOnly: true }),
+  'POST /v1/auth/mfa/totp': self('auth:mfa-enrol', { restricted: true, sessionOnly: true }),
+  'POST /v1/auth/mfa/totp/verify': self('auth:mfa-verify', { restricted: true, sessionOnly: true }),
+  'POST /v1/auth/mfa/totp/disable': self('auth:mfa-disable', { sessionOnly: true }),
+
+  'GET /v1/tokens': self('token:list'),
+  'POST /v1/tokens': tenant('token:create', { sessionOnly: true }),
+  'DELETE /v1/tokens/:id': self('token:revoke'),
+
+  'GET /v1/tenants': self('tenant:list'),
+  'POST /v1/tenants': platform('platform:tenant:create'),
+  'GET /v1/tenants/:tenant': tenant('tenant:read', { tenantParam: 'tenant' }),
+  'PATCH /v1/tenants/:tenant': tenant('tenant:update', { tenantParam: 'tenant' }),
+  'DELETE /v1/tenants/:tenant': platform('platform:tenant:delete'),
+  'GET /v1/tenants/:tenant/members': tenant('member:read', { tenantParam: 'tenant' }),
+  'POST /v1/tenants/:tenant/members': tenant('member:create', { tenantParam: 'tenant' }),
+  'DELETE /v1/tenants/:tenant/members/:user': tenant('member:delete', { tenantParam: 'tenant' }),
+
+  'GET /v1/platform/members': platform('platform:member:read'),
+  'POST /v1/platform/members': platform('platform:member:create'),
+  'DELETE /v1/platform/members/:user': platform('platform:member:delete'),
+
+  'GET /v1/users': platform('platform:user:read'),
+  'POST /v1/users': platform('platform:user:create'),
+  'GET /v1/users/:ref': platform('platform:user:read'),
+  'PATCH /v1/users/:ref': platform('platform:user:update'),
+  'POST /v1/users/:ref/password': platform('platform:user:update', {
+    action: 'platform:user:reset-password',
+  }),
+  'DELETE /v1/users/:ref': platform('platform:user:delete'),
+
+  'GET /v1/roles': tenant('role:read'),
+  'POST /v1/roles': tenant('role:create'),
+  'GET /v1/roles/:name': tenant('role:read'),
+  'DELETE /v1/roles/:name': tenant('role:delete'),
+
+  'GET /v1/audit': tenant('audit:read'),
+  'GET /v1/platform/audit': platform('platform:audit:read'),
+  'GET /v1/audit/verify': platform('platform:audit:read', { action: 'platform:audit:verify' }),
+  'GET /v1/audit/public-key': platform('platform:audit:read'),
+  'GET /v1/audit/export/records': platform('platform:audit:read', {
+    action: 'platform:audit:export',
+    audit: 'always',
+  }),
+  'GET /v1/audit/export/checkpoints': platform('platform:audit:read', { action: 'platform:audit:export' }),
+
+  'GET /v1/images': tenant('image:read'),
+  'GET /v1/images/:ref': tenant('image:read'),
+  'GET /v1/flavors': tenant('flavor:read'),
+  'GET /v1/flavors/:ref': tenant('flavor:read'),
+  'POST /v1/flavors': platform('platform:flavor:create'),
+  'GET /v1/hosts': platform('platform:host:read'),
+  'GET /v1/hosts/:id': platform('platform:host:read'),
+
+  'GET /v1/vms': tenant('vm:read'),
+  'POST /v1/vms': tenant('vm:create'),
+  'GET /v1/vms/:ref': tenant('vm:read'),
+  'DELETE /v1/vms/:ref': tenant('vm:delete'),
+  'POST /v1/vms/:ref/start': tenant('vm:start'),
+  'POST /v1/vms/:ref/stop': tenant('vm:stop'),
+  'POST /v1/vms/:ref/reboot': tenant('vm:reboot'),
+  'POST /v1/vms/:ref/pause': tenant('vm:pause'),
+  'POST /v1/vms/:ref/resume': tenant('vm:resume'),
+  'GET /v1/vms/:ref/console': tenant('vm:console', { audit: 'always' }),
+  'GET /v1/vms/:ref/console/stream': tenant('vm:console', { audit: 'always' }),
+};
+
+export function routeKey(method: string, url: string): string {
+  return `${method} ${url}`;
+}

@@ -1,0 +1,123 @@
+/**
+ * Permissions are `resource:verb` strings. Each permission is either tenant-scoped (held and checked in
+ * one tenant) or platform-scoped (held only through a platform-wide binding). The built-in roles are
+ * defined here, in code, so every build carries exactly one policy; tenants add custom roles on top.
+ */
+
+export const TENANT_PERMISSIONS = [
+  'vm:read',
+  'vm:create',
+  'vm:delete',
+  'vm:start',
+  'vm:stop',
+  'vm:reboot',
+  'vm:pause',
+  'vm:resume',
+  'vm:console',
+  'image:read',
+  'image:create',
+  'image:delete',
+  'image:sign',
+  'flavor:read',
+  'tenant:read',
+  'tenant:update',
+  'member:read',
+  'member:create',
+  'member:delete',
+  'role:read',
+  'role:create',
+  'role:delete',
+  'token:create',
+  'audit:read',
+  'security:read',
+  'security:respond',
+] as const;
+
+export const PLATFORM_PERMISSIONS = [
+  'platform:tenant:create',
+  'platform:tenant:read',
+  'platform:tenant:delete',
+  'platform:user:create',
+  'platform:user:read',
+  'platform:user:update',
+  'platform:user:delete',
+  'platform:member:read',
+  'platform:member:create',
+  'platform:member:delete',
+  'platform:flavor:create',
+  'platform:host:read',
+  'platform:audit:read',
+  'platform:metrics:read',
+] as const;
+
+export type TenantPermission = (typeof TENANT_PERMISSIONS)[number];
+export type PlatformPermission = (typeof PLATFORM_PERMISSIONS)[number];
+export type Permission = TenantPermission | PlatformPermission;
+
+export const ALL_PERMISSIONS: readonly Permission[] = [...TENANT_PERMISSIONS, ...PLATFORM_PERMISSIONS];
+const KNOWN = new Set<string>(ALL_PERMISSIONS);
+
+export function isPermission(value: string): value is Permission {
+  return KNOWN.has(value);
+}
+
+export function isPlatformPermission(value: string): value is PlatformPermission {
+  return value.startsWith('platform:') && KNOWN.has(value);
+}
+
+export const BUILT_IN_ROLES = [
+  'platform-admin',
+  'tenant-admin',
+  'operator',
+  'member',
+  'viewer',
+  'auditor',
+  'security-responder',
+] as const;
+export type BuiltInRole = (typeof BUILT_IN_ROLES)[number];
+
+const READ: TenantPermission[] = ['vm:read', 'image:read', 'flavor:read', 'tenant:read'];
+
+const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
+  'platform-admin': ALL_PERMISSIONS,
+  'tenant-admin': TENANT_PERMISSIONS,
+  operator: [...READ, 'vm:start', 'vm:stop', 'vm:reboot', 'vm:pause', 'vm:resume', 'vm:console'],
+  member: [
+    ...READ,
+    'vm:create',
+    'vm:delete',
+    'vm:start',
+    'vm:stop',
+    'vm:reboot',
+    'vm:pause',
+    'vm:resume',
+    'vm:console',
+    'image:create',
+    'image:sign',
+    'token:create',
+  ],
+  viewer: READ,
+  auditor: [...READ, 'member:read', 'role:read', 'audit:read', 'security:read'],
+  'security-responder': [
+    ...READ,
+    'vm:stop',
+    'vm:pause',
+    'vm:resume',
+    'audit:read',
+    'security:read',
+    'security:respond',
+  ],
+};
+
+/** Roles that only make sense platform-wide (bound with no tenant). */
+export const PLATFORM_ONLY_ROLES: ReadonlySet<string> = new Set<BuiltInRole>(['platform-admin']);
+/** Roles that count as administrative for the "MFA required for admins" policies. */
+export const ADMIN_ROLES: ReadonlySet<string> = new Set<BuiltInRole>(['platform-admin', 'tenant-admin']);
+
+export function isBuiltInRole(name: string): name is BuiltInRole {
+  return (BUILT_IN_ROLES as readonly string[]).includes(name);
+}
+
+export function builtInPermissions(role: BuiltInRole): readonly Permission[] {
+  return BUILT_IN_PERMISSIONS[role];
+}
