@@ -14,7 +14,7 @@ export const PERMISSION_PATTERN = '^[a-z]+(:[a-z]+){1,2}$';
 export const PermissionName = Type.String({ pattern: PERMISSION_PATTERN, maxLength: 64 });
 export const RoleName = Name;
 export const TotpCode = Type.String({ pattern: '^[0-9]{6}$' });
-export const RecoveryCode = Type.String({ pattern: '^[a-z0-9-]{8,32}$' });
+export const RecoveryCode = Type.String({ pattern: '^[A-Za-z0-9 -]{8,40}$' });
 
 /** `?tenant=<name or id>`: the tenant a request acts in (default: the caller's only tenant). */
 export const TenantQuery = Type.Object(

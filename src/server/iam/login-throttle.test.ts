@@ -32,7 +32,11 @@ describe('LoginThrottle', () => {
     // Other accounts are not affected.
     assert.deepEqual(throttle.check('bob', '10.0.0.1'), { allowed: true });
     clock.now += 999;
-    assert.deepEqual(throttle.check('alice', '10.0.0.1'), { allowed: false, retryAfterMs: 1, scope: 'account' });
+    assert.deepEqual(throttle.check('alice', '10.0.0.1'), {
+      allowed: false,
+      retryAfterMs: 1,
+      scope: 'account',
+    });
     clock.now += 1;
     assert.deepEqual(throttle.check('alice', '10.0.0.1'), { allowed: true });
   });
@@ -43,7 +47,11 @@ describe('LoginThrottle', () => {
     const expected = [1000, 2000, 4000, 8000];
     for (const [i, delay] of expected.entries()) {
       if (i > 0) fail('alice', 'a');
-      assert.deepEqual(throttle.check('alice', 'a'), { allowed: false, retryAfterMs: delay, scope: 'account' });
+      assert.deepEqual(throttle.check('alice', 'a'), {
+        allowed: false,
+        retryAfterMs: delay,
+        scope: 'account',
+      });
     }
     clock.now += 3000;
     assert.deepEqual(throttle.check('alice', 'a'), { allowed: false, retryAfterMs: 5000, scope: 'account' });
@@ -61,7 +69,11 @@ describe('LoginThrottle', () => {
   test('a huge failure count still yields the maximum delay (no overflow)', () => {
     const { throttle, fail } = setup({ sourceThreshold: 1_000_000 });
     fail('alice', 'a', 5000);
-    assert.deepEqual(throttle.check('alice', 'a'), { allowed: false, retryAfterMs: 900_000, scope: 'account' });
+    assert.deepEqual(throttle.check('alice', 'a'), {
+      allowed: false,
+      retryAfterMs: 900_000,
+      scope: 'account',
+    });
   });
 
   test('failures are forgotten forgetAfterMs after the last one', () => {
@@ -174,10 +186,28 @@ describe('LoginThrottle', () => {
     assert.ok(throttle.trackedKeys <= 300);
   });
 
-  test('rejects inconsistent options', () => {
+  test('rejects nonsense options; reconciles odd but valid ones', () => {
     assert.throws(() => new LoginThrottle({ accountThreshold: 0 }), RangeError);
     assert.throws(() => new LoginThrottle({ baseDelayMs: 1.5 }), RangeError);
-    assert.throws(() => new LoginThrottle({ maxDelayMs: 500, baseDelayMs: 1000 }), RangeError);
-    assert.throws(() => new LoginThrottle({ maxDelayMs: 7_200_000 }), RangeError);
+    assert.throws(() => new LoginThrottle({ maxKeys: -1 }), RangeError);
+    // A base delay above the maximum is capped by the maximum.
+    const capped = setup({ baseDelayMs: 60_000, maxDelayMs: 1000 });
+    capped.fail('alice', 'a', 5);
+    assert.deepEqual(capped.throttle.check('alice', 'a'), {
+      allowed: false,
+      retryAfterMs: 1000,
+      scope: 'account',
+    });
+    // A maximum delay longer than forgetAfterMs stretches the memory: the block runs its course.
+    const long = setup({ maxDelayMs: 86_400_000, baseDelayMs: 86_400_000 });
+    long.fail('alice', 'a', 5);
+    long.clock.now += 3_600_000;
+    assert.deepEqual(long.throttle.check('alice', 'a'), {
+      allowed: false,
+      retryAfterMs: 82_800_000,
+      scope: 'account',
+    });
+    long.clock.now += 82_800_000;
+    assert.deepEqual(long.throttle.check('alice', 'a'), { allowed: true });
   });
 });

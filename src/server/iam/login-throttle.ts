@@ -5,7 +5,8 @@
  * addresses) and per source (one address trying many accounts). Past its threshold a counter blocks
  * for an exponentially growing delay after the last failure, capped at `maxDelayMs`: guessing slows to
  * a crawl, but nobody is ever locked out for good, so a lock is never a denial of service that needs
- * an administrator. Counters are forgotten `forgetAfterMs` after their last failure.
+ * an administrator. Counters are forgotten `forgetAfterMs` (at least `maxDelayMs`) after their last
+ * failure.
  *
  * A source that recently logged in to an account successfully is exempt from that account's lock (not
  * from its own source limit): an attacker hammering the admin account from elsewhere must not lock the
@@ -29,8 +30,7 @@ export interface LoginThrottleOptions {
 }
 
 export type ThrottleDecision =
-  | { allowed: true }
-  | { allowed: false; retryAfterMs: number; scope: 'account' | 'source' };
+  { allowed: true } | { allowed: false; retryAfterMs: number; scope: 'account' | 'source' };
 
 interface Failures {
   count: number;
@@ -74,12 +74,14 @@ export class LoginThrottle {
     this.sourceThreshold = positiveInteger('sourceThreshold', options.sourceThreshold ?? 20);
     this.baseDelayMs = positiveInteger('baseDelayMs', options.baseDelayMs ?? 1000);
     this.maxDelayMs = positiveInteger('maxDelayMs', options.maxDelayMs ?? 900_000);
-    this.forgetAfterMs = positiveInteger('forgetAfterMs', options.forgetAfterMs ?? 3_600_000);
+    // Never shorter than the longest block: a counter forgotten while it still blocks would cut the
+    // back-off short. (A base delay above the maximum is simply capped by it.)
+    this.forgetAfterMs = Math.max(
+      positiveInteger('forgetAfterMs', options.forgetAfterMs ?? 3_600_000),
+      this.maxDelayMs,
+    );
     this.maxKeys = positiveInteger('maxKeys', options.maxKeys ?? 100_000);
     this.now = options.now ?? Date.now;
-    if (this.maxDelayMs < this.baseDelayMs) throw new RangeError('maxDelayMs must be at least baseDelayMs');
-    // Otherwise a counter would be forgotten while it still blocks, cutting the back-off short.
-    if (this.forgetAfterMs < this.maxDelayMs) throw new RangeError('forgetAfterMs must be at least maxDelayMs');
   }
 
   /** May a login attempt for `account` from `source` go ahead now? */
@@ -109,7 +111,12 @@ export class LoginThrottle {
     const key = account.toLowerCase();
     this.accounts.delete(key);
     this.sources.delete(source);
-    touch(this.knownSources, knownKey(key, source), now + this.forgetAfterMs * KNOWN_SOURCE_FACTOR, this.maxKeys);
+    touch(
+      this.knownSources,
+      knownKey(key, source),
+      now + this.forgetAfterMs * KNOWN_SOURCE_FACTOR,
+      this.maxKeys,
+    );
     // All entries live equally long, so the table is ordered by expiry too.
     for (const [oldestKey, expiresAt] of this.knownSources) {
       if (now < expiresAt) break;

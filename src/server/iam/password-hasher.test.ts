@@ -75,12 +75,14 @@ describe('password hasher', () => {
     await burnVerification('warm-up');
     const real = await time(() => verifyPassword(stored, 'wrong password here'));
     const burned = await time(() => burnVerification('wrong password here'));
-    assert.ok(burned > real * 0.5 && burned < real * 2, `real ${real} ms, burned ${burned} ms`);
+    assert.ok(burned > real * 0.25 && burned < real * 4, `real ${real} ms, burned ${burned} ms`);
   });
 
   test('passwordNeedsRehash flags other parameters and garbage', () => {
     assert.equal(
-      passwordNeedsRehash('$argon2id$v=19$m=4096,t=3,p=1$ttS+9tVe+8DzrKoQ/zFVeg$eu40QPU4iask9GyWluuqC4Kg7TRyqxoqXCtD1KogOtM'),
+      passwordNeedsRehash(
+        '$argon2id$v=19$m=4096,t=3,p=1$ttS+9tVe+8DzrKoQ/zFVeg$eu40QPU4iask9GyWluuqC4Kg7TRyqxoqXCtD1KogOtM',
+      ),
       true,
     );
     assert.equal(passwordNeedsRehash('garbage'), true);

@@ -17,7 +17,8 @@ export const PASSWORD_MAX_LENGTH = 256;
 /** Usernames shorter than this are too likely to occur by chance to be forbidden inside a password. */
 const USERNAME_CHECK_MIN_LENGTH = 3;
 
-export type PasswordRule = 'min-length' | 'max-length' | 'repeated-character' | 'contains-username' | 'common';
+export type PasswordRule =
+  'min-length' | 'max-length' | 'repeated-character' | 'contains-username' | 'common';
 
 /** No 0/O, 1/l/I: one-time passwords are read off a screen and typed by hand. */
 const GENERATED_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
@@ -29,7 +30,8 @@ let commonPasswords: ReadonlySet<string> | null = null;
 function common(): ReadonlySet<string> {
   if (commonPasswords === null) {
     const require = createRequire(import.meta.url);
-    const { dictionary } = require('@zxcvbn-ts/language-common') as typeof import('@zxcvbn-ts/language-common');
+    const { dictionary } =
+      require('@zxcvbn-ts/language-common') as typeof import('@zxcvbn-ts/language-common');
     commonPasswords = new Set(dictionary['passwords-common'].map((p) => p.toLowerCase()));
   }
   return commonPasswords;
@@ -53,7 +55,8 @@ export function checkPasswordPolicy(password: string, username: string): void {
   const user = username.normalize('NFKC').toLowerCase();
   if ([...user].length >= USERNAME_CHECK_MIN_LENGTH && lower.includes(user))
     reject('contains-username', 'password must not contain the username');
-  if (common().has(lower)) reject('common', 'password is too common: it appears in lists of leaked passwords');
+  if (common().has(lower))
+    reject('common', 'password is too common: it appears in lists of leaked passwords');
 }
 
 /**
@@ -63,7 +66,8 @@ export function checkPasswordPolicy(password: string, username: string): void {
 export function generatePassword(username = ''): string {
   for (;;) {
     let password = '';
-    for (let i = 0; i < GENERATED_LENGTH; i++) password += GENERATED_ALPHABET[randomInt(GENERATED_ALPHABET.length)];
+    for (let i = 0; i < GENERATED_LENGTH; i++)
+      password += GENERATED_ALPHABET[randomInt(GENERATED_ALPHABET.length)];
     try {
       checkPasswordPolicy(password, username);
       return password;

@@ -127,13 +127,13 @@ export class PolicyEngine {
   tenantPermissions(userId: string, tenantId: string): ReadonlySet<Permission> {
     const grants = this.users.get(userId);
     if (!grants) return EMPTY;
+    const own = grants.byTenant.get(tenantId);
+    if (!own) return grants.everywhere;
+    if (grants.everywhere.size === 0) return own;
+    // Only combined sets are cached, so the cache never outgrows the user's own tenants.
     const cached = grants.effective.get(tenantId);
     if (cached) return cached;
-    const own = grants.byTenant.get(tenantId);
-    let effective: ReadonlySet<Permission>;
-    if (!own) effective = grants.everywhere;
-    else if (grants.everywhere.size === 0) effective = own;
-    else effective = new Set([...grants.everywhere, ...own]);
+    const effective = new Set([...grants.everywhere, ...own]);
     grants.effective.set(tenantId, effective);
     return effective;
   }

@@ -92,7 +92,8 @@ describe('totp', () => {
   test('a corrupt stored secret fails without quoting it', () => {
     assert.throws(
       () => verifyTotp('NOT*BASE32!', '123456', 0, T),
-      (error: Error) => !error.message.includes('*') && !error.message.includes('!') && /base32/.test(error.message),
+      (error: Error) =>
+        !error.message.includes('*') && !error.message.includes('!') && /base32/.test(error.message),
     );
   });
 });
