@@ -85,14 +85,16 @@ export class VmService {
   // ---------------------------------------------------------------- user requests
 
   async create(input: VmCreate, tenantId: string): Promise<Vm> {
-    const [image, flavor] = await Promise.all([
-      findImage(this.db, input.image),
-      findFlavor(this.db, input.flavor),
-    ]).catch((error: unknown) => {
-      // An unknown image or flavor is a problem with the request body, not a missing URL.
-      if (error instanceof NotFoundError) throw new InvalidInputError(error.message);
+    // An unknown image or flavor is a problem with the request body, not a missing URL.
+    const bodyRef = (kind: string, ref: string) => (error: unknown) => {
+      if (error instanceof NotFoundError)
+        throw new InvalidInputError(`${kind} ${JSON.stringify(ref)} not found`);
       throw error;
-    });
+    };
+    const [image, flavor] = await Promise.all([
+      findImage(this.db, input.image).catch(bodyRef('image', input.image)),
+      findFlavor(this.db, input.flavor).catch(bodyRef('flavor', input.flavor)),
+    ]);
     const start = input.start ?? true;
     const id = newId();
     const now = nowIso();

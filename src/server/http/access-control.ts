@@ -76,7 +76,8 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
   const { authenticator, roles, tenants, audit } = deps;
   app.decorateRequest('principal', null);
   app.decorateRequest('tenant', null);
-  app.decorateRequest('permissions', null); // set to EMPTY first thing in onRequest
+  // A reference-type default is not allowed; onRequest sets EMPTY first thing.
+  app.decorateRequest('permissions', null as never);
   app.decorateRequest('auditInfo', null);
 
   // Deny by default: every route must be in the table.

@@ -116,8 +116,13 @@ export async function auditRoutes(base: FastifyInstance, ctx: AppContext): Promi
         summary: 'Export: every signed checkpoint as a JSON line (checkpoints.jsonl)',
       },
     },
-    async (_request, reply) =>
-      reply.type('application/x-ndjson').send(Readable.from(withNewlines(ctx.audit.exportCheckpoints()))),
+    async (_request, reply) => {
+      // Sign the head first, so an export fetched checkpoints-then-records is signed up to its end.
+      await ctx.audit.checkpoint();
+      return reply
+        .type('application/x-ndjson')
+        .send(Readable.from(withNewlines(ctx.audit.exportCheckpoints())));
+    },
   );
 }
 
