@@ -35,7 +35,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 export class RampartHarness {
   /** The first admin's password (set through RAMPART_ADMIN_PASSWORD, so no forced change). */
   readonly adminPassword = `Adm1n-${randomBytes(18).toString('base64url')}`;
-  /** An API token of `admin` for the default tenant with every permission (platform ones included). */
+  /** A session token of `admin` (platform admin; acts in any tenant with ?tenant=). */
   token = '';
   readonly dataDir: string;
   url = '';
@@ -52,7 +52,7 @@ export class RampartHarness {
     const harness = new RampartHarness(options);
     try {
       await harness.startServer();
-      harness.token = await harness.createAdminToken();
+      harness.token = await harness.login('admin', harness.adminPassword);
       await harness.waitFor(
         async () => {
           const hosts = await harness.api<{ items: { state: string }[] }>('GET', '/v1/hosts');
@@ -89,6 +89,8 @@ export class RampartHarness {
       RAMPART_DATA_DIR: this.dataDir,
       RAMPART_LISTEN: '127.0.0.1:0',
       RAMPART_ADMIN_PASSWORD: this.adminPassword,
+      // Long enough for any test file: the harness's admin session never needs a refresh.
+      RAMPART_SESSION_TTL_SECONDS: '7200',
       RAMPART_GUEST_IMAGE_DIR: GUEST_IMAGE_DIR,
       RAMPART_ACCEL_CACHE: join(tmpdir(), 'rampart-test-accel-cache.json'),
       RAMPART_UID_BASE: String(3_100_000 + Math.floor(Math.random() * 1000) * 100),
@@ -132,18 +134,6 @@ export class RampartHarness {
     if (response.status !== 200)
       throw new Error(`login ${username}: ${response.status} ${JSON.stringify(response.body)}`);
     return response.body.token;
-  }
-
-  private async createAdminToken(): Promise<string> {
-    const session = await this.login('admin', this.adminPassword);
-    const created = await this.api<{ token: string }>(
-      'POST',
-      '/v1/tokens',
-      { name: `harness-${randomBytes(4).toString('hex')}`, expiresInDays: 1 },
-      { authorization: `Bearer ${session}` },
-    );
-    if (created.status !== 201) throw new Error(`token create: ${created.status} ${JSON.stringify(created.body)}`);
-    return created.body.token;
   }
 
   /** Kills the server process (SIGKILL by default) without touching the agent or VMs. */
