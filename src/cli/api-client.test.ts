@@ -22,6 +22,20 @@ void describe('ApiClient against a local HTTP server', () => {
         return { status: 301, headers: { location: 'http://example.invalid/' } };
       if (req.url === '/v1/vms/garbage') return { raw: 'not json' };
       if (req.url?.startsWith('/prefix/v1/')) return { body: { items: [] } };
+      if (req.method === 'PATCH' && req.url === '/v1/users/bob')
+        return {
+          body: { username: 'bob', disabled: (JSON.parse(req.body) as { disabled: boolean }).disabled },
+        };
+      if (req.url === '/v1/audit/export/records') return { raw: '{"prev":"0"}\n{"prev":"1"}\n' };
+      if (req.url === '/v1/audit/export/checkpoints')
+        return { status: 302, headers: { location: '/elsewhere' } };
+      if (req.url === '/v1/auth/login')
+        return {
+          ...apiError(429, 'RAMPART_RATE_LIMITED', 'too many failed logins; try again later'),
+          headers: { 'retry-after': '12' },
+        };
+      if (req.url.startsWith('/v1/roles') || req.url.startsWith('/v1/tenants'))
+        return { body: { items: [] } };
       return undefined;
     });
   });
@@ -94,6 +108,41 @@ void describe('ApiClient against a local HTTP server', () => {
   void it('keeps the path of the base URL', async () => {
     await new ApiClient({ baseUrl: `${api.url}/prefix` }).listImages();
     assert.equal(api.requests.at(-1)?.url, '/prefix/v1/images');
+  });
+
+  void it('sends PATCH bodies as JSON', async () => {
+    const user = await new ApiClient({ baseUrl: api.url, token: 't' }).updateUser('bob', { disabled: true });
+    assert.equal(user.disabled, true);
+    const req = api.requests.at(-1);
+    assert.equal(req?.method, 'PATCH');
+    assert.equal(req?.headers['content-type'], 'application/json');
+  });
+
+  void it('gets text as it is, and still refuses redirects', async () => {
+    const client = new ApiClient({ baseUrl: api.url, token: 't' });
+    assert.equal(await client.exportAuditRecords(), '{"prev":"0"}\n{"prev":"1"}\n');
+    assert.equal(api.requests.at(-1)?.headers.authorization, 'Bearer t');
+    await assert.rejects(
+      client.exportAuditCheckpoints(),
+      (err: unknown) => err instanceof GeneralError && /redirect/.test(err.message),
+    );
+  });
+
+  void it('adds ?tenant= to tenant requests but not where the tenant is in the path', async () => {
+    const client = new ApiClient({ baseUrl: api.url, token: 't', tenant: 'acme' });
+    await client.listRoles();
+    assert.equal(api.requests.at(-1)?.url, '/v1/roles?tenant=acme');
+    await client.listMembers('beta');
+    assert.equal(api.requests.at(-1)?.url, '/v1/tenants/beta/members');
+  });
+
+  void it('says when to retry a throttled request', async () => {
+    const err = await new ApiClient({ baseUrl: api.url })
+      .login({ username: 'a', password: 'b' })
+      .catch((e: unknown) => e);
+    assert.ok(err instanceof ApiError);
+    assert.equal(err.message, 'too many failed logins; try again later; retry in 12 s');
+    assert.equal(api.requests.at(-1)?.headers.authorization, undefined);
   });
 
   void it('reports an unreachable server', async () => {

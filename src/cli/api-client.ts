@@ -1,5 +1,6 @@
 /**
- * A small typed client for the Rampart REST API over Node's global fetch. It sends the bearer token,
+ * A small typed client for the Rampart REST API over Node's global fetch. It sends the bearer token
+ * (a fixed API token, or the stored session's, refreshed and retried once on 401), adds `?tenant=`,
  * never follows redirects (a redirect could carry the token elsewhere), turns error answers into
  * `ApiError` and transport failures into `UnreachableError`.
  */
@@ -7,6 +8,26 @@ import type { Flavor, FlavorCreate } from '../api/flavor.js';
 import type { Host } from '../api/host.js';
 import type { Image } from '../api/image.js';
 import type { ConsoleTail, Vm, VmAction, VmCreate, VmStopBody } from '../api/vm.js';
+import type { AuditPage, AuditPublicKey, AuditVerification } from '../api/audit.js';
+import type {
+  ApiToken,
+  ApiTokenCreate,
+  ApiTokenCreated,
+  LoginRequest,
+  Member,
+  RecoveryCodes,
+  Role,
+  RoleCreate,
+  SessionTokens,
+  Tenant,
+  TenantCreate,
+  TotpEnrolment,
+  User,
+  UserCreate,
+  WhoAmI,
+} from '../api/iam.js';
+import type { Static } from 'typebox';
+import { StaticToken, type Authenticator } from './credentials.js';
 import { ApiError, GeneralError, UnreachableError, UsageError } from './errors.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8480';
@@ -16,18 +37,60 @@ export interface List<T> {
   items: T[];
 }
 
+export type MemberView = Static<typeof Member>;
+export type TotpEnrolmentView = Static<typeof TotpEnrolment>;
+export type RecoveryCodesView = Static<typeof RecoveryCodes>;
+export type ApiTokenCreatedView = Static<typeof ApiTokenCreated>;
+export type AuditPageView = Static<typeof AuditPage>;
+export type AuditPublicKeyView = Static<typeof AuditPublicKey>;
+export type UserCreateBody = Static<typeof UserCreate>;
+export type TenantCreateBody = Static<typeof TenantCreate>;
+export type RoleCreateBody = Static<typeof RoleCreate>;
+export type ApiTokenCreateBody = Static<typeof ApiTokenCreate>;
+
+/** The filters of GET /v1/audit (and /v1/platform/audit), as query strings. */
+export interface AuditListQuery {
+  actor?: string;
+  action?: string;
+  outcome?: string;
+  since?: string;
+  until?: string;
+  after?: string;
+  limit?: string;
+}
+
 export interface ApiClientOptions {
   baseUrl: string;
+  /** A fixed API token; ignored when `auth` is given. */
   token?: string;
+  /** Where the credentials come from (a stored session that refreshes itself). */
+  auth?: Authenticator;
+  /** Sent as `?tenant=` with every request that belongs to a tenant. */
+  tenant?: string;
   timeoutMs?: number;
   userAgent?: string;
 }
 
-type Method = 'GET' | 'POST' | 'DELETE';
+type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 
-interface RequestOptions {
+export interface RequestOptions {
   body?: unknown;
-  query?: Record<string, string>;
+  query?: Record<string, string | undefined>;
+  /**
+   * Add the client's `?tenant=` (the default). False for requests that belong to no tenant (the
+   * caller's session, users, platform roles) or that name their tenant in the path.
+   */
+  tenant?: boolean;
+  /** Send no credentials (login, refresh). */
+  anonymous?: boolean;
+}
+
+interface RawAnswer {
+  status: number;
+  statusText: string;
+  text: string;
+  requestId: string | undefined;
+  retryAfter: string | undefined;
 }
 
 /** Checks and normalises a base URL: http(s), no credentials, query or fragment. */
@@ -115,21 +178,26 @@ export function parseErrorBody(
 
 export class ApiClient {
   readonly baseUrl: URL;
-  readonly #token: string | undefined;
+  readonly tenant: string | undefined;
+  readonly #auth: Authenticator;
   readonly #timeoutMs: number;
   readonly #userAgent: string;
 
   constructor(options: ApiClientOptions) {
     this.baseUrl = parseBaseUrl(options.baseUrl);
-    this.#token = options.token === undefined ? undefined : checkToken(options.token);
+    this.#auth =
+      options.auth ?? new StaticToken(options.token === undefined ? undefined : checkToken(options.token));
+    this.tenant = options.tenant;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#userAgent = options.userAgent ?? 'rampart-cli';
   }
 
-  /** The URL of an API path (`/v1/...`), below the base URL's own path. */
-  url(path: string, query?: Record<string, string>): URL {
+  /** The URL of an API path (`/v1/...`), below the base URL's own path. Undefined values are left out. */
+  url(path: string, query?: Record<string, string | undefined>): URL {
     const url = new URL(path.replace(/^\//, ''), this.baseUrl);
-    for (const [key, value] of Object.entries(query ?? {})) url.searchParams.set(key, value);
+    for (const [key, value] of Object.entries(query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, value);
+    }
     return url;
   }
 
@@ -140,17 +208,81 @@ export class ApiClient {
     return url;
   }
 
-  authHeaders(): Record<string, string> {
-    return this.#token === undefined ? {} : { authorization: `Bearer ${this.#token}` };
+  /** The Authorization header for a connection the client does not make itself (the console stream). */
+  async authHeaders(): Promise<Record<string, string>> {
+    const token = await this.#auth.token();
+    return token === undefined ? {} : { authorization: `Bearer ${checkToken(token)}` };
   }
 
+  /** A JSON request; the parsed answer, or undefined for an empty one (204). */
   async request<T>(method: Method, path: string, options: RequestOptions = {}): Promise<T> {
-    const url = this.url(path, options.query);
-    const headers: Record<string, string> = {
-      accept: 'application/json',
-      'user-agent': this.#userAgent,
-      ...this.authHeaders(),
-    };
+    const { status, text } = await this.#send(method, path, options, 'application/json');
+    if (text.length === 0) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new GeneralError(`the server answered HTTP ${status} with a body that is not JSON`);
+    }
+  }
+
+  /** A GET whose answer is text as it is (e.g. JSON lines of an export), not parsed. */
+  async getText(path: string, options: Omit<RequestOptions, 'body'> = {}): Promise<string> {
+    const { text } = await this.#send(
+      'GET',
+      path,
+      options,
+      'application/x-ndjson, text/plain;q=0.9, */*;q=0.1',
+    );
+    return text;
+  }
+
+  /**
+   * Sends a request with the current credentials. A 401 to a request that carried credentials gives
+   * the authenticator one chance to renew them (a session refreshes), and the request is sent once more.
+   */
+  async #send(method: Method, path: string, options: RequestOptions, accept: string): Promise<RawAnswer> {
+    const query =
+      options.tenant === false || this.tenant === undefined
+        ? options.query
+        : { tenant: this.tenant, ...options.query };
+    const url = this.url(path, query);
+    const sent = options.anonymous ? undefined : await this.#auth.token();
+    let answer = await this.#fetch(method, url, options.body, accept, sent);
+    let final = sent;
+    if (answer.status === 401 && sent !== undefined && (await this.#auth.renew(sent))) {
+      final = await this.#auth.token();
+      answer = await this.#fetch(method, url, options.body, accept, final);
+    }
+    const { status } = answer;
+    if (status >= 300 && status < 400) {
+      throw new GeneralError(
+        `the server answered with a redirect (HTTP ${status}); check the server URL (--url)`,
+      );
+    }
+    if (status >= 400) {
+      const err = parseErrorBody(status, answer.statusText, answer.text, answer.requestId);
+      let hint: string | undefined;
+      if (status === 401 && final === undefined && !options.anonymous) hint = this.#auth.missingHint?.();
+      if (status === 429) {
+        const seconds = err.details?.retryAfterSeconds;
+        const after = answer.retryAfter ?? (typeof seconds === 'number' ? String(seconds) : undefined);
+        if (after) hint = /^[0-9]+$/.test(after) ? `retry in ${after} s` : `retry after ${after}`;
+      }
+      if (hint === undefined) throw err;
+      throw new ApiError(err.status, err.code, `${err.message}; ${hint}`, err.requestId, err.details);
+    }
+    return answer;
+  }
+
+  async #fetch(
+    method: Method,
+    url: URL,
+    body: unknown,
+    accept: string,
+    token: string | undefined,
+  ): Promise<RawAnswer> {
+    const headers: Record<string, string> = { accept, 'user-agent': this.#userAgent };
+    if (token !== undefined) headers.authorization = `Bearer ${checkToken(token)}`;
     const init: RequestInit = {
       method,
       headers,
@@ -158,36 +290,23 @@ export class ApiClient {
       signal: AbortSignal.timeout(this.#timeoutMs),
     };
     // Actions without a body send none at all: no body and no content-type.
-    if (options.body !== undefined) {
+    if (body !== undefined) {
       headers['content-type'] = 'application/json';
-      init.body = JSON.stringify(options.body);
+      init.body = JSON.stringify(body);
     }
-    let status: number;
-    let statusText: string;
-    let text: string;
-    let requestIdHeader: string | undefined;
     try {
       const res = await fetch(url, init);
-      status = res.status;
-      statusText = res.statusText;
-      requestIdHeader = res.headers.get('x-request-id') ?? undefined;
-      text = await res.text();
+      return {
+        status: res.status,
+        statusText: res.statusText,
+        requestId: res.headers.get('x-request-id') ?? undefined,
+        retryAfter: res.headers.get('retry-after') ?? undefined,
+        text: await res.text(),
+      };
     } catch (err) {
       throw new UnreachableError(
         `cannot reach the Rampart server at ${this.baseUrl.origin}: ${describeTransportError(err)}`,
       );
-    }
-    if (status >= 300 && status < 400) {
-      throw new GeneralError(
-        `the server answered with a redirect (HTTP ${status}); check the server URL (--url)`,
-      );
-    }
-    if (status >= 400) throw parseErrorBody(status, statusText, text, requestIdHeader);
-    if (text.length === 0) return undefined as T;
-    try {
-      return JSON.parse(text) as T;
-    } catch {
-      throw new GeneralError(`the server answered HTTP ${status} with a body that is not JSON`);
     }
   }
 
@@ -255,5 +374,186 @@ export class ApiClient {
 
   getHost(id: string): Promise<Host> {
     return this.request('GET', `/v1/hosts/${seg(id)}`);
+  }
+
+  // ---- the caller's session (no tenant: a session is the user's, in every tenant)
+
+  login(body: LoginRequest): Promise<SessionTokens> {
+    return this.request('POST', '/v1/auth/login', { body, anonymous: true, tenant: false });
+  }
+
+  refreshSession(refreshToken: string): Promise<SessionTokens> {
+    return this.request('POST', '/v1/auth/refresh', {
+      body: { refreshToken },
+      anonymous: true,
+      tenant: false,
+    });
+  }
+
+  logout(): Promise<void> {
+    return this.request('POST', '/v1/auth/logout', { tenant: false });
+  }
+
+  /** Who the caller is, and what it may do in the request's tenant. */
+  whoami(): Promise<WhoAmI> {
+    return this.request('GET', '/v1/auth/whoami');
+  }
+
+  changePassword(currentPassword: string, newPassword: string): Promise<SessionTokens> {
+    return this.request('POST', '/v1/auth/password', {
+      body: { currentPassword, newPassword },
+      tenant: false,
+    });
+  }
+
+  enrolTotp(): Promise<TotpEnrolmentView> {
+    return this.request('POST', '/v1/auth/mfa/totp', { tenant: false });
+  }
+
+  verifyTotp(code: string): Promise<RecoveryCodesView> {
+    return this.request('POST', '/v1/auth/mfa/totp/verify', { body: { code }, tenant: false });
+  }
+
+  disableTotp(password: string, code: string): Promise<void> {
+    return this.request('POST', '/v1/auth/mfa/totp/disable', { body: { password, code }, tenant: false });
+  }
+
+  // ---- the caller's API tokens
+
+  listTokens(): Promise<List<ApiToken>> {
+    return this.request('GET', '/v1/tokens');
+  }
+
+  createToken(body: ApiTokenCreateBody): Promise<ApiTokenCreatedView> {
+    return this.request('POST', '/v1/tokens', { body });
+  }
+
+  revokeToken(id: string): Promise<void> {
+    return this.request('DELETE', `/v1/tokens/${seg(id)}`);
+  }
+
+  // ---- tenants and their members (the tenant is in the path)
+
+  listTenants(): Promise<List<Tenant>> {
+    return this.request('GET', '/v1/tenants', { tenant: false });
+  }
+
+  getTenant(ref: string): Promise<Tenant> {
+    return this.request('GET', `/v1/tenants/${seg(ref)}`, { tenant: false });
+  }
+
+  createTenant(body: TenantCreateBody): Promise<Tenant> {
+    return this.request('POST', '/v1/tenants', { body, tenant: false });
+  }
+
+  updateTenant(ref: string, body: { requireMfaForAdmins?: boolean }): Promise<Tenant> {
+    return this.request('PATCH', `/v1/tenants/${seg(ref)}`, { body, tenant: false });
+  }
+
+  deleteTenant(ref: string): Promise<void> {
+    return this.request('DELETE', `/v1/tenants/${seg(ref)}`, { tenant: false });
+  }
+
+  listMembers(tenant: string): Promise<List<MemberView>> {
+    return this.request('GET', `/v1/tenants/${seg(tenant)}/members`, { tenant: false });
+  }
+
+  addMember(tenant: string, user: string, role: string): Promise<MemberView> {
+    return this.request('POST', `/v1/tenants/${seg(tenant)}/members`, {
+      body: { user, role },
+      tenant: false,
+    });
+  }
+
+  removeMember(tenant: string, user: string, role?: string): Promise<void> {
+    return this.request('DELETE', `/v1/tenants/${seg(tenant)}/members/${seg(user)}`, {
+      query: { role },
+      tenant: false,
+    });
+  }
+
+  // ---- platform-wide role bindings and users (no tenant)
+
+  listPlatformMembers(): Promise<List<MemberView>> {
+    return this.request('GET', '/v1/platform/members', { tenant: false });
+  }
+
+  addPlatformMember(user: string, role: string): Promise<MemberView> {
+    return this.request('POST', '/v1/platform/members', { body: { user, role }, tenant: false });
+  }
+
+  removePlatformMember(user: string, role?: string): Promise<void> {
+    return this.request('DELETE', `/v1/platform/members/${seg(user)}`, { query: { role }, tenant: false });
+  }
+
+  listUsers(): Promise<List<User>> {
+    return this.request('GET', '/v1/users', { tenant: false });
+  }
+
+  getUser(ref: string): Promise<User> {
+    return this.request('GET', `/v1/users/${seg(ref)}`, { tenant: false });
+  }
+
+  createUser(body: UserCreateBody): Promise<User> {
+    return this.request('POST', '/v1/users', { body, tenant: false });
+  }
+
+  updateUser(ref: string, body: { disabled?: boolean }): Promise<User> {
+    return this.request('PATCH', `/v1/users/${seg(ref)}`, { body, tenant: false });
+  }
+
+  resetUserPassword(ref: string, password: string): Promise<void> {
+    return this.request('POST', `/v1/users/${seg(ref)}/password`, { body: { password }, tenant: false });
+  }
+
+  deleteUser(ref: string): Promise<void> {
+    return this.request('DELETE', `/v1/users/${seg(ref)}`, { tenant: false });
+  }
+
+  // ---- roles (in the request's tenant)
+
+  listRoles(): Promise<List<Role>> {
+    return this.request('GET', '/v1/roles');
+  }
+
+  getRole(name: string): Promise<Role> {
+    return this.request('GET', `/v1/roles/${seg(name)}`);
+  }
+
+  createRole(body: RoleCreateBody): Promise<Role> {
+    return this.request('POST', '/v1/roles', { body });
+  }
+
+  deleteRole(name: string): Promise<void> {
+    return this.request('DELETE', `/v1/roles/${seg(name)}`);
+  }
+
+  // ---- audit log
+
+  /**
+   * One page of audit records: the request tenant's, or with `platform` every tenant's (there
+   * `?tenant=` filters by tenant).
+   */
+  listAudit(query: AuditListQuery, platform = false): Promise<AuditPageView> {
+    const path = platform ? '/v1/platform/audit' : '/v1/audit';
+    return this.request('GET', path, { query: { ...query } });
+  }
+
+  verifyAudit(): Promise<AuditVerification> {
+    return this.request('GET', '/v1/audit/verify');
+  }
+
+  auditPublicKey(): Promise<AuditPublicKeyView> {
+    return this.request('GET', '/v1/audit/public-key');
+  }
+
+  /** records.jsonl: one canonical JSON line per record. */
+  exportAuditRecords(): Promise<string> {
+    return this.getText('/v1/audit/export/records');
+  }
+
+  /** checkpoints.jsonl: one JSON line per signed checkpoint. */
+  exportAuditCheckpoints(): Promise<string> {
+    return this.getText('/v1/audit/export/checkpoints');
   }
 }

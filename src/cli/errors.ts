@@ -49,6 +49,18 @@ export class WaitError extends CliError {
   readonly exitCode = ExitCode.WAIT_FAILED;
 }
 
+/** No usable credentials: the stored session expired or was revoked, or it cannot be used. */
+export class AuthError extends CliError {
+  override name = 'AuthError';
+  readonly exitCode = ExitCode.AUTH;
+}
+
+/** `audit verify` found a record or checkpoint that does not verify. */
+export class VerificationError extends CliError {
+  override name = 'VerificationError';
+  readonly exitCode = ExitCode.VERIFY_FAILED;
+}
+
 /** Any other failure that the CLI itself detected (bad answer from the server, console closed badly). */
 export class GeneralError extends CliError {
   override name = 'GeneralError';

@@ -5,7 +5,9 @@ import {
   ApiError,
   GeneralError,
   UnreachableError,
+  AuthError,
   UsageError,
+  VerificationError,
   WaitError,
   exitCodeFor,
   formatError,
@@ -26,6 +28,7 @@ void describe('exit codes', () => {
       RAMPART_INTERNAL: 1,
       RAMPART_HOST_UNAVAILABLE: 1,
       RAMPART_NO_CAPACITY: 1,
+      RAMPART_AUDIT_UNAVAILABLE: 1,
       RAMPART_TIMEOUT: 1,
     };
     for (const [code, status] of Object.entries(ERROR_CODES)) {
@@ -47,6 +50,8 @@ void describe('exit codes', () => {
     assert.equal(exitCodeFor(new ApiError(404, 'RAMPART_NOT_FOUND', 'x')), 3);
     assert.equal(exitCodeFor(new WaitError('x')), 6);
     assert.equal(exitCodeFor(new UnreachableError('x')), 7);
+    assert.equal(exitCodeFor(new AuthError('x')), 5);
+    assert.equal(exitCodeFor(new VerificationError('x')), 8);
     assert.equal(exitCodeFor(new GeneralError('x')), 1);
     assert.equal(exitCodeFor(new Error('x')), 1);
     assert.equal(exitCodeFor('x'), 1);

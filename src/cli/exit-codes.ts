@@ -11,6 +11,7 @@ export const ExitCode = {
   AUTH: 5,
   WAIT_FAILED: 6,
   UNREACHABLE: 7,
+  VERIFY_FAILED: 8,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -24,6 +25,7 @@ export const EXIT_CODES_HELP = [
   '  5  not authenticated or forbidden',
   '  6  --wait failed (the VM went to error) or timed out',
   '  7  server unreachable',
+  '  8  audit verification failed (a record or checkpoint of the audit log does not verify)',
 ].join('\n');
 
 /** The exit code for an API error answer, by its RAMPART_* code first and its HTTP status otherwise. */

@@ -49,6 +49,9 @@ void describe('argument validation (no server needed)', () => {
     assert.equal(await run(['--help'], io), 0);
     assert.match(io.stdout.text, /Exit codes:\n {2}0 {2}success/);
     assert.match(io.stdout.text, /RAMPART_TOKEN/);
+    for (const name of ['RAMPART_TENANT', 'RAMPART_SESSION_FILE', 'rampart login', '--tenant <name>'])
+      assert.ok(io.stdout.text.includes(name), name);
+    assert.match(io.stdout.text, /\n {2}8 {2}audit verification failed/);
   });
 
   void it('mentions the server environment variables in its help', async () => {

@@ -4,23 +4,38 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { registerAgentCommand } from './commands/agent.js';
+import { registerAuditCommands } from './commands/audit.js';
+import { registerAuthCommands } from './commands/auth.js';
 import { registerFlavorCommands } from './commands/flavor.js';
 import { registerHostCommands } from './commands/host.js';
 import { registerImageCommands } from './commands/image.js';
+import { registerMemberCommands } from './commands/member.js';
+import { registerRoleCommands } from './commands/role.js';
 import { registerServerCommand } from './commands/server.js';
+import { registerTenantCommands } from './commands/tenant.js';
+import { registerTokenCommands } from './commands/token.js';
+import { registerUserCommands } from './commands/user.js';
 import { registerVmCommands } from './commands/vm.js';
 import { createContext, type CliIo, type CommandDeps, type GlobalOptions } from './context.js';
 import { DEFAULT_URL } from './api-client.js';
 import { exitCodeFor, formatError } from './errors.js';
 import { EXIT_CODES_HELP, exitCodeForCommander, type ExitCode } from './exit-codes.js';
 import { OUTPUT_FORMATS } from './output.js';
+import { parseTenant } from './validation.js';
 import { cliVersion } from './version.js';
 
 const EPILOGUE = [
   '',
+  'Credentials:',
+  '  `rampart login` stores a session (renewed automatically) for the server URL it logged in to;',
+  '  an API token (--token or RAMPART_TOKEN, e.g. from `rampart token create`) takes precedence.',
+  '',
   'Environment:',
   `  RAMPART_URL     server URL, as --url (default ${DEFAULT_URL})`,
   '  RAMPART_TOKEN   API token, as --token (preferred: arguments are visible to other local users)',
+  "  RAMPART_TENANT  tenant to act in, as --tenant (default: the caller's only tenant)",
+  '  RAMPART_SESSION_FILE  where `rampart login` stores the session',
+  '                  (default $XDG_CONFIG_HOME/rampart/session.json, else ~/.config/rampart/session.json)',
   '  RAMPART_LISTEN, RAMPART_DATA_DIR, RAMPART_CONFIG   see `rampart server --help` and `rampart agent --help`',
   '',
   EXIT_CODES_HELP,
@@ -38,7 +53,12 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
         .default('table'),
     )
     .option('--url <url>', `server URL (env RAMPART_URL, default ${DEFAULT_URL})`)
-    .option('--token <token>', 'API token (env RAMPART_TOKEN, preferred)')
+    .option('--token <token>', 'API token (env RAMPART_TOKEN, preferred); overrides the stored session')
+    .option(
+      '--tenant <name>',
+      "tenant to act in (env RAMPART_TENANT; default: the caller's only tenant)",
+      parseTenant,
+    )
     .exitOverride()
     .showSuggestionAfterError(true)
     .configureOutput({
@@ -60,10 +80,17 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
         secrets.push(secret);
       }),
   };
+  registerAuthCommands(program, deps);
   registerVmCommands(program, deps);
   registerImageCommands(program, deps);
   registerFlavorCommands(program, deps);
   registerHostCommands(program, deps);
+  registerTenantCommands(program, deps);
+  registerUserCommands(program, deps);
+  registerMemberCommands(program, deps);
+  registerRoleCommands(program, deps);
+  registerTokenCommands(program, deps);
+  registerAuditCommands(program, deps);
   registerServerCommand(program, deps);
   registerAgentCommand(program, deps);
   return program;

@@ -1,11 +1,15 @@
 /**
- * Test support (not used by the CLI itself): captured streams for `run`, VM/host fixtures, and a tiny
- * fake API server on 127.0.0.1 that records what it receives.
+ * Test support (not used by the CLI itself): captured streams and a scriptable stdin for `run`,
+ * fixtures, temporary directories, and a tiny fake API server on 127.0.0.1 that records what it receives.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Host } from '../api/host.js';
+import type { SessionTokens, WhoAmI } from '../api/iam.js';
 import type { Vm } from '../api/vm.js';
 import type { CliIo, InStream } from './context.js';
 
@@ -27,9 +31,14 @@ export function capture(isTTY = false): Capture {
   };
 }
 
-/** A stdin stand-in: not a terminal unless asked; `type` emits keystrokes. */
+/**
+ * A stdin stand-in: not a terminal unless asked; `type` emits keystrokes at once, `feed` queues input
+ * that each later `resume()` delivers, one chunk per resume (a `null` right after a chunk ends the
+ * stream), the way a reader that pauses between prompts sees it.
+ */
 export class FakeStdin extends EventEmitter implements InStream {
   rawModes: boolean[] = [];
+  private readonly script: (string | null)[] = [];
   constructor(readonly isTTY = false) {
     super();
   }
@@ -37,7 +46,22 @@ export class FakeStdin extends EventEmitter implements InStream {
     this.rawModes.push(mode);
     return this;
   }
+  /** Queues input: `feed('secret\n', null)` is a piped password; `feed('alice\r', 'pw\r')` two answers. */
+  feed(...chunks: (string | null)[]): this {
+    this.script.push(...chunks);
+    return this;
+  }
   resume(): this {
+    if (this.script.length === 0) return this;
+    setImmediate(() => {
+      const chunk = this.script.shift();
+      if (typeof chunk === 'string') this.emit('data', Buffer.from(chunk));
+      while (this.script[0] === null) {
+        this.script.shift();
+        this.emit('end');
+      }
+      if (chunk === null) this.emit('end');
+    });
     return this;
   }
   pause(): this {
@@ -147,6 +171,7 @@ export function apiError(status: number, code: string, message: string, requestI
 export function vmFixture(overrides: Partial<Vm> = {}): Vm {
   return {
     id: '11111111-2222-4333-8444-555555555555',
+    tenantId: 'dddddddd-2222-4333-8444-555555555555',
     name: 'web1',
     state: 'running',
     image: { id: 'aaaaaaaa-2222-4333-8444-555555555555', name: 'tiny' },
@@ -183,6 +208,39 @@ export function hostFixture(overrides: Partial<Host> = {}): Host {
     agentVersion: '0.1.0',
     lastSeenAt: '2026-01-01T11:59:59Z',
     createdAt: '2026-01-01T10:00:00Z',
+    ...overrides,
+  };
+}
+
+/** A temporary directory for a test, removed by the returned function. */
+export function tempDir(prefix = 'rampart-cli-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export function sessionTokensFixture(overrides: Partial<SessionTokens> = {}): SessionTokens {
+  return {
+    token: 'session-token-1',
+    expiresAt: '2026-01-01T12:15:00Z',
+    refreshToken: 'refresh-token-1',
+    refreshExpiresAt: '2026-01-02T12:00:00Z',
+    restriction: null,
+    user: { id: 'eeeeeeee-2222-4333-8444-555555555555', username: 'alice' },
+    ...overrides,
+  };
+}
+
+export function whoamiFixture(overrides: Partial<WhoAmI> = {}): WhoAmI {
+  return {
+    user: { id: 'eeeeeeee-2222-4333-8444-555555555555', username: 'alice', mfaEnabled: false },
+    via: 'session',
+    restriction: null,
+    platformRoles: [],
+    tenants: [
+      { tenant: { id: 'dddddddd-2222-4333-8444-555555555555', name: 'acme' }, roles: ['tenant-admin'] },
+    ],
+    tenant: { id: 'dddddddd-2222-4333-8444-555555555555', name: 'acme' },
+    permissions: ['member:create', 'member:read', 'vm:read'],
     ...overrides,
   };
 }

@@ -24,11 +24,31 @@ export const STOP_TIMEOUT_MAX_SECONDS = 3600;
 export const CONSOLE_BYTES_MAX = 1_048_576;
 /** The longest `--timeout` accepted for `--wait` (a week). */
 export const WAIT_TIMEOUT_MAX_SECONDS = 7 * 24 * 3600;
+/** Usernames (src/api/iam.ts USERNAME_PATTERN): a name or a user id both match it. */
+export const USERNAME_PATTERN = '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$';
+/** `resource:verb` or `platform:resource:verb` (src/api/iam.ts PERMISSION_PATTERN). */
+export const PERMISSION_PATTERN = '^[a-z]+(:[a-z]+){1,2}$';
+export const PERMISSION_MAX_LENGTH = 64;
+/** src/api/iam.ts TotpCode and RecoveryCode. */
+export const TOTP_PATTERN = '^[0-9]{6}$';
+export const RECOVERY_CODE_PATTERN = '^[A-Za-z0-9 -]{8,40}$';
+/** src/api/audit.ts AUDIT_OUTCOMES and the AuditQuery `action` pattern. */
+export const AUDIT_OUTCOMES = ['success', 'denied', 'failure'] as const;
+export const AUDIT_ACTION_PATTERN = '^[a-z0-9.:_-]+$';
+/** src/api/iam.ts ApiTokenCreate.expiresInDays. */
+export const TOKEN_EXPIRY_MAX_DAYS = 365;
+/** src/api/iam.ts RoleCreate.description. */
+export const ROLE_DESCRIPTION_MAX_LENGTH = 200;
 
 const NAME_RE = new RegExp(NAME_PATTERN);
 const REF_RE = new RegExp(REF_PATTERN);
 const UUID_RE = new RegExp(UUID_PATTERN);
 const HOST_REF_RE = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/;
+const USERNAME_RE = new RegExp(USERNAME_PATTERN);
+const PERMISSION_RE = new RegExp(PERMISSION_PATTERN);
+const TOTP_RE = new RegExp(TOTP_PATTERN);
+const RECOVERY_CODE_RE = new RegExp(RECOVERY_CODE_PATTERN);
+const AUDIT_ACTION_RE = new RegExp(AUDIT_ACTION_PATTERN);
 
 export function isUuid(value: string): boolean {
   return UUID_RE.test(value);
@@ -98,4 +118,111 @@ export function parseListen(value: string): string {
 export function parsePath(value: string): string {
   if (value.length === 0 || value.includes('\0')) throw new InvalidArgumentError('Expected a path.');
   return value;
+}
+
+/** `--tenant` and RAMPART_TENANT: a tenant name (or id), checked with the name pattern. */
+export function parseTenant(value: string): string {
+  if (!NAME_RE.test(value)) {
+    throw new InvalidArgumentError(
+      'Expected a tenant name: 1-63 lowercase letters, digits and dashes, starting and ending with a letter or digit.',
+    );
+  }
+  return value;
+}
+
+/** A username (new or existing) or a user id. */
+export function parseUsername(value: string): string {
+  if (!USERNAME_RE.test(value)) {
+    throw new InvalidArgumentError(
+      'Usernames are 1-64 lowercase letters, digits, dots, dashes and underscores, starting and ending with a letter or digit.',
+    );
+  }
+  return value;
+}
+
+/** A permission such as `vm:read` or `platform:user:create`. */
+export function parsePermission(value: string): string {
+  if (value.length > PERMISSION_MAX_LENGTH || !PERMISSION_RE.test(value)) {
+    throw new InvalidArgumentError(
+      `Expected a permission such as vm:read or platform:user:read, not ${JSON.stringify(value)}.`,
+    );
+  }
+  return value;
+}
+
+/**
+ * A Commander collector for a repeatable `--permission`: each occurrence adds one permission, or several
+ * separated by commas. Duplicates are dropped (the API wants unique items).
+ */
+export function collectPermissions(value: string, previous: string[] | undefined): string[] {
+  const list = [...(previous ?? [])];
+  for (const part of value.split(',')) {
+    const permission = parsePermission(part.trim());
+    if (!list.includes(permission)) list.push(permission);
+  }
+  return list;
+}
+
+/** A six-digit TOTP code. */
+export function parseTotp(value: string): string {
+  if (!TOTP_RE.test(value))
+    throw new InvalidArgumentError('Expected the 6-digit code of your authenticator app.');
+  return value;
+}
+
+export function parseRecoveryCode(value: string): string {
+  if (!RECOVERY_CODE_RE.test(value)) {
+    throw new InvalidArgumentError('Expected a recovery code (8-40 letters, digits, dashes and spaces).');
+  }
+  return value;
+}
+
+/** `on` or `off` (also true/false, yes/no, 1/0). */
+export function parseOnOff(value: string): boolean {
+  const v = value.toLowerCase();
+  if (['on', 'true', 'yes', '1'].includes(v)) return true;
+  if (['off', 'false', 'no', '0'].includes(v)) return false;
+  throw new InvalidArgumentError('Expected on or off.');
+}
+
+/** An audit action filter, e.g. `auth.login`. */
+export function parseAuditAction(value: string): string {
+  if (value.length > 64 || !AUDIT_ACTION_RE.test(value)) {
+    throw new InvalidArgumentError('Expected an action: lowercase letters, digits and . : _ - (at most 64).');
+  }
+  return value;
+}
+
+/** An audit actor filter (a username, or a name such as `system`). */
+export function parseActor(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (value.length < 1 || value.length > 64 || /[\u0000-\u001f\u007f]/.test(value)) {
+    throw new InvalidArgumentError('Expected an actor: 1-64 printable characters.');
+  }
+  return value;
+}
+
+const RELATIVE_TIME_RE = /^([0-9]{1,6})(s|m|h|d|w)$/;
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/**
+ * A point in time for `--since`/`--until`: an ISO 8601 timestamp (a date alone means midnight UTC) or
+ * an age such as `30m`, `12h`, `7d` (that long before now). Returns the value checked but unresolved;
+ * `resolveTime` turns it into the RFC 3339 timestamp the API wants.
+ */
+export function parseTime(value: string): string {
+  if (RELATIVE_TIME_RE.test(value)) return value;
+  if (/^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9:.]+(Z|[+-][0-9]{2}:?[0-9]{2})?)?$/i.test(value)) {
+    if (!Number.isNaN(Date.parse(value))) return value;
+  }
+  throw new InvalidArgumentError(
+    'Expected an ISO 8601 time (e.g. 2026-01-31T12:00:00Z) or an age such as 30m, 12h or 7d.',
+  );
+}
+
+export function resolveTime(value: string, nowMs: number): string {
+  const relative = RELATIVE_TIME_RE.exec(value);
+  if (relative)
+    return new Date(nowMs - Number(relative[1]) * (UNIT_MS[relative[2] ?? 's'] ?? 1000)).toISOString();
+  return new Date(Date.parse(value)).toISOString();
 }

@@ -2,10 +2,13 @@
  * How each resource looks for people: the fixed column set of its table and the fields of its detail
  * view. JSON output bypasses all of this and prints the API body unchanged.
  */
+import type { AuditRecordView, AuditVerification } from '../api/audit.js';
 import type { Flavor } from '../api/flavor.js';
 import type { Host } from '../api/host.js';
+import type { ApiToken, Role, Tenant, User, WhoAmI } from '../api/iam.js';
 import type { Image } from '../api/image.js';
 import type { Vm } from '../api/vm.js';
+import type { MemberView } from './api-client.js';
 import {
   formatAge,
   formatBytes,
@@ -35,6 +38,13 @@ const STATE_COLORS: Record<string, Color> = {
   deleting: 'yellow',
   online: 'green',
   offline: 'red',
+  active: 'green',
+  disabled: 'red',
+  revoked: 'dim',
+  expired: 'dim',
+  success: 'green',
+  denied: 'yellow',
+  failure: 'red',
 };
 
 function state(value: string): Cell {
@@ -238,4 +248,225 @@ export function hostDetails(host: Host, options: ViewOptions): string {
     ],
     options.color,
   );
+}
+
+// ---- identity: whoami, tenants, users, members, roles, API tokens
+
+/** Time until an ISO timestamp: `in 5m`, or `expired` once past. */
+export function formatUntil(iso: string | null | undefined, nowMs: number): string {
+  if (!iso) return '-';
+  const then = Date.parse(iso);
+  if (Number.isNaN(then)) return '-';
+  return then <= nowMs ? 'expired' : `in ${formatDuration((then - nowMs) / 1000)}`;
+}
+
+function list(values: readonly string[] | undefined): string {
+  return values && values.length > 0 ? values.join(', ') : '-';
+}
+
+function yesNo(value: boolean): string {
+  return value ? 'yes' : 'no';
+}
+
+export function whoamiDetails(me: WhoAmI, credentials: string, options: ViewOptions): string {
+  const pairs: [string, Cell][] = [
+    ['User', me.user.username],
+    ['ID', me.user.id],
+    ['MFA', me.user.mfaEnabled ? 'on' : 'off'],
+    ['Via', `${me.via} (${credentials})`],
+  ];
+  if (me.restriction) {
+    const what = me.restriction === 'password-change' ? 'run `rampart password`' : 'run `rampart mfa enrol`';
+    pairs.push(['Restriction', { text: `${me.restriction}: ${what}`, color: 'yellow' }]);
+  }
+  pairs.push(['Platform roles', list(me.platformRoles)]);
+  pairs.push(['Tenants', list(me.tenants.map((m) => `${m.tenant.name} (${list(m.roles)})`))]);
+  pairs.push(['Tenant', me.tenant ? me.tenant.name : '- (choose one with --tenant)']);
+  pairs.push(['Permissions', list(me.permissions)]);
+  return formatKeyValue(pairs, options.color);
+}
+
+export const TENANT_COLUMNS = ['NAME', 'ID', 'MFA FOR ADMINS', 'AGE'] as const;
+
+export function tenantTable(tenants: readonly Tenant[], options: ViewOptions): string {
+  return formatTable(
+    TENANT_COLUMNS,
+    tenants.map((tenant) => [
+      tenant.name,
+      shortId(tenant.id),
+      tenant.requireMfaForAdmins ? 'required' : '-',
+      formatAge(tenant.createdAt, options.now),
+    ]),
+    options.color,
+  );
+}
+
+export function tenantDetails(tenant: Tenant, options: ViewOptions): string {
+  return formatKeyValue(
+    [
+      ['Name', tenant.name],
+      ['ID', tenant.id],
+      ['MFA for admins', tenant.requireMfaForAdmins ? 'required' : 'not required'],
+      ['Created', timestamp(tenant.createdAt, options.now)],
+    ],
+    options.color,
+  );
+}
+
+export const USER_COLUMNS = ['USERNAME', 'STATE', 'MFA', 'PASSWORD', 'AGE'] as const;
+
+export function userTable(users: readonly User[], options: ViewOptions): string {
+  return formatTable(
+    USER_COLUMNS,
+    users.map((user) => [
+      user.username,
+      state(user.disabled ? 'disabled' : 'active'),
+      user.mfaEnabled ? 'on' : 'off',
+      user.mustChangePassword ? { text: 'must change', color: 'yellow' } : 'set',
+      formatAge(user.createdAt, options.now),
+    ]),
+    options.color,
+  );
+}
+
+export function userDetails(user: User, options: ViewOptions): string {
+  return formatKeyValue(
+    [
+      ['Username', user.username],
+      ['ID', user.id],
+      ['State', state(user.disabled ? 'disabled' : 'active')],
+      ['MFA', user.mfaEnabled ? 'on' : 'off'],
+      ['Must change password', yesNo(user.mustChangePassword)],
+      ['Password changed', timestamp(user.passwordChangedAt, options.now)],
+      ['Created', timestamp(user.createdAt, options.now)],
+    ],
+    options.color,
+  );
+}
+
+export const MEMBER_COLUMNS = ['USER', 'ROLES'] as const;
+
+export function memberTable(members: readonly MemberView[], options: ViewOptions): string {
+  return formatTable(
+    MEMBER_COLUMNS,
+    members.map((member) => [member.user.username, list(member.roles)]),
+    options.color,
+  );
+}
+
+export const ROLE_COLUMNS = ['NAME', 'BUILT-IN', 'PERMISSIONS', 'DESCRIPTION'] as const;
+
+export function roleTable(roles: readonly Role[], options: ViewOptions): string {
+  return formatTable(
+    ROLE_COLUMNS,
+    roles.map((role) => [
+      role.name,
+      yesNo(role.builtIn),
+      String(role.permissions.length),
+      role.description ? truncate(role.description, 60) : '-',
+    ]),
+    options.color,
+  );
+}
+
+export function roleDetails(role: Role, options: ViewOptions): string {
+  return formatKeyValue(
+    [
+      ['Name', role.name],
+      ['Built-in', yesNo(role.builtIn)],
+      ['Description', orDash(role.description)],
+      ['Permissions', list(role.permissions)],
+    ],
+    options.color,
+  );
+}
+
+function tokenState(token: ApiToken, now: number): string {
+  if (token.revoked) return 'revoked';
+  const expires = Date.parse(token.expiresAt);
+  return !Number.isNaN(expires) && expires <= now ? 'expired' : 'active';
+}
+
+export const TOKEN_COLUMNS = [
+  'ID',
+  'NAME',
+  'TENANT',
+  'STATE',
+  'EXPIRES',
+  'LAST USED',
+  'PERMISSIONS',
+] as const;
+
+export function tokenTable(tokens: readonly ApiToken[], options: ViewOptions): string {
+  return formatTable(
+    TOKEN_COLUMNS,
+    tokens.map((token) => [
+      shortId(token.id),
+      token.name,
+      token.tenant.name,
+      state(tokenState(token, options.now)),
+      formatUntil(token.expiresAt, options.now),
+      token.lastUsedAt ? `${formatAge(token.lastUsedAt, options.now)} ago` : 'never',
+      truncate(list(token.permissions), 60),
+    ]),
+    options.color,
+  );
+}
+
+// ---- audit
+
+export const AUDIT_COLUMNS = [
+  'SEQ',
+  'TIME',
+  'ACTOR',
+  'ACTION',
+  'TARGET',
+  'OUTCOME',
+  'STATUS',
+  'SOURCE',
+] as const;
+
+export function auditTable(
+  records: readonly AuditRecordView[],
+  options: ViewOptions & { tenants?: boolean },
+): string {
+  const headers = options.tenants ? [...AUDIT_COLUMNS, 'TENANT'] : [...AUDIT_COLUMNS];
+  return formatTable(
+    headers,
+    records.map((record) => {
+      const row: Cell[] = [
+        String(record.seq),
+        record.time,
+        truncate(record.actor, 32),
+        record.action,
+        record.target ? truncate(record.target, 40) : '-',
+        state(record.outcome),
+        String(record.status),
+        record.source,
+      ];
+      if (options.tenants) row.push(shortId(record.tenantId));
+      return row;
+    }),
+    options.color,
+  );
+}
+
+/** Where verification first failed, in words: `record 12: hash mismatch`. */
+export function describeFirstBad(result: AuditVerification): string {
+  const bad = result.firstBad;
+  if (!bad) return 'unknown (the verifier reported no detail)';
+  // The verifier's reasons usually name the item already ("record 3: ...").
+  const where = `${bad.kind} ${bad.index}`;
+  return bad.reason.startsWith(`${where}:`) ? bad.reason : `${where}: ${bad.reason}`;
+}
+
+export function verificationDetails(result: AuditVerification, options: ViewOptions): string {
+  const pairs: [string, Cell][] = [
+    ['Result', result.ok ? { text: 'OK', color: 'green' } : { text: 'FAILED', color: 'red' }],
+    ['Records', String(result.records)],
+    ['Checkpoints', String(result.checkpoints)],
+    ['Head', orDash(result.head)],
+  ];
+  if (!result.ok) pairs.push(['First bad', { text: describeFirstBad(result), color: 'red' }]);
+  return formatKeyValue(pairs, options.color);
 }

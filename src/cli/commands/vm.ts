@@ -216,7 +216,7 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
       }
       await followConsole({
         url: ctx.client.consoleStreamUrl(ref),
-        headers: ctx.client.authHeaders(),
+        headers: await ctx.client.authHeaders(),
         name: ref,
         stdin: ctx.io.stdin,
         stdout: ctx.io.stdout,
