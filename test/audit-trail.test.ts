@@ -14,7 +14,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import type { AuditVerification } from '../src/api/audit.js';
-import { REPO_ROOT } from './helpers/repo.js';
+import { CLI_MAIN, REPO_ROOT } from './helpers/repo.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
 const execFileAsync = promisify(execFile);
@@ -41,12 +41,29 @@ before(async () => {
     10_000,
     'a signed checkpoint',
   );
+  originalActor3 = (db.prepare('SELECT actor FROM audit_records WHERE seq = 3').get() as { actor: string })
+    .actor;
 });
 
 after(async () => {
   db?.close();
   await harness?.cleanup();
 });
+
+let originalActor3 = '';
+
+/** Runs the real CLI against the harness (argument array, no shell). */
+async function rampartCli(args: string[]): Promise<{ code: number; output: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [CLI_MAIN, ...args], {
+      env: { PATH: process.env.PATH, RAMPART_URL: harness.url, RAMPART_TOKEN: harness.token },
+    });
+    return { code: 0, output: `${stdout}${stderr}` };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, output: `${failed.stdout}${failed.stderr}` };
+  }
+}
 
 async function verify(): Promise<AuditVerification> {
   const response = await harness.api<AuditVerification>('GET', '/v1/audit/verify');

@@ -426,3 +426,38 @@ test('exactly one audit record per mutating request, with actor, tenant, source 
   assert.ok(!String(all.body).includes(PASSWORD));
   assert.ok(!String(all.body).includes(harness.adminPassword));
 });
+
+test('MFA policy: a tenant that requires MFA for admins holds its admins to enrolment first', async () => {
+  const tenant = await harness.api('POST', '/v1/tenants', { name: 'strict', requireMfaForAdmins: true });
+  assert.equal(tenant.status, 201);
+  await createUser('strict-viewer', 'strict', 'viewer');
+  const viewer = await loginFull('strict-viewer', PASSWORD);
+  assert.equal(viewer.body.restriction, null, 'the policy applies to admin roles only');
+  const created = await harness.api('POST', '/v1/users', {
+    username: 'strict-admin',
+    password: PASSWORD,
+    mustChangePassword: false,
+  });
+  assert.equal(created.status, 201);
+  assert.equal(
+    (await harness.api('POST', '/v1/tenants/strict/members', { user: 'strict-admin', role: 'tenant-admin' }))
+      .status,
+    201,
+  );
+  const admin = await loginFull('strict-admin', PASSWORD);
+  assert.equal(admin.body.restriction, 'mfa-enrolment');
+  const blocked = await as<{ error: { message: string } }>(admin.body.token, 'GET', '/v1/vms?tenant=strict');
+  assert.equal(blocked.status, 403);
+  assert.match(blocked.body.error.message, /MFA/);
+  const enrol = await as<{ secret: string }>(admin.body.token, 'POST', '/v1/auth/mfa/totp');
+  assert.equal(enrol.status, 200);
+  const code = new TOTP({ secret: enrol.body.secret }).generate();
+  assert.equal((await as(admin.body.token, 'POST', '/v1/auth/mfa/totp/verify', { code })).status, 200);
+  assert.equal(
+    (await as(admin.body.token, 'GET', '/v1/vms?tenant=strict')).status,
+    200,
+    'restriction lifted',
+  );
+  // From now on this admin logs in with a code.
+  assert.equal((await loginFull('strict-admin', PASSWORD)).status, 401);
+});

@@ -142,7 +142,9 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       `First start: user ${ADMIN_USERNAME} created with a one-time password (shown only now; you must change it at the first login):\n\n  ${bootstrap.oneTimePassword}\n\nLog in with: RAMPART_URL=http://${host}:${port} rampart login --username ${ADMIN_USERNAME}\n`,
     );
   } else if (bootstrap.created) {
-    process.stdout.write(`First start: user ${ADMIN_USERNAME} created with the password from RAMPART_ADMIN_PASSWORD\n`);
+    process.stdout.write(
+      `First start: user ${ADMIN_USERNAME} created with the password from RAMPART_ADMIN_PASSWORD\n`,
+    );
   } else {
     process.stdout.write(
       `Log in with: rampart login (lost the ${ADMIN_USERNAME} password? rampart server --reset-admin-password)\n`,

@@ -218,7 +218,10 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
       await audit.append(auditEntry(request, status, detail));
       return payload;
     } catch (error) {
-      request.log.error({ err: (error as Error).message }, 'audit record could not be written; failing the request');
+      request.log.error(
+        { err: (error as Error).message },
+        'audit record could not be written; failing the request',
+      );
       reply.code(503).type('application/json');
       return JSON.stringify({
         error: {
@@ -232,7 +235,11 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
 }
 
 /** The audit record of a request that ended with `status` (also used by WebSocket routes). */
-export function auditEntry(request: FastifyRequest, status: number, detail: string | null = null): AuditEntry {
+export function auditEntry(
+  request: FastifyRequest,
+  status: number,
+  detail: string | null = null,
+): AuditEntry {
   const info = request.auditInfo ?? {
     actorId: null,
     actor: 'anonymous',

@@ -67,7 +67,7 @@ export class PolicyEngine {
     const customRoles = new Map<string, Map<string, readonly Permission[]>>();
     for (const role of snapshot.customRoles) {
       let roles = customRoles.get(role.tenantId);
-      if (!roles) customRoles.set(role.tenantId, (roles = new Map()));
+      if (!roles) customRoles.set(role.tenantId, (roles = new Map<string, readonly Permission[]>()));
       roles.set(
         role.name,
         role.permissions.filter((p) => isPermission(p) && !isPlatformPermission(p)),

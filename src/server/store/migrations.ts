@@ -95,15 +95,8 @@ const migrations: Record<string, Migration> = {
         .addColumn('require_mfa_for_admins', 'integer', (c) => c.notNull().defaultTo(0))
         .addColumn('created_at', 'text', (c) => c.notNull())
         .execute();
-      await db
-        .insertInto('tenants' as never)
-        .values({
-          id: randomUUID(),
-          name: DEFAULT_TENANT,
-          require_mfa_for_admins: 0,
-          created_at: now,
-        } as never)
-        .execute();
+      await sql`INSERT INTO tenants (id, name, require_mfa_for_admins, created_at)
+        VALUES (${randomUUID()}, ${DEFAULT_TENANT}, 0, ${now})`.execute(db);
       await db.schema
         .createTable('users')
         .addColumn('id', 'text', (c) => c.primaryKey())

@@ -1,0 +1,74 @@
+/**
+ * Upgrading a real SQLite database from the first schema: VMs created before tenants existed land in
+ * the default tenant, and VM names become unique per tenant instead of globally.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import SqliteDatabase from 'better-sqlite3';
+import { CamelCasePlugin, Kysely, Migrator, SqliteDialect } from 'kysely';
+import { DEFAULT_TENANT, migrationProvider } from './migrations.js';
+import type { Database } from './schema.js';
+
+test('0002 moves existing VMs into the default tenant and scopes VM names to tenants', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-migrate-'));
+  const sqlite = new SqliteDatabase(join(dir, 'db.sqlite'));
+  sqlite.pragma('foreign_keys = ON');
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    plugins: [new CamelCasePlugin()],
+  });
+  try {
+    const migrator = new Migrator({ db, provider: migrationProvider });
+    assert.equal((await migrator.migrateTo('0001_initial')).error, undefined);
+    const now = new Date().toISOString();
+    sqlite
+      .prepare(
+        `INSERT INTO flavors (id, name, vcpus, memory_mib, disk_gib, created_at) VALUES ('f1', 'tiny', 1, 128, 1, ?)`,
+      )
+      .run(now);
+    sqlite
+      .prepare(
+        `INSERT INTO images (id, name, format, sha256, size_bytes, kernel_path, initrd_path, created_at)
+         VALUES ('i1', 'tiny', 'kernel-initrd', 'x', 1, '/k', '/i', ?)`,
+      )
+      .run(now);
+    sqlite
+      .prepare(
+        `INSERT INTO vms (id, name, image_id, flavor_id, vcpus, memory_mib, disk_gib, state, power,
+           stop_timeout_ms, restart_policy, created_at, updated_at)
+         VALUES ('v1', 'web', 'i1', 'f1', 1, 128, 1, 'stopped', 'stopped', 1000, 'never', ?, ?)`,
+      )
+      .run(now, now);
+    const result = await migrator.migrateToLatest();
+    assert.equal(result.error, undefined);
+    const tenant = await db
+      .selectFrom('tenants')
+      .selectAll()
+      .where('name', '=', DEFAULT_TENANT)
+      .executeTakeFirstOrThrow();
+    const vm = await db.selectFrom('vms').selectAll().where('id', '=', 'v1').executeTakeFirstOrThrow();
+    assert.equal(vm.tenantId, tenant.id);
+    assert.equal(vm.name, 'web');
+    assert.equal(vm.stopTimeoutMs, 1000);
+    // Another tenant may now use the same VM name; the same tenant may not.
+    await db
+      .insertInto('tenants')
+      .values({ id: 't2', name: 'other', requireMfaForAdmins: 0, createdAt: now })
+      .execute();
+    const copy = { ...vm, id: 'v2', tenantId: 't2' };
+    await db.insertInto('vms').values(copy).execute();
+    await assert.rejects(
+      db
+        .insertInto('vms')
+        .values({ ...vm, id: 'v3' })
+        .execute(),
+      /UNIQUE/,
+    );
+  } finally {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
