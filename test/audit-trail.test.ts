@@ -99,12 +99,22 @@ test('the untouched chain verifies, with checkpoints', async () => {
   assert.equal(result.firstBad, null);
 });
 
-test('an edited record is named', async () => {
+test('an edited record is named, and `rampart audit verify` exits non-zero naming it', async () => {
   const result = await tampered(() =>
     db.prepare("UPDATE audit_records SET actor = 'mallory' WHERE seq = 3").run(),
   );
   assert.equal(result.ok, false);
   assert.deepEqual([result.firstBad?.kind, result.firstBad?.index], ['record', 3]);
+  db.prepare("UPDATE audit_records SET actor = 'mallory' WHERE seq = 3").run();
+  try {
+    const run = await rampartCli(['audit', 'verify']);
+    assert.equal(run.code, 8, run.output);
+    assert.match(run.output, /record 3/);
+  } finally {
+    db.prepare('UPDATE audit_records SET actor = ? WHERE seq = 3').run(originalActor3);
+  }
+  const clean = await rampartCli(['audit', 'verify']);
+  assert.equal(clean.code, 0, clean.output);
 });
 
 test('an edited record whose hash was recomputed is still caught', async () => {
