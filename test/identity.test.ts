@@ -460,4 +460,40 @@ test('MFA policy: a tenant that requires MFA for admins holds its admins to enro
   );
   // From now on this admin logs in with a code.
   assert.equal((await loginFull('strict-admin', PASSWORD)).status, 401);
+  // The tenant admin may not loosen the policy a platform admin set; the platform admin may.
+  const loosen = await as(admin.body.token, 'PATCH', '/v1/tenants/strict', { requireMfaForAdmins: false });
+  assert.equal(loosen.status, 403);
+  assert.equal(
+    (await harness.api('PATCH', '/v1/tenants/strict', { requireMfaForAdmins: false })).status,
+    200,
+  );
+  assert.equal(
+    (await as(admin.body.token, 'PATCH', '/v1/tenants/strict', { requireMfaForAdmins: true })).status,
+    200,
+  );
+});
+
+test('a tenant sees only its own audit records; control characters never reach a record raw', async () => {
+  const tenant = await harness.api<{ id: string }>('POST', '/v1/tenants', { name: 'auditee' });
+  assert.equal(tenant.status, 201);
+  const auditor = await createUser('auditee-auditor', 'auditee', 'auditor');
+  const mine = await as<{ items: { tenantId: string | null; action: string }[] }>(
+    auditor,
+    'GET',
+    '/v1/audit',
+  );
+  assert.equal(mine.status, 200);
+  assert.ok(mine.body.items.length > 0, 'the member binding in auditee is visible');
+  assert.ok(mine.body.items.every((r) => r.tenantId === tenant.body.id));
+  assert.equal((await as(auditor, 'GET', '/v1/platform/audit')).status, 403);
+  assert.equal((await as(auditor, 'GET', '/v1/audit?tenant=default')).status, 404);
+
+  const hostile = 'evil\u0007\u001b[31m\nname';
+  assert.equal((await loginFull(hostile, 'whatever-password')).status, 401);
+  const export_ = await fetch(`${harness.url}/v1/audit/export/records`, {
+    headers: { authorization: `Bearer ${harness.token}` },
+  });
+  const text = await export_.text();
+  assert.ok(!/[\u0000-\u0009\u000b-\u001f\u007f]/.test(text), 'no raw control characters');
+  assert.ok(text.includes('evil\\\\x07\\\\x1b[31m\\\\x0aname'), 'escaped visibly');
 });

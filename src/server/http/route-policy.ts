@@ -60,7 +60,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/tokens': self('token:list'),
   'POST /v1/tokens': tenant('token:create', { sessionOnly: true }),
-  'DELETE /v1/tokens/:id': self('token:revoke'),
+  'DELETE /v1/tokens/:id': self('token:revoke', { sessionOnly: true }),
 
   'GET /v1/tenants': self('tenant:list'),
   'POST /v1/tenants': platform('platform:tenant:create'),

@@ -36,6 +36,7 @@ export const TENANT_PERMISSIONS = [
 export const PLATFORM_PERMISSIONS = [
   'platform:tenant:create',
   'platform:tenant:read',
+  'platform:tenant:update',
   'platform:tenant:delete',
   'platform:user:create',
   'platform:user:read',

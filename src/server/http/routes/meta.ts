@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AppContext } from '../context.js';
 
 export async function metaRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
-  app.get('/v1/health', { schema: { tags: ['meta'], summary: 'Liveness' } }, async () => ({
+  app.get('/v1/health', { schema: { tags: ['meta'], summary: 'Liveness', security: [] } }, async () => ({
     status: 'ok',
     version: ctx.version,
   }));

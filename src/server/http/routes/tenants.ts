@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorSchema, NoContent, listOf } from '../../../api/common.js';
+import { ForbiddenError } from '../../../api/errors.js';
 import { Tenant, TenantCreate, TenantUpdate } from '../../../api/iam.js';
 import { tenantToApi } from '../../iam/tenant-directory.js';
 import { requirePrincipal, requireTenant } from '../access-control.js';
@@ -79,7 +80,18 @@ export async function tenantRoutes(base: FastifyInstance, ctx: AppContext): Prom
         response: { 200: Tenant, ...errors },
       },
     },
-    async (request) => tenantToApi(await ctx.tenants.update(requireTenant(request).id, request.body)),
+    async (request) => {
+      const tenant = requireTenant(request);
+      // Tenant admins may tighten their policy, never loosen what the platform requires of them.
+      if (request.body.requireMfaForAdmins === false && tenant.requireMfaForAdmins === 1) {
+        const principal = requirePrincipal(request);
+        const platform = ctx.roles.policy.platformPermissions(principal.userId);
+        const tokenAllows = !principal.token || principal.token.permissions.has('platform:tenant:update');
+        if (!platform.has('platform:tenant:update') || !tokenAllows)
+          throw new ForbiddenError("only a platform admin can stop requiring MFA for this tenant's admins");
+      }
+      return tenantToApi(await ctx.tenants.update(tenant.id, request.body));
+    },
   );
 
   app.delete(
