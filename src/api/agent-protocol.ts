@@ -29,6 +29,18 @@ export const DesiredPower = Type.Union([
 ]);
 export type DesiredPower = Static<typeof DesiredPower>;
 
+export const VmLimits = Type.Object(
+  {
+    /** CPU time for the whole VM in percent of one host CPU (100 = one full CPU). */
+    cpuPercent: Type.Integer({ minimum: 1, maximum: 6_400 }),
+    /** Relative share under contention, cgroup v2 cpu.weight scale (1..10000, default 100). */
+    cpuWeight: Type.Integer({ minimum: 1, maximum: 10_000 }),
+    pidsMax: Type.Integer({ minimum: 16, maximum: 65_536 }),
+  },
+  { additionalProperties: false },
+);
+export type VmLimits = Static<typeof VmLimits>;
+
 export const VmIntent = Type.Object(
   {
     id: Uuid,
@@ -47,6 +59,11 @@ export const VmIntent = Type.Object(
     rebootId: Type.Integer({ minimum: 0 }),
     /** Graceful (ACPI) stop timeout before QEMU is stopped by force; 0 = force at once. */
     stopTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000 }),
+    /**
+     * Runtime limits from the flavor, applied by the agent through cgroups. The memory limit is the
+     * guest RAM (memoryMiB) plus the agent's own estimate of QEMU's overhead for its accelerator.
+     */
+    limits: VmLimits,
   },
   { additionalProperties: false },
 );

@@ -6,6 +6,7 @@ export const ERROR_CODES = {
   RAMPART_INVALID_INPUT: 400,
   RAMPART_UNAUTHENTICATED: 401,
   RAMPART_FORBIDDEN: 403,
+  RAMPART_QUOTA_EXCEEDED: 403,
   RAMPART_NOT_FOUND: 404,
   RAMPART_CONFLICT: 409,
   RAMPART_ILLEGAL_STATE: 409,
@@ -51,6 +52,14 @@ export class ForbiddenError extends RampartError {
   override name = 'ForbiddenError';
   constructor(message = 'permission denied') {
     super('RAMPART_FORBIDDEN', message);
+  }
+}
+
+/** A create or resize would take the tenant over one of its quotas; nothing was changed. */
+export class QuotaExceededError extends RampartError {
+  override name = 'QuotaExceededError';
+  constructor(message: string, details: Record<string, unknown>) {
+    super('RAMPART_QUOTA_EXCEEDED', message, details);
   }
 }
 

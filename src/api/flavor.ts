@@ -6,7 +6,16 @@ export const LIMITS = {
   vcpus: { minimum: 1, maximum: 64 },
   memoryMiB: { minimum: 64, maximum: 262_144 },
   diskGiB: { minimum: 0, maximum: 65_536 },
+  /** CPU time the whole VM may use, in percent of one host CPU (cgroup CPU quota). */
+  cpuLimitPercent: { minimum: 1, maximum: 6_400 },
+  /** Relative CPU share under contention (cgroup v2 cpu.weight scale). */
+  cpuWeight: { minimum: 1, maximum: 10_000 },
+  /** Tasks (threads) the VM's QEMU may have. */
+  pidsMax: { minimum: 16, maximum: 65_536 },
 } as const;
+
+export const DEFAULT_CPU_WEIGHT = 100;
+export const DEFAULT_PIDS_MAX = 512;
 
 export const Flavor = Type.Object(
   {
@@ -15,6 +24,10 @@ export const Flavor = Type.Object(
     vcpus: Type.Integer(LIMITS.vcpus),
     memoryMiB: Type.Integer(LIMITS.memoryMiB),
     diskGiB: Type.Integer(LIMITS.diskGiB),
+    /** null: no cap beyond the vCPUs (vcpus x 100%). */
+    cpuLimitPercent: Type.Union([Type.Integer(LIMITS.cpuLimitPercent), Type.Null()]),
+    cpuWeight: Type.Integer(LIMITS.cpuWeight),
+    pidsMax: Type.Integer(LIMITS.pidsMax),
     createdAt: Timestamp,
   },
   { $id: 'Flavor' },
@@ -27,6 +40,9 @@ export const FlavorCreate = Type.Object(
     vcpus: Type.Integer(LIMITS.vcpus),
     memoryMiB: Type.Integer(LIMITS.memoryMiB),
     diskGiB: Type.Integer(LIMITS.diskGiB),
+    cpuLimitPercent: Type.Optional(Type.Integer(LIMITS.cpuLimitPercent)),
+    cpuWeight: Type.Optional(Type.Integer(LIMITS.cpuWeight)),
+    pidsMax: Type.Optional(Type.Integer(LIMITS.pidsMax)),
   },
   { additionalProperties: false },
 );

@@ -25,6 +25,8 @@ export const Host = Type.Object(
     qemuVersion: Type.String(),
     capacity: HostCapacity,
     allocated: Type.Object({ vcpus: Type.Integer(), memoryMiB: Type.Integer(), vms: Type.Integer() }),
+    /** The platform's ratios behind capacity.*Allocatable: vCPUs per CPU, memory per MiB. */
+    overcommit: Type.Object({ cpu: Type.Number(), memory: Type.Number() }),
     agentVersion: Type.String(),
     lastSeenAt: Timestamp,
     createdAt: Timestamp,

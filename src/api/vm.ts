@@ -51,6 +51,10 @@ export const Vm = Type.Object(
     vcpus: Type.Integer(),
     memoryMiB: Type.Integer(),
     diskGiB: Type.Integer(),
+    /** Runtime limits (from the flavor): CPU cap in % of one host CPU (null: vcpus x 100), weight, tasks. */
+    cpuLimitPercent: Type.Union([Type.Integer(), Type.Null()]),
+    cpuWeight: Type.Integer(),
+    pidsMax: Type.Integer(),
     restartPolicy: RestartPolicySchema,
     restartCount: Type.Integer(),
     hostId: Type.Union([Id, Type.Null()]),
@@ -88,6 +92,12 @@ export const VmStopBody = Type.Object(
   { additionalProperties: false },
 );
 export type VmStopBody = Static<typeof VmStopBody>;
+
+export const VmResizeBody = Type.Object(
+  { flavor: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }) },
+  { additionalProperties: false },
+);
+export type VmResizeBody = Static<typeof VmResizeBody>;
 
 export const ConsoleTail = Type.Object({
   vmId: Id,

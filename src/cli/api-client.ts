@@ -7,6 +7,7 @@
 import type { Flavor, FlavorCreate } from '../api/flavor.js';
 import type { Host } from '../api/host.js';
 import type { Image } from '../api/image.js';
+import type { Quota, QuotaUpdate } from '../api/quota.js';
 import type { ConsoleTail, Vm, VmAction, VmCreate, VmStopBody } from '../api/vm.js';
 import type { AuditPage, AuditPublicKey, AuditVerification } from '../api/audit.js';
 import type {
@@ -71,7 +72,7 @@ export interface ApiClientOptions {
   userAgent?: string;
 }
 
-type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 export interface RequestOptions {
   body?: unknown;
@@ -337,6 +338,11 @@ export class ApiClient {
     return this.request('POST', `/v1/vms/${seg(ref)}/stop`, { body });
   }
 
+  /** Gives a stopped VM another flavor. */
+  resizeVm(ref: string, flavor: string): Promise<Vm> {
+    return this.request('POST', `/v1/vms/${seg(ref)}/resize`, { body: { flavor } });
+  }
+
   consoleTail(ref: string, bytes?: number): Promise<ConsoleTail> {
     const query = bytes === undefined ? undefined : { bytes: String(bytes) };
     return this.request('GET', `/v1/vms/${seg(ref)}/console`, { query });
@@ -452,6 +458,19 @@ export class ApiClient {
 
   deleteTenant(ref: string): Promise<void> {
     return this.request('DELETE', `/v1/tenants/${seg(ref)}`, { tenant: false });
+  }
+
+  getQuota(tenant: string): Promise<Quota> {
+    return this.request('GET', `/v1/tenants/${seg(tenant)}/quota`, { tenant: false });
+  }
+
+  /** A partial update (null: back to the platform default); `force` accepts limits below usage. */
+  updateQuota(tenant: string, body: QuotaUpdate, force = false): Promise<Quota> {
+    return this.request('PUT', `/v1/tenants/${seg(tenant)}/quota`, {
+      body,
+      query: force ? { force: 'true' } : undefined,
+      tenant: false,
+    });
   }
 
   listMembers(tenant: string): Promise<List<MemberView>> {

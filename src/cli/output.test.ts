@@ -7,6 +7,7 @@ import {
   formatBytes,
   formatKeyValue,
   formatMiB,
+  formatMiBOf,
   formatTable,
   sanitize,
   shortId,
@@ -73,6 +74,10 @@ void describe('small formatters', () => {
     assert.equal(formatMiB(512), '512 MiB');
     assert.equal(formatMiB(2048), '2 GiB');
     assert.equal(formatMiB(1536), '1.5 GiB');
+    assert.equal(formatMiBOf(1536, 7680), '1.5/7.5 GiB');
+    assert.equal(formatMiBOf(0, 15_360), '0/15 GiB');
+    assert.equal(formatMiBOf(256, 512), '256/512 MiB');
+    assert.equal(formatMiBOf(2048, 4 * 1024 * 1024), '0/4 TiB');
     assert.equal(formatBytes(100), '100 B');
     assert.equal(formatBytes(12_900_000), '12.3 MiB');
   });

@@ -110,6 +110,17 @@ export function formatMiB(mib: number): string {
   return `${trimNumber(Math.round((mib / 1024 / 1024) * 10) / 10)} TiB`;
 }
 
+/**
+ * A part of a memory total in the total's unit: `1.5/7.5 GiB`, `256/512 MiB`, so a column of them
+ * reads at a glance.
+ */
+export function formatMiBOf(used: number, total: number): string {
+  const [divisor, unit] =
+    total < 1024 ? [1, 'MiB'] : total < 1024 * 1024 ? [1024, 'GiB'] : [1024 * 1024, 'TiB'];
+  const value = (mib: number) => trimNumber(Math.round((mib / divisor) * 10) / 10);
+  return `${value(used)}/${value(total)} ${unit}`;
+}
+
 /** A byte count: `512 B`, `12.3 MiB`. */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

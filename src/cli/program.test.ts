@@ -27,6 +27,22 @@ void describe('argument validation (no server needed)', () => {
     ],
     ['non-integer vcpus', ['flavor', 'create', 'f1', '--vcpus', 'two', '--memory', '512', '--disk', '1']],
     ['memory out of range', ['flavor', 'create', 'f1', '--vcpus', '1', '--memory', '1', '--disk', '1']],
+    ...(
+      [
+        ['cpu limit of 0', ['--cpu-limit', '0']],
+        ['cpu limit above 6400', ['--cpu-limit', '6401']],
+        ['fractional cpu limit', ['--cpu-limit', '50.5']],
+        ['cpu weight of 0', ['--cpu-weight', '0']],
+        ['cpu weight above 10000', ['--cpu-weight', '10001']],
+        ['pids max below 16', ['--pids-max', '15']],
+        ['pids max above 65536', ['--pids-max', '65537']],
+      ] as const
+    ).map(([label, extra]): [string, string[]] => [
+      label,
+      ['flavor', 'create', 'f1', '--vcpus', '1', '--memory', '512', '--disk', '1', ...extra],
+    ]),
+    ['resize without --flavor', ['vm', 'resize', 'web1']],
+    ['resize to an invalid flavor', ['vm', 'resize', 'web1', '--flavor', 'Big!']],
     ['bad stop timeout', ['vm', 'stop', 'web1', '--stop-timeout', '-1']],
     ['bad wait timeout', ['vm', 'start', 'web1', '--wait', '--timeout', '0']],
     ['bytes with follow', ['vm', 'console', 'web1', '--bytes', '10', '--follow']],
@@ -228,26 +244,32 @@ void describe('commands against a fake API', () => {
     assert.equal(io.stdout.text, 'login: root\n');
   });
 
-  void it('creates a flavor', async () => {
-    handler = (req) =>
-      req.method === 'POST' && req.url === '/v1/flavors'
-        ? {
-            status: 201,
-            body: {
-              id: 'f0000000-0000-4000-8000-000000000000',
-              name: 'f1',
-              vcpus: 2,
-              memoryMiB: 512,
-              diskGiB: 1,
-              createdAt: '2026-01-01T11:00:00Z',
-            },
-          }
-        : undefined;
+  const flavorAnswer: Handler = (req) =>
+    req.method === 'POST' && req.url === '/v1/flavors'
+      ? {
+          status: 201,
+          body: {
+            id: 'f0000000-0000-4000-8000-000000000000',
+            name: 'f1',
+            vcpus: 2,
+            memoryMiB: 512,
+            diskGiB: 1,
+            cpuLimitPercent: null,
+            cpuWeight: 100,
+            pidsMax: 512,
+            createdAt: '2026-01-01T11:00:00Z',
+          },
+        }
+      : undefined;
+
+  void it('creates a flavor, leaving unset limits to the server defaults', async () => {
+    handler = flavorAnswer;
     const io = testIo(env());
     assert.equal(
       await run(['flavor', 'create', 'f1', '--vcpus', '2', '--memory', '512', '--disk', '1'], io),
       0,
     );
+    // The API takes the limits as optional integers: an unset one is left out, never sent as null.
     assert.deepEqual(JSON.parse(api.requests[0]?.body ?? ''), {
       name: 'f1',
       vcpus: 2,
@@ -255,6 +277,128 @@ void describe('commands against a fake API', () => {
       diskGiB: 1,
     });
     assert.equal(io.stdout.text, 'flavor f1 created (f0000000-0000-4000-8000-000000000000)\n');
+  });
+
+  void it('creates a flavor with a CPU limit, a CPU weight and a task limit', async () => {
+    handler = flavorAnswer;
+    const io = testIo(env());
+    const argv = ['flavor', 'create', 'f1', '--vcpus', '2', '--memory', '512', '--disk', '1'];
+    assert.equal(
+      await run([...argv, '--cpu-limit', '150', '--cpu-weight', '10000', '--pids-max', '16'], io),
+      0,
+      io.stderr.text,
+    );
+    assert.deepEqual(JSON.parse(api.requests[0]?.body ?? ''), {
+      name: 'f1',
+      vcpus: 2,
+      memoryMiB: 512,
+      diskGiB: 1,
+      cpuLimitPercent: 150,
+      cpuWeight: 10000,
+      pidsMax: 16,
+    });
+    assert.equal(await run([...argv, '--cpu-limit', '6400', '--cpu-weight', '1'], testIo(env())), 0);
+    assert.deepEqual(JSON.parse(api.requests[1]?.body ?? ''), {
+      name: 'f1',
+      vcpus: 2,
+      memoryMiB: 512,
+      diskGiB: 1,
+      cpuLimitPercent: 6400,
+      cpuWeight: 1,
+    });
+  });
+
+  void it('lists flavors with their CPU limit', async () => {
+    const flavor = (name: string, cpuLimitPercent: number | null) => ({
+      id: 'f0000000-0000-4000-8000-000000000000',
+      name,
+      vcpus: 2,
+      memoryMiB: 2048,
+      diskGiB: 10,
+      cpuLimitPercent,
+      cpuWeight: 100,
+      pidsMax: 512,
+      createdAt: '2026-01-01T11:00:00Z',
+    });
+    handler = (req) =>
+      req.url === '/v1/flavors'
+        ? { body: { items: [flavor('capped', 50), flavor('free', null)] } }
+        : undefined;
+    const io = testIo(env());
+    assert.equal(await run(['flavor', 'list'], io), 0);
+    assert.equal(
+      io.stdout.text,
+      [
+        'NAME     VCPUS   MEMORY   DISK     CPU LIMIT   AGE',
+        'capped   2       2 GiB    10 GiB   50%         1h',
+        'free     2       2 GiB    10 GiB   -           1h',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  void it('resizes a VM in the --tenant given after the command', async () => {
+    handler = (req) =>
+      req.method === 'POST' && req.url.startsWith('/v1/vms/web1/resize')
+        ? {
+            body: vmFixture({
+              state: 'stopped',
+              flavor: { id: 'bbbbbbbb-0000-4000-8000-000000000000', name: 'medium' },
+              vcpus: 2,
+              memoryMiB: 2048,
+              diskGiB: 20,
+            }),
+          }
+        : undefined;
+    const io = testIo(env());
+    assert.equal(await run(['vm', 'resize', 'web1', '--flavor', 'medium', '--tenant', 'acme'], io), 0);
+    assert.equal(api.requests[0]?.url, '/v1/vms/web1/resize?tenant=acme');
+    assert.deepEqual(JSON.parse(api.requests[0]?.body ?? ''), { flavor: 'medium' });
+    assert.equal(io.stdout.text, 'vm web1: resized to medium (2 vCPUs, 2 GiB memory, 20 GiB disk)\n');
+    const json = testIo(env());
+    assert.equal(await run(['vm', 'resize', 'web1', '--flavor', 'medium', '-o', 'json'], json), 0);
+    assert.equal(api.requests[1]?.url, '/v1/vms/web1/resize');
+    assert.equal((JSON.parse(json.stdout.text) as { vcpus: number }).vcpus, 2);
+  });
+
+  void it('maps a refused resize: no quota room is exit 4, a running VM too', async () => {
+    handler = () =>
+      apiError(403, 'RAMPART_QUOTA_EXCEEDED', 'quota exceeded for vcpus: 40 used + 1 requested > limit 40');
+    const io = testIo(env());
+    assert.equal(await run(['vm', 'resize', 'web1', '--flavor', 'medium'], io), 4);
+    assert.equal(
+      io.stderr.text,
+      'rampart: quota exceeded for vcpus: 40 used + 1 requested > limit 40 (RAMPART_QUOTA_EXCEEDED, request req-1)\n',
+    );
+    handler = () => apiError(409, 'RAMPART_ILLEGAL_STATE', 'cannot resize a VM that is running');
+    assert.equal(await run(['vm', 'resize', 'web1', '--flavor', 'medium'], testIo(env())), 4);
+  });
+
+  void it('lists hosts with allocated/allocatable vCPUs and memory', async () => {
+    handler = (req) =>
+      req.url === '/v1/hosts'
+        ? {
+            body: {
+              items: [
+                hostFixture({
+                  capacity: { cpus: 2, memoryMiB: 8192, vcpusAllocatable: 32, memoryMiBAllocatable: 7680 },
+                  allocated: { vcpus: 3, memoryMiB: 1536, vms: 3 },
+                  overcommit: { cpu: 16, memory: 1 },
+                }),
+              ],
+            },
+          }
+        : undefined;
+    const io = testIo(env());
+    assert.equal(await run(['host', 'list'], io), 0);
+    assert.equal(
+      io.stdout.text,
+      [
+        'ID         HOSTNAME   STATE    ACCEL   VCPUS   MEMORY        VMS',
+        'cccccccc   hv1        online   kvm     3/32    1.5/7.5 GiB   3',
+        '',
+      ].join('\n'),
+    );
   });
 
   void it('shows a host by the short id of the table', async () => {

@@ -10,6 +10,7 @@ import { registerFlavorCommands } from './commands/flavor.js';
 import { registerHostCommands } from './commands/host.js';
 import { registerImageCommands } from './commands/image.js';
 import { registerMemberCommands } from './commands/member.js';
+import { registerQuotaCommands } from './commands/quota.js';
 import { registerRoleCommands } from './commands/role.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTenantCommands } from './commands/tenant.js';
@@ -86,6 +87,7 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
   registerFlavorCommands(program, deps);
   registerHostCommands(program, deps);
   registerTenantCommands(program, deps);
+  registerQuotaCommands(program, deps);
   registerUserCommands(program, deps);
   registerMemberCommands(program, deps);
   registerRoleCommands(program, deps);

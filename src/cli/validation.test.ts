@@ -11,7 +11,7 @@ import {
   TotpCode,
   USERNAME_PATTERN,
 } from '../api/iam.js';
-import { LIMITS } from '../api/flavor.js';
+import { DEFAULT_CPU_WEIGHT, DEFAULT_PIDS_MAX, LIMITS } from '../api/flavor.js';
 import { RESTART_POLICIES, VmStopBody } from '../api/vm.js';
 import * as v from './validation.js';
 
@@ -21,6 +21,7 @@ void describe('validation mirrors the API contract', () => {
     assert.equal(v.REF_PATTERN, (Ref as unknown as { pattern: string }).pattern);
     assert.deepEqual([...v.RESTART_POLICIES], [...RESTART_POLICIES]);
     assert.deepEqual(v.FLAVOR_LIMITS, LIMITS);
+    assert.deepEqual(v.FLAVOR_DEFAULTS, { cpuWeight: DEFAULT_CPU_WEIGHT, pidsMax: DEFAULT_PIDS_MAX });
     const stopTimeout = VmStopBody.properties.timeoutSeconds as unknown as { maximum: number };
     assert.equal(v.STOP_TIMEOUT_MAX_SECONDS, stopTimeout.maximum);
   });

@@ -17,7 +17,12 @@ export const FLAVOR_LIMITS = {
   vcpus: { minimum: 1, maximum: 64 },
   memoryMiB: { minimum: 64, maximum: 262_144 },
   diskGiB: { minimum: 0, maximum: 65_536 },
+  cpuLimitPercent: { minimum: 1, maximum: 6_400 },
+  cpuWeight: { minimum: 1, maximum: 10_000 },
+  pidsMax: { minimum: 16, maximum: 65_536 },
 } as const;
+/** src/api/flavor.ts DEFAULT_CPU_WEIGHT and DEFAULT_PIDS_MAX: what a flavor gets when they are not given. */
+export const FLAVOR_DEFAULTS = { cpuWeight: 100, pidsMax: 512 } as const;
 /** src/api/vm.ts VmStopBody.timeoutSeconds. */
 export const STOP_TIMEOUT_MAX_SECONDS = 3600;
 /** The most the server returns of a console tail (it clamps `bytes` to this). */

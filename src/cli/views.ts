@@ -7,6 +7,7 @@ import type { Flavor } from '../api/flavor.js';
 import type { Host } from '../api/host.js';
 import type { ApiToken, Role, Tenant, User, WhoAmI } from '../api/iam.js';
 import type { Image } from '../api/image.js';
+import type { Quota } from '../api/quota.js';
 import type { Vm } from '../api/vm.js';
 import type { MemberView } from './api-client.js';
 import {
@@ -15,6 +16,7 @@ import {
   formatDuration,
   formatKeyValue,
   formatMiB,
+  formatMiBOf,
   formatTable,
   shortId,
   truncate,
@@ -65,6 +67,13 @@ export function formatBootTime(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
+/** A CPU cap in percent of one host CPU; null means none beyond the vCPUs. */
+function cpuLimit(percent: number | null | undefined, vcpus: number | undefined): string {
+  if (typeof percent === 'number') return `${percent}% of one host CPU`;
+  if (percent === null && typeof vcpus === 'number') return `none (its ${vcpus} vCPUs: ${vcpus * 100}%)`;
+  return '-';
+}
+
 function timestamp(iso: string | null | undefined, now: number): string {
   return iso ? `${iso} (${formatAge(iso, now)} ago)` : '-';
 }
@@ -106,6 +115,9 @@ export function vmDetails(vm: Vm, options: ViewOptions): string {
       ['vCPUs', orDash(vm.vcpus)],
       ['Memory', typeof vm.memoryMiB === 'number' ? formatMiB(vm.memoryMiB) : '-'],
       ['Disk', typeof vm.diskGiB === 'number' ? `${vm.diskGiB} GiB` : '-'],
+      ['CPU limit', cpuLimit(vm.cpuLimitPercent, vm.vcpus)],
+      ['CPU weight', orDash(vm.cpuWeight)],
+      ['PIDs max', orDash(vm.pidsMax)],
       ['Restart policy', orDash(vm.restartPolicy)],
       ['Restarts', orDash(vm.restartCount)],
       ['Host', orDash(vm.hostId)],
@@ -163,7 +175,7 @@ export function imageDetails(image: Image, options: ViewOptions): string {
 
 // ---- flavors
 
-export const FLAVOR_COLUMNS = ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'AGE'] as const;
+export const FLAVOR_COLUMNS = ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'CPU LIMIT', 'AGE'] as const;
 
 export function flavorTable(flavors: readonly Flavor[], options: ViewOptions): string {
   return formatTable(
@@ -173,6 +185,7 @@ export function flavorTable(flavors: readonly Flavor[], options: ViewOptions): s
       String(flavor.vcpus),
       formatMiB(flavor.memoryMiB),
       `${flavor.diskGiB} GiB`,
+      typeof flavor.cpuLimitPercent === 'number' ? `${flavor.cpuLimitPercent}%` : '-',
       formatAge(flavor.createdAt, options.now),
     ]),
     options.color,
@@ -187,6 +200,9 @@ export function flavorDetails(flavor: Flavor, options: ViewOptions): string {
       ['vCPUs', String(flavor.vcpus)],
       ['Memory', `${formatMiB(flavor.memoryMiB)} (${flavor.memoryMiB} MiB)`],
       ['Disk', `${flavor.diskGiB} GiB`],
+      ['CPU limit', cpuLimit(flavor.cpuLimitPercent, flavor.vcpus)],
+      ['CPU weight', orDash(flavor.cpuWeight)],
+      ['PIDs max', orDash(flavor.pidsMax)],
       ['Created', timestamp(flavor.createdAt, options.now)],
     ],
     options.color,
@@ -207,7 +223,7 @@ export function hostRow(host: Host): Cell[] {
     accel,
     `${host.allocated?.vcpus ?? '-'}/${host.capacity?.vcpusAllocatable ?? '-'}`,
     host.allocated && host.capacity
-      ? `${formatMiB(host.allocated.memoryMiB)}/${formatMiB(host.capacity.memoryMiBAllocatable)}`
+      ? formatMiBOf(host.allocated.memoryMiB, host.capacity.memoryMiBAllocatable)
       : '-',
     orDash(host.allocated?.vms),
   ];
@@ -242,10 +258,46 @@ export function hostDetails(host: Host, options: ViewOptions): string {
           ? `${formatMiB(allocated.memoryMiB)} of ${formatMiB(capacity.memoryMiBAllocatable)} allocatable`
           : '-',
       ],
+      [
+        'Overcommit',
+        host.overcommit
+          ? `CPU ${host.overcommit.cpu}x (vCPUs per CPU), memory ${host.overcommit.memory}x`
+          : '-',
+      ],
       ['VMs', orDash(allocated?.vms)],
       ['Last seen', timestamp(host.lastSeenAt, options.now)],
       ['Created', timestamp(host.createdAt, options.now)],
     ],
+    options.color,
+  );
+}
+
+// ---- quotas
+
+export const QUOTA_COLUMNS = ['RESOURCE', 'LIMIT', 'USED', 'SOURCE'] as const;
+
+/** A quota limit for people: -1 is `unlimited`. */
+export function formatQuotaLimit(limit: number): string {
+  return limit === -1 ? 'unlimited' : String(limit);
+}
+
+/**
+ * One row per resource, in the API's order. SOURCE tells the tenant's own override from the platform
+ * default; usage at the limit is yellow, above it (a limit forced below usage) red.
+ */
+export function quotaTable(quota: Quota, options: ViewOptions): string {
+  return formatTable(
+    QUOTA_COLUMNS,
+    Object.entries(quota.resources).map(([resource, entry]) => {
+      const bounded = entry.limit !== -1;
+      const used: Cell =
+        bounded && entry.usage > entry.limit
+          ? { text: String(entry.usage), color: 'red' }
+          : bounded && entry.usage === entry.limit
+            ? { text: String(entry.usage), color: 'yellow' }
+            : String(entry.usage);
+      return [resource, formatQuotaLimit(entry.limit), used, entry.overridden ? 'override' : 'default'];
+    }),
     options.color,
   );
 }

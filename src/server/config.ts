@@ -9,6 +9,16 @@ import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { InvalidInputError } from '../api/errors.js';
 import { defaultDataDir } from '../common/data-dir.js';
+import {
+  DEFAULT_RATE_LIMITS,
+  parseRateLimit,
+  type RateLimit,
+  type RateLimitConfig,
+} from './http/rate-limit.js';
+import { parseTrustedProxies, parseTrustedProxiesList } from './http/trusted-proxies.js';
+import { QUOTA_RESOURCES, type QuotaResource } from '../api/quota.js';
+import { DEFAULT_OVERCOMMIT, type Overcommit } from './compute/scheduler.js';
+import { DEFAULT_QUOTA, type QuotaLimits } from './quota/quota-service.js';
 
 const ConfigFile = Type.Object(
   {
@@ -37,6 +47,31 @@ const ConfigFile = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /** Platform default quotas per tenant (-1 = unlimited); keys as in the API (vms, vcpus, memoryMiB, ...). */
+    quota: Type.Optional(Type.Record(Type.String(), Type.Integer({ minimum: -1, maximum: 1_000_000_000 }))),
+    scheduler: Type.Optional(
+      Type.Object(
+        {
+          cpu_overcommit: Type.Optional(Type.Number({ minimum: 0.1, maximum: 64 })),
+          memory_overcommit: Type.Optional(Type.Number({ minimum: 0.1, maximum: 4 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** API rate limits: `"20/s burst 60"`, `"600/min"`, or 0 for none (see http/rate-limit.ts). */
+    rate_limit: Type.Optional(
+      Type.Object(
+        {
+          principal: Type.Optional(Type.Union([Type.String(), Type.Literal(0)])),
+          tenant: Type.Optional(Type.Union([Type.String(), Type.Literal(0)])),
+          anonymous: Type.Optional(Type.Union([Type.String(), Type.Literal(0)])),
+          audit_window_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** Proxies whose X-Forwarded-For is believed: IPs and CIDR blocks (default none). */
+    trusted_proxies: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
     agent: Type.Optional(
       Type.Object(
         {
@@ -64,6 +99,11 @@ export interface ServerConfig {
   stopTimeoutSeconds: number;
   auth: AuthConfig;
   audit: { checkpointIntervalSeconds: number };
+  quota: { defaults: QuotaLimits; enforce: boolean };
+  overcommit: Overcommit;
+  rateLimit: RateLimitConfig;
+  /** IPs/CIDRs whose X-Forwarded-For is believed; empty: request.ip is always the socket peer. */
+  trustedProxies: string[];
   agent: {
     mode: 'local' | 'external';
     dataDir: string;
@@ -105,6 +145,114 @@ function boolSetting(name: string, fromEnv: string | undefined, fromFile: boolea
   if (fromEnv === 'true' || fromEnv === '1') return true;
   if (fromEnv === 'false' || fromEnv === '0') return false;
   throw new InvalidInputError(`${name} must be true or false`);
+}
+
+/** `vms=10,vcpus=20` (env) over the TOML `[quota]` table over the built-in defaults. */
+function quotaDefaults(fromFile: Record<string, number>, fromEnv: string | undefined): QuotaLimits {
+  const limits: QuotaLimits = { ...DEFAULT_QUOTA };
+  const set = (key: string, value: number, where: string) => {
+    if (!(QUOTA_RESOURCES as readonly string[]).includes(key))
+      throw new InvalidInputError(
+        `${where}: unknown quota ${JSON.stringify(key)} (known: ${QUOTA_RESOURCES.join(', ')})`,
+      );
+    if (!Number.isInteger(value) || value < -1)
+      throw new InvalidInputError(`${where}: ${key} must be an integer >= -1`);
+    limits[key as QuotaResource] = value;
+  };
+  for (const [key, value] of Object.entries(fromFile)) set(key, value, 'config [quota]');
+  if (fromEnv !== undefined && fromEnv.trim() !== '') {
+    for (const part of fromEnv.split(',')) {
+      const match = /^\s*([A-Za-z]+)\s*=\s*(-?\d{1,10})\s*$/.exec(part);
+      if (!match) throw new InvalidInputError('RAMPART_QUOTA_DEFAULTS must look like vms=10,vcpus=20');
+      set(match[1]!, Number(match[2]), 'RAMPART_QUOTA_DEFAULTS');
+    }
+  }
+  return limits;
+}
+
+/** Quota enforcement can be turned off only for benchmarks that measure what it costs. */
+function quotaEnforcement(fromEnv: string | undefined): boolean {
+  if (fromEnv === undefined || fromEnv === 'on') return true;
+  if (fromEnv === 'off') return false;
+  throw new InvalidInputError('RAMPART_QUOTA_ENFORCEMENT must be on or off');
+}
+
+function ratioSetting(
+  name: string,
+  fromEnv: string | undefined,
+  fromFile: number | undefined,
+  fallback: number,
+  max: number,
+): number {
+  if (fromEnv === undefined) return fromFile ?? fallback;
+  const value = /^\d{1,3}(\.\d{1,3})?$/.test(fromEnv) ? Number(fromEnv) : NaN;
+  if (!(value >= 0.1 && value <= max))
+    throw new InvalidInputError(`${name} must be a number from 0.1 to ${max}`);
+  return value;
+}
+
+/** A rate limit from the environment, the file or the default (a clear error naming the setting). */
+function rateLimitSetting(
+  envName: string,
+  fromEnv: string | undefined,
+  fileKey: string,
+  fromFile: string | 0 | undefined,
+  fallback: RateLimit,
+): RateLimit {
+  const [name, text] =
+    fromEnv !== undefined ? [envName, fromEnv] : [`config rate_limit.${fileKey}`, fromFile?.toString()];
+  if (text === undefined) return fallback;
+  try {
+    return parseRateLimit(text);
+  } catch (error) {
+    throw new InvalidInputError(`${name}: ${(error as Error).message}`);
+  }
+}
+
+function rateLimitConfig(file: ConfigFile['rate_limit'], env: NodeJS.ProcessEnv): RateLimitConfig {
+  const r = file ?? {};
+  const d = DEFAULT_RATE_LIMITS;
+  return {
+    principal: rateLimitSetting(
+      'RAMPART_RATE_LIMIT_PRINCIPAL',
+      env.RAMPART_RATE_LIMIT_PRINCIPAL,
+      'principal',
+      r.principal,
+      d.principal,
+    ),
+    tenant: rateLimitSetting(
+      'RAMPART_RATE_LIMIT_TENANT',
+      env.RAMPART_RATE_LIMIT_TENANT,
+      'tenant',
+      r.tenant,
+      d.tenant,
+    ),
+    anonymous: rateLimitSetting(
+      'RAMPART_RATE_LIMIT_ANONYMOUS',
+      env.RAMPART_RATE_LIMIT_ANONYMOUS,
+      'anonymous',
+      r.anonymous,
+      d.anonymous,
+    ),
+    auditWindowSeconds: intSetting(
+      'RAMPART_RATE_LIMIT_AUDIT_SECONDS',
+      env.RAMPART_RATE_LIMIT_AUDIT_SECONDS,
+      r.audit_window_seconds,
+      d.auditWindowSeconds,
+      1,
+      86_400,
+    ),
+  };
+}
+
+/** RAMPART_TRUSTED_PROXIES (comma separated) over the file's `trusted_proxies`; default none. */
+function trustedProxiesSetting(fromEnv: string | undefined, fromFile: string[] | undefined): string[] {
+  try {
+    return fromEnv !== undefined ? parseTrustedProxiesList(fromEnv) : parseTrustedProxies(fromFile ?? []);
+  } catch (error) {
+    const name = fromEnv !== undefined ? 'RAMPART_TRUSTED_PROXIES' : 'config trusted_proxies';
+    throw new InvalidInputError(`${name}: ${(error as Error).message}`);
+  }
 }
 
 export interface ServerConfigInput {
@@ -228,12 +376,38 @@ export function loadServerConfig(
       86_400,
     ),
   };
+  const quota = {
+    defaults: quotaDefaults(file.quota ?? {}, env.RAMPART_QUOTA_DEFAULTS),
+    enforce: quotaEnforcement(env.RAMPART_QUOTA_ENFORCEMENT),
+  };
+  const overcommit: Overcommit = {
+    cpu: ratioSetting(
+      'RAMPART_CPU_OVERCOMMIT',
+      env.RAMPART_CPU_OVERCOMMIT,
+      file.scheduler?.cpu_overcommit,
+      DEFAULT_OVERCOMMIT.cpu,
+      64,
+    ),
+    memory: ratioSetting(
+      'RAMPART_MEMORY_OVERCOMMIT',
+      env.RAMPART_MEMORY_OVERCOMMIT,
+      file.scheduler?.memory_overcommit,
+      DEFAULT_OVERCOMMIT.memory,
+      4,
+    ),
+  };
+  const rateLimit = rateLimitConfig(file.rate_limit, env);
+  const trustedProxies = trustedProxiesSetting(env.RAMPART_TRUSTED_PROXIES, file.trusted_proxies);
   return {
     host,
     port,
     dataDir,
+    rateLimit,
+    trustedProxies,
     auth,
     audit,
+    quota,
+    overcommit,
     guestImageDir: resolve(
       env.RAMPART_GUEST_IMAGE_DIR ?? file.guest_image_dir ?? join(repoRoot(), 'guest', 'out', 'tiny'),
     ),

@@ -14,6 +14,7 @@ import { RoleDirectory } from './iam/role-directory.js';
 import { SessionTokenSigner, loadSessionKey } from './iam/session-tokens.js';
 import { TenantDirectory } from './iam/tenant-directory.js';
 import { UserDirectory } from './iam/user-directory.js';
+import { QuotaService } from './quota/quota-service.js';
 import { seedFlavors } from './compute/flavor-catalog.js';
 import { markHostOffline, recordHostHello } from './compute/host-registry.js';
 import { VmService } from './compute/vm-service.js';
@@ -69,14 +70,18 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     checkpointIntervalMs: config.audit.checkpointIntervalSeconds * 1000,
     log: log.child({ component: 'audit' }),
   });
+  const quotas = new QuotaService(db, config.quota);
   const authenticator = new Authenticator(
     db,
     users,
     roles,
     new SessionTokenSigner(loadSessionKey(config.dataDir)),
     config.auth,
+    quotas,
   );
 
+  if (!config.quota.enforce)
+    log.warn('quota enforcement is OFF (RAMPART_QUOTA_ENFORCEMENT=off): benchmarks only');
   const supervisor = new LocalAgentSupervisor(
     { ...config.agent, logLevel: config.logLevel },
     log.child({ component: 'agent-link' }),
@@ -89,7 +94,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     { connectionFor: (hostId) => (supervisor.current?.host?.hostId === hostId ? supervisor.current : null) },
     metrics,
     log.child({ component: 'compute' }),
-    { defaultStopTimeoutSeconds: config.stopTimeoutSeconds },
+    { defaultStopTimeoutSeconds: config.stopTimeoutSeconds, quotas, overcommit: config.overcommit },
   );
   const vmService = vms;
 
@@ -126,9 +131,12 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       roles,
       tenants,
       audit,
+      quotas,
+      overcommit: config.overcommit,
       version: RAMPART_VERSION,
     },
     log,
+    { rateLimit: config.rateLimit, trustedProxies: config.trustedProxies },
   );
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();

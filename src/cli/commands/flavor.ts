@@ -1,13 +1,17 @@
-/** `rampart flavor ...`: named VM sizes (vCPUs, memory, disk). */
+/** `rampart flavor ...`: named VM sizes (vCPUs, memory, disk) and their runtime limits. */
 import type { Command } from 'commander';
+import type { FlavorCreate } from '../../api/flavor.js';
 import type { CommandDeps } from '../context.js';
-import { FLAVOR_LIMITS, integerIn, parseName, parseRef } from '../validation.js';
+import { FLAVOR_DEFAULTS, FLAVOR_LIMITS, integerIn, parseName, parseRef } from '../validation.js';
 import { flavorDetails, flavorTable } from '../views.js';
 
 interface CreateFlags {
   vcpus: number;
   memory: number;
   disk: number;
+  cpuLimit?: number;
+  cpuWeight?: number;
+  pidsMax?: number;
 }
 
 export function registerFlavorCommands(program: Command, deps: CommandDeps): void {
@@ -35,7 +39,7 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       else ctx.out.print(flavorDetails(found, { now: ctx.now(), color: ctx.out.color }));
     });
 
-  const { vcpus, memoryMiB, diskGiB } = FLAVOR_LIMITS;
+  const { vcpus, memoryMiB, diskGiB, cpuLimitPercent, cpuWeight, pidsMax } = FLAVOR_LIMITS;
   flavor
     .command('create')
     .description('create a flavor')
@@ -55,14 +59,30 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       `disk in GiB (${diskGiB.minimum}-${diskGiB.maximum})`,
       integerIn(diskGiB.minimum, diskGiB.maximum),
     )
+    .option(
+      '--cpu-limit <percent>',
+      `CPU time the whole VM may use, in % of one host CPU (${cpuLimitPercent.minimum}-${cpuLimitPercent.maximum}; ` +
+        'default: no cap beyond its vCPUs, i.e. vCPUs x 100)',
+      integerIn(cpuLimitPercent.minimum, cpuLimitPercent.maximum),
+    )
+    .option(
+      '--cpu-weight <n>',
+      `relative CPU share under contention (${cpuWeight.minimum}-${cpuWeight.maximum}; server default ${FLAVOR_DEFAULTS.cpuWeight})`,
+      integerIn(cpuWeight.minimum, cpuWeight.maximum),
+    )
+    .option(
+      '--pids-max <n>',
+      `most tasks (threads) the VM's QEMU may have (${pidsMax.minimum}-${pidsMax.maximum}; server default ${FLAVOR_DEFAULTS.pidsMax})`,
+      integerIn(pidsMax.minimum, pidsMax.maximum),
+    )
     .action(async (name: string, opts: CreateFlags, cmd: Command) => {
       const ctx = deps.context(cmd);
-      const created = await ctx.client.createFlavor({
-        name,
-        vcpus: opts.vcpus,
-        memoryMiB: opts.memory,
-        diskGiB: opts.disk,
-      });
+      const body: FlavorCreate = { name, vcpus: opts.vcpus, memoryMiB: opts.memory, diskGiB: opts.disk };
+      // Unset limits are left out: the server applies its defaults.
+      if (opts.cpuLimit !== undefined) body.cpuLimitPercent = opts.cpuLimit;
+      if (opts.cpuWeight !== undefined) body.cpuWeight = opts.cpuWeight;
+      if (opts.pidsMax !== undefined) body.pidsMax = opts.pidsMax;
+      const created = await ctx.client.createFlavor(body);
       if (ctx.out.json) ctx.out.printJson(created);
       else ctx.out.print(`flavor ${created.name} created (${created.id})`);
     });

@@ -1,4 +1,4 @@
-/** `rampart vm ...`: create, list, show, power actions, delete and the serial console. */
+/** `rampart vm ...`: create, list, show, power actions, resize, delete and the serial console. */
 import { Command, Option } from 'commander';
 import type { RestartPolicy, Vm, VmCreate, VmStopBody } from '../../api/vm.js';
 import type { CliContext, CommandDeps } from '../context.js';
@@ -13,6 +13,7 @@ import {
   parseRef,
   parseWaitTimeout,
 } from '../validation.js';
+import { formatMiB } from '../output.js';
 import { vmDetails, vmTable } from '../views.js';
 import { DEFAULT_WAIT_TIMEOUT_SECONDS, waitForVm, type WaitTarget } from '../wait.js';
 
@@ -169,6 +170,24 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
         else ctx.out.print(`vm ${accepted.name}: ${action} accepted (state: ${accepted.state})`);
       });
   }
+
+  vm.command('resize')
+    .description(
+      "give a stopped VM another flavor (the tenant's quota must have room for the growth); " +
+        'it takes effect at the next start',
+    )
+    .argument('<ref>', 'VM name or id', parseRef)
+    .requiredOption('--flavor <flavor>', 'the new flavor: name or id', parseRef)
+    .action(async (ref: string, opts: { flavor: string }, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const resized = await ctx.client.resizeVm(ref, opts.flavor);
+      if (ctx.out.json) ctx.out.printJson(resized);
+      else
+        ctx.out.print(
+          `vm ${resized.name}: resized to ${resized.flavor?.name ?? opts.flavor} ` +
+            `(${resized.vcpus} vCPUs, ${formatMiB(resized.memoryMiB)} memory, ${resized.diskGiB} GiB disk)`,
+        );
+    });
 
   addWaitOptions(
     vm

@@ -513,7 +513,16 @@ describe('AuditLog: fields, fail closed, queries', () => {
       await h.db.transaction().execute(async (trx) => {
         await trx
           .insertInto('flavors')
-          .values({ id: 'f1', name: 'f1', vcpus: 1, memoryMib: 64, diskGib: 1, createdAt: 'x' })
+          .values({
+            id: 'f1',
+            name: 'f1',
+            vcpus: 1,
+            memoryMib: 64,
+            diskGib: 1,
+            cpuWeight: 100,
+            pidsMax: 512,
+            createdAt: 'x',
+          })
           .execute();
         h.audit.assertWritable();
         assert.equal(sqlite(h).inTransaction, true);

@@ -1,5 +1,5 @@
 /** Flavors: the seeded sizes (tiny, small, medium) and admin-created ones. */
-import type { Flavor, FlavorCreate } from '../../api/flavor.js';
+import { DEFAULT_CPU_WEIGHT, DEFAULT_PIDS_MAX, type Flavor, type FlavorCreate } from '../../api/flavor.js';
 import { ConflictError, NotFoundError } from '../../api/errors.js';
 import { isUuid, newId } from '../../common/ids.js';
 import { nowIso, type Db } from '../store/database.js';
@@ -18,6 +18,9 @@ export function flavorToApi(row: FlavorsTable): Flavor {
     vcpus: row.vcpus,
     memoryMiB: row.memoryMib,
     diskGiB: row.diskGib,
+    cpuLimitPercent: row.cpuLimitPercent,
+    cpuWeight: row.cpuWeight,
+    pidsMax: row.pidsMax,
     createdAt: row.createdAt,
   };
 }
@@ -32,6 +35,9 @@ export async function seedFlavors(db: Db): Promise<void> {
         vcpus: flavor.vcpus,
         memoryMib: flavor.memoryMiB,
         diskGib: flavor.diskGiB,
+        cpuLimitPercent: flavor.cpuLimitPercent ?? null,
+        cpuWeight: flavor.cpuWeight ?? DEFAULT_CPU_WEIGHT,
+        pidsMax: flavor.pidsMax ?? DEFAULT_PIDS_MAX,
         createdAt: nowIso(),
       })
       .onConflict((oc) => oc.column('name').doNothing())
@@ -61,6 +67,9 @@ export async function createFlavor(db: Db, input: FlavorCreate): Promise<Flavor>
     vcpus: input.vcpus,
     memoryMib: input.memoryMiB,
     diskGib: input.diskGiB,
+    cpuLimitPercent: input.cpuLimitPercent ?? null,
+    cpuWeight: input.cpuWeight ?? DEFAULT_CPU_WEIGHT,
+    pidsMax: input.pidsMax ?? DEFAULT_PIDS_MAX,
     createdAt: nowIso(),
   };
   const inserted = await db

@@ -1,4 +1,5 @@
 /** Hypervisor hosts as the control plane knows them: recorded on each agent hello, marked offline on loss. */
+import { DEFAULT_OVERCOMMIT, hostCapacity, type Overcommit } from './scheduler.js';
 import type { HostInfo } from '../../api/agent-protocol.js';
 import type { Host } from '../../api/host.js';
 import { NotFoundError } from '../../api/errors.js';
@@ -62,7 +63,12 @@ export async function hostAllocations(db: Db): Promise<Map<string, HostAllocatio
   );
 }
 
-export function hostToApi(row: HostsTable, allocation: HostAllocation | undefined): Host {
+export function hostToApi(
+  row: HostsTable,
+  allocation: HostAllocation | undefined,
+  overcommit: Overcommit = DEFAULT_OVERCOMMIT,
+): Host {
+  const capacity = hostCapacity(row, overcommit);
   return {
     id: row.id,
     hostname: row.hostname,
@@ -74,26 +80,31 @@ export function hostToApi(row: HostsTable, allocation: HostAllocation | undefine
     capacity: {
       cpus: row.cpus,
       memoryMiB: row.memoryMib,
-      vcpusAllocatable: row.vcpusAllocatable,
-      memoryMiBAllocatable: row.memoryMibAllocatable,
+      vcpusAllocatable: capacity.vcpus,
+      memoryMiBAllocatable: capacity.memoryMiB,
     },
+    overcommit: { cpu: overcommit.cpu, memory: overcommit.memory },
     allocated: allocation ?? { vcpus: 0, memoryMiB: 0, vms: 0 },
     lastSeenAt: row.lastSeenAt,
     createdAt: row.createdAt,
   };
 }
 
-export async function listHosts(db: Db): Promise<Host[]> {
+export async function listHosts(db: Db, overcommit: Overcommit = DEFAULT_OVERCOMMIT): Promise<Host[]> {
   const [rows, allocations] = await Promise.all([
     db.selectFrom('hosts').selectAll().orderBy('hostname').execute(),
     hostAllocations(db),
   ]);
-  return rows.map((row) => hostToApi(row, allocations.get(row.id)));
+  return rows.map((row) => hostToApi(row, allocations.get(row.id), overcommit));
 }
 
-export async function getHost(db: Db, id: string): Promise<Host> {
+export async function getHost(
+  db: Db,
+  id: string,
+  overcommit: Overcommit = DEFAULT_OVERCOMMIT,
+): Promise<Host> {
   if (!isUuid(id)) throw new NotFoundError('host');
   const row = await db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
   if (!row) throw new NotFoundError('host');
-  return hostToApi(row, (await hostAllocations(db)).get(id));
+  return hostToApi(row, (await hostAllocations(db)).get(id), overcommit);
 }

@@ -7,7 +7,11 @@ import { describe, test } from 'node:test';
 import { HostUnavailableError, NoCapacityError, RampartError } from '../../api/errors.js';
 import type { HostsTable } from '../store/schema.js';
 import type { HostAllocation } from './host-registry.js';
-import { pickHost } from './scheduler.js';
+import { pickHost, type Overcommit } from './scheduler.js';
+
+const NO_OVERCOMMIT: Overcommit = { cpu: 1, memory: 1 };
+const pick = (...args: Parameters<typeof pickHost>) =>
+  pickHost(args[0], args[1], args[2], args[3] ?? NO_OVERCOMMIT);
 
 function host(id: string, overrides: Partial<HostsTable> = {}): HostsTable {
   return {
@@ -37,56 +41,56 @@ const SMALL = { vcpus: 1, memoryMiB: 128 };
 void describe('pickHost', () => {
   void test('picks the only online host with room', () => {
     const a = host('a');
-    assert.equal(pickHost([a], new Map(), SMALL), a);
+    assert.equal(pick([a], new Map(), SMALL), a);
   });
 
   void test('skips offline hosts even when they have more room', () => {
     const offline = host('a', { state: 'offline', memoryMibAllocatable: 1_000_000 });
     const online = host('b', { memoryMibAllocatable: 1024 });
-    assert.equal(pickHost([offline, online], new Map(), SMALL).id, 'b');
+    assert.equal(pick([offline, online], new Map(), SMALL).id, 'b');
   });
 
   void test('prefers the host with more free memory (allocatable minus allocated)', () => {
     const a = host('a', { memoryMibAllocatable: 8192 });
     const b = host('b', { memoryMibAllocatable: 4096 });
-    assert.equal(pickHost([a, b], new Map(), SMALL).id, 'a');
-    assert.equal(pickHost([b, a], new Map(), SMALL).id, 'a', 'independent of input order');
+    assert.equal(pick([a, b], new Map(), SMALL).id, 'a');
+    assert.equal(pick([b, a], new Map(), SMALL).id, 'a', 'independent of input order');
     // Once a holds 6 GiB, b (4 GiB free) has more free memory than a (2 GiB free).
     const allocations = new Map([['a', used(1, 6144)]]);
-    assert.equal(pickHost([a, b], allocations, SMALL).id, 'b');
+    assert.equal(pick([a, b], allocations, SMALL).id, 'b');
   });
 
   void test('equal free memory is broken by host id, deterministically', () => {
     const a = host('a');
     const b = host('b');
-    assert.equal(pickHost([b, a], new Map(), SMALL).id, 'a');
-    assert.equal(pickHost([a, b], new Map(), SMALL).id, 'a');
+    assert.equal(pick([b, a], new Map(), SMALL).id, 'a');
+    assert.equal(pick([a, b], new Map(), SMALL).id, 'a');
   });
 
   void test('a host without enough free vCPUs is skipped even if it has more memory', () => {
-    const a = host('a', { vcpusAllocatable: 4, memoryMibAllocatable: 65_536 });
-    const b = host('b', { vcpusAllocatable: 4, memoryMibAllocatable: 1024 });
+    const a = host('a', { cpus: 4, memoryMibAllocatable: 65_536 });
+    const b = host('b', { cpus: 4, memoryMibAllocatable: 1024 });
     const allocations = new Map([['a', used(3, 0)]]);
-    assert.equal(pickHost([a, b], allocations, { vcpus: 2, memoryMiB: 128 }).id, 'b');
+    assert.equal(pick([a, b], allocations, { vcpus: 2, memoryMiB: 128 }).id, 'b');
   });
 
   void test('a host without enough free memory is skipped', () => {
     const a = host('a', { memoryMibAllocatable: 8192 });
     const b = host('b', { memoryMibAllocatable: 1024 });
     const allocations = new Map([['a', used(1, 8000)]]);
-    assert.equal(pickHost([a, b], allocations, { vcpus: 1, memoryMiB: 512 }).id, 'b');
+    assert.equal(pick([a, b], allocations, { vcpus: 1, memoryMiB: 512 }).id, 'b');
   });
 
   void test('a request that fits exactly is placed', () => {
-    const a = host('a', { vcpusAllocatable: 2, memoryMibAllocatable: 512 });
+    const a = host('a', { cpus: 2, memoryMibAllocatable: 512 });
     const allocations = new Map([['a', used(1, 256)]]);
-    assert.equal(pickHost([a], allocations, { vcpus: 1, memoryMiB: 256 }).id, 'a');
+    assert.equal(pick([a], allocations, { vcpus: 1, memoryMiB: 256 }).id, 'a');
   });
 
   void test('no online host: HostUnavailableError', () => {
     for (const hosts of [[], [host('a', { state: 'offline' }), host('b', { state: 'offline' })]]) {
       assert.throws(
-        () => pickHost(hosts, new Map(), SMALL),
+        () => pick(hosts, new Map(), SMALL),
         (error: unknown) => {
           assert.ok(error instanceof HostUnavailableError, String(error));
           assert.ok(error instanceof RampartError);
@@ -99,9 +103,9 @@ void describe('pickHost', () => {
   });
 
   void test('online hosts but none with room: NoCapacityError', () => {
-    const a = host('a', { vcpusAllocatable: 2, memoryMibAllocatable: 1024 });
-    const b = host('b', { vcpusAllocatable: 8, memoryMibAllocatable: 512 });
-    const offlineBig = host('c', { state: 'offline', vcpusAllocatable: 64, memoryMibAllocatable: 1_000_000 });
+    const a = host('a', { cpus: 2, memoryMibAllocatable: 1024 });
+    const b = host('b', { cpus: 8, memoryMibAllocatable: 512 });
+    const offlineBig = host('c', { state: 'offline', cpus: 64, memoryMibAllocatable: 1_000_000 });
     const cases: [Map<string, HostAllocation>, { vcpus: number; memoryMiB: number }][] = [
       [new Map<string, HostAllocation>(), { vcpus: 4, memoryMiB: 1024 }], // a lacks vCPUs, b lacks memory
       [new Map<string, HostAllocation>(), { vcpus: 1, memoryMiB: 2048 }], // nobody has the memory
@@ -122,7 +126,7 @@ void describe('pickHost', () => {
     ];
     for (const [allocations, request] of cases) {
       assert.throws(
-        () => pickHost([a, b, offlineBig], allocations, request),
+        () => pick([a, b, offlineBig], allocations, request),
         (error: unknown) => {
           assert.ok(error instanceof NoCapacityError, String(error));
           assert.equal(error.code, 'RAMPART_NO_CAPACITY');
@@ -136,8 +140,19 @@ void describe('pickHost', () => {
   });
 
   void test('allocations of other hosts do not count against a host', () => {
-    const a = host('a', { vcpusAllocatable: 1, memoryMibAllocatable: 128 });
+    const a = host('a', { cpus: 1, memoryMibAllocatable: 128 });
     const allocations = new Map([['other', used(100, 100_000)]]);
-    assert.equal(pickHost([a], allocations, SMALL).id, 'a');
+    assert.equal(pick([a], allocations, SMALL).id, 'a');
+  });
+
+  void test('overcommit ratios scale capacity: 2 CPUs at 4.0 hold 8 vCPUs, memory at 1.5 holds half again', () => {
+    const a = host('a', { cpus: 2, memoryMibAllocatable: 1000 });
+    const ratios = { cpu: 4, memory: 1.5 };
+    assert.equal(pickHost([a], new Map([['a', used(7, 1000)]]), { vcpus: 1, memoryMiB: 500 }, ratios), a);
+    assert.throws(() => pickHost([a], new Map([['a', used(8, 0)]]), SMALL, ratios), NoCapacityError);
+    assert.throws(
+      () => pickHost([a], new Map([['a', used(0, 1400)]]), { vcpus: 1, memoryMiB: 101 }, ratios),
+      NoCapacityError,
+    );
   });
 });

@@ -1,6 +1,7 @@
 /**
- * Placement: picks an online host with room for the VM (allocatable vCPUs and memory minus what its
- * VMs already hold), preferring the least loaded. Pure over its inputs so it is easy to test.
+ * Placement: picks an online host with room for the VM, preferring the least loaded. A host's room is
+ * its capacity times the platform's overcommit ratios (vCPUs per physical CPU; memory, usually 1.0)
+ * minus what its VMs already hold. Pure over its inputs so it is easy to test.
  */
 import { NoCapacityError, HostUnavailableError } from '../../api/errors.js';
 import type { HostsTable } from '../store/schema.js';
@@ -11,21 +12,43 @@ export interface PlacementRequest {
   memoryMiB: number;
 }
 
+/** vCPUs per host CPU and memory per host MiB that may be allocated (1.0 = no overcommit). */
+export interface Overcommit {
+  cpu: number;
+  memory: number;
+}
+
+export const DEFAULT_OVERCOMMIT: Overcommit = { cpu: 4, memory: 1 };
+
+/** What a host can hold in total under the ratios (memory: the agent's allocatable, after its reserve). */
+export function hostCapacity(host: HostsTable, overcommit: Overcommit): { vcpus: number; memoryMiB: number } {
+  return {
+    vcpus: Math.floor(host.cpus * overcommit.cpu),
+    memoryMiB: Math.floor(host.memoryMibAllocatable * overcommit.memory),
+  };
+}
+
+export function hostRoom(
+  host: HostsTable,
+  used: HostAllocation,
+  overcommit: Overcommit,
+): { vcpus: number; memoryMiB: number } {
+  const capacity = hostCapacity(host, overcommit);
+  return { vcpus: capacity.vcpus - used.vcpus, memoryMiB: capacity.memoryMiB - used.memoryMiB };
+}
+
 export function pickHost(
   hosts: readonly HostsTable[],
   allocations: Map<string, HostAllocation>,
   request: PlacementRequest,
+  overcommit: Overcommit = DEFAULT_OVERCOMMIT,
 ): HostsTable {
   const online = hosts.filter((h) => h.state === 'online');
   if (online.length === 0) throw new HostUnavailableError('no hypervisor host is online');
   const candidates = online
     .map((host) => {
-      const used = allocations.get(host.id) ?? { vcpus: 0, memoryMiB: 0, vms: 0 };
-      return {
-        host,
-        freeVcpus: host.vcpusAllocatable - used.vcpus,
-        freeMemory: host.memoryMibAllocatable - used.memoryMiB,
-      };
+      const room = hostRoom(host, allocations.get(host.id) ?? { vcpus: 0, memoryMiB: 0, vms: 0 }, overcommit);
+      return { host, freeVcpus: room.vcpus, freeMemory: room.memoryMiB };
     })
     .filter((c) => c.freeVcpus >= request.vcpus && c.freeMemory >= request.memoryMiB)
     .sort((a, b) => b.freeMemory - a.freeMemory || a.host.id.localeCompare(b.host.id));

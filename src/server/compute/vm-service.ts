@@ -4,7 +4,14 @@
  * goes through vm-state-machine.ts and a conditional UPDATE, and all work on one VM is serialized.
  */
 import type { VmIntent, VmStatus } from '../../api/agent-protocol.js';
-import { ConflictError, InvalidInputError, NotFoundError, RampartError } from '../../api/errors.js';
+import {
+  ConflictError,
+  IllegalStateError,
+  InvalidInputError,
+  NoCapacityError,
+  NotFoundError,
+  RampartError,
+} from '../../api/errors.js';
 import type { RestartPolicy, Vm, VmCreate, VmState } from '../../api/vm.js';
 import { isUuid, newId } from '../../common/ids.js';
 import { KeyedMutex } from '../../common/keyed-mutex.js';
@@ -16,7 +23,8 @@ import type { VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations } from './host-registry.js';
 import { findImage } from '../images/image-catalog.js';
-import { pickHost } from './scheduler.js';
+import { hostRoom, pickHost, type Overcommit } from './scheduler.js';
+import type { QuotaService } from '../quota/quota-service.js';
 import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
 
 /** Where the service finds the agent of a host (all-in-one: the one local agent). */
@@ -26,6 +34,8 @@ export interface AgentDirectory {
 
 export interface VmServiceOptions {
   defaultStopTimeoutSeconds: number;
+  quotas: QuotaService;
+  overcommit: Overcommit;
 }
 
 const RESTART_WINDOW_MS = 10 * 60_000;
@@ -100,10 +110,19 @@ export class VmService {
     const now = nowIso();
     await this.db.transaction().execute(async (trx) => {
       const hosts = await trx.selectFrom('hosts').selectAll().execute();
-      const host = pickHost(hosts, await hostAllocations(trx), {
+      // Quota first: the admission write serialises this tenant's creates until commit.
+      await this.options.quotas.admit(trx, tenantId, {
+        vms: 1,
         vcpus: flavor.vcpus,
         memoryMiB: flavor.memoryMib,
+        diskGiB: flavor.diskGib,
       });
+      const host = pickHost(
+        hosts,
+        await hostAllocations(trx),
+        { vcpus: flavor.vcpus, memoryMiB: flavor.memoryMib },
+        this.options.overcommit,
+      );
       const taken = await trx
         .selectFrom('vms')
         .select('id')
@@ -122,6 +141,9 @@ export class VmService {
           vcpus: flavor.vcpus,
           memoryMib: flavor.memoryMib,
           diskGib: flavor.diskGib,
+          cpuLimitPercent: flavor.cpuLimitPercent,
+          cpuWeight: flavor.cpuWeight,
+          pidsMax: flavor.pidsMax,
           state: start ? 'pending' : 'stopped',
           power: start ? 'running' : 'stopped',
           bootId: start ? 1 : 0,
@@ -174,6 +196,67 @@ export class VmService {
       await this.updateIfState(current, patch);
       await this.pushIntent(current.id);
     });
+    return this.get(row.id);
+  }
+
+  /**
+   * Gives a stopped VM another flavor. Quota counts the difference (growing needs room, shrinking
+   * frees it) and the host must have room for the growth; all in one transaction.
+   */
+  async resize(ref: string, flavorRef: string, tenantId: string): Promise<Vm> {
+    const row = await this.findRow(ref, tenantId);
+    const flavor = await findFlavor(this.db, flavorRef).catch((error: unknown) => {
+      if (error instanceof NotFoundError)
+        throw new InvalidInputError(`flavor ${JSON.stringify(flavorRef)} not found`);
+      throw error;
+    });
+    await this.mutex.run(row.id, async () => {
+      await this.db.transaction().execute(async (trx) => {
+        const current = await trx
+          .selectFrom('vms')
+          .selectAll()
+          .where('id', '=', row.id)
+          .executeTakeFirstOrThrow();
+        if (current.state !== 'stopped') throw new IllegalStateError('resize', current.state);
+        await this.options.quotas.admit(trx, tenantId, {
+          vcpus: flavor.vcpus - current.vcpus,
+          memoryMiB: flavor.memoryMib - current.memoryMib,
+          diskGiB: flavor.diskGib - current.diskGib,
+        });
+        if (current.hostId) {
+          const host = await trx
+            .selectFrom('hosts')
+            .selectAll()
+            .where('id', '=', current.hostId)
+            .executeTakeFirst();
+          const used = (await hostAllocations(trx)).get(current.hostId) ?? { vcpus: 0, memoryMiB: 0, vms: 0 };
+          if (host) {
+            const room = hostRoom(host, used, this.options.overcommit);
+            const growVcpus = flavor.vcpus - current.vcpus;
+            const growMemory = flavor.memoryMib - current.memoryMib;
+            if (growVcpus > room.vcpus || growMemory > room.memoryMiB)
+              throw new NoCapacityError(
+                `host ${host.hostname} has no room to grow this VM to ${flavor.name}`,
+              );
+          }
+        }
+        await trx
+          .updateTable('vms')
+          .set({
+            flavorId: flavor.id,
+            vcpus: flavor.vcpus,
+            memoryMib: flavor.memoryMib,
+            diskGib: flavor.diskGib,
+            cpuLimitPercent: flavor.cpuLimitPercent,
+            cpuWeight: flavor.cpuWeight,
+            pidsMax: flavor.pidsMax,
+            updatedAt: nowIso(),
+          })
+          .where('id', '=', current.id)
+          .execute();
+      });
+    });
+    this.log.info({ vmId: row.id, flavor: flavor.name }, 'VM resized');
     return this.get(row.id);
   }
 
@@ -454,6 +537,11 @@ function toIntent(row: VmsTable, images: Map<string, ImageFiles>): VmIntent {
     bootId: row.bootId,
     rebootId: row.rebootId,
     stopTimeoutMs: row.stopTimeoutMs,
+    limits: {
+      cpuPercent: row.cpuLimitPercent ?? row.vcpus * 100,
+      cpuWeight: row.cpuWeight,
+      pidsMax: row.pidsMax,
+    },
   };
 }
 
@@ -468,6 +556,9 @@ function toApi(row: JoinedVm): Vm {
     vcpus: row.vcpus,
     memoryMiB: row.memoryMib,
     diskGiB: row.diskGib,
+    cpuLimitPercent: row.cpuLimitPercent,
+    cpuWeight: row.cpuWeight,
+    pidsMax: row.pidsMax,
     restartPolicy: row.restartPolicy as RestartPolicy,
     restartCount: row.restartCount,
     hostId: row.hostId,

@@ -8,9 +8,24 @@
  * that does not exist) -> the permission is checked in that tenant or platform-wide (403). This all
  * runs in onRequest, before the body is even parsed. After the handler, onSend appends exactly one
  * audit record; if that fails the answer becomes 503 (the log is never silently skipped).
+ *
+ * Rate limits (rate-limit.ts, 429) are checked in the same hook: a request without a principal takes
+ * from its source address's bucket before any authentication work (public routes, unknown routes, a
+ * missing or malformed token) or as soon as its token fails to authenticate; an authenticated request takes from
+ * its principal's bucket right after authentication and from its tenant's bucket right after the
+ * tenant is resolved, both before the permission check. GET /v1/health is never limited: load
+ * balancers poll it, and it does no work worth protecting. The one exception to "every denial leaves a
+ * record": a 429 inside its bucket's audit window is not recorded (AuditInfo.suppressed), so a flood
+ * leaves one record per bucket key per window, which counts the refusals it stands for.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { ForbiddenError, InvalidInputError, NotFoundError, UnauthenticatedError } from '../../api/errors.js';
+import {
+  ForbiddenError,
+  InvalidInputError,
+  NotFoundError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from '../../api/errors.js';
 import type { AuditEntry, AuditLog } from '../audit/audit-log.js';
 import type { Authenticator } from '../iam/authenticator.js';
 import type { Permission } from '../iam/permissions.js';
@@ -18,6 +33,7 @@ import { auditActor, type Principal } from '../iam/principal.js';
 import type { RoleDirectory } from '../iam/role-directory.js';
 import type { TenantDirectory } from '../iam/tenant-directory.js';
 import type { TenantsTable } from '../store/schema.js';
+import { sourceKey, type RateLimiter, type RateLimitScope } from './rate-limit.js';
 import { ROUTE_POLICY, routeKey, type RoutePolicy } from './route-policy.js';
 
 export interface AuditInfo {
@@ -27,6 +43,12 @@ export interface AuditInfo {
   action: string;
   target: string | null;
   detail: string | null;
+  /**
+   * True for a rate-limit refusal inside its bucket's audit window: onSend writes no record for it.
+   * The limiter counts it instead, and the key's next recorded refusal carries the count in `detail`
+   * (see rate-limit.ts). Nothing else sets this: every other denial is recorded.
+   */
+  suppressed: boolean;
 }
 
 declare module 'fastify' {
@@ -42,16 +64,23 @@ declare module 'fastify' {
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const DENIAL_STATUSES = new Set([401, 403, 404, 429]);
 const EMPTY: ReadonlySet<Permission> = new Set();
+/** Routes no rate limit applies to (load balancers poll health; it does nothing worth protecting). */
+const UNLIMITED = new Set([routeKey('GET', '/v1/health')]);
 
 export interface AccessControlDeps {
   authenticator: Authenticator;
   roles: RoleDirectory;
   tenants: TenantDirectory;
   audit: AuditLog;
+  limiter: RateLimiter;
+}
+
+function keyFor(method: string, url: string): string {
+  return routeKey(method === 'HEAD' ? 'GET' : method, url);
 }
 
 function policyFor(method: string, url: string): RoutePolicy | undefined {
-  return ROUTE_POLICY[routeKey(method === 'HEAD' ? 'GET' : method, url)];
+  return ROUTE_POLICY[keyFor(method, url)];
 }
 
 /** The object a request is about, for the audit log: the path parameters, in order. */
@@ -73,7 +102,7 @@ export function requireTenant(request: FastifyRequest): TenantsTable {
 }
 
 export function installAccessControl(app: FastifyInstance, deps: AccessControlDeps): void {
-  const { authenticator, roles, tenants, audit } = deps;
+  const { authenticator, roles, tenants, audit, limiter } = deps;
   app.decorateRequest('principal', null);
   app.decorateRequest('tenant', null);
   // A reference-type default is not allowed; onRequest sets EMPTY first thing.
@@ -119,6 +148,37 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
     throw new InvalidInputError('choose the tenant to act in with ?tenant=<name>');
   }
 
+  /**
+   * Takes a token from `key`'s bucket in `scope`, or refuses with 429. A refusal's audit record gets
+   * the limiter's detail, or is suppressed when the key's last record is recent (see AuditInfo).
+   */
+  function enforceLimit(scope: RateLimitScope, key: string, info: AuditInfo | null): void {
+    const decision = limiter.take(scope, key);
+    if (decision.allowed) return;
+    if (info) {
+      if (decision.auditDetail === null) info.suppressed = true;
+      else info.detail = decision.auditDetail;
+    }
+    throw new RateLimitedError(
+      `too many requests (${scope} rate limit); retry in ${decision.retryAfterSeconds} s`,
+      decision.retryAfterSeconds,
+    );
+  }
+
+  /** The rate limit of requests without a principal: per source address. */
+  function limitAnonymous(request: FastifyRequest): void {
+    // ip is undefined once the socket has closed; such requests share one bucket.
+    enforceLimit('source', sourceKey(request.ip ?? 'unknown'), request.auditInfo);
+  }
+
+  /** The request acts in `tenant` (so a 429 is recorded in it), charged to the tenant's bucket. */
+  function actIn(request: FastifyRequest, info: AuditInfo, principal: Principal, tenant: TenantsTable): void {
+    request.tenant = tenant;
+    info.tenantId = tenant.id;
+    enforceLimit('tenant', tenant.id, info);
+    request.permissions = tenantPermissions(principal, tenant.id);
+  }
+
   function tenantPermissions(principal: Principal, tenantId: string): ReadonlySet<Permission> {
     const held = roles.policy.tenantPermissions(principal.userId, tenantId);
     if (!principal.token) return held;
@@ -135,7 +195,11 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
   app.addHook('onRequest', async (request) => {
     request.permissions = EMPTY;
     const url = request.routeOptions.url;
-    if (url === undefined) return; // unknown route: the not-found handler answers
+    if (url === undefined) {
+      // Unknown route: the not-found handler answers (unaudited), but a scan is still limited.
+      limitAnonymous(request);
+      return;
+    }
     const policy = policyFor(request.method, url);
     if (!policy) throw new ForbiddenError();
     const info: AuditInfo = {
@@ -145,18 +209,35 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
       action: policy.action ?? policy.permission ?? url,
       target: targetOf(request),
       detail: null,
+      suppressed: false,
     };
     request.auditInfo = info;
+    if (policy.scope === 'public' && !UNLIMITED.has(keyFor(request.method, url))) limitAnonymous(request);
     if (MUTATING.has(request.method)) audit.assertWritable();
     if (policy.scope === 'public') return;
 
     const header = request.headers.authorization ?? '';
     const match = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(header);
-    if (!match) throw new UnauthenticatedError('missing bearer token');
-    const principal = await authenticator.authenticate(match[1]!);
+    if (!match) {
+      limitAnonymous(request);
+      throw new UnauthenticatedError('missing bearer token');
+    }
+    let principal: Principal;
+    try {
+      principal = await authenticator.authenticate(match[1]!);
+    } catch (error) {
+      // A failed authentication is an anonymous request: a flood of bad tokens is limited per source.
+      if (error instanceof UnauthenticatedError) limitAnonymous(request);
+      throw error;
+    }
     request.principal = principal;
     info.actorId = principal.userId;
     info.actor = auditActor(principal);
+    enforceLimit(
+      'principal',
+      principal.token ? `token:${principal.token.id}` : `user:${principal.userId}`,
+      info,
+    );
 
     if (principal.restriction && !policy.restricted) {
       throw new ForbiddenError(
@@ -177,10 +258,7 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
     const requested = fromPath ?? fromQuery;
 
     if (policy.scope === 'tenant') {
-      const tenant = await resolveTenant(principal, requested);
-      request.tenant = tenant;
-      info.tenantId = tenant.id;
-      request.permissions = tenantPermissions(principal, tenant.id);
+      actIn(request, info, principal, await resolveTenant(principal, requested));
       if (!request.permissions.has(policy.permission!))
         throw new ForbiddenError(`permission denied: ${policy.permission}`);
       return;
@@ -191,17 +269,13 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
       return;
     }
     // self: a tenant is resolved only when one is asked for (whoami shows it).
-    if (requested !== undefined) {
-      const tenant = await resolveTenant(principal, requested);
-      request.tenant = tenant;
-      info.tenantId = tenant.id;
-      request.permissions = tenantPermissions(principal, tenant.id);
-    }
+    if (requested !== undefined) actIn(request, info, principal, await resolveTenant(principal, requested));
   });
 
   app.addHook('onSend', async (request, reply, payload) => {
     const info = request.auditInfo;
-    if (!info) return payload;
+    // suppressed: a repeated 429 the limiter counts instead (see AuditInfo.suppressed).
+    if (!info || info.suppressed) return payload;
     const policy = policyFor(request.method, request.routeOptions.url ?? '');
     const status = reply.statusCode;
     const record = MUTATING.has(request.method) || policy?.audit === 'always' || DENIAL_STATUSES.has(status);
@@ -247,6 +321,7 @@ export function auditEntry(
     action: request.routeOptions.url ?? 'unknown',
     target: null,
     detail: null,
+    suppressed: false,
   };
   return {
     actorId: info.actorId,

@@ -1,6 +1,10 @@
 /**
  * Builds the Fastify application: strict schema validation (unknown fields rejected, no coercion of
  * bodies), request ids, the auth hook, the single error handler, metrics, OpenAPI and the routes.
+ *
+ * `trustProxy` comes only from configuration (trusted-proxies.ts): with no trusted proxy, request.ip
+ * is the socket peer and a client's X-Forwarded-For changes nothing (audit source, login throttle,
+ * rate-limit key).
  */
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -10,6 +14,7 @@ import type { Logger } from '../../common/logger.js';
 import { installAccessControl } from './access-control.js';
 import type { AppContext } from './context.js';
 import { installErrorHandler } from './error-handler.js';
+import { RateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { metaRoutes } from './routes/meta.js';
 import { vmRoutes } from './routes/vms.js';
@@ -19,12 +24,21 @@ import { memberRoutes } from './routes/members.js';
 import { roleRoutes } from './routes/roles.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { tokenRoutes } from './routes/tokens.js';
+import { quotaRoutes } from './routes/quotas.js';
 import { userRoutes } from './routes/users.js';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
-export async function buildApp(ctx: AppContext, log: Logger): Promise<FastifyInstance> {
+/** The HTTP-level settings of the server configuration. */
+export interface HttpOptions {
+  rateLimit: RateLimitConfig;
+  /** IPs/CIDRs whose X-Forwarded-For is believed (validated by the configuration); empty: none. */
+  trustedProxies: readonly string[];
+}
+
+export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions): Promise<FastifyInstance> {
   const app = Fastify({
+    trustProxy: http.trustedProxies.length > 0 ? [...http.trustedProxies] : false,
     // The cast selects Fastify's logger generic; without it the instance type does not match the routes'.
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     loggerInstance: log as FastifyBaseLogger,
@@ -67,6 +81,7 @@ export async function buildApp(ctx: AppContext, log: Logger): Promise<FastifyIns
     roles: ctx.roles,
     tenants: ctx.tenants,
     audit: ctx.audit,
+    limiter: new RateLimiter(http.rateLimit),
   });
   await app.register(async (scope) => {
     await authRoutes(scope, ctx);
@@ -75,6 +90,7 @@ export async function buildApp(ctx: AppContext, log: Logger): Promise<FastifyIns
     await userRoutes(scope, ctx);
     await roleRoutes(scope, ctx);
     await tokenRoutes(scope, ctx);
+    await quotaRoutes(scope, ctx);
     await auditRoutes(scope, ctx);
     await metaRoutes(scope, ctx);
     await catalogRoutes(scope, ctx);

@@ -8,6 +8,8 @@ import type { TenantDirectory } from '../iam/tenant-directory.js';
 import type { UserDirectory } from '../iam/user-directory.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { Db } from '../store/database.js';
+import type { Overcommit } from '../compute/scheduler.js';
+import type { QuotaService } from '../quota/quota-service.js';
 
 export interface AppContext {
   db: Db;
@@ -19,5 +21,7 @@ export interface AppContext {
   roles: RoleDirectory;
   tenants: TenantDirectory;
   audit: AuditLog;
+  quotas: QuotaService;
+  overcommit: Overcommit;
   version: string;
 }

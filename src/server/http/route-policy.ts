@@ -67,6 +67,8 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/tenants/:tenant': tenant('tenant:read', { tenantParam: 'tenant' }),
   'PATCH /v1/tenants/:tenant': tenant('tenant:update', { tenantParam: 'tenant' }),
   'DELETE /v1/tenants/:tenant': platform('platform:tenant:delete'),
+  'GET /v1/tenants/:tenant/quota': tenant('quota:read', { tenantParam: 'tenant' }),
+  'PUT /v1/tenants/:tenant/quota': platform('platform:quota:update'),
   'GET /v1/tenants/:tenant/members': tenant('member:read', { tenantParam: 'tenant' }),
   'POST /v1/tenants/:tenant/members': tenant('member:create', { tenantParam: 'tenant' }),
   'DELETE /v1/tenants/:tenant/members/:user': tenant('member:delete', { tenantParam: 'tenant' }),
@@ -116,6 +118,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'POST /v1/vms/:ref/reboot': tenant('vm:reboot'),
   'POST /v1/vms/:ref/pause': tenant('vm:pause'),
   'POST /v1/vms/:ref/resume': tenant('vm:resume'),
+  'POST /v1/vms/:ref/resize': tenant('vm:resize'),
   'GET /v1/vms/:ref/console': tenant('vm:console', { audit: 'always' }),
   'GET /v1/vms/:ref/console/stream': tenant('vm:console', { audit: 'always' }),
 };

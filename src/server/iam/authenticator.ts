@@ -28,6 +28,7 @@ import type { Principal } from './principal.js';
 import type { RoleDirectory } from './role-directory.js';
 import type { SessionTokenSigner } from './session-tokens.js';
 import type { UserDirectory } from './user-directory.js';
+import type { QuotaService } from '../quota/quota-service.js';
 
 export const API_TOKEN_PREFIX = 'rpt_';
 export const REFRESH_TOKEN_PREFIX = 'rpr_';
@@ -57,6 +58,7 @@ export class Authenticator {
     private readonly roles: RoleDirectory,
     private readonly signer: SessionTokenSigner,
     private readonly config: AuthConfig,
+    private readonly quotas: QuotaService,
   ) {
     this.throttle = new LoginThrottle({
       accountThreshold: config.loginAccountThreshold,
@@ -376,7 +378,10 @@ export class Authenticator {
       revokedAt: null,
     };
     try {
-      await this.db.insertInto('apiTokens').values(row).execute();
+      await this.db.transaction().execute(async (trx) => {
+        await this.quotas.admit(trx, tenant.id, { apiTokens: 1 });
+        await trx.insertInto('apiTokens').values(row).execute();
+      });
     } catch (error) {
       if (/UNIQUE/.test((error as Error).message))
         throw new ConflictError(`you already have a token named ${input.name}`);

@@ -14,6 +14,7 @@ export const TENANT_PERMISSIONS = [
   'vm:pause',
   'vm:resume',
   'vm:console',
+  'vm:resize',
   'image:read',
   'image:create',
   'image:delete',
@@ -21,6 +22,7 @@ export const TENANT_PERMISSIONS = [
   'flavor:read',
   'tenant:read',
   'tenant:update',
+  'quota:read',
   'member:read',
   'member:create',
   'member:delete',
@@ -38,6 +40,7 @@ export const PLATFORM_PERMISSIONS = [
   'platform:tenant:read',
   'platform:tenant:update',
   'platform:tenant:delete',
+  'platform:quota:update',
   'platform:user:create',
   'platform:user:read',
   'platform:user:update',
@@ -77,7 +80,7 @@ export const BUILT_IN_ROLES = [
 ] as const;
 export type BuiltInRole = (typeof BUILT_IN_ROLES)[number];
 
-const READ: TenantPermission[] = ['vm:read', 'image:read', 'flavor:read', 'tenant:read'];
+const READ: TenantPermission[] = ['vm:read', 'image:read', 'flavor:read', 'tenant:read', 'quota:read'];
 
 const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
   'platform-admin': ALL_PERMISSIONS,
@@ -93,6 +96,7 @@ const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
     'vm:pause',
     'vm:resume',
     'vm:console',
+    'vm:resize',
     'image:create',
     'image:sign',
     'token:create',

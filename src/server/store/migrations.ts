@@ -242,6 +242,29 @@ const migrations: Record<string, Migration> = {
   },
 };
 
+migrations['0003_limits_and_quotas'] = {
+  async up(db: Kysely<unknown>) {
+    for (const table of ['flavors', 'vms']) {
+      await db.schema.alterTable(table).addColumn('cpu_limit_percent', 'integer').execute();
+      await db.schema
+        .alterTable(table)
+        .addColumn('cpu_weight', 'integer', (c) => c.notNull().defaultTo(100))
+        .execute();
+      await db.schema
+        .alterTable(table)
+        .addColumn('pids_max', 'integer', (c) => c.notNull().defaultTo(512))
+        .execute();
+    }
+    await db.schema
+      .createTable('quotas')
+      .addColumn('tenant_id', 'text', (c) => c.primaryKey().references('tenants.id').onDelete('cascade'))
+      .addColumn('limits', 'text', (c) => c.notNull().defaultTo('{}'))
+      .addColumn('version', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -5,6 +5,9 @@ export interface FlavorsTable {
   vcpus: number;
   memoryMib: number;
   diskGib: number;
+  cpuLimitPercent: number | null;
+  cpuWeight: number;
+  pidsMax: number;
   createdAt: string;
 }
 
@@ -45,6 +48,9 @@ export interface VmsTable {
   vcpus: number;
   memoryMib: number;
   diskGib: number;
+  cpuLimitPercent: number | null;
+  cpuWeight: number;
+  pidsMax: number;
   state: string;
   /** Desired power: running | paused | stopped. */
   power: string;
@@ -166,6 +172,16 @@ export interface AuditCheckpointsTable {
   signature: string;
 }
 
+/** Per-tenant quota overrides (absent: the platform defaults apply). */
+export interface QuotasTable {
+  tenantId: string;
+  /** JSON object: resource -> limit (-1 = unlimited), only the overridden ones. */
+  limits: string;
+  /** Bumped by every admission in the tenant: the write that serialises admissions (a row lock). */
+  version: number;
+  updatedAt: string;
+}
+
 export interface Database {
   flavors: FlavorsTable;
   images: ImagesTable;
@@ -180,4 +196,5 @@ export interface Database {
   sessions: SessionsTable;
   auditRecords: AuditRecordsTable;
   auditCheckpoints: AuditCheckpointsTable;
+  quotas: QuotasTable;
 }

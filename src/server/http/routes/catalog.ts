@@ -95,7 +95,7 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
       },
     },
     async () => ({
-      items: await listHosts(ctx.db),
+      items: await listHosts(ctx.db, ctx.overcommit),
     }),
   );
   app.get(
@@ -108,6 +108,6 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
         response: { 200: Host, ...errors },
       },
     },
-    async (request) => getHost(ctx.db, request.params.id),
+    async (request) => getHost(ctx.db, request.params.id, ctx.overcommit),
   );
 }

@@ -5,6 +5,7 @@ import { Type } from 'typebox';
 import { ErrorSchema, RefParams, listOf } from '../../../api/common.js';
 import { NotFoundError } from '../../../api/errors.js';
 import { TenantQuery } from '../../../api/iam.js';
+import { VmResizeBody } from '../../../api/vm.js';
 import { ConsoleQuery, ConsoleTail, Vm, VmCreate, VmStopBody, type VmAction } from '../../../api/vm.js';
 import { auditEntry, requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
@@ -122,6 +123,21 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
       reply
         .status(202)
         .send(await ctx.vms.act(request.params.ref, 'stop', request.body ?? {}, requireTenant(request).id)),
+  );
+
+  app.post(
+    '/v1/vms/:ref/resize',
+    {
+      schema: {
+        tags: ['vms'],
+        summary: 'Give a stopped VM another flavor (quota counts the difference)',
+        params: RefParams,
+        querystring: TenantQuery,
+        body: VmResizeBody,
+        response: { 200: Vm, ...errors },
+      },
+    },
+    async (request) => ctx.vms.resize(request.params.ref, request.body.flavor, requireTenant(request).id),
   );
 
   app.get(
