@@ -15,6 +15,7 @@ import { SessionTokenSigner, loadSessionKey } from './iam/session-tokens.js';
 import { TenantDirectory } from './iam/tenant-directory.js';
 import { UserDirectory } from './iam/user-directory.js';
 import { QuotaService } from './quota/quota-service.js';
+import { armedFailpoints } from './failpoints.js';
 import { seedFlavors } from './compute/flavor-catalog.js';
 import { markHostOffline, recordHostHello } from './compute/host-registry.js';
 import { VmService } from './compute/vm-service.js';
@@ -70,6 +71,11 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     checkpointIntervalMs: config.audit.checkpointIntervalSeconds * 1000,
     log: log.child({ component: 'audit' }),
   });
+  if (armedFailpoints().length > 0)
+    log.warn(
+      { failpoints: armedFailpoints() },
+      'FAILPOINTS ARMED: this server kills itself on purpose (tests only)',
+    );
   const quotas = new QuotaService(db, config.quota);
   const authenticator = new Authenticator(
     db,

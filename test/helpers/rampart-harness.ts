@@ -83,7 +83,8 @@ export class RampartHarness {
     return Number.isInteger(pid) ? pid : null;
   }
 
-  async startServer(): Promise<void> {
+  /** Starts (or restarts) the server; `env` adds to or overrides the harness's environment for this run. */
+  async startServer(overrides: Record<string, string> = {}): Promise<void> {
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       RAMPART_DATA_DIR: this.dataDir,
@@ -96,6 +97,7 @@ export class RampartHarness {
       RAMPART_UID_BASE: String(3_100_000 + Math.floor(Math.random() * 1000) * 100),
       RAMPART_LOG_LEVEL: 'info',
       ...this.options.env,
+      ...overrides,
     };
     const server = spawn(process.execPath, [CLI_MAIN, 'server'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.server = server;
@@ -139,7 +141,10 @@ export class RampartHarness {
   /** Kills the server process (SIGKILL by default) without touching the agent or VMs. */
   async killServer(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const server = this.server;
-    if (!server || server.exitCode !== null) return;
+    if (!server || server.exitCode !== null || server.signalCode !== null) {
+      this.server = null;
+      return;
+    }
     await new Promise<void>((resolve) => {
       server.once('exit', () => resolve());
       server.kill(signal);

@@ -24,6 +24,7 @@ import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations } from './host-registry.js';
 import { findImage } from '../images/image-catalog.js';
 import { hostRoom, pickHost, type Overcommit } from './scheduler.js';
+import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
 import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
 
@@ -108,6 +109,7 @@ export class VmService {
     const start = input.start ?? true;
     const id = newId();
     const now = nowIso();
+    failpoint('create:before-transaction');
     await this.db.transaction().execute(async (trx) => {
       const hosts = await trx.selectFrom('hosts').selectAll().execute();
       // Quota first: the admission write serialises this tenant's creates until commit.
@@ -123,6 +125,7 @@ export class VmService {
         { vcpus: flavor.vcpus, memoryMiB: flavor.memoryMib },
         this.options.overcommit,
       );
+      failpoint('create:after-admission');
       const taken = await trx
         .selectFrom('vms')
         .select('id')
@@ -164,8 +167,10 @@ export class VmService {
         })
         .execute();
     });
+    failpoint('create:after-commit');
     this.log.info({ vmId: id, tenantId, name: input.name, start }, 'VM created');
     if (start) await this.mutex.run(id, () => this.pushIntent(id));
+    failpoint('create:after-apply');
     return this.get(id);
   }
 
