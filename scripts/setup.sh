@@ -9,6 +9,7 @@ PACKAGES=(
   busybox-static cpio gzip          # the tiny guest's userland and initramfs
   linux-image-cloud-amd64           # the tiny guest's kernel (virtio drivers as modules)
   util-linux iproute2 nftables      # setpriv for unprivileged QEMU; networking (later issues)
+  cgroup-tools                      # cgexec: QEMU joins its cgroups before it execs (resource limits)
   python3 make g++                  # node-gyp, if better-sqlite3 has to build from source
 )
 

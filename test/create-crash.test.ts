@@ -75,8 +75,11 @@ async function checkConsistency(): Promise<Vm[]> {
       const current = (await harness.api<{ items: Vm[] }>('GET', '/v1/vms')).body.items;
       const pids = new Set(harness.qemuPids());
       const known = new Set(current.map((vm) => vm.pid).filter((pid): pid is number => pid !== null));
+      // ... and every VM cgroup to a VM that exists.
+      const cgroups = harness.vmCgroups().map((dir) => dir.slice(dir.lastIndexOf('/vm-') + 4));
       return (
         [...pids].every((pid) => known.has(pid)) &&
+        cgroups.every((id) => current.some((vm) => vm.id === id)) &&
         pids.size === current.filter((v) => v.state === 'running').length
       );
     },
@@ -121,5 +124,6 @@ test('deleting the survivors leaves no QEMU behind', async () => {
     'VMs deleted',
   );
   await harness.waitFor(async () => harness.qemuPids().length === 0, 30_000, 'no QEMU');
+  await harness.waitFor(async () => harness.vmCgroups().length === 0, 30_000, 'no VM cgroup left');
   await checkConsistency();
 });

@@ -4,6 +4,8 @@
  */
 import { join, resolve } from 'node:path';
 import { defaultDataDir } from '../common/data-dir.js';
+import { assertCgroupParent } from './cgroups/cgroup-driver.js';
+import type { CgroupMode } from './cgroups/cgroup-load.js';
 
 export type AccelMode = 'auto' | 'kvm' | 'tcg';
 
@@ -20,6 +22,10 @@ export interface AgentConfig {
   uidCount: number;
   qemuBinary: string;
   logLevel: string;
+  /** RAMPART_CGROUP: auto-detect v2/v1, force one, or `none` (no limits; tests and special hosts). */
+  cgroupMode: CgroupMode;
+  /** RAMPART_CGROUP_PARENT: the directory holding the VMs' cgroups (unique per test run). */
+  cgroupParent: string;
 }
 
 export interface AgentConfigInput {
@@ -54,6 +60,10 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
   const socket = resolve(input.socket ?? env.RAMPART_AGENT_SOCKET ?? join(dataDir, 'agent.sock'));
   const accel = (env.RAMPART_ACCEL ?? 'auto') as AccelMode;
   if (!['auto', 'kvm', 'tcg'].includes(accel)) throw new Error('RAMPART_ACCEL must be auto, kvm or tcg');
+  const cgroupMode = (env.RAMPART_CGROUP ?? 'auto') as CgroupMode;
+  if (!['auto', 'v1', 'v2', 'none'].includes(cgroupMode))
+    throw new Error('RAMPART_CGROUP must be auto, v1, v2 or none');
+  const cgroupParent = assertCgroupParent(env.RAMPART_CGROUP_PARENT ?? 'rampart');
   const probeKernel = env.RAMPART_PROBE_KERNEL ?? null;
   const probeInitrd = env.RAMPART_PROBE_INITRD ?? null;
   return {
@@ -68,5 +78,7 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     uidCount: integerEnv(env, 'RAMPART_UID_COUNT', 65_536, 1, 1_000_000),
     qemuBinary: env.RAMPART_QEMU ?? 'qemu-system-x86_64',
     logLevel: env.RAMPART_LOG_LEVEL ?? 'info',
+    cgroupMode,
+    cgroupParent,
   };
 }

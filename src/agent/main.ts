@@ -1,6 +1,6 @@
 /**
  * `rampart agent`: the host agent. Runs as root (it prepares uids, directories and later taps, nft
- * rules and cgroups) and starts every QEMU unprivileged. It holds no authority of its own: it does
+ * rules and cgroups) and starts every QEMU unprivileged, inside the VM's cgroups. It holds no authority of its own: it does
  * what the server's intents say and reports what is true. Stopping it leaves VMs running; the next
  * start re-adopts them.
  */
@@ -9,6 +9,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createLogger } from '../common/logger.js';
 import { RAMPART_VERSION } from '../common/version.js';
+import { loadCgroups } from './cgroups/cgroup-load.js';
+import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { loadAgentConfig, type AgentConfigInput } from './config.js';
 import { findExecutable, hostCapacity, hostName, kvmGroupId, loadHostId, qemuVersion } from './host-facts.js';
 import { ServerLink } from './link/server-link.js';
@@ -73,6 +75,18 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     kvmGroup,
   });
   log.info({ accelerator: verdict.accelerator, reason: verdict.reason, qemu: version }, 'accelerator chosen');
+  const cgroups = new VmCgroups(
+    loadCgroups({
+      mode: config.cgroupMode,
+      parent: config.cgroupParent,
+      findCgexec: () => findExecutable('cgexec'),
+    }),
+    log,
+  );
+  // Unavailable limits do not stop the agent: each VM start then fails with the reason in its status.
+  if (cgroups.describe().startsWith('unavailable'))
+    log.error({ cgroups: cgroups.describe() }, 'no resource limits');
+  else log.info({ cgroups: cgroups.describe() }, 'resource limits');
 
   const vms = new VmManager(
     {
@@ -82,11 +96,13 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       setprivBinary,
       kvmGroup,
       consoleCapBytes: config.consoleCapBytes,
+      cgroups,
       log,
     },
     { base: config.uidBase, count: config.uidCount },
   );
   vms.loadExisting();
+  await vms.pruneCgroups();
 
   const link = new ServerLink(
     config.socket,

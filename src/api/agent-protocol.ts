@@ -79,6 +79,22 @@ export const VmPhase = Type.Union([
 ]);
 export type VmPhase = Static<typeof VmPhase>;
 
+/** The cgroup limits the agent applied to a VM's running QEMU: what the host actually enforces. */
+export const VmResources = Type.Object({
+  cgroup: Type.Union([Type.Literal('v1'), Type.Literal('v2')]),
+  cpuPercent: Type.Integer(),
+  cpuWeight: Type.Integer(),
+  pidsMax: Type.Integer(),
+  /** Guest RAM + the agent's estimate of QEMU's own overhead for the VM's accelerator. */
+  memoryLimitMiB: Type.Integer(),
+  /**
+   * False if the agent found this QEMU outside its cgroups (e.g. re-adopted after an upgrade) and had
+   * to move it in: memory it allocated before the move is not charged to the VM.
+   */
+  confined: Type.Boolean(),
+});
+export type VmResources = Static<typeof VmResources>;
+
 export const VmStatus = Type.Object({
   id: Uuid,
   phase: VmPhase,
@@ -96,6 +112,8 @@ export const VmStatus = Type.Object({
   bootMs: Type.Union([Type.Integer(), Type.Null()]),
   /** Why the VM is crashed or failed to start; null otherwise. */
   error: Type.Union([Type.String(), Type.Null()]),
+  /** The runtime limits in force while QEMU runs; null when none are (stopped, or cgroups off). */
+  resources: Type.Optional(Type.Union([VmResources, Type.Null()])),
 });
 export type VmStatus = Static<typeof VmStatus>;
 

@@ -302,6 +302,9 @@ export function loadServerConfig(
   const uidBase = env.RAMPART_UID_BASE ?? file.agent?.uid_base?.toString();
   if (uidBase) agentEnv.RAMPART_UID_BASE = uidBase;
   if (env.RAMPART_ACCEL_CACHE) agentEnv.RAMPART_ACCEL_CACHE = env.RAMPART_ACCEL_CACHE;
+  // cgroup driver choice and the parent cgroup of the VMs (tests use a unique parent per run).
+  if (env.RAMPART_CGROUP) agentEnv.RAMPART_CGROUP = env.RAMPART_CGROUP;
+  if (env.RAMPART_CGROUP_PARENT) agentEnv.RAMPART_CGROUP_PARENT = env.RAMPART_CGROUP_PARENT;
   const stopTimeout = env.RAMPART_STOP_TIMEOUT_SECONDS ?? file.stop_timeout_seconds?.toString() ?? '30';
   const stopTimeoutSeconds = /^\d{1,4}$/.test(stopTimeout) ? Number(stopTimeout) : NaN;
   if (!Number.isInteger(stopTimeoutSeconds) || stopTimeoutSeconds < 0 || stopTimeoutSeconds > 3600) {

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Vm } from '../../src/api/vm.js';
@@ -35,6 +35,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 export class RampartHarness {
   /** The first admin's password (set through RAMPART_ADMIN_PASSWORD, so no forced change). */
   readonly adminPassword = `Adm1n-${randomBytes(18).toString('base64url')}`;
+  /** The parent cgroup of this run's VMs (unique, so runs never collide; removed at cleanup). */
+  readonly cgroupParent = `rampart-test-${randomBytes(4).toString('hex')}`;
   /** A session token of `admin` (platform admin; acts in any tenant with ?tenant=). */
   token = '';
   readonly dataDir: string;
@@ -95,6 +97,7 @@ export class RampartHarness {
       RAMPART_GUEST_IMAGE_DIR: GUEST_IMAGE_DIR,
       RAMPART_ACCEL_CACHE: join(tmpdir(), 'rampart-test-accel-cache.json'),
       RAMPART_UID_BASE: String(3_100_000 + Math.floor(Math.random() * 1000) * 100),
+      RAMPART_CGROUP_PARENT: this.cgroupParent,
       RAMPART_LOG_LEVEL: 'info',
       ...this.options.env,
       ...overrides,
@@ -266,7 +269,51 @@ export class RampartHarness {
         // gone
       }
     }
+    this.removeCgroups();
     rmSync(this.dataDir, { recursive: true, force: true });
     live.delete(this);
+  }
+
+  /** The VM cgroups (`<hierarchy>/<parent>/vm-<id>`) that exist now, across every hierarchy. */
+  vmCgroups(): string[] {
+    const found: string[] = [];
+    for (const dir of this.parentCgroupDirs()) {
+      for (const entry of readdirSync(dir)) if (entry.startsWith('vm-')) found.push(join(dir, entry));
+    }
+    return found;
+  }
+
+  private parentCgroupDirs(): string[] {
+    const root = '/sys/fs/cgroup';
+    const candidates = [join(root, this.cgroupParent)];
+    try {
+      for (const entry of readdirSync(root)) candidates.push(join(root, entry, this.cgroupParent));
+    } catch {
+      // no cgroup filesystem
+    }
+    return candidates.filter((dir) => existsSync(dir));
+  }
+
+  /** Removes this run's cgroups (their processes were killed just before; retries while they exit). */
+  private removeCgroups(): void {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      let left = 0;
+      for (const dir of this.parentCgroupDirs()) {
+        for (const child of readdirSync(dir).filter((e) => e.startsWith('vm-'))) {
+          try {
+            rmdirSync(join(dir, child));
+          } catch {
+            left++;
+          }
+        }
+        try {
+          rmdirSync(dir);
+        } catch {
+          left++;
+        }
+      }
+      if (left === 0) return;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
   }
 }

@@ -110,7 +110,8 @@ void describe('buildQemuArgs', () => {
     assert.equal(valueOf(args, '-m'), '256');
     assert.equal(valueOf(args, '-smp'), '2');
     assert.equal(valueOf(args, '-uuid'), SPEC.id);
-    assert.equal(valueOf(args, '-accel'), 'tcg');
+    // TCG's translation cache is bounded so QEMU fits its memory cgroup limit.
+    assert.equal(valueOf(args, '-accel'), 'tcg,tb-size=32');
     assert.equal(valueOf(args, '-name'), 'guest=web-1,debug-threads=on');
     assert.equal(valueOf(args, '-kernel'), SPEC.kernelPath);
     assert.equal(valueOf(args, '-initrd'), SPEC.initrdPath);

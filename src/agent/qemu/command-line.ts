@@ -2,11 +2,13 @@
  * Builds QEMU's argument array from a typed VM spec. Nothing here comes from a user string: names and
  * ids are validated by the protocol schema, paths by the agent config, and every value is rendered by
  * this module. The device set is minimal (-nodefaults; serial, virtio-serial for the guest agent,
- * virtio-net), and the full -sandbox deny set is always on.
+ * virtio-net), and the full -sandbox deny set is always on. Under TCG the translated-code cache is
+ * bounded (`tb-size`) so QEMU's memory fits the VM's cgroup limit (see memory-overhead.ts).
  */
 import { createHash } from 'node:crypto';
 import { NAME_PATTERN } from '../../api/common.js';
 import type { Accelerator } from '../../api/host.js';
+import { TCG_TRANSLATION_CACHE_MIB } from './memory-overhead.js';
 
 export const GUEST_AGENT_PORT_NAME = 'org.rampart.agent.0';
 export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
@@ -84,7 +86,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     '-machine',
     machine,
     '-accel',
-    spec.accelerator,
+    spec.accelerator === 'tcg' ? `tcg,tb-size=${TCG_TRANSLATION_CACHE_MIB}` : spec.accelerator,
     ...(spec.accelerator === 'kvm' ? ['-cpu', 'host'] : []),
     '-m',
     String(spec.memoryMiB),

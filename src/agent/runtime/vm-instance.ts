@@ -5,17 +5,24 @@
  *
  * Layout: vms/<id>/ (root, 0755) holds state.json, console.log and qemu.log; vms/<id>/run/ (the VM's
  * uid, 0700) holds QEMU's sockets. QEMU can touch nothing but run/.
+ *
+ * Resource limits: before each start the VM's cgroups are created and its limits applied, and QEMU is
+ * spawned through cgexec so it joins them before it execs (see cgroups/vm-cgroups.ts). If that is not
+ * possible the start fails, with the reason in the VM's status. Once QMP answers, QEMU's membership is
+ * checked. After QEMU exits its cgroups are removed.
  */
 import { EventEmitter } from 'node:events';
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tryConnect } from '../../common/unix-socket.js';
 import { join } from 'node:path';
-import type { VmIntent, VmPhase, VmStatus } from '../../api/agent-protocol.js';
+import type { VmIntent, VmPhase, VmResources, VmStatus } from '../../api/agent-protocol.js';
 import type { Accelerator } from '../../api/host.js';
 import { readJsonLines } from '../../common/json-lines.js';
 import type { Logger } from '../../common/logger.js';
 import { spawnDetached } from '../../common/subprocess.js';
+import type { CgroupUsage } from '../cgroups/cgroup-driver.js';
+import { limitsFor, type VmCgroups } from '../cgroups/vm-cgroups.js';
 import { buildQemuArgs, socketPaths, unprivilegedPrefix } from '../qemu/command-line.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { ConsoleLog } from './console-log.js';
@@ -33,6 +40,8 @@ export interface PersistedVm {
   bootMs: number | null;
   phase: VmPhase;
   error: string | null;
+  /** Limits in force for the running QEMU (absent in state written before limits existed). */
+  resources?: VmResources | null;
 }
 
 export interface VmRuntimeEnv {
@@ -42,6 +51,7 @@ export interface VmRuntimeEnv {
   setprivBinary: string;
   kvmGroup: number | null;
   consoleCapBytes: number;
+  cgroups: VmCgroups;
   log: Logger;
 }
 
@@ -79,6 +89,12 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   private lastReportAt = 0;
   private lastReportKey = '';
   private removed = false;
+  /** The pending removal of the VM's cgroups: a new start waits for it. */
+  private cgroupRelease: Promise<void> = Promise.resolve();
+  /** Set by start(): check QEMU's cgroup membership as soon as QMP answers. */
+  private verifyConfinementOnQmp = false;
+  /** Why QEMU was stopped for not being confined; becomes the crash error. */
+  private confinementFailure: string | null = null;
 
   constructor(
     private state: PersistedVm,
@@ -113,11 +129,14 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     if (this.state.phase === 'stopping' || this.state.intent.power === 'stopped') this.stopRequested = true;
     if (this.state.process && isAlive(this.state.process)) {
       this.env.log.info({ vmId: this.id, pid: this.state.process.pid }, 'adopted running QEMU');
+      this.reapplyLimits(this.state.process.pid);
       this.connectChannels();
       return;
     }
+    this.releaseCgroups(); // QEMU is gone: its cgroups may have outlived it while the agent was down
     if (this.state.process) {
       this.state.process = null;
+      this.state.resources = null;
       if (this.state.phase !== 'stopped' && this.state.phase !== 'stopping') {
         this.state.phase = 'crashed';
         this.state.error = 'QEMU exited while the agent was not running';
@@ -146,6 +165,10 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       this.state.bootId = intent.bootId; // the server restarted a boot that is in fact still running
       this.persist();
     }
+    if (this.limitsChanged(intent)) {
+      this.reapplyLimits(this.state.process!.pid);
+      this.reportStatus(true);
+    }
     if (intent.rebootId > this.state.rebootId) await this.reset(intent.rebootId);
     const qmp = this.qmp ?? (await this.waitForQmp());
     if (intent.power === 'paused' && this.state.phase !== 'paused') {
@@ -172,7 +195,13 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       guestUptimeSeconds: this.guestUptime,
       bootMs: this.state.bootMs,
       error: this.state.error,
+      resources: this.state.resources ?? null,
     };
+  }
+
+  /** CPU, memory and task usage of the running QEMU's cgroups (null when not running or no limits). */
+  resourceUsage(): CgroupUsage | null {
+    return this.state.process ? this.env.cgroups.usage(this.id) : null;
   }
 
   get consoleCap(): number {
@@ -196,6 +225,8 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     await this.killAndWait();
     this.removed = true;
     this.shutdownRuntime();
+    this.releaseCgroups();
+    await this.cgroupRelease;
     rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -208,6 +239,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
 
   private async start(): Promise<void> {
     const intent = this.state.intent;
+    await this.cgroupRelease; // the previous boot's cgroups are gone before this boot's are made
     this.prepareRunDir();
     const args = buildQemuArgs({
       id: intent.id,
@@ -221,6 +253,16 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     });
     const groups = this.env.accelerator === 'kvm' && this.env.kvmGroup !== null ? [this.env.kvmGroup] : [];
     const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);
+    const qemuCommand = [this.env.setprivBinary, ...prefix, this.env.qemuBinary, ...args];
+    let prepared: ReturnType<VmCgroups['prepare']>;
+    try {
+      prepared = this.env.cgroups.prepare(intent, this.env.accelerator, qemuCommand);
+    } catch (error) {
+      this.failStart((error as Error).message);
+      return;
+    }
+    this.confinementFailure = null;
+    this.verifyConfinementOnQmp = prepared.resources !== null;
     this.stopRequested = false;
     this.guestShutdown = false;
     this.resetAt = null;
@@ -229,10 +271,8 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.guestUptime = null;
     this.guestIps = [];
     const spawnedAt = Date.now();
-    const child = spawnDetached(this.env.setprivBinary, [...prefix, this.env.qemuBinary, ...args], {
-      logFile: join(this.dir, 'qemu.log'),
-      env: {},
-    });
+    const [command, ...commandArgs] = prepared.command;
+    const child = spawnDetached(command!, commandArgs, { logFile: join(this.dir, 'qemu.log'), env: {} });
     const pid = child.pid;
     const identity = pid === undefined ? null : identify(pid);
     child.once('exit', (code, signal) => {
@@ -252,13 +292,86 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       bootMs: null,
       error: identity ? null : 'QEMU could not be started',
       phase: identity ? 'starting' : 'crashed',
+      resources: identity ? prepared.resources : null,
     } satisfies Partial<PersistedVm>);
     this.persist();
     this.reportStatus(true);
-    if (!identity) return;
+    if (!identity) {
+      this.releaseCgroups();
+      return;
+    }
     this.env.log.info({ vmId: this.id, pid, uid: this.state.uid, bootId: this.state.bootId }, 'QEMU started');
     this.startMonitor();
     this.connectChannels();
+  }
+
+  /** A start that could not even spawn QEMU (limits not applicable): crashed, with the reason. */
+  private failStart(reason: string): void {
+    this.env.log.error({ vmId: this.id, reason }, 'VM not started');
+    Object.assign(this.state, {
+      process: null,
+      accelerator: this.env.accelerator,
+      bootId: this.state.intent.bootId,
+      rebootId: this.state.intent.rebootId,
+      spawnedAt: null,
+      booted: false,
+      bootMs: null,
+      error: reason,
+      phase: 'crashed',
+      resources: null,
+    } satisfies Partial<PersistedVm>);
+    this.persist();
+    this.reportStatus(true);
+    this.releaseCgroups();
+  }
+
+  /** Whether the intent asks for other limits than the ones in force for the running QEMU. */
+  private limitsChanged(intent: VmIntent): boolean {
+    const current = this.state.resources;
+    if (!current) return false;
+    const { memoryLimitMiB } = limitsFor(intent, this.state.accelerator ?? this.env.accelerator);
+    return (
+      current.cpuPercent !== intent.limits.cpuPercent ||
+      current.cpuWeight !== intent.limits.cpuWeight ||
+      current.pidsMax !== intent.limits.pidsMax ||
+      current.memoryLimitMiB !== memoryLimitMiB
+    );
+  }
+
+  /** Re-applies the intent's limits to the running QEMU, idempotently, and checks it is inside. */
+  private reapplyLimits(pid: number): void {
+    this.state.resources = this.env.cgroups.readopt(
+      this.state.intent,
+      this.state.accelerator ?? this.env.accelerator,
+      pid,
+      this.state.resources?.confined ?? false,
+    );
+    this.persist();
+  }
+
+  /** Right after QMP first answers: QEMU runs, so cgexec has joined it to its cgroups, or it is stopped. */
+  private verifyConfinement(): boolean {
+    const pid = this.state.process?.pid;
+    if (pid === undefined || this.env.cgroups.isConfined(this.id, pid)) return true;
+    this.confinementFailure = 'QEMU was not inside its cgroups after start and was stopped';
+    this.env.log.error({ vmId: this.id, pid }, this.confinementFailure);
+    try {
+      process.kill(pid, 'SIGKILL'); // no grace: it must not run unconfined
+    } catch {
+      // already gone
+    }
+    void this.killAndWait();
+    return false;
+  }
+
+  /** Removes the VM's cgroups (after QEMU is gone), one removal after the other. */
+  private releaseCgroups(): void {
+    const vmId = this.id;
+    this.cgroupRelease = this.cgroupRelease
+      .then(() => this.env.cgroups.release(vmId))
+      .catch((error: unknown) =>
+        this.env.log.warn({ vmId, err: (error as Error).message }, 'could not remove the VM cgroups'),
+      );
   }
 
   private async stop(timeoutMs: number): Promise<void> {
@@ -337,12 +450,16 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     if (this.stopTimer) clearTimeout(this.stopTimer);
     this.stopTimer = null;
     this.closeChannels();
-    const orderly = this.stopRequested || this.guestShutdown;
+    const orderly = (this.stopRequested || this.guestShutdown) && this.confinementFailure === null;
     const detail = this.lastExit ? ` (${this.lastExit})` : '';
     this.state.process = null;
     this.state.booted = false;
+    this.state.resources = null;
     this.state.phase = orderly ? 'stopped' : 'crashed';
-    this.state.error = orderly ? null : `QEMU exited unexpectedly${detail}${this.qemuLogHint()}`;
+    this.state.error = orderly
+      ? null
+      : (this.confinementFailure ?? `QEMU exited unexpectedly${detail}${this.qemuLogHint()}`);
+    this.releaseCgroups();
     this.env.log.info({ vmId: this.id, phase: this.state.phase, error: this.state.error }, 'QEMU exited');
     this.removeSockets();
     if (!this.removed) {
@@ -392,6 +509,14 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     while (Date.now() < deadline && identity && isAlive(identity) && !this.removed) {
       try {
         const qmp = await QmpClient.connect(path, { connectTimeoutMs: 5000, commandTimeoutMs: 10_000 });
+        if (this.verifyConfinementOnQmp) {
+          this.verifyConfinementOnQmp = false;
+          if (!this.verifyConfinement()) {
+            void qmp.close();
+            for (const waiter of this.qmpWaiters.splice(0)) waiter(null);
+            return;
+          }
+        }
         this.qmp = qmp;
         qmp.on('event', (event) => this.onQmpEvent(event.event, event.data));
         qmp.on('close', () => {
@@ -469,6 +594,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       status.error,
       status.bootId,
       status.rebootId,
+      status.resources,
     ]);
     const now = Date.now();
     if (!force && key === this.lastReportKey && now - this.lastReportAt < HEARTBEAT_REPORT_INTERVAL_MS)

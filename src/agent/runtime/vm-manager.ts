@@ -1,7 +1,8 @@
 /**
  * All VMs of this host: creates instances for new intents (allocating each a uid of its own from the
- * configured range), loads and re-adopts them at agent start, removes VMs the server no longer wants,
- * and forwards status and console output to whoever listens (the server link).
+ * configured range), loads and re-adopts them at agent start (then prunes cgroups of VMs it no longer
+ * knows), removes VMs the server no longer wants, and forwards status and console output to whoever
+ * listens (the server link).
  */
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
@@ -44,6 +45,15 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       } catch (error) {
         this.env.log.error({ vmId: entry, err: (error as Error).message }, 'cannot load VM state');
       }
+    }
+  }
+
+  /** Removes the empty cgroups of VMs this agent no longer knows (leftovers of a crash or removal). */
+  async pruneCgroups(): Promise<void> {
+    try {
+      await this.env.cgroups.prune(new Set(this.instances.keys()));
+    } catch (error) {
+      this.env.log.warn({ err: (error as Error).message }, 'could not prune leftover cgroups');
     }
   }
 
