@@ -110,6 +110,7 @@ export class VmService {
     const id = newId();
     const now = nowIso();
     failpoint('create:before-transaction');
+    let row: VmsTable | null = null;
     await this.db.transaction().execute(async (trx) => {
       const hosts = await trx.selectFrom('hosts').selectAll().execute();
       // Quota first: the admission write serialises this tenant's creates until commit.
@@ -126,51 +127,53 @@ export class VmService {
         this.options.overcommit,
       );
       failpoint('create:after-admission');
-      const taken = await trx
-        .selectFrom('vms')
-        .select('id')
-        .where('name', '=', input.name)
-        .where('tenantId', '=', tenantId)
-        .executeTakeFirst();
-      if (taken) throw new ConflictError(`a VM named ${input.name} already exists`);
+      row = {
+        id,
+        tenantId,
+        name: input.name,
+        imageId: image.id,
+        flavorId: flavor.id,
+        vcpus: flavor.vcpus,
+        memoryMib: flavor.memoryMib,
+        diskGib: flavor.diskGib,
+        cpuLimitPercent: flavor.cpuLimitPercent,
+        cpuWeight: flavor.cpuWeight,
+        pidsMax: flavor.pidsMax,
+        state: start ? 'pending' : 'stopped',
+        power: start ? 'running' : 'stopped',
+        bootId: start ? 1 : 0,
+        rebootId: 0,
+        stopTimeoutMs: this.options.defaultStopTimeoutSeconds * 1000,
+        restartPolicy: input.restartPolicy ?? 'on-failure',
+        restartCount: 0,
+        hostId: host.id,
+        accelerator: null,
+        pid: null,
+        guestIps: '[]',
+        lastHeartbeatAt: null,
+        guestUptimeSeconds: null,
+        bootMs: null,
+        error: null,
+        createdAt: now,
+        updatedAt: now,
+      };
+      // The unique (tenant, name) index decides a name race: no check-then-insert window.
       await trx
         .insertInto('vms')
-        .values({
-          id,
-          tenantId,
-          name: input.name,
-          imageId: image.id,
-          flavorId: flavor.id,
-          vcpus: flavor.vcpus,
-          memoryMib: flavor.memoryMib,
-          diskGib: flavor.diskGib,
-          cpuLimitPercent: flavor.cpuLimitPercent,
-          cpuWeight: flavor.cpuWeight,
-          pidsMax: flavor.pidsMax,
-          state: start ? 'pending' : 'stopped',
-          power: start ? 'running' : 'stopped',
-          bootId: start ? 1 : 0,
-          rebootId: 0,
-          stopTimeoutMs: this.options.defaultStopTimeoutSeconds * 1000,
-          restartPolicy: input.restartPolicy ?? 'on-failure',
-          restartCount: 0,
-          hostId: host.id,
-          accelerator: null,
-          pid: null,
-          guestIps: '[]',
-          lastHeartbeatAt: null,
-          guestUptimeSeconds: null,
-          bootMs: null,
-          error: null,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .execute();
+        .values(row)
+        .execute()
+        .catch((error: unknown) => {
+          if (/UNIQUE constraint failed: vms\.tenant_id, vms\.name/.test((error as Error).message))
+            throw new ConflictError(`a VM named ${input.name} already exists`);
+          throw error;
+        });
     });
     failpoint('create:after-commit');
     this.log.info({ vmId: id, tenantId, name: input.name, start }, 'VM created');
     if (start) await this.mutex.run(id, () => this.pushIntent(id));
     failpoint('create:after-apply');
+    // Not started: nothing changed since the insert, so answer from the row (no second read).
+    if (!start && row) return toApi({ ...(row as VmsTable), imageName: image.name, flavorName: flavor.name });
     return this.get(id);
   }
 

@@ -34,7 +34,15 @@ export function loadSessionKey(dataDir: string): Uint8Array {
   return new Uint8Array(key);
 }
 
+/** Tokens whose signature was verified, with their expiry (a verified token is not re-verified). */
+const VERIFIED_CACHE_SIZE = 10_000;
+
 export class SessionTokenSigner {
+  private readonly verified = new Map<
+    string,
+    { claims: SessionClaims; expiresAtMs: number; notBeforeMs: number }
+  >();
+
   constructor(private readonly key: Uint8Array) {}
 
   async issue(
@@ -58,6 +66,14 @@ export class SessionTokenSigner {
 
   /** The claims of a valid token; UnauthenticatedError (one message for every reason) otherwise. */
   async verify(token: string): Promise<SessionClaims> {
+    // The same bytes verify the same way: only the time checks are repeated for a cached token.
+    const cached = this.verified.get(token);
+    if (cached) {
+      const now = Date.now();
+      if (now < cached.expiresAtMs && now >= cached.notBeforeMs) return cached.claims;
+      this.verified.delete(token);
+      throw new UnauthenticatedError('invalid or expired token');
+    }
     try {
       const { payload } = await jwtVerify(token, this.key, {
         algorithms: ['HS256'],
@@ -66,7 +82,14 @@ export class SessionTokenSigner {
         requiredClaims: ['sub', 'sid', 'exp', 'nbf', 'iat'],
       });
       if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') throw new Error('claims');
-      return { userId: payload.sub, sessionId: payload.sid };
+      const claims = { userId: payload.sub, sessionId: payload.sid };
+      if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
+      this.verified.set(token, {
+        claims,
+        expiresAtMs: (payload.exp ?? 0) * 1000,
+        notBeforeMs: (payload.nbf ?? 0) * 1000,
+      });
+      return claims;
     } catch {
       throw new UnauthenticatedError('invalid or expired token');
     }

@@ -120,8 +120,9 @@ export class QuotaService {
    */
   async admit(trx: Executor, tenantId: string, delta: QuotaDelta): Promise<void> {
     if (!this.options.enforce) return;
-    await this.lock(trx, tenantId);
-    const [usage, limits] = await Promise.all([this.usage(tenantId, trx), this.limits(tenantId, trx)]);
+    const overrides = await this.lock(trx, tenantId);
+    const usage = await this.usage(tenantId, trx);
+    const limits: QuotaLimits = { ...this.options.defaults, ...overrides };
     const exceeded: { resource: QuotaResource; limit: number; usage: number; requested: number }[] = [];
     for (const resource of QUOTA_RESOURCES) {
       const requested = delta[resource] ?? 0;
@@ -139,15 +140,20 @@ export class QuotaService {
     }
   }
 
-  /** The write that serialises admissions for one tenant (creates the quota row on first use). */
-  private async lock(trx: Executor, tenantId: string): Promise<void> {
-    await trx
+  /**
+   * The write that serialises admissions for one tenant (creates the quota row on first use); answers
+   * the tenant's overrides as they are under the lock.
+   */
+  private async lock(trx: Executor, tenantId: string): Promise<Partial<QuotaLimits>> {
+    const row = await trx
       .insertInto('quotas')
       .values({ tenantId, limits: '{}', version: 1, updatedAt: nowIso() })
       .onConflict((oc) =>
         oc.column('tenantId').doUpdateSet((eb) => ({ version: eb('quotas.version', '+', 1) })),
       )
-      .execute();
+      .returning('limits')
+      .executeTakeFirstOrThrow();
+    return JSON.parse(row.limits) as Partial<QuotaLimits>;
   }
 
   /**
@@ -156,9 +162,8 @@ export class QuotaService {
    */
   async update(tenantId: string, update: QuotaUpdate, force: boolean): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      await this.lock(trx, tenantId);
+      const overrides = await this.lock(trx, tenantId);
       const usage = await this.usage(tenantId, trx);
-      const overrides = await this.overrides(tenantId, trx);
       const below: string[] = [];
       for (const resource of QUOTA_RESOURCES) {
         if (!(resource in update)) continue;
