@@ -9,10 +9,10 @@ test('prepares each SQL text once, keeps the most recent ones, and still binds f
   sqlite.exec('CREATE TABLE t (n INTEGER)');
   let prepared = 0;
   const original = sqlite.prepare.bind(sqlite);
-  sqlite.prepare = ((sql: string) => {
+  sqlite.prepare = (sql: string) => {
     prepared++;
     return original(sql);
-  });
+  };
   const db = withStatementCache(sqlite, 2);
   const insert = 'INSERT INTO t (n) VALUES (?)';
   db.prepare(insert).run([1]);
