@@ -10,6 +10,7 @@ PACKAGES=(
   linux-image-cloud-amd64           # the tiny guest's kernel (virtio drivers as modules)
   util-linux iproute2 nftables      # setpriv for unprivileged QEMU; networking (later issues)
   cgroup-tools                      # cgexec: QEMU joins its cgroups before it execs (resource limits)
+  clamav zstd                       # image scanning (clamscan) and at-rest compression (zstd)
   python3 make g++                  # node-gyp, if better-sqlite3 has to build from source
 )
 

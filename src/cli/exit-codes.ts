@@ -25,7 +25,7 @@ export const EXIT_CODES_HELP = [
   '  5  not authenticated or forbidden',
   '  6  --wait failed (the VM went to error) or timed out',
   '  7  server unreachable',
-  '  8  audit verification failed (a record or checkpoint of the audit log does not verify)',
+  '  8  verification failed (an audit record or checkpoint, or an image signature, does not verify)',
 ].join('\n');
 
 /** The exit code for an API error answer, by its RAMPART_* code first and its HTTP status otherwise. */

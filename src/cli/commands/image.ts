@@ -1,11 +1,15 @@
-/** `rampart image ...`: the bootable images the server offers (read-only). */
+/**
+ * `rampart image ...`: the bootable images the server offers (read-only), and signing images locally
+ * (./image-sign.ts).
+ */
 import type { Command } from 'commander';
 import type { CommandDeps } from '../context.js';
+import { registerImageSigningCommands } from './image-sign.js';
 import { parseRef } from '../validation.js';
 import { imageDetails, imageTable } from '../views.js';
 
 export function registerImageCommands(program: Command, deps: CommandDeps): void {
-  const image = program.command('image').description('list and inspect VM images');
+  const image = program.command('image').description('list and inspect VM images; sign them locally');
 
   image
     .command('list')
@@ -28,4 +32,6 @@ export function registerImageCommands(program: Command, deps: CommandDeps): void
       if (ctx.out.json) ctx.out.printJson(found);
       else ctx.out.print(imageDetails(found, { now: ctx.now(), color: ctx.out.color }));
     });
+
+  registerImageSigningCommands(image, deps);
 }
