@@ -3,7 +3,7 @@
  * call has a timeout, and the environment is explicit. Long-running children (QEMU, the agent) are
  * started with `spawnDetached`, which puts them in their own session so they outlive their parent.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 
 export interface RunOptions {
@@ -60,6 +60,68 @@ export function run(command: string, args: readonly string[], options: RunOption
       },
     );
     if (options.input !== undefined) child.stdin?.end(options.input);
+  });
+}
+
+/** How a command ended, whatever its exit status: for tools whose exit codes carry meaning (clamscan). */
+export interface SettledResult {
+  stdout: string;
+  stderr: string;
+  /** null when it was killed by a signal or could not be started. */
+  exitCode: number | null;
+  signal: string | null;
+  /** Why it did not run to completion: not found, timed out (killed), output too large. */
+  failure: string | null;
+}
+
+/** Like run(), but never rejects: the caller decides what each exit status means. */
+export function runSettled(
+  command: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): Promise<SettledResult> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      command,
+      [...args],
+      {
+        timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        killSignal: 'SIGKILL',
+        env: options.env ?? { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+        cwd: options.cwd,
+        maxBuffer: options.maxBufferBytes ?? 16 * 1024 * 1024,
+        encoding: 'utf8',
+      },
+      (error, stdout, stderr) => {
+        if (!error) {
+          resolve({ stdout, stderr, exitCode: 0, signal: null, failure: null });
+          return;
+        }
+        const exitCode = typeof error.code === 'number' ? error.code : null;
+        let failure: string | null = null;
+        if (typeof error.code === 'string') failure = `${error.code}: ${error.message}`;
+        else if (error.killed && error.signal) failure = `killed by ${error.signal} (timeout?)`;
+        else if (/maxBuffer/i.test(error.message)) failure = error.message;
+        resolve({ stdout, stderr, exitCode, signal: error.signal ?? null, failure });
+      },
+    );
+    if (options.input !== undefined) child.stdin?.end(options.input);
+  });
+}
+
+/**
+ * Starts a command with piped stdin/stdout/stderr for streaming (compression filters). The caller owns
+ * the child: it must watch 'exit' and 'error' and kill it when abandoned.
+ */
+export function spawnPiped(
+  command: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): ChildProcessWithoutNullStreams {
+  return spawn(command, [...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: options.env ?? { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' },
+    cwd: options.cwd,
   });
 }
 

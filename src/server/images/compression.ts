@@ -8,8 +8,8 @@
  * process: each stream is one `zstd` process fed through stdin and read from stdout, wrapped as a Duplex.
  *
  * Safety rules of the wrapper:
- * - argument arrays only, explicit minimal environment, no shell (as in src/common/subprocess.ts, whose
- *   `run()` buffers whole outputs and so cannot carry a stream; hence child_process.spawn here);
+ * - started through the subprocess helper's spawnPiped: argument arrays only, explicit minimal
+ *   environment, no shell;
  * - backpressure in both directions (the child's stdin waits for 'drain', its stdout is paused while
  *   our readable side is full), so memory stays at a few pipe buffers plus zstd's own window;
  * - the decompressor refuses frames whose window needs more than DECOMPRESS_MEMORY_LIMIT;
@@ -18,7 +18,8 @@
  *   some output was already produced (zstd checks its content checksum at the end of each frame);
  * - destroying the stream kills the child.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawnPiped } from '../../common/subprocess.js';
 import { Duplex } from 'node:stream';
 
 /** The codec Rampart stores images with; recorded next to each blob so it can change later. */
@@ -62,8 +63,7 @@ export class ZstdProcessStream extends Duplex {
     this.idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     const binary = options.binary ?? 'zstd';
     this.what = `${binary} ${args.join(' ')}`;
-    this.child = spawn(binary, [...args], {
-      stdio: ['pipe', 'pipe', 'pipe'],
+    this.child = spawnPiped(binary, args, {
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
     });
     this.child.on('error', (error) => this.fail(`could not run ${binary}: ${error.message}`));

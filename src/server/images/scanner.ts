@@ -19,11 +19,11 @@
  * that of any other file is the SHA-256 of its content. A change of database changes the string, which is
  * how re-scans on database updates are triggered.
  *
- * clamscan runs through child_process.execFile with an argument array, an explicit environment, a timeout
+ * clamscan runs through the subprocess helper (runSettled) with an argument array, an explicit environment, a timeout
  * and SIGKILL, as in src/common/subprocess.ts: that helper's run() rejects on exit status 1 and drops
  * stdout, where clamscan reports its hits, so it cannot be used here as is.
  */
-import { execFile } from 'node:child_process';
+import { runSettled } from '../../common/subprocess.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
@@ -124,32 +124,21 @@ interface ExecOutcome {
   spawnError?: string;
 }
 
-function exec(binary: string, args: readonly string[], timeoutMs: number): Promise<ExecOutcome> {
-  return new Promise((resolvePromise) => {
-    execFile(
-      binary,
-      [...args],
-      {
-        timeout: timeoutMs,
-        killSignal: 'SIGKILL',
-        env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
-        maxBuffer: 4 * 1024 * 1024,
-        encoding: 'utf8',
-      },
-      (error, stdout, stderr) => {
-        if (!error) {
-          resolvePromise({ stdout, stderr, code: 0, signal: null });
-          return;
-        }
-        const code = typeof error.code === 'number' ? error.code : null;
-        const outcome: ExecOutcome = { stdout, stderr, code, signal: error.signal ?? null };
-        if (typeof error.code === 'string') outcome.spawnError = `${error.code}: ${error.message}`;
-        else if (error.killed && error.signal) outcome.spawnError = `killed by ${error.signal} (timeout?)`;
-        else if (/maxBuffer/i.test(error.message)) outcome.spawnError = error.message;
-        resolvePromise(outcome);
-      },
-    );
+/** clamscan through the one subprocess helper; its exit status is interpreted by the caller. */
+async function exec(binary: string, args: readonly string[], timeoutMs: number): Promise<ExecOutcome> {
+  const result = await runSettled(binary, args, {
+    timeoutMs,
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' },
+    maxBufferBytes: 4 * 1024 * 1024,
   });
+  const outcome: ExecOutcome = {
+    stdout: result.stdout,
+    stderr: result.stderr,
+    code: result.exitCode,
+    signal: result.signal,
+  };
+  if (result.failure !== null) outcome.spawnError = result.failure;
+  return outcome;
 }
 
 let engineVersionCache: { binary: string; version: string } | null = null;
