@@ -22,6 +22,8 @@ export async function openDatabase(file: string): Promise<Db> {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   sqlite.pragma('busy_timeout = 5000');
+  // Deleted rows (wrapped keys, sessions, tokens) are overwritten, not left in free pages.
+  sqlite.pragma('secure_delete = ON');
   const db = new Kysely<Database>({
     dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
     plugins: [new CamelCasePlugin()],

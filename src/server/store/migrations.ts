@@ -265,6 +265,21 @@ migrations['0003_limits_and_quotas'] = {
   },
 };
 
+migrations['0004_tenant_keys'] = {
+  async up(db: Kysely<unknown>) {
+    // Per-tenant data keys, stored only wrapped by the master key (see images/crypto/envelope-keys.ts).
+    await db.schema
+      .createTable('tenant_keys')
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('wrapped', 'text', (c) => c.notNull())
+      .addColumn('master_key_id', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('tenant_keys_pk', ['tenant_id', 'version'])
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -197,4 +197,16 @@ export interface Database {
   auditRecords: AuditRecordsTable;
   auditCheckpoints: AuditCheckpointsTable;
   quotas: QuotasTable;
+  tenantKeys: TenantKeysTable;
+}
+
+/** Per-tenant data keys, only ever stored wrapped (AES-256-GCM) by the master key named by masterKeyId. */
+export interface TenantKeysTable {
+  tenantId: string;
+  version: number;
+  /** base64(nonce 12 | ciphertext 32 | tag 16). */
+  wrapped: string;
+  /** Short hash of the master key that wrapped this row. */
+  masterKeyId: string;
+  createdAt: string;
 }
