@@ -53,6 +53,9 @@ export const VmIntent = Type.Object(
       /** Absolute paths on the host, readable by the VM's uid (all-in-one: the server's image store). */
       kernelPath: Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 }),
       initrdPath: Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 }),
+      /** The files' own digests: the agent re-checks them before every boot (the cache is never trusted). */
+      kernelSha256: Sha256,
+      initrdSha256: Sha256,
     }),
     power: DesiredPower,
     bootId: Type.Integer({ minimum: 0 }),
@@ -114,6 +117,8 @@ export const VmStatus = Type.Object({
   error: Type.Union([Type.String(), Type.Null()]),
   /** The runtime limits in force while QEMU runs; null when none are (stopped, or cgroups off). */
   resources: Type.Optional(Type.Union([VmResources, Type.Null()])),
+  /** The start failed in a way a retry cannot fix (the image did not verify): no restart policy applies. */
+  fatal: Type.Optional(Type.Boolean()),
 });
 export type VmStatus = Static<typeof VmStatus>;
 

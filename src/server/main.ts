@@ -6,6 +6,7 @@
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger } from '../common/logger.js';
+import { newId } from '../common/ids.js';
 import { RAMPART_VERSION } from '../common/version.js';
 import { AuditLog } from './audit/audit-log.js';
 import { ADMIN_USERNAME, ensureAdmin, resetAdminPassword } from './iam/admin-bootstrap.js';
@@ -100,7 +101,29 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     { connectionFor: (hostId) => (supervisor.current?.host?.hostId === hostId ? supervisor.current : null) },
     metrics,
     log.child({ component: 'compute' }),
-    { defaultStopTimeoutSeconds: config.stopTimeoutSeconds, quotas, overcommit: config.overcommit },
+    {
+      defaultStopTimeoutSeconds: config.stopTimeoutSeconds,
+      quotas,
+      overcommit: config.overcommit,
+      // A VM that failed for good on its host (its image did not verify) is recorded in the audit log.
+      onFatal: async (vm, reason) => {
+        log.warn({ vmId: vm.id, reason }, 'VM failed on its host');
+        await audit
+          .append({
+            actorId: null,
+            actor: 'system:agent',
+            tenantId: vm.tenantId,
+            action: 'image:verify',
+            target: vm.id,
+            outcome: 'failure',
+            status: 0,
+            source: vm.hostId ?? 'agent',
+            requestId: newId(),
+            detail: reason,
+          })
+          .catch((error: unknown) => log.error({ err: (error as Error).message }, 'audit append failed'));
+      },
+    },
   );
   const vmService = vms;
 

@@ -26,6 +26,8 @@ const INTENT: VmIntent = {
     sha256: 'a'.repeat(64),
     kernelPath: '/images/vmlinuz',
     initrdPath: '/images/initrd.img',
+    kernelSha256: 'b'.repeat(64),
+    initrdSha256: 'c'.repeat(64),
   },
   power: 'running',
   bootId: 1,

@@ -11,6 +11,7 @@
  * possible the start fails, with the reason in the VM's status. Once QMP answers, QEMU's membership is
  * checked. After QEMU exits its cgroups are removed.
  */
+import { verifyImage } from './image-verification.js';
 import { EventEmitter } from 'node:events';
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -42,6 +43,8 @@ export interface PersistedVm {
   error: string | null;
   /** Limits in force for the running QEMU (absent in state written before limits existed). */
   resources?: VmResources | null;
+  /** The last start failed for good (the image did not verify). */
+  fatal?: boolean;
 }
 
 export interface VmRuntimeEnv {
@@ -196,6 +199,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       bootMs: this.state.bootMs,
       error: this.state.error,
       resources: this.state.resources ?? null,
+      fatal: this.state.fatal ?? false,
     };
   }
 
@@ -238,6 +242,11 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   // ------------------------------------------------------------------ lifecycle steps
 
   private async start(): Promise<void> {
+    const problem = await verifyImage(this.state.intent.image);
+    if (problem) {
+      this.failStart(problem, true);
+      return;
+    }
     const intent = this.state.intent;
     await this.cgroupRelease; // the previous boot's cgroups are gone before this boot's are made
     this.prepareRunDir();
@@ -293,6 +302,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       error: identity ? null : 'QEMU could not be started',
       phase: identity ? 'starting' : 'crashed',
       resources: identity ? prepared.resources : null,
+      fatal: false,
     } satisfies Partial<PersistedVm>);
     this.persist();
     this.reportStatus(true);
@@ -305,8 +315,11 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.connectChannels();
   }
 
-  /** A start that could not even spawn QEMU (limits not applicable): crashed, with the reason. */
-  private failStart(reason: string): void {
+  /**
+   * A start that could not even spawn QEMU (limits not applicable, image not verified): crashed, with
+   * the reason; `fatal` when retrying cannot help (the server then applies no restart policy).
+   */
+  private failStart(reason: string, fatal = false): void {
     this.env.log.error({ vmId: this.id, reason }, 'VM not started');
     Object.assign(this.state, {
       process: null,
@@ -319,6 +332,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       error: reason,
       phase: 'crashed',
       resources: null,
+      fatal,
     } satisfies Partial<PersistedVm>);
     this.persist();
     this.reportStatus(true);

@@ -37,6 +37,8 @@ export interface VmServiceOptions {
   defaultStopTimeoutSeconds: number;
   quotas: QuotaService;
   overcommit: Overcommit;
+  /** Told once when a VM fails for good on its host (e.g. image verification): audit, security events. */
+  onFatal?: (vm: VmsTable, reason: string) => Promise<void>;
 }
 
 const RESTART_WINDOW_MS = 10 * 60_000;
@@ -365,7 +367,10 @@ export class VmService {
     let restart = false;
     if (status.phase === 'crashed') {
       patch.error = status.error ?? 'QEMU exited unexpectedly';
-      restart = row.restartPolicy === 'on-failure' || row.restartPolicy === 'always';
+      // A fatal failure (the image did not verify) is not retried: the VM stays in error.
+      restart = !status.fatal && (row.restartPolicy === 'on-failure' || row.restartPolicy === 'always');
+      if (status.fatal && (current !== 'error' || row.error !== patch.error))
+        await this.options.onFatal?.(row, patch.error);
     } else if (status.phase === 'stopped') {
       // The guest powered itself off, or we stopped it: either way the desired power is now stopped.
       const guestInitiated = row.power !== 'stopped';
@@ -490,7 +495,7 @@ export class VmService {
     if (ids.length === 0) return new Map();
     const rows = await this.db
       .selectFrom('images')
-      .select(['id', 'sha256', 'kernelPath', 'initrdPath'])
+      .select(['id', 'sha256', 'kernelPath', 'initrdPath', 'kernelSha256', 'initrdSha256'])
       .where('id', 'in', [...new Set(ids)])
       .execute();
     return new Map(rows.map((r) => [r.id, r]));
@@ -519,6 +524,8 @@ interface ImageFiles {
   sha256: string;
   kernelPath: string;
   initrdPath: string;
+  kernelSha256: string;
+  initrdSha256: string;
 }
 
 type JoinedVm = VmsTable & { imageName: string; flavorName: string };
@@ -540,6 +547,8 @@ function toIntent(row: VmsTable, images: Map<string, ImageFiles>): VmIntent {
       sha256: image.sha256,
       kernelPath: image.kernelPath,
       initrdPath: image.initrdPath,
+      kernelSha256: image.kernelSha256,
+      initrdSha256: image.initrdSha256,
     },
     power: row.power as VmIntent['power'],
     bootId: row.bootId,

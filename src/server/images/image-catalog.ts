@@ -86,6 +86,8 @@ export async function registerDefaultImage(
     sizeBytes: statSync(kernelPath).size + statSync(initrdPath).size,
     kernelPath,
     initrdPath,
+    kernelSha256: manifest.sha256[manifest.kernel] ?? '',
+    initrdSha256: manifest.sha256[manifest.initrd] ?? '',
     description: `Rampart tiny guest (Debian cloud kernel ${manifest.kernelVersion}, busybox initramfs, guest agent)`,
     createdAt: nowIso(),
   };

@@ -280,6 +280,20 @@ migrations['0004_tenant_keys'] = {
   },
 };
 
+migrations['0005_image_file_digests'] = {
+  async up(db: Kysely<unknown>) {
+    for (const column of ['kernel_sha256', 'initrd_sha256'])
+      await db.schema
+        .alterTable('images')
+        .addColumn(column, 'text', (c) => c.notNull().defaultTo(''))
+        .execute();
+    // The store is content-addressed: each file's name is its SHA-256.
+    await sql`UPDATE images SET kernel_sha256 = substr(kernel_path, -64), initrd_sha256 = substr(initrd_path, -64)`.execute(
+      db,
+    );
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

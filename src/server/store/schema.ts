@@ -19,6 +19,8 @@ export interface ImagesTable {
   sizeBytes: number;
   kernelPath: string;
   initrdPath: string;
+  kernelSha256: string;
+  initrdSha256: string;
   description: string;
   createdAt: string;
 }

@@ -1,0 +1,41 @@
+/**
+ * Verification before every boot: the agent never trusts the files it is about to hand to QEMU. It
+ * re-hashes the kernel and the initrd (streaming, bounded memory) and checks them against the digests
+ * the server sent, and checks that those digests make up the image's identity (the bundle digest). A
+ * flipped byte anywhere means the VM does not start; the reason is reported to the server.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import type { VmIntent } from '../../api/agent-protocol.js';
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }))
+    hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The identity of a kernel+initrd bundle: the digest of its parts' digests in a fixed order. */
+export function bundleDigest(kernelSha256: string, initrdSha256: string): string {
+  return createHash('sha256').update(`kernel-initrd\n${kernelSha256}\n${initrdSha256}\n`).digest('hex');
+}
+
+/** null when the image verifies; otherwise why not (for the VM's error and the audit log). */
+export async function verifyImage(image: VmIntent['image']): Promise<string | null> {
+  if (bundleDigest(image.kernelSha256, image.initrdSha256) !== image.sha256)
+    return 'image verification failed: the file digests do not make up the image digest';
+  for (const [part, path, expected] of [
+    ['kernel', image.kernelPath, image.kernelSha256],
+    ['initrd', image.initrdPath, image.initrdSha256],
+  ] as const) {
+    let actual: string;
+    try {
+      actual = await sha256File(path);
+    } catch (error) {
+      return `image verification failed: the ${part} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`;
+    }
+    if (actual !== expected)
+      return `image verification failed: the ${part} does not match its digest (expected ${expected.slice(0, 12)}…, found ${actual.slice(0, 12)}…)`;
+  }
+  return null;
+}
