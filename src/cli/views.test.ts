@@ -75,6 +75,8 @@ void describe('resource tables', () => {
           sha256: 'ab'.repeat(32),
           sizeBytes: 5 * 1024 * 1024,
           description: 'Tiny guest',
+          visibility: 'public',
+          platform: true,
           createdAt: '2026-01-01T11:00:00Z',
         },
       ],

@@ -105,7 +105,7 @@ export class VmService {
       throw error;
     };
     const [image, flavor] = await Promise.all([
-      findImage(this.db, input.image).catch(bodyRef('image', input.image)),
+      findImage(this.db, input.image, tenantId).catch(bodyRef('image', input.image)),
       findFlavor(this.db, input.flavor).catch(bodyRef('flavor', input.flavor)),
     ]);
     const start = input.start ?? true;

@@ -25,6 +25,7 @@ import { roleRoutes } from './routes/roles.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { quotaRoutes } from './routes/quotas.js';
+import { trustRoutes } from './routes/trust.js';
 import { userRoutes } from './routes/users.js';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -94,6 +95,7 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     await auditRoutes(scope, ctx);
     await metaRoutes(scope, ctx);
     await catalogRoutes(scope, ctx);
+    await trustRoutes(scope, ctx);
     await vmRoutes(scope, ctx);
   });
   return app;

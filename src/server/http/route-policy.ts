@@ -103,6 +103,22 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/images': tenant('image:read'),
   'GET /v1/images/:ref': tenant('image:read'),
+  'GET /v1/trusted-keys': tenant('image:read', { action: 'image:trusted-key:list' }),
+  'POST /v1/trusted-keys': tenant('image:trust', { action: 'image:trusted-key:create', sessionOnly: true }),
+  'DELETE /v1/trusted-keys/:id': tenant('image:trust', {
+    action: 'image:trusted-key:delete',
+    sessionOnly: true,
+  }),
+  'GET /v1/tenants/:tenant/trust-policy': tenant('image:read', {
+    tenantParam: 'tenant',
+    action: 'image:trust-policy:read',
+  }),
+  'PUT /v1/tenants/:tenant/trust-policy': tenant('image:trust', {
+    tenantParam: 'tenant',
+    action: 'image:trust-policy:update',
+    // What is trusted is decided by a logged-in admin, never by an API token (a leaked one included).
+    sessionOnly: true,
+  }),
   'GET /v1/flavors': tenant('flavor:read'),
   'GET /v1/flavors/:ref': tenant('flavor:read'),
   'POST /v1/flavors': platform('platform:flavor:create'),

@@ -19,6 +19,8 @@ export const TENANT_PERMISSIONS = [
   'image:create',
   'image:delete',
   'image:sign',
+  /** Manage the tenant's trusted signing keys and image trust policy (tenant admins only, built-in). */
+  'image:trust',
   'flavor:read',
   'tenant:read',
   'tenant:update',

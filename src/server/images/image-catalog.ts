@@ -29,6 +29,8 @@ export function imageToApi(row: ImagesTable): Image {
     sha256: row.sha256,
     sizeBytes: row.sizeBytes,
     description: row.description,
+    visibility: row.visibility,
+    platform: row.tenantId === null,
     createdAt: row.createdAt,
   };
 }
@@ -90,21 +92,49 @@ export async function registerDefaultImage(
     initrdSha256: manifest.sha256[manifest.initrd] ?? '',
     description: `Rampart tiny guest (Debian cloud kernel ${manifest.kernelVersion}, busybox initramfs, guest agent)`,
     createdAt: nowIso(),
+    tenantId: null,
+    visibility: 'public',
   };
   await db.insertInto('images').values(row).execute();
   return row;
 }
 
-export async function listImages(db: Db): Promise<Image[]> {
-  const rows = await db.selectFrom('images').selectAll().orderBy('name').execute();
+/**
+ * The images `tenantId` may see: platform-published public images, its own (any visibility), and
+ * images shared with it. Everything else answers exactly like an image that does not exist.
+ */
+function visibleImages(db: Db, tenantId: string) {
+  return db
+    .selectFrom('images')
+    .selectAll()
+    .where((eb) =>
+      eb.or([
+        eb.and([eb('images.tenantId', 'is', null), eb('images.visibility', '=', 'public')]),
+        eb('images.tenantId', '=', tenantId),
+        eb.and([
+          eb('images.visibility', '=', 'shared'),
+          eb(
+            'images.id',
+            'in',
+            eb
+              .selectFrom('imageShares')
+              .select('imageShares.imageId')
+              .where('imageShares.tenantId', '=', tenantId),
+          ),
+        ]),
+      ]),
+    );
+}
+
+export async function listImages(db: Db, tenantId: string): Promise<Image[]> {
+  const rows = await visibleImages(db, tenantId).orderBy('name').execute();
   return rows.map(imageToApi);
 }
 
-export async function findImage(db: Db, ref: string): Promise<ImagesTable> {
-  const row = await db
-    .selectFrom('images')
-    .selectAll()
-    .where(isUuid(ref) ? 'id' : 'name', '=', ref)
+/** An image by id or name, if `tenantId` may see it (NotFoundError('image') otherwise, as for absent). */
+export async function findImage(db: Db, ref: string, tenantId: string): Promise<ImagesTable> {
+  const row = await visibleImages(db, tenantId)
+    .where(isUuid(ref) ? 'images.id' : 'images.name', '=', ref)
     .executeTakeFirst();
   if (!row) throw new NotFoundError('image');
   return row;

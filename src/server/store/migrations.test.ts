@@ -72,3 +72,62 @@ test('0002 moves existing VMs into the default tenant and scopes VM names to ten
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('0006 makes existing images platform-public; new images default to private', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-migrate-'));
+  const sqlite = new SqliteDatabase(join(dir, 'db.sqlite'));
+  sqlite.pragma('foreign_keys = ON');
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    plugins: [new CamelCasePlugin()],
+  });
+  try {
+    const migrator = new Migrator({ db, provider: migrationProvider });
+    assert.equal((await migrator.migrateTo('0005_image_file_digests')).error, undefined);
+    const now = new Date().toISOString();
+    sqlite
+      .prepare(
+        `INSERT INTO images (id, name, format, sha256, size_bytes, kernel_path, initrd_path, created_at)
+         VALUES ('i1', 'tiny', 'kernel-initrd', 'x', 1, '/k', '/i', ?)`,
+      )
+      .run(now);
+    assert.equal((await migrator.migrateToLatest()).error, undefined);
+    const tiny = sqlite.prepare(`SELECT tenant_id, visibility FROM images WHERE id = 'i1'`).get();
+    assert.deepEqual(tiny, { tenant_id: null, visibility: 'public' });
+    const tenant = sqlite.prepare(`SELECT id FROM tenants LIMIT 1`).get() as { id: string };
+    sqlite
+      .prepare(
+        `INSERT INTO images (id, name, format, sha256, size_bytes, kernel_path, initrd_path, created_at, tenant_id)
+         VALUES ('i2', 'mine', 'kernel-initrd', 'y', 1, '/k', '/i', ?, ?)`,
+      )
+      .run(now, tenant.id);
+    const mine = sqlite.prepare(`SELECT visibility FROM images WHERE id = 'i2'`).get();
+    assert.deepEqual(mine, { visibility: 'private' });
+    assert.throws(
+      () => sqlite.prepare(`UPDATE images SET visibility = 'everyone' WHERE id = 'i2'`).run(),
+      /CHECK/,
+    );
+    sqlite
+      .prepare(
+        `INSERT INTO trusted_keys (id, tenant_id, name, keyid, public_key_pem, created_at) VALUES ('k1', ?, 'a', 'kid', 'pem', ?)`,
+      )
+      .run(tenant.id, now);
+    assert.throws(
+      () =>
+        sqlite
+          .prepare(
+            `INSERT INTO trusted_keys (id, tenant_id, name, keyid, public_key_pem, created_at) VALUES ('k2', ?, 'b', 'kid', 'pem', ?)`,
+          )
+          .run(tenant.id, now),
+      /UNIQUE/,
+    );
+    sqlite.prepare(`INSERT INTO trust_policies (tenant_id, updated_at) VALUES (?, ?)`).run(tenant.id, now);
+    const policy = sqlite
+      .prepare(`SELECT require_signatures, accept_platform_images FROM trust_policies`)
+      .get();
+    assert.deepEqual(policy, { require_signatures: 1, accept_platform_images: 1 });
+  } finally {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -294,6 +294,52 @@ migrations['0005_image_file_digests'] = {
   },
 };
 
+migrations['0006_image_trust'] = {
+  async up(db: Kysely<unknown>) {
+    // Ownership and visibility: null tenant = published by the platform. New rows default to private.
+    await db.schema
+      .alterTable('images')
+      .addColumn('tenant_id', 'text', (c) => c.references('tenants.id').onDelete('cascade'))
+      .execute();
+    await db.schema
+      .alterTable('images')
+      .addColumn('visibility', 'text', (c) =>
+        c
+          .notNull()
+          .defaultTo('private')
+          .check(sql`visibility IN ('private', 'shared', 'public')`),
+      )
+      .execute();
+    await sql`UPDATE images SET visibility = 'public' WHERE tenant_id IS NULL`.execute(db);
+    await db.schema.createIndex('images_tenant').on('images').column('tenant_id').execute();
+    await db.schema
+      .createTable('image_shares')
+      .addColumn('image_id', 'text', (c) => c.notNull().references('images.id').onDelete('cascade'))
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addPrimaryKeyConstraint('image_shares_pk', ['image_id', 'tenant_id'])
+      .execute();
+    await db.schema.createIndex('image_shares_tenant').on('image_shares').column('tenant_id').execute();
+    await db.schema
+      .createTable('trusted_keys')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('keyid', 'text', (c) => c.notNull())
+      .addColumn('public_key_pem', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('trusted_keys_tenant_keyid', ['tenant_id', 'keyid'])
+      .addUniqueConstraint('trusted_keys_tenant_name', ['tenant_id', 'name'])
+      .execute();
+    await db.schema
+      .createTable('trust_policies')
+      .addColumn('tenant_id', 'text', (c) => c.primaryKey().references('tenants.id').onDelete('cascade'))
+      .addColumn('require_signatures', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('accept_platform_images', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -23,6 +23,35 @@ export interface ImagesTable {
   initrdSha256: string;
   description: string;
   createdAt: string;
+  /** The owning tenant; null = published by the platform. */
+  tenantId: string | null;
+  visibility: ImageVisibility;
+}
+
+export type ImageVisibility = 'private' | 'shared' | 'public';
+
+/** A tenant an image with visibility 'shared' is shared with. */
+export interface ImageSharesTable {
+  imageId: string;
+  tenantId: string;
+}
+
+/** A public key a tenant trusts to sign images (Ed25519, SPKI PEM; keyid = hex SHA-256 of the DER). */
+export interface TrustedKeysTable {
+  id: string;
+  tenantId: string;
+  name: string;
+  keyid: string;
+  publicKeyPem: string;
+  createdAt: string;
+}
+
+/** A tenant's image trust policy (absent: both on). */
+export interface TrustPoliciesTable {
+  tenantId: string;
+  requireSignatures: number;
+  acceptPlatformImages: number;
+  updatedAt: string;
 }
 
 export interface HostsTable {
@@ -200,6 +229,9 @@ export interface Database {
   auditCheckpoints: AuditCheckpointsTable;
   quotas: QuotasTable;
   tenantKeys: TenantKeysTable;
+  imageShares: ImageSharesTable;
+  trustedKeys: TrustedKeysTable;
+  trustPolicies: TrustPoliciesTable;
 }
 
 /** Per-tenant data keys, only ever stored wrapped (AES-256-GCM) by the master key named by masterKeyId. */

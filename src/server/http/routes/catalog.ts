@@ -10,6 +10,7 @@ import { Image } from '../../../api/image.js';
 import { createFlavor, findFlavor, flavorToApi, listFlavors } from '../../compute/flavor-catalog.js';
 import { getHost, listHosts } from '../../compute/host-registry.js';
 import { findImage, imageToApi, listImages } from '../../images/image-catalog.js';
+import { requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
 
 const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema };
@@ -27,8 +28,8 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
         response: { 200: listOf(Image), ...errors },
       },
     },
-    async () => ({
-      items: await listImages(ctx.db),
+    async (request) => ({
+      items: await listImages(ctx.db, requireTenant(request).id),
     }),
   );
   app.get(
@@ -42,7 +43,7 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
         response: { 200: Image, ...errors },
       },
     },
-    async (request) => imageToApi(await findImage(ctx.db, request.params.ref)),
+    async (request) => imageToApi(await findImage(ctx.db, request.params.ref, requireTenant(request).id)),
   );
 
   app.get(
