@@ -66,6 +66,11 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         '  RAMPART_TRUSTED_PROXIES  comma-separated IPs/CIDRs whose X-Forwarded-For is believed (default none)',
         '  RAMPART_ACCEL     accelerator for the local agent: auto (probe KVM, fall back to TCG), kvm or tcg',
         '  RAMPART_CONSOLE_CAP_BYTES  size cap of each VM console log (default 1 MiB)',
+        '  RAMPART_QUOTA_DEFAULTS  platform default quotas, e.g. "vms=10,vcpus=20" (-1 = unlimited)',
+        '  RAMPART_CPU_OVERCOMMIT, RAMPART_MEMORY_OVERCOMMIT  scheduler ratios (default 4 and 1)',
+        '  RAMPART_CGROUP    cgroup driver for the local agent: v1, v2 or none (default: detected)',
+        '  RAMPART_CGROUP_PARENT  parent cgroup of the VMs (default rampart)',
+        '  RAMPART_QUOTA_ENFORCEMENT, RAMPART_FAILPOINTS  benchmarks and tests only',
         'Flags take precedence over the environment.',
       ].join('\n'),
     )
