@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   RAMPART_UNAUTHENTICATED: 401,
   RAMPART_FORBIDDEN: 403,
   RAMPART_QUOTA_EXCEEDED: 403,
+  RAMPART_UNTRUSTED_IMAGE: 403,
   RAMPART_NOT_FOUND: 404,
   RAMPART_CONFLICT: 409,
   RAMPART_ILLEGAL_STATE: 409,
@@ -60,6 +61,14 @@ export class QuotaExceededError extends RampartError {
   override name = 'QuotaExceededError';
   constructor(message: string, details: Record<string, unknown>) {
     super('RAMPART_QUOTA_EXCEEDED', message, details);
+  }
+}
+
+/** The tenant's image trust policy refuses the image (unsigned, untrusted signer, wrong digest). */
+export class UntrustedImageError extends RampartError {
+  override name = 'UntrustedImageError';
+  constructor(message: string) {
+    super('RAMPART_UNTRUSTED_IMAGE', message);
   }
 }
 

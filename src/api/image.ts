@@ -27,3 +27,43 @@ export const Image = Type.Object(
   { $id: 'Image' },
 );
 export type Image = Static<typeof Image>;
+
+/** A DSSE envelope as sent by `rampart image attach-signature` (checked strictly by the server). */
+export const DsseEnvelopeBody = Type.Object(
+  {
+    payloadType: Type.String({ minLength: 1, maxLength: 128 }),
+    payload: Type.String({ maxLength: 64 * 1024 }),
+    signatures: Type.Array(
+      Type.Object(
+        {
+          keyid: Type.String({ maxLength: 64 }),
+          sig: Type.String({ maxLength: 1024 }),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 8 },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ImageSignatureCreate = Type.Object(
+  { envelope: DsseEnvelopeBody },
+  { additionalProperties: false },
+);
+export type ImageSignatureCreate = Static<typeof ImageSignatureCreate>;
+
+/** An attestation: a signature a tenant attached to an image (counted only for that tenant). */
+export const ImageSignature = Type.Object(
+  {
+    id: Id,
+    imageId: Id,
+    /** The key id of the trusted key that vouched for the image when the signature was attached. */
+    keyid: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    /** The name of the tenant's trusted key with that key id; null when it is no longer trusted. */
+    keyName: Type.Union([Name, Type.Null()]),
+    createdAt: Timestamp,
+  },
+  { $id: 'ImageSignature' },
+);
+export type ImageSignature = Static<typeof ImageSignature>;

@@ -6,7 +6,9 @@
  */
 import type { Flavor, FlavorCreate } from '../api/flavor.js';
 import type { Host } from '../api/host.js';
-import type { Image } from '../api/image.js';
+import type { Image, ImageSignature } from '../api/image.js';
+import type { TrustPolicy, TrustPolicyUpdate, TrustedKey } from '../api/trust.js';
+import type { DsseEnvelope } from '../common/dsse.js';
 import type { Quota, QuotaUpdate } from '../api/quota.js';
 import type { ConsoleTail, Vm, VmAction, VmCreate, VmStopBody } from '../api/vm.js';
 import type { AuditPage, AuditPublicKey, AuditVerification } from '../api/audit.js';
@@ -360,6 +362,41 @@ export class ApiClient {
 
   getImage(ref: string): Promise<Image> {
     return this.request('GET', `/v1/images/${seg(ref)}`);
+  }
+
+  listImageSignatures(ref: string): Promise<List<ImageSignature>> {
+    return this.request('GET', `/v1/images/${seg(ref)}/signatures`);
+  }
+
+  /** Attaches a DSSE envelope; the server checks it against the image and the tenant's trusted keys. */
+  attachImageSignature(ref: string, envelope: DsseEnvelope): Promise<ImageSignature> {
+    return this.request('POST', `/v1/images/${seg(ref)}/signatures`, { body: { envelope } });
+  }
+
+  deleteImageSignature(ref: string, id: string): Promise<void> {
+    return this.request('DELETE', `/v1/images/${seg(ref)}/signatures/${seg(id)}`);
+  }
+
+  // ---- image trust: trusted keys and the trust policy
+
+  listTrustedKeys(): Promise<List<TrustedKey>> {
+    return this.request('GET', '/v1/trusted-keys');
+  }
+
+  addTrustedKey(name: string, publicKeyPem: string): Promise<TrustedKey> {
+    return this.request('POST', '/v1/trusted-keys', { body: { name, publicKeyPem } });
+  }
+
+  deleteTrustedKey(id: string): Promise<void> {
+    return this.request('DELETE', `/v1/trusted-keys/${seg(id)}`);
+  }
+
+  getTrustPolicy(tenant: string): Promise<TrustPolicy> {
+    return this.request('GET', `/v1/tenants/${seg(tenant)}/trust-policy`, { tenant: false });
+  }
+
+  updateTrustPolicy(tenant: string, body: TrustPolicyUpdate): Promise<TrustPolicy> {
+    return this.request('PUT', `/v1/tenants/${seg(tenant)}/trust-policy`, { body, tenant: false });
   }
 
   listFlavors(): Promise<List<Flavor>> {

@@ -21,7 +21,7 @@ export const EXIT_CODES_HELP = [
   '  1  other error',
   '  2  usage error (bad arguments or options, invalid input)',
   '  3  not found',
-  '  4  conflict, illegal state or quota exceeded (e.g. the name is taken, the VM cannot do that now)',
+  '  4  conflict, illegal state, quota exceeded or untrusted image (e.g. the name is taken, the VM cannot do that now)',
   '  5  not authenticated or forbidden',
   '  6  --wait failed (the VM went to error) or timed out',
   '  7  server unreachable',
@@ -42,6 +42,7 @@ export function exitCodeForApiError(status: number, code: string): ExitCode {
     case 'RAMPART_CONFLICT':
     case 'RAMPART_ILLEGAL_STATE':
     case 'RAMPART_QUOTA_EXCEEDED':
+    case 'RAMPART_UNTRUSTED_IMAGE':
       return ExitCode.CONFLICT;
   }
   if (code.startsWith('RAMPART_')) return ExitCode.ERROR;

@@ -15,6 +15,7 @@ import { registerRoleCommands } from './commands/role.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTenantCommands } from './commands/tenant.js';
 import { registerTokenCommands } from './commands/token.js';
+import { registerTrustCommands } from './commands/trust.js';
 import { registerUserCommands } from './commands/user.js';
 import { registerVmCommands } from './commands/vm.js';
 import { createContext, type CliIo, type CommandDeps, type GlobalOptions } from './context.js';
@@ -84,6 +85,7 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
   registerAuthCommands(program, deps);
   registerVmCommands(program, deps);
   registerImageCommands(program, deps);
+  registerTrustCommands(program, deps);
   registerFlavorCommands(program, deps);
   registerHostCommands(program, deps);
   registerTenantCommands(program, deps);

@@ -23,6 +23,7 @@ import type { VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations } from './host-registry.js';
 import { findImage } from '../images/image-catalog.js';
+import { assertImageTrusted } from '../images/image-signatures.js';
 import { hostRoom, pickHost, type Overcommit } from './scheduler.js';
 import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
@@ -108,6 +109,8 @@ export class VmService {
       findImage(this.db, input.image, tenantId).catch(bodyRef('image', input.image)),
       findFlavor(this.db, input.flavor).catch(bodyRef('flavor', input.flavor)),
     ]);
+    // The tenant's image trust policy, with its own attestations: refused -> 403 RAMPART_UNTRUSTED_IMAGE.
+    await assertImageTrusted(this.db, image, tenantId);
     const start = input.start ?? true;
     const id = newId();
     const now = nowIso();
@@ -192,6 +195,14 @@ export class VmService {
       const rule = planUserAction(effective, current.state as VmState);
       const patch: Partial<VmsTable> = { state: rule.to, power: rule.power, updatedAt: nowIso() };
       if (action === 'start') {
+        // A policy tightened (or a key or attestation removed) since the VM was created is honoured.
+        const image = await this.db
+          .selectFrom('images')
+          .selectAll()
+          .where('id', '=', current.imageId)
+          .executeTakeFirst();
+        if (!image) throw new NotFoundError('image');
+        await assertImageTrusted(this.db, image, current.tenantId);
         patch.bootId = current.bootId + 1;
         patch.error = null;
         this.cancelRestart(current.id);

@@ -103,6 +103,9 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/images': tenant('image:read'),
   'GET /v1/images/:ref': tenant('image:read'),
+  'GET /v1/images/:ref/signatures': tenant('image:read', { action: 'image:signature:list' }),
+  'POST /v1/images/:ref/signatures': tenant('image:sign', { action: 'image:signature:attach' }),
+  'DELETE /v1/images/:ref/signatures/:id': tenant('image:trust', { action: 'image:signature:delete' }),
   'GET /v1/trusted-keys': tenant('image:read', { action: 'image:trusted-key:list' }),
   'POST /v1/trusted-keys': tenant('image:trust', { action: 'image:trusted-key:create', sessionOnly: true }),
   'DELETE /v1/trusted-keys/:id': tenant('image:trust', {

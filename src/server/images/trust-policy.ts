@@ -1,6 +1,7 @@
 /**
  * The image trust decision: may this tenant use this image under its trust policy? Pure (no I/O), so the
- * boot-time check on the agent and the server can share it. Not wired into boot yet (issue 5).
+ * boot-time check on the agent and the server can share it. The server enforces it at VM create and
+ * start (images/image-signatures.ts checkImageTrust); the agent does not re-check before boot yet.
  *
  * - Platform-published images (no owning tenant) are accepted when the policy accepts platform images.
  * - Otherwise, with signatures required, the image needs a DSSE envelope carrying an in-toto statement

@@ -340,6 +340,27 @@ migrations['0006_image_trust'] = {
   },
 };
 
+migrations['0007_image_signatures'] = {
+  async up(db: Kysely<unknown>) {
+    // Attestations: a signature a tenant attached to an image; it counts for that tenant only.
+    await db.schema
+      .createTable('image_signatures')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('image_id', 'text', (c) => c.notNull().references('images.id').onDelete('cascade'))
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('keyid', 'text', (c) => c.notNull())
+      .addColumn('envelope', 'text', (c) => c.notNull().check(sql`length(envelope) <= 65536`))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('image_signatures_image_tenant_keyid', ['image_id', 'tenant_id', 'keyid'])
+      .execute();
+    await db.schema
+      .createIndex('image_signatures_tenant')
+      .on('image_signatures')
+      .column('tenant_id')
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

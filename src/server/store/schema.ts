@@ -46,6 +46,16 @@ export interface TrustedKeysTable {
   createdAt: string;
 }
 
+/** A signature (DSSE envelope JSON) a tenant attached to an image; it counts for that tenant only. */
+export interface ImageSignaturesTable {
+  id: string;
+  imageId: string;
+  tenantId: string;
+  keyid: string;
+  envelope: string;
+  createdAt: string;
+}
+
 /** A tenant's image trust policy (absent: both on). */
 export interface TrustPoliciesTable {
   tenantId: string;
@@ -232,6 +242,7 @@ export interface Database {
   imageShares: ImageSharesTable;
   trustedKeys: TrustedKeysTable;
   trustPolicies: TrustPoliciesTable;
+  imageSignatures: ImageSignaturesTable;
 }
 
 /** Per-tenant data keys, only ever stored wrapped (AES-256-GCM) by the master key named by masterKeyId. */

@@ -2,12 +2,14 @@
  * /v1/trusted-keys and /v1/tenants/{tenant}/trust-policy: which keys a tenant trusts to sign its images,
  * and whether signatures are required. Members read them; changing them needs image:trust (tenant
  * admins). Every change is audited by access control; a weakened policy says so in the record's detail.
+ * Also /v1/images/{ref}/signatures: the signatures (attestations) a tenant attached to an image.
  */
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ErrorSchema, Id, NoContent, listOf } from '../../../api/common.js';
+import { ErrorSchema, Id, NoContent, Ref, RefParams, listOf } from '../../../api/common.js';
 import { TenantQuery } from '../../../api/iam.js';
+import { ImageSignature, ImageSignatureCreate } from '../../../api/image.js';
 import { TrustPolicy, TrustPolicyUpdate, TrustedKey, TrustedKeyCreate } from '../../../api/trust.js';
 import {
   addTrustedKey,
@@ -16,12 +18,15 @@ import {
   listTrustedKeys,
   updateTrustPolicy,
 } from '../../images/trust-store.js';
+import { findImage } from '../../images/image-catalog.js';
+import { attachSignature, deleteSignature, listSignatures } from '../../images/image-signatures.js';
 import { requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
 import { TenantParams } from './tenants.js';
 
 const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema };
 const IdParams = Type.Object({ id: Id }, { additionalProperties: false });
+const SignatureParams = Type.Object({ ref: Ref, id: Id }, { additionalProperties: false });
 
 /** What changed, in words, for the audit record; weakening changes come first. */
 function policyChange(before: TrustPolicy, after: TrustPolicy): string {
@@ -118,6 +123,67 @@ export async function trustRoutes(base: FastifyInstance, ctx: AppContext): Promi
       request.auditInfo!.target = tenant.id;
       request.auditInfo!.detail = policyChange(before, after);
       return after;
+    },
+  );
+
+  app.get(
+    '/v1/images/:ref/signatures',
+    {
+      schema: {
+        tags: ['images'],
+        summary: 'The signatures the tenant attached to an image (they count for this tenant only)',
+        params: RefParams,
+        querystring: TenantQuery,
+        response: { 200: listOf(ImageSignature), ...errors },
+      },
+    },
+    async (request) => {
+      const tenant = requireTenant(request);
+      const image = await findImage(ctx.db, request.params.ref, tenant.id);
+      return { items: await listSignatures(ctx.db, image.id, tenant.id) };
+    },
+  );
+
+  app.post(
+    '/v1/images/:ref/signatures',
+    {
+      schema: {
+        tags: ['images'],
+        summary: "Attach a DSSE envelope (in-toto statement over the image's sha256) signed by a trusted key",
+        params: RefParams,
+        querystring: TenantQuery,
+        body: ImageSignatureCreate,
+        response: { 201: ImageSignature, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const tenant = requireTenant(request);
+      const image = await findImage(ctx.db, request.params.ref, tenant.id);
+      request.auditInfo!.target = image.id;
+      const created = await attachSignature(ctx.db, image, tenant.id, request.body.envelope);
+      request.auditInfo!.detail = `signature ${created.id} by keyid ${created.keyid}`;
+      return reply.status(201).send(created);
+    },
+  );
+
+  app.delete(
+    '/v1/images/:ref/signatures/:id',
+    {
+      schema: {
+        tags: ['images'],
+        summary: 'Remove a signature the tenant attached to an image',
+        params: SignatureParams,
+        querystring: TenantQuery,
+        response: { 204: NoContent, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const tenant = requireTenant(request);
+      const image = await findImage(ctx.db, request.params.ref, tenant.id);
+      request.auditInfo!.target = image.id;
+      const removed = await deleteSignature(ctx.db, image.id, tenant.id, request.params.id);
+      request.auditInfo!.detail = `signature ${removed.id} by keyid ${removed.keyid}`;
+      return reply.status(204).send(null);
     },
   );
 }
