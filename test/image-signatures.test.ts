@@ -211,3 +211,27 @@ test('the attestation deleted: create and start are refused; requirement off (au
     JSON.stringify(detached.body.items),
   );
 });
+
+test('a crash restart is a boot too: with the policy tightened meanwhile, the VM is not restarted', async () => {
+  assert.equal((await harness.api('POST', '/v1/vms/unsigned-ok/start?tenant=signed')).status, 202);
+  await harness.waitFor(
+    async () => (await harness.api<Vm>('GET', '/v1/vms/unsigned-ok?tenant=signed')).body.state === 'running',
+    90_000,
+    'unsigned-ok running',
+  );
+  const running = (await harness.api<Vm>('GET', '/v1/vms/unsigned-ok?tenant=signed')).body;
+  const on = await harness.api('PUT', '/v1/tenants/signed/trust-policy', { requireSignatures: true });
+  assert.equal(on.status, 200);
+  process.kill(running.pid!, 'SIGKILL');
+  await harness.waitFor(
+    async () => {
+      const vm = (await harness.api<Vm>('GET', '/v1/vms/unsigned-ok?tenant=signed')).body;
+      return vm.state === 'error' && /not restarted: .*not trusted/.test(vm.error ?? '');
+    },
+    30_000,
+    'the crashed VM to stay in error',
+  );
+  const vm = (await harness.api<Vm>('GET', '/v1/vms/unsigned-ok?tenant=signed')).body;
+  assert.equal(vm.restartCount, 0);
+  assert.equal(harness.qemuPids().length, 0);
+});

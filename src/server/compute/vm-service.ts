@@ -420,6 +420,27 @@ export class VmService {
         .run(vmId, async () => {
           const row = await this.db.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
           if (!row || (row.state !== 'error' && row.state !== 'stopped')) return;
+          // A restart is a boot like any other: the tenant's current image trust policy applies.
+          const image = await this.db
+            .selectFrom('images')
+            .selectAll()
+            .where('id', '=', row.imageId)
+            .executeTakeFirst();
+          const refusal = image
+            ? await assertImageTrusted(this.db, image, row.tenantId).then(
+                () => null,
+                (error: unknown) => (error as Error).message,
+              )
+            : 'the image no longer exists';
+          if (refusal) {
+            this.log.warn({ vmId, reason: refusal }, 'not restarting VM: its image is not trusted');
+            await this.db
+              .updateTable('vms')
+              .set({ state: 'error', error: `not restarted: ${refusal}`, updatedAt: nowIso() })
+              .where('id', '=', vmId)
+              .execute();
+            return;
+          }
           this.recentRestarts.set(vmId, [...recent, Date.now()]);
           await this.db
             .updateTable('vms')
