@@ -87,6 +87,10 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/audit/export/checkpoints': 'PA',
   'GET /v1/images': 'PA TA OP ME VI AU SR',
   'GET /v1/images/:ref': 'PA TA OP ME VI AU SR',
+  'PATCH /v1/images/:ref': 'PA TA ME',
+  'PUT /v1/images/:ref/shares/:tenant': 'PA TA ME',
+  'DELETE /v1/images/:ref/shares/:tenant': 'PA TA ME',
+  'POST /v1/images/:ref/publish': 'PA',
   'GET /v1/images/:ref/signatures': 'PA TA OP ME VI AU SR',
   'POST /v1/images/:ref/signatures': 'PA TA ME',
   'DELETE /v1/images/:ref/signatures/:id': 'PA TA',
@@ -188,7 +192,9 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     .replace(':user', 'no-such-user')
     .replace(':name', 'no-such-role');
   const scope = ROUTE_POLICY[key]?.scope;
-  const query = scope === 'tenant' && !route.includes(':tenant') ? `?tenant=${tenant}` : '';
+  // The tenant comes from the path only where the policy says so (`:tenant` may also name a target).
+  const tenantInPath = ROUTE_POLICY[key]?.tenantParam !== undefined;
+  const query = scope === 'tenant' && !tenantInPath ? `?tenant=${tenant}` : '';
   const writes = method === 'POST' || method === 'PATCH' || method === 'PUT';
   // A valid body where one is required (only the object lookup then decides), else none.
   const validBody = route.endsWith('/resize') ? { flavor: 'tiny' } : undefined;

@@ -9,6 +9,13 @@ export const ImageVisibility = Type.Union([
   Type.Literal('public'),
 ]);
 
+/** What an image's owner may set: `public` is decided by the platform (POST /v1/images/{ref}/publish). */
+export const ImageUpdate = Type.Object(
+  { visibility: Type.Union([Type.Literal('private'), Type.Literal('shared')]) },
+  { additionalProperties: false },
+);
+export type ImageUpdate = Static<typeof ImageUpdate>;
+
 export const ImageFormat = Type.Union([Type.Literal('kernel-initrd')]);
 
 export const Image = Type.Object(

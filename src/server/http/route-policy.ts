@@ -103,6 +103,10 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/images': tenant('image:read'),
   'GET /v1/images/:ref': tenant('image:read'),
+  'PATCH /v1/images/:ref': tenant('image:create', { action: 'image:update' }),
+  'PUT /v1/images/:ref/shares/:tenant': tenant('image:create', { action: 'image:share' }),
+  'DELETE /v1/images/:ref/shares/:tenant': tenant('image:create', { action: 'image:unshare' }),
+  'POST /v1/images/:ref/publish': platform('platform:image:publish'),
   'GET /v1/images/:ref/signatures': tenant('image:read', { action: 'image:signature:list' }),
   'POST /v1/images/:ref/signatures': tenant('image:sign', { action: 'image:signature:attach' }),
   'DELETE /v1/images/:ref/signatures/:id': tenant('image:trust', { action: 'image:signature:delete' }),

@@ -51,6 +51,8 @@ export const PLATFORM_PERMISSIONS = [
   'platform:member:create',
   'platform:member:delete',
   'platform:flavor:create',
+  /** Make an image public (visible to every tenant); tenants can only share with named tenants. */
+  'platform:image:publish',
   'platform:host:read',
   'platform:audit:read',
   'platform:metrics:read',

@@ -6,8 +6,9 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import type { Image } from '../../api/image.js';
-import { NotFoundError } from '../../api/errors.js';
+import { ConflictError, InvalidInputError, NotFoundError } from '../../api/errors.js';
 import { isUuid, newId } from '../../common/ids.js';
 import { nowIso, type Db } from '../store/database.js';
 import type { ImagesTable } from '../store/schema.js';
@@ -59,7 +60,12 @@ export async function registerDefaultImage(
   guestImageDir: string,
   dataDir: string,
 ): Promise<ImagesTable | null> {
-  const existing = await db.selectFrom('images').selectAll().where('name', '=', 'tiny').executeTakeFirst();
+  const existing = await db
+    .selectFrom('images')
+    .selectAll()
+    .where('name', '=', 'tiny')
+    .where('tenantId', 'is', null)
+    .executeTakeFirst();
   if (existing) return existing;
   const manifestPath = join(guestImageDir, 'manifest.json');
   if (!existsSync(manifestPath)) return null;
@@ -100,8 +106,8 @@ export async function registerDefaultImage(
 }
 
 /**
- * The images `tenantId` may see: platform-published public images, its own (any visibility), and
- * images shared with it. Everything else answers exactly like an image that does not exist.
+ * The images `tenantId` may see: public images (published by the platform), its own (any visibility),
+ * and images shared with it. Everything else answers exactly like an image that does not exist.
  */
 function visibleImages(db: Db, tenantId: string) {
   return db
@@ -109,7 +115,7 @@ function visibleImages(db: Db, tenantId: string) {
     .selectAll()
     .where((eb) =>
       eb.or([
-        eb.and([eb('images.tenantId', 'is', null), eb('images.visibility', '=', 'public')]),
+        eb('images.visibility', '=', 'public'),
         eb('images.tenantId', '=', tenantId),
         eb.and([
           eb('images.visibility', '=', 'shared'),
@@ -135,7 +141,85 @@ export async function listImages(db: Db, tenantId: string): Promise<Image[]> {
 export async function findImage(db: Db, ref: string, tenantId: string): Promise<ImagesTable> {
   const row = await visibleImages(db, tenantId)
     .where(isUuid(ref) ? 'images.id' : 'images.name', '=', ref)
+    // Names are unique per owner only: the tenant's own image wins, then the platform's, then others'.
+    .orderBy(sql`CASE WHEN tenant_id = ${tenantId} THEN 0 WHEN tenant_id IS NULL THEN 1 ELSE 2 END`)
+    .orderBy('images.createdAt')
     .executeTakeFirst();
   if (!row) throw new NotFoundError('image');
   return row;
+}
+
+/**
+ * An image `tenantId` owns, by id or name. Images it merely sees (platform, shared with it) answer
+ * NotFoundError('image'), exactly like absent ones: only the owner manages an image.
+ */
+export async function findOwnedImage(db: Db, ref: string, tenantId: string): Promise<ImagesTable> {
+  const row = await db
+    .selectFrom('images')
+    .selectAll()
+    .where('tenantId', '=', tenantId)
+    .where(isUuid(ref) ? 'id' : 'name', '=', ref)
+    .executeTakeFirst();
+  if (!row) throw new NotFoundError('image');
+  return row;
+}
+
+/** The owner changes who sees its image: private or shared (public is the platform's to decide). */
+export async function setImageVisibility(
+  db: Db,
+  image: ImagesTable,
+  visibility: 'private' | 'shared',
+): Promise<ImagesTable> {
+  await db.updateTable('images').set({ visibility }).where('id', '=', image.id).execute();
+  return { ...image, visibility };
+}
+
+/**
+ * Shares an owned image with another tenant (idempotent). A private image becomes shared; sharing
+ * with the owner itself is refused.
+ */
+export async function shareImage(db: Db, image: ImagesTable, targetTenantId: string): Promise<ImagesTable> {
+  if (image.tenantId === targetTenantId)
+    throw new InvalidInputError('an image cannot be shared with its owner');
+  return db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('imageShares')
+      .values({ imageId: image.id, tenantId: targetTenantId })
+      .onConflict((oc) => oc.doNothing())
+      .execute();
+    if (image.visibility !== 'private') return image;
+    await trx.updateTable('images').set({ visibility: 'shared' }).where('id', '=', image.id).execute();
+    return { ...image, visibility: 'shared' as const };
+  });
+}
+
+/** Stops sharing an owned image with a tenant; NotFoundError('share') when it was not shared. */
+export async function unshareImage(db: Db, image: ImagesTable, targetTenantId: string): Promise<void> {
+  if (image.tenantId === targetTenantId)
+    throw new InvalidInputError('an image cannot be shared with its owner');
+  const result = await db
+    .deleteFrom('imageShares')
+    .where('imageId', '=', image.id)
+    .where('tenantId', '=', targetTenantId)
+    .executeTakeFirst();
+  if (result.numDeletedRows === 0n) throw new NotFoundError('share');
+}
+
+/**
+ * Publishes an image to every tenant (platform action). By id, or by name when exactly one image has
+ * it. The owner stays the owner: a published tenant image is visible to all, but still has to pass
+ * each tenant's trust policy like any non-platform image.
+ */
+export async function publishImage(db: Db, ref: string): Promise<ImagesTable> {
+  const rows = await db
+    .selectFrom('images')
+    .selectAll()
+    .where(isUuid(ref) ? 'id' : 'name', '=', ref)
+    .limit(2)
+    .execute();
+  if (rows.length === 0) throw new NotFoundError('image');
+  if (rows.length > 1) throw new ConflictError(`several images are named "${ref}": publish by id`);
+  const image = rows[0]!;
+  await db.updateTable('images').set({ visibility: 'public' }).where('id', '=', image.id).execute();
+  return { ...image, visibility: 'public' };
 }

@@ -131,3 +131,91 @@ test('0006 makes existing images platform-public; new images default to private'
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('0008 makes image names unique per owner and keeps rows, shares, signatures and references', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-migrate-'));
+  const sqlite = new SqliteDatabase(join(dir, 'db.sqlite'));
+  sqlite.pragma('foreign_keys = ON');
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    plugins: [new CamelCasePlugin()],
+  });
+  const image = (id: string, name: string, tenantId: string | null) =>
+    sqlite
+      .prepare(
+        `INSERT INTO images (id, name, format, sha256, size_bytes, kernel_path, initrd_path, created_at, tenant_id)
+         VALUES (?, ?, 'kernel-initrd', 'x', 1, '/k', '/i', ?, ?)`,
+      )
+      .run(id, name, new Date().toISOString(), tenantId);
+  try {
+    const migrator = new Migrator({ db, provider: migrationProvider });
+    assert.equal((await migrator.migrateTo('0007_image_signatures')).error, undefined);
+    const now = new Date().toISOString();
+    const t1 = (sqlite.prepare(`SELECT id FROM tenants LIMIT 1`).get() as { id: string }).id;
+    sqlite
+      .prepare(
+        `INSERT INTO tenants (id, name, require_mfa_for_admins, created_at) VALUES ('t2', 'other', 0, ?)`,
+      )
+      .run(now);
+    sqlite
+      .prepare(
+        `INSERT INTO flavors (id, name, vcpus, memory_mib, disk_gib, created_at) VALUES ('f1', 'tiny', 1, 128, 1, ?)`,
+      )
+      .run(now);
+    image('i1', 'tiny', null);
+    sqlite.prepare(`UPDATE images SET visibility = 'public' WHERE id = 'i1'`).run();
+    image('i2', 'web', t1);
+    sqlite.prepare(`UPDATE images SET visibility = 'shared', description = 'd' WHERE id = 'i2'`).run();
+    sqlite.prepare(`INSERT INTO image_shares (image_id, tenant_id) VALUES ('i2', 't2')`).run();
+    sqlite
+      .prepare(
+        `INSERT INTO image_signatures (id, image_id, tenant_id, keyid, envelope, created_at) VALUES ('s1', 'i2', ?, 'k', '{}', ?)`,
+      )
+      .run(t1, now);
+    sqlite
+      .prepare(
+        `INSERT INTO vms (id, tenant_id, name, image_id, flavor_id, vcpus, memory_mib, disk_gib, state, power,
+           stop_timeout_ms, restart_policy, created_at, updated_at)
+         VALUES ('v1', ?, 'vm', 'i2', 'f1', 1, 128, 1, 'stopped', 'stopped', 1000, 'never', ?, ?)`,
+      )
+      .run(t1, now, now);
+    const before = sqlite.prepare(`SELECT * FROM images ORDER BY id`).all();
+
+    assert.equal((await migrator.migrateToLatest()).error, undefined);
+    assert.equal(sqlite.pragma('foreign_keys', { simple: true }), 1, 'foreign keys back on');
+    assert.deepEqual(sqlite.prepare(`SELECT * FROM images ORDER BY id`).all(), before);
+    assert.deepEqual(sqlite.pragma('foreign_key_check'), []);
+    assert.equal(sqlite.prepare(`SELECT count(*) AS n FROM image_shares`).pluck().get(), 1);
+    assert.equal(sqlite.prepare(`SELECT count(*) AS n FROM image_signatures`).pluck().get(), 1);
+    const indexes = sqlite
+      .prepare(
+        `SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'images' AND sql IS NOT NULL`,
+      )
+      .pluck()
+      .all();
+    assert.deepEqual([...indexes].sort(), ['images_owner_name', 'images_tenant']);
+
+    // Two tenants may each have an image named `web`; one tenant may not have two; nor may the platform.
+    image('i3', 'web', 't2');
+    assert.throws(() => image('i4', 'web', t1), /UNIQUE/);
+    image('i5', 'web', null);
+    assert.throws(() => image('i6', 'tiny', null), /UNIQUE/);
+
+    // The references into images still hold: cascades, and refusals for absent images.
+    assert.throws(
+      () => sqlite.prepare(`INSERT INTO image_shares (image_id, tenant_id) VALUES ('nope', 't2')`).run(),
+      /FOREIGN KEY/,
+    );
+    assert.throws(() => sqlite.prepare(`DELETE FROM images WHERE id = 'i2'`).run(), /FOREIGN KEY/);
+    sqlite.prepare(`DELETE FROM vms WHERE id = 'v1'`).run();
+    sqlite.prepare(`DELETE FROM images WHERE id = 'i2'`).run();
+    assert.equal(sqlite.prepare(`SELECT count(*) FROM image_shares`).pluck().get(), 0);
+    assert.equal(sqlite.prepare(`SELECT count(*) FROM image_signatures`).pluck().get(), 0);
+    // Deleting a tenant still removes its images.
+    sqlite.prepare(`DELETE FROM tenants WHERE id = 't2'`).run();
+    assert.equal(sqlite.prepare(`SELECT count(*) FROM images WHERE id = 'i3'`).pluck().get(), 0);
+  } finally {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -361,6 +361,70 @@ migrations['0007_image_signatures'] = {
   },
 };
 
+migrations['0008_image_names_per_owner'] = {
+  async up(db: Kysely<unknown>) {
+    // Image names become unique per owner (each tenant, and the platform among its own images) instead
+    // of globally. SQLite cannot change a unique constraint in place: rebuild the table with the
+    // documented procedure (foreign keys off, create new, copy, drop old, rename, check). Kysely runs
+    // SQLite migrations outside a transaction, so the pragma takes effect and the rebuild gets its own.
+    // Read by position: the caller's plugins (CamelCasePlugin) may rename the column.
+    const fkBefore = await sql<Record<string, number>>`PRAGMA foreign_keys`.execute(db);
+    const restoreForeignKeys = Object.values(fkBefore.rows[0] ?? {})[0] === 1;
+    await sql`PRAGMA foreign_keys = OFF`.execute(db);
+    try {
+      await sql`BEGIN IMMEDIATE`.execute(db);
+      try {
+        await db.schema
+          .createTable('images_0008')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('format', 'text', (c) => c.notNull())
+          .addColumn('sha256', 'text', (c) => c.notNull())
+          .addColumn('size_bytes', 'integer', (c) => c.notNull())
+          .addColumn('kernel_path', 'text', (c) => c.notNull())
+          .addColumn('initrd_path', 'text', (c) => c.notNull())
+          .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('created_at', 'text', (c) => c.notNull())
+          .addColumn('kernel_sha256', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('initrd_sha256', 'text', (c) => c.notNull().defaultTo(''))
+          .addColumn('tenant_id', 'text', (c) => c.references('tenants.id').onDelete('cascade'))
+          .addColumn('visibility', 'text', (c) =>
+            c
+              .notNull()
+              .defaultTo('private')
+              .check(sql`visibility IN ('private', 'shared', 'public')`),
+          )
+          .execute();
+        await sql`INSERT INTO images_0008 (id, name, format, sha256, size_bytes, kernel_path, initrd_path,
+          description, created_at, kernel_sha256, initrd_sha256, tenant_id, visibility)
+          SELECT id, name, format, sha256, size_bytes, kernel_path, initrd_path, description, created_at,
+          kernel_sha256, initrd_sha256, tenant_id, visibility FROM images`.execute(db);
+        // With foreign keys off, dropping the old table neither cascades into image_shares or
+        // image_signatures nor trips vms.image_id; those references name `images` and resolve to the
+        // renamed table.
+        await sql`DROP TABLE images`.execute(db);
+        await sql`ALTER TABLE images_0008 RENAME TO images`.execute(db);
+        await db.schema.createIndex('images_tenant').on('images').column('tenant_id').execute();
+        // '' stands for the platform (NULL tenant): NULLs are distinct in a UNIQUE index.
+        await sql`CREATE UNIQUE INDEX images_owner_name ON images (COALESCE(tenant_id, ''), name)`.execute(
+          db,
+        );
+        const violations = await sql`PRAGMA foreign_key_check`.execute(db);
+        if (violations.rows.length > 0)
+          throw new Error(
+            `foreign key check failed after rebuilding images: ${JSON.stringify(violations.rows)}`,
+          );
+        await sql`COMMIT`.execute(db);
+      } catch (err) {
+        await sql`ROLLBACK`.execute(db);
+        throw err;
+      }
+    } finally {
+      if (restoreForeignKeys) await sql`PRAGMA foreign_keys = ON`.execute(db);
+    }
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

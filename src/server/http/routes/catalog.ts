@@ -2,16 +2,32 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ErrorSchema, RefParams, listOf } from '../../../api/common.js';
+import { ErrorSchema, NoContent, Ref, RefParams, listOf } from '../../../api/common.js';
 import { Flavor, FlavorCreate } from '../../../api/flavor.js';
 import { Host } from '../../../api/host.js';
 import { TenantQuery } from '../../../api/iam.js';
-import { Image } from '../../../api/image.js';
+import { Image, ImageUpdate } from '../../../api/image.js';
 import { createFlavor, findFlavor, flavorToApi, listFlavors } from '../../compute/flavor-catalog.js';
 import { getHost, listHosts } from '../../compute/host-registry.js';
-import { findImage, imageToApi, listImages } from '../../images/image-catalog.js';
+import { NotFoundError } from '../../../api/errors.js';
+import {
+  findImage,
+  findOwnedImage,
+  imageToApi,
+  listImages,
+  publishImage,
+  setImageVisibility,
+  shareImage,
+  unshareImage,
+} from '../../images/image-catalog.js';
 import { requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
+import { TenantParams } from './tenants.js';
+
+const ShareParams = Type.Object(
+  { ref: Ref, tenant: TenantParams.properties.tenant },
+  { additionalProperties: false },
+);
 
 const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema };
 
@@ -44,6 +60,92 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
       },
     },
     async (request) => imageToApi(await findImage(ctx.db, request.params.ref, requireTenant(request).id)),
+  );
+
+  app.patch(
+    '/v1/images/:ref',
+    {
+      schema: {
+        tags: ['images'],
+        summary: "Change an own image's visibility (private or shared; public is the platform's)",
+        params: RefParams,
+        querystring: TenantQuery,
+        body: ImageUpdate,
+        response: { 200: Image, ...errors },
+      },
+    },
+    async (request) => {
+      const image = await findOwnedImage(ctx.db, request.params.ref, requireTenant(request).id);
+      request.auditInfo!.target = image.id;
+      request.auditInfo!.detail = `visibility ${image.visibility} -> ${request.body.visibility}`;
+      return imageToApi(await setImageVisibility(ctx.db, image, request.body.visibility));
+    },
+  );
+
+  /** The tenant an own image is shared with (by name or id); NotFoundError('tenant') when absent. */
+  const shareTarget = async (ref: string) => {
+    const target = await ctx.tenants.find(ref);
+    if (!target) throw new NotFoundError('tenant');
+    return target;
+  };
+
+  app.put(
+    '/v1/images/:ref/shares/:tenant',
+    {
+      schema: {
+        tags: ['images'],
+        summary: 'Share an own image with another tenant (a private image becomes shared)',
+        params: ShareParams,
+        querystring: TenantQuery,
+        response: { 204: NoContent, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const image = await findOwnedImage(ctx.db, request.params.ref, requireTenant(request).id);
+      request.auditInfo!.target = image.id;
+      const target = await shareTarget(request.params.tenant);
+      request.auditInfo!.detail = `shared with tenant ${target.name} (${target.id})`;
+      await shareImage(ctx.db, image, target.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.delete(
+    '/v1/images/:ref/shares/:tenant',
+    {
+      schema: {
+        tags: ['images'],
+        summary: 'Stop sharing an own image with a tenant',
+        params: ShareParams,
+        querystring: TenantQuery,
+        response: { 204: NoContent, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const image = await findOwnedImage(ctx.db, request.params.ref, requireTenant(request).id);
+      request.auditInfo!.target = image.id;
+      const target = await shareTarget(request.params.tenant);
+      request.auditInfo!.detail = `no longer shared with tenant ${target.name} (${target.id})`;
+      await unshareImage(ctx.db, image, target.id);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.post(
+    '/v1/images/:ref/publish',
+    {
+      schema: {
+        tags: ['images'],
+        summary: 'Publish an image to every tenant (platform only; by id, or by name when unambiguous)',
+        params: RefParams,
+        response: { 200: Image, ...errors },
+      },
+    },
+    async (request) => {
+      const image = await publishImage(ctx.db, request.params.ref);
+      request.auditInfo!.target = image.id;
+      return imageToApi(image);
+    },
   );
 
   app.get(
