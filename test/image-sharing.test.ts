@@ -6,10 +6,8 @@
  * 404), tenants cannot make an image public, and the platform admin can publish it.
  */
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import Database from 'better-sqlite3';
 import type { Image } from '../src/api/image.js';
 import type { Vm } from '../src/api/vm.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
@@ -23,17 +21,8 @@ const privateImage = { id: randomUUID(), name: 'alpha-web' };
 
 const as = (token: string) => ({ authorization: `Bearer ${token}` });
 
-async function user(name: string, tenant: string, role: string): Promise<string> {
-  const created = await harness.api('POST', '/v1/users', {
-    username: name,
-    password: PASSWORD,
-    mustChangePassword: false,
-  });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  const bound = await harness.api('POST', `/v1/tenants/${tenant}/members`, { user: name, role });
-  assert.equal(bound.status, 201, JSON.stringify(bound.body));
-  return harness.login(name, PASSWORD);
-}
+const user = (name: string, tenant: string, role: string) =>
+  harness.createMember(name, PASSWORD, tenant, role);
 
 before(async () => {
   harness = await RampartHarness.start();
@@ -44,19 +33,7 @@ before(async () => {
   adminA = await user('alpha-admin', 'alpha', 'tenant-admin');
   adminB = await user('beta-admin', 'beta', 'tenant-admin');
 
-  // TEST DATA: an image owned by alpha, private.
-  const db = new Database(join(harness.dataDir, 'db', 'rampart.db'));
-  try {
-    const tenantA = db.prepare(`SELECT id FROM tenants WHERE name = 'alpha'`).get() as { id: string };
-    const sha = createHash('sha256').update('test data: alpha image to share').digest('hex');
-    db.prepare(
-      `INSERT INTO images (id, name, format, sha256, size_bytes, kernel_path, initrd_path, kernel_sha256,
-         initrd_sha256, description, created_at, tenant_id, visibility)
-       VALUES (?, ?, 'kernel-initrd', ?, 1, '/nonexistent/k', '/nonexistent/i', ?, ?, 'test data', ?, ?, 'private')`,
-    ).run(privateImage.id, privateImage.name, sha, sha, sha, new Date().toISOString(), tenantA.id);
-  } finally {
-    db.close();
-  }
+  harness.insertTestImage('alpha', privateImage);
 });
 
 after(async () => {

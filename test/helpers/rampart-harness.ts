@@ -4,10 +4,11 @@
  * and the directory — pass or fail (also from a process 'exit' hook as the last resort).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import type { Vm } from '../../src/api/vm.js';
 import { CLI_MAIN, GUEST_IMAGE_DIR } from './repo.js';
 
@@ -139,6 +140,36 @@ export class RampartHarness {
     if (response.status !== 200)
       throw new Error(`login ${username}: ${response.status} ${JSON.stringify(response.body)}`);
     return response.body.token;
+  }
+
+  /** Creates a user (no forced password change), binds it to `tenant` with `role`, and logs it in. */
+  async createMember(username: string, password: string, tenant: string, role: string): Promise<string> {
+    const created = await this.api('POST', '/v1/users', { username, password, mustChangePassword: false });
+    if (created.status !== 201)
+      throw new Error(`user ${username}: ${created.status} ${JSON.stringify(created.body)}`);
+    const bound = await this.api('POST', `/v1/tenants/${tenant}/members`, { user: username, role });
+    if (bound.status !== 201)
+      throw new Error(`bind ${username}: ${bound.status} ${JSON.stringify(bound.body)}`);
+    return this.login(username, password);
+  }
+
+  /**
+   * TEST DATA: inserts a private kernel+initrd image owned by `tenant` straight into the database (for
+   * visibility tests before uploads exist). Its files do not exist; it is never booted.
+   */
+  insertTestImage(tenant: string, image: { id: string; name: string }): void {
+    const db = new Database(join(this.dataDir, 'db', 'rampart.db'));
+    try {
+      const owner = db.prepare('SELECT id FROM tenants WHERE name = ?').get(tenant) as { id: string };
+      const sha = createHash('sha256').update(`test data: ${tenant}/${image.name}`).digest('hex');
+      db.prepare(
+        `INSERT INTO images (id, name, format, sha256, size_bytes, kernel_path, initrd_path, kernel_sha256,
+           initrd_sha256, description, created_at, tenant_id, visibility)
+         VALUES (?, ?, 'kernel-initrd', ?, 1, '/nonexistent/k', '/nonexistent/i', ?, ?, 'test data', ?, ?, 'private')`,
+      ).run(image.id, image.name, sha, sha, sha, new Date().toISOString(), owner.id);
+    } finally {
+      db.close();
+    }
   }
 
   /** Kills the server process (SIGKILL by default) without touching the agent or VMs. */
