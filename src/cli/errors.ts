@@ -55,7 +55,7 @@ export class AuthError extends CliError {
   readonly exitCode = ExitCode.AUTH;
 }
 
-/** `audit verify` found a record or checkpoint that does not verify. */
+/** A verification failed: an audit record or checkpoint (`audit verify`), or an image signature. */
 export class VerificationError extends CliError {
   override name = 'VerificationError';
   readonly exitCode = ExitCode.VERIFY_FAILED;

@@ -9,7 +9,6 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
@@ -27,8 +26,8 @@ import {
   type QmpCommand,
 } from './block-throttle.js';
 import { SANDBOX } from './command-line.js';
+import { connectWhenReady } from './qmp-test-connect.js';
 import { QmpClient } from './qmp-client.js';
-import { QmpDisconnectedError } from './qmp-errors.js';
 
 void describe('block throttle arguments', () => {
   void test('throttle-group object carries only the given limits', () => {
@@ -226,26 +225,13 @@ void describe('block throttle in real QEMU', () => {
 
       let client: QmpClient | undefined;
       try {
-        const deadline = Date.now() + 20_000;
-        while (!client) {
-          if (spawnError) throw new Error(`could not start ${qemu}: ${spawnError.message}`);
-          if (child.exitCode !== null || child.signalCode !== null) {
-            throw new Error(`QEMU exited early (${child.exitCode ?? child.signalCode}): ${stderr}`);
-          }
-          if (Date.now() > deadline) throw new Error(`QMP socket never became ready: ${stderr}`);
-          if (existsSync(socketPath)) {
-            try {
-              client = await QmpClient.connect(socketPath, {
-                connectTimeoutMs: 5_000,
-                commandTimeoutMs: 10_000,
-              });
-              break;
-            } catch (error) {
-              if (!(error instanceof QmpDisconnectedError)) throw error;
-            }
-          }
-          await delay(50);
-        }
+        client = await connectWhenReady({
+          child,
+          qemu,
+          socketPath,
+          stderr: () => stderr,
+          spawnError: () => spawnError,
+        });
 
         // The sandbox is really on.
         assert.match(await readFile(`/proc/${child.pid}/status`, 'utf8'), /^Seccomp:\s+2$/m);

@@ -13,6 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { readJsonLines, writeJsonLine } from '../../common/json-lines.js';
+import { connectWhenReady } from './qmp-test-connect.js';
 import { QmpClient, type QmpCloseInfo, type QmpConnectOptions, type QmpEvent } from './qmp-client.js';
 import {
   QmpCommandError,
@@ -659,26 +660,13 @@ void describe('QmpClient against real QEMU', () => {
 
     let client: QmpClient | undefined;
     try {
-      const deadline = Date.now() + 20_000;
-      while (!client) {
-        if (spawnError) throw new Error(`could not start ${qemu}: ${spawnError.message}`);
-        if (child.exitCode !== null || child.signalCode !== null) {
-          throw new Error(`QEMU exited early (${child.exitCode ?? child.signalCode}): ${stderr}`);
-        }
-        if (Date.now() > deadline) throw new Error(`QMP socket never became ready: ${stderr}`);
-        if (existsSync(socketPath)) {
-          try {
-            client = await QmpClient.connect(socketPath, {
-              connectTimeoutMs: 5_000,
-              commandTimeoutMs: 10_000,
-            });
-            break;
-          } catch (error) {
-            if (!(error instanceof QmpDisconnectedError)) throw error;
-          }
-        }
-        await delay(50);
-      }
+      client = await connectWhenReady({
+        child,
+        qemu,
+        socketPath,
+        stderr: () => stderr,
+        spawnError: () => spawnError,
+      });
 
       assert.match(client.version, /^\d+\.\d+\.\d+$/);
       assert.ok(client.greeting.QMP.version.qemu.major >= 7, `QEMU ${client.version} is older than 7`);
