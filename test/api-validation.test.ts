@@ -251,7 +251,10 @@ void describe('catalog', () => {
     assert.equal(response.status, 200);
     const tiny = response.body.items.find((i) => i.name === 'tiny');
     assert.ok(tiny, `image tiny listed: ${JSON.stringify(response.body)}`);
-    assert.match(tiny.sha256, /^[0-9a-f]{64}$/);
+    assert.match(tiny.sha256 ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(tiny.status, 'active');
+    assert.equal(tiny.scan.verdict, 'clean');
+    assert.equal(tiny.platformSigned, true);
     assert.equal(tiny.format, 'kernel-initrd');
     assert.ok(tiny.sizeBytes > 0);
     // Paths on the host are not part of the API.

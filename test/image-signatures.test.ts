@@ -99,7 +99,7 @@ test('unsigned: tiny is refused with RAMPART_UNTRUSTED_IMAGE; other tenants are 
 
 test("another tenant's attestation does not count", async () => {
   await trust('other', 'release', signer.publicKey);
-  const attached = await attach('other', sign(tiny.sha256, signer.privateKey));
+  const attached = await attach('other', sign(tiny.sha256!, signer.privateKey));
   assert.equal(attached.status, 201, JSON.stringify(attached.body));
   assert.equal(attached.body.keyid, keyIdOf(signer.publicKey));
   assert.equal(attached.body.keyName, 'release');
@@ -125,12 +125,12 @@ test('a signature over another digest or by an untrusted key is refused when att
   assert.equal(otherDigest.status, 400, JSON.stringify(otherDigest.body));
   assert.match(otherDigest.body.error.message, /the signature is for another image/);
 
-  const untrusted = await attach('signed', sign(tiny.sha256, stranger.privateKey));
+  const untrusted = await attach('signed', sign(tiny.sha256!, stranger.privateKey));
   assert.equal(untrusted.status, 400, JSON.stringify(untrusted.body));
   assert.match(untrusted.body.error.message, /signature does not verify with any trusted key/);
 
   // A tampered payload does not verify either.
-  const good = sign(tiny.sha256, signer.privateKey);
+  const good = sign(tiny.sha256!, signer.privateKey);
   const tampered = { ...good, payload: Buffer.from('{}').toString('base64') };
   const bad = await attach('signed', tampered);
   assert.equal(bad.status, 400, JSON.stringify(bad.body));
@@ -154,10 +154,10 @@ test('a signature over another digest or by an untrusted key is refused when att
 let attestation: ImageSignature;
 
 test('signed by a trusted key: create works; the same key twice is a conflict', async () => {
-  const attached = await attach('signed', sign(tiny.sha256, signer.privateKey));
+  const attached = await attach('signed', sign(tiny.sha256!, signer.privateKey));
   assert.equal(attached.status, 201, JSON.stringify(attached.body));
   attestation = attached.body;
-  const again = await attach('signed', sign(tiny.sha256, signer.privateKey));
+  const again = await attach('signed', sign(tiny.sha256!, signer.privateKey));
   assert.equal(again.status, 409);
 
   const list = await harness.api<{ items: ImageSignature[] }>(

@@ -1,11 +1,13 @@
 /**
- * Verification before every boot (SECURITY-TESTS.md item 21, first part): one flipped byte in a stored
- * image file and the VM does not boot — it goes to error naming the reason, is not restarted, no QEMU
+ * Verification before every boot (SECURITY-TESTS.md item 21, first part): one flipped byte in the cached
+ * plaintext of an image and the VM does not boot — it goes to error naming the reason, is not restarted, no QEMU
  * runs, and the audit log has a record of it. With the file restored the same VM boots.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import type { Image } from '../src/api/image.js';
 import type { Vm } from '../src/api/vm.js';
 import type { AuditRecordView } from '../src/api/audit.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
@@ -28,16 +30,10 @@ test('a flipped byte in the stored kernel stops the boot; restored, the VM boots
     start: false,
   });
   assert.equal(created.status, 201);
-  const image = await harness.api<{ sha256: string }>('GET', '/v1/images/tiny');
+  const image = await harness.api<Image>('GET', '/v1/images/tiny');
   assert.equal(image.status, 200);
-  const db = (await import('better-sqlite3')).default;
-  const sqlite = new db(`${harness.dataDir}/db/rampart.db`, { readonly: true });
-  const { kernelPath } = sqlite
-    .prepare('SELECT kernel_path AS kernelPath FROM images WHERE name = ?')
-    .get('tiny') as {
-    kernelPath: string;
-  };
-  sqlite.close();
+  // The verified plaintext cache QEMU boots from: a file only Rampart writes, never trusted.
+  const kernelPath = join(harness.dataDir, 'image-cache', image.body.files.kernel!);
   const original = readFileSync(kernelPath);
   const flipped = Buffer.from(original);
   flipped[Math.floor(flipped.length / 2)]! ^= 0x01;
@@ -45,7 +41,10 @@ test('a flipped byte in the stored kernel stops the boot; restored, the VM boots
   try {
     assert.equal((await harness.api('POST', '/v1/vms/verified/start')).status, 202);
     const failed = await harness.waitForState('verified', 'error', 30_000);
-    assert.match(failed.error ?? '', /image verification failed: the kernel does not match its digest/);
+    assert.match(
+      failed.error ?? '',
+      /image verification failed: the cached copy of file .* was altered on the host/,
+    );
     assert.equal(failed.pid, null);
     assert.equal(harness.qemuPids().length, 0, 'no QEMU was started');
     // Not restarted by the on-failure policy: a retry cannot fix a bad image.
@@ -61,10 +60,22 @@ test('a flipped byte in the stored kernel stops the boot; restored, the VM boots
     assert.ok(record, 'the failed verification is in the audit log');
     assert.equal(record.outcome, 'failure');
     assert.equal(record.actor, 'system:agent');
-    assert.match(record.detail ?? '', /kernel does not match/);
+    assert.match(record.detail ?? '', /was altered on the host/);
+    const events = await harness.api<{
+      items: { kind: string; subjectId: string | null; severity: string }[];
+    }>('GET', '/v1/security/events?kind=image.verification_failed');
+    assert.ok(
+      events.body.items.some((e) => e.subjectId === created.body.id && e.severity === 'high'),
+      `a security event names the VM: ${JSON.stringify(events.body)}`,
+    );
+    // The altered copy was removed, so the next start rebuilds it from the encrypted store.
+    assert.equal(existsSync(kernelPath), false);
   } finally {
-    writeFileSync(kernelPath, original);
+    // Only when an assertion failed before the server removed the altered copy.
+    if (existsSync(kernelPath) && !readFileSync(kernelPath).equals(original))
+      writeFileSync(kernelPath, original);
   }
+  // Started again, the cache is rebuilt from the encrypted store and the VM boots.
   assert.equal((await harness.api('POST', '/v1/vms/verified/start')).status, 202);
   const running = await harness.waitForState('verified', 'running');
   assert.equal(running.error, null);

@@ -11,9 +11,11 @@
  */
 import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { DSSE_MAX_ENVELOPE_BYTES } from '../common/dsse.js';
 import { UUID_PATTERN } from '../common/ids.js';
 import { NAME_PATTERN } from './common.js';
 import { Accelerator, HostCapacity } from './host.js';
+import { MAX_PUBLIC_KEY_PEM_BYTES } from './trust.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
 /** A message line longer than this is a protocol error (console chunks are split below it). */
@@ -41,6 +43,51 @@ export const VmLimits = Type.Object(
 );
 export type VmLimits = Static<typeof VmLimits>;
 
+/** At most this many of the tenant's attestations (signature envelopes) for one image in an intent. */
+export const MAX_INTENT_ATTESTATIONS = 16;
+/** At most this many trusted (or platform) keys in an intent. */
+export const MAX_INTENT_TRUST_KEYS = 32;
+
+/** A DSSE envelope as JSON text (checked and bounded again in bytes by common/dsse.ts). */
+const EnvelopeText = Type.String({ minLength: 1, maxLength: DSSE_MAX_ENVELOPE_BYTES });
+
+export const ImageTrustKey = Type.Object(
+  {
+    /** Lowercase hex SHA-256 of the key's SPKI DER (the DSSE keyid). */
+    keyid: Sha256,
+    /** Ed25519 public key, SPKI PEM. */
+    publicKeyPem: Type.String({ minLength: 1, maxLength: MAX_PUBLIC_KEY_PEM_BYTES }),
+  },
+  { additionalProperties: false },
+);
+export type ImageTrustKey = Static<typeof ImageTrustKey>;
+
+/**
+ * Everything the agent needs to take the image trust decision again by itself before every boot
+ * (common/trust-policy.ts evaluateImageTrust), as the server took it: the tenant's policy and keys, the
+ * tenant's attestations for the image, and the platform's keys and signature.
+ */
+export const ImageTrustMaterial = Type.Object(
+  {
+    rules: Type.Object(
+      { requireSignatures: Type.Boolean(), acceptPlatformImages: Type.Boolean() },
+      { additionalProperties: false },
+    ),
+    /** The tenant's trusted image-signing keys. */
+    trustedKeys: Type.Array(ImageTrustKey, { maxItems: MAX_INTENT_TRUST_KEYS }),
+    /** The tenant's signature envelopes for the image. */
+    attestations: Type.Array(EnvelopeText, { maxItems: MAX_INTENT_ATTESTATIONS }),
+    /** The platform's image-signing keys. */
+    platformKeys: Type.Array(ImageTrustKey, { maxItems: MAX_INTENT_TRUST_KEYS }),
+    /** The platform's signature envelope for the image (platform images), or null. */
+    platformSignature: Type.Union([EnvelopeText, Type.Null()]),
+    /** The image is published by the platform (it has no owning tenant). */
+    platformImage: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type ImageTrustMaterial = Static<typeof ImageTrustMaterial>;
+
 export const VmIntent = Type.Object(
   {
     id: Uuid,
@@ -56,6 +103,11 @@ export const VmIntent = Type.Object(
       /** The files' own digests: the agent re-checks them before every boot (the cache is never trusted). */
       kernelSha256: Sha256,
       initrdSha256: Sha256,
+      /**
+       * The trust material the agent re-checks before every boot. TODO(wire): required once the server
+       * sends it (the agent then fails closed without it).
+       */
+      trust: Type.Optional(ImageTrustMaterial),
     }),
     power: DesiredPower,
     bootId: Type.Integer({ minimum: 0 }),

@@ -12,6 +12,10 @@ export const ERROR_CODES = {
   RAMPART_CONFLICT: 409,
   RAMPART_ILLEGAL_STATE: 409,
   RAMPART_PAYLOAD_TOO_LARGE: 413,
+  /** A stored image failed its integrity check (tampered or unreadable ciphertext, key or cache). */
+  RAMPART_IMAGE_INTEGRITY: 422,
+  /** The image is quarantined (malware scan hit) or not ready (still importing, failed import). */
+  RAMPART_IMAGE_UNAVAILABLE: 409,
   RAMPART_RATE_LIMITED: 429,
   RAMPART_INTERNAL: 500,
   RAMPART_HOST_UNAVAILABLE: 503,
@@ -69,6 +73,22 @@ export class UntrustedImageError extends RampartError {
   override name = 'UntrustedImageError';
   constructor(message: string) {
     super('RAMPART_UNTRUSTED_IMAGE', message);
+  }
+}
+
+/** A request body above its size limit. */
+export class PayloadTooLargeError extends RampartError {
+  override name = 'PayloadTooLargeError';
+  constructor(message: string) {
+    super('RAMPART_PAYLOAD_TOO_LARGE', message);
+  }
+}
+
+/** The image cannot be used: quarantined, still importing, or its import failed. */
+export class ImageUnavailableError extends RampartError {
+  override name = 'ImageUnavailableError';
+  constructor(message: string) {
+    super('RAMPART_IMAGE_UNAVAILABLE', message);
   }
 }
 

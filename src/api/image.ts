@@ -16,15 +16,91 @@ export const ImageUpdate = Type.Object(
 );
 export type ImageUpdate = Static<typeof ImageUpdate>;
 
-export const ImageFormat = Type.Union([Type.Literal('kernel-initrd')]);
+/** kernel-initrd: a bundle of a Linux kernel and an initramfs (direct boot); raw/qcow2: disk images. */
+export const ImageFormat = Type.Union([
+  Type.Literal('kernel-initrd'),
+  Type.Literal('raw'),
+  Type.Literal('qcow2'),
+]);
+
+/** queued: awaiting its files; active: usable; quarantined: a scan hit; error: the import failed. */
+export const ImageStatus = Type.Union([
+  Type.Literal('queued'),
+  Type.Literal('importing'),
+  Type.Literal('active'),
+  Type.Literal('quarantined'),
+  Type.Literal('error'),
+]);
+
+const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$' });
+
+/** The files an image is made of: a bundle has a kernel and an initrd; a disk image has one disk. */
+export const ImagePart = Type.Union([Type.Literal('kernel'), Type.Literal('initrd'), Type.Literal('disk')]);
+export type ImagePart = Static<typeof ImagePart>;
+
+export const ImageScan = Type.Object({
+  verdict: Type.Union([Type.Literal('clean'), Type.Literal('infected'), Type.Literal('error'), Type.Null()]),
+  /** Signature names that matched (ClamAV's names). */
+  signatures: Type.Array(Type.String()),
+  /** e.g. "ClamAV 1.4.3"; null before the first scan. */
+  engine: Type.Union([Type.String(), Type.Null()]),
+  /** Fingerprint of the signature databases used. */
+  database: Type.Union([Type.String(), Type.Null()]),
+  scannedAt: Type.Union([Type.String(), Type.Null()]),
+});
+
+export const ImageCreate = Type.Object(
+  {
+    name: Name,
+    format: ImageFormat,
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+export type ImageCreate = Static<typeof ImageCreate>;
+
+/** Platform import of files already on the server's host (absolute paths). */
+export const ImageImport = Type.Object(
+  {
+    name: Name,
+    format: ImageFormat,
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+    /** Make it a platform image (every tenant sees it) instead of one owned by the acting tenant. */
+    platform: Type.Optional(Type.Boolean()),
+    files: Type.Object(
+      {
+        kernel: Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
+        initrd: Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
+        disk: Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ImageImport = Static<typeof ImageImport>;
 
 export const Image = Type.Object(
   {
     id: Id,
     name: Name,
     format: ImageFormat,
-    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    /** The image's identity: SHA-256 of the disk, or the bundle digest; null until every file is in. */
+    sha256: Type.Union([Sha256Hex, Type.Null()]),
+    /** Plaintext bytes of the files uploaded so far. */
     sizeBytes: Type.Integer({ minimum: 0 }),
+    status: ImageStatus,
+    /** Why the image is quarantined or failed ('' otherwise). */
+    statusReason: Type.String(),
+    /** SHA-256 of each uploaded file. */
+    files: Type.Object({
+      kernel: Type.Optional(Sha256Hex),
+      initrd: Type.Optional(Sha256Hex),
+      disk: Type.Optional(Sha256Hex),
+    }),
+    scan: ImageScan,
+    /** True when the platform key signed the image (platform images). */
+    platformSigned: Type.Boolean(),
     description: Type.String(),
     visibility: ImageVisibility,
     /** True for images published by the platform (no owning tenant). */

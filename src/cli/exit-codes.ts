@@ -21,11 +21,11 @@ export const EXIT_CODES_HELP = [
   '  1  other error',
   '  2  usage error (bad arguments or options, invalid input)',
   '  3  not found',
-  '  4  conflict, illegal state, quota exceeded or untrusted image (e.g. the name is taken, the VM cannot do that now)',
+  '  4  conflict, illegal state, quota exceeded, untrusted or unavailable (quarantined) image (e.g. the name is taken, the VM cannot do that now)',
   '  5  not authenticated or forbidden',
   '  6  --wait failed (the VM went to error) or timed out',
   '  7  server unreachable',
-  '  8  verification failed (an audit record or checkpoint, or an image signature, does not verify)',
+  '  8  verification failed (an audit record or checkpoint, an image signature or a stored image, does not verify)',
 ].join('\n');
 
 /** The exit code for an API error answer, by its RAMPART_* code first and its HTTP status otherwise. */
@@ -43,7 +43,10 @@ export function exitCodeForApiError(status: number, code: string): ExitCode {
     case 'RAMPART_ILLEGAL_STATE':
     case 'RAMPART_QUOTA_EXCEEDED':
     case 'RAMPART_UNTRUSTED_IMAGE':
+    case 'RAMPART_IMAGE_UNAVAILABLE':
       return ExitCode.CONFLICT;
+    case 'RAMPART_IMAGE_INTEGRITY':
+      return ExitCode.VERIFY_FAILED;
   }
   if (code.startsWith('RAMPART_')) return ExitCode.ERROR;
   // Not a Rampart error body (a proxy in between, or an older server): go by the status.

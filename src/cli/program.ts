@@ -12,6 +12,7 @@ import { registerImageCommands } from './commands/image.js';
 import { registerMemberCommands } from './commands/member.js';
 import { registerQuotaCommands } from './commands/quota.js';
 import { registerRoleCommands } from './commands/role.js';
+import { registerSecurityCommands } from './commands/security.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTenantCommands } from './commands/tenant.js';
 import { registerTokenCommands } from './commands/token.js';
@@ -95,6 +96,7 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
   registerRoleCommands(program, deps);
   registerTokenCommands(program, deps);
   registerAuditCommands(program, deps);
+  registerSecurityCommands(program, deps);
   registerServerCommand(program, deps);
   registerAgentCommand(program, deps);
   return program;

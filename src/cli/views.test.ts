@@ -74,6 +74,11 @@ void describe('resource tables', () => {
           format: 'kernel-initrd',
           sha256: 'ab'.repeat(32),
           sizeBytes: 5 * 1024 * 1024,
+          status: 'active',
+          statusReason: '',
+          files: { kernel: 'cd'.repeat(32), initrd: 'ef'.repeat(32) },
+          scan: { verdict: 'clean', signatures: [], engine: 'ClamAV 1.4.3', database: null, scannedAt: null },
+          platformSigned: true,
           description: 'Tiny guest',
           visibility: 'public',
           platform: true,
@@ -85,8 +90,8 @@ void describe('resource tables', () => {
     assert.equal(
       images,
       [
-        'NAME   FORMAT          SIZE    SHA256         AGE   DESCRIPTION',
-        'tiny   kernel-initrd   5 MiB   abababababab   1h    Tiny guest',
+        'NAME   FORMAT          STATUS   SCAN    SIZE    SHA256         AGE   DESCRIPTION',
+        'tiny   kernel-initrd   active   clean   5 MiB   abababababab   1h    Tiny guest',
         '',
       ].join('\n'),
     );

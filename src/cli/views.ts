@@ -136,7 +136,16 @@ export function vmDetails(vm: Vm, options: ViewOptions): string {
 
 // ---- images
 
-export const IMAGE_COLUMNS = ['NAME', 'FORMAT', 'SIZE', 'SHA256', 'AGE', 'DESCRIPTION'] as const;
+export const IMAGE_COLUMNS = [
+  'NAME',
+  'FORMAT',
+  'STATUS',
+  'SCAN',
+  'SIZE',
+  'SHA256',
+  'AGE',
+  'DESCRIPTION',
+] as const;
 
 export function imageTable(images: readonly Image[], options: ViewOptions): string {
   return formatTable(
@@ -144,6 +153,8 @@ export function imageTable(images: readonly Image[], options: ViewOptions): stri
     images.map((image) => [
       image.name,
       image.format,
+      image.status,
+      image.scan.verdict ?? '-',
       typeof image.sizeBytes === 'number' ? formatBytes(image.sizeBytes) : '-',
       image.sha256 ? image.sha256.slice(0, 12) : '-',
       formatAge(image.createdAt, options.now),
@@ -166,6 +177,16 @@ export function imageDetails(image: Image, options: ViewOptions): string {
           : '-',
       ],
       ['SHA-256', orDash(image.sha256)],
+      ['Status', image.statusReason ? `${image.status} (${image.statusReason})` : image.status],
+      [
+        'Scan',
+        image.scan.verdict === null
+          ? '-'
+          : `${image.scan.verdict}${image.scan.signatures.length > 0 ? `: ${image.scan.signatures.join(', ')}` : ''} (${orDash(image.scan.engine)}, ${orDash(image.scan.scannedAt)})`,
+      ],
+      ...Object.entries(image.files).map(([part, sha]): [string, string] => [`File ${part}`, sha]),
+      ['Platform signed', image.platformSigned ? 'yes' : 'no'],
+      ['Visibility', image.visibility],
       ['Description', orDash(image.description)],
       ['Created', timestamp(image.createdAt, options.now)],
     ],

@@ -70,6 +70,19 @@ const ConfigFile = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    images: Type.Optional(
+      Type.Object(
+        {
+          /** Largest image file accepted, in MiB (ClamAV scans at most 2 GiB - 1 per file). */
+          max_file_mib: Type.Optional(Type.Integer({ minimum: 1, maximum: 2047 })),
+          /** Extra ClamAV database directories (e.g. a mirror of main.cvd/daily.cvd). */
+          clamav_database_dirs: Type.Optional(Type.Array(Type.String(), { maxItems: 16 })),
+          /** How often to look for a changed scanner database and re-scan (0 = only at start). */
+          rescan_check_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** Proxies whose X-Forwarded-For is believed: IPs and CIDR blocks (default none). */
     trusted_proxies: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
     agent: Type.Optional(
@@ -104,6 +117,7 @@ export interface ServerConfig {
   rateLimit: RateLimitConfig;
   /** IPs/CIDRs whose X-Forwarded-For is believed; empty: request.ip is always the socket peer. */
   trustedProxies: string[];
+  images: ImagesConfig;
   agent: {
     mode: 'local' | 'external';
     dataDir: string;
@@ -122,6 +136,12 @@ export interface AuthConfig {
   loginSourceThreshold: number;
   loginBaseDelayMs: number;
   loginMaxBackoffSeconds: number;
+}
+
+export interface ImagesConfig {
+  maxFileBytes: number;
+  clamavDatabaseDirs: string[];
+  rescanCheckSeconds: number;
 }
 
 /** An integer from the environment, the file or the default, within bounds (a clear error otherwise). */
@@ -400,6 +420,31 @@ export function loadServerConfig(
     ),
   };
   const rateLimit = rateLimitConfig(file.rate_limit, env);
+  const images: ImagesConfig = {
+    maxFileBytes:
+      intSetting(
+        'RAMPART_IMAGE_MAX_FILE_MIB',
+        env.RAMPART_IMAGE_MAX_FILE_MIB,
+        file.images?.max_file_mib,
+        2047,
+        1,
+        2047,
+      ) *
+      1024 *
+      1024,
+    clamavDatabaseDirs: (env.RAMPART_CLAMAV_DATABASE_DIRS !== undefined
+      ? env.RAMPART_CLAMAV_DATABASE_DIRS.split(':').filter((d) => d !== '')
+      : (file.images?.clamav_database_dirs ?? [])
+    ).map((d) => resolve(d)),
+    rescanCheckSeconds: intSetting(
+      'RAMPART_IMAGE_RESCAN_CHECK_SECONDS',
+      env.RAMPART_IMAGE_RESCAN_CHECK_SECONDS,
+      file.images?.rescan_check_seconds,
+      300,
+      0,
+      86_400,
+    ),
+  };
   const trustedProxies = trustedProxiesSetting(env.RAMPART_TRUSTED_PROXIES, file.trusted_proxies);
   return {
     host,
@@ -407,6 +452,7 @@ export function loadServerConfig(
     dataDir,
     rateLimit,
     trustedProxies,
+    images,
     auth,
     audit,
     quota,

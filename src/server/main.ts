@@ -16,6 +16,7 @@ import { SessionTokenSigner, loadSessionKey } from './iam/session-tokens.js';
 import { TenantDirectory } from './iam/tenant-directory.js';
 import { UserDirectory } from './iam/user-directory.js';
 import { QuotaService } from './quota/quota-service.js';
+import { SecurityEventLog } from './security/security-events.js';
 import { armedFailpoints } from './failpoints.js';
 import { seedFlavors } from './compute/flavor-catalog.js';
 import { markHostOffline, recordHostHello } from './compute/host-registry.js';
@@ -25,6 +26,7 @@ import { ConsoleHub } from './console/console-hub.js';
 import { LocalAgentSupervisor } from './agent-link/local-agent-supervisor.js';
 import { buildApp } from './http/app.js';
 import { registerDefaultImage } from './images/image-catalog.js';
+import { openImageServices } from './images/image-services.js';
 import { createMetrics } from './metrics.js';
 import { openDatabase } from './store/database.js';
 
@@ -57,16 +59,6 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   }
 
   await seedFlavors(db);
-  const image = await registerDefaultImage(db, config.guestImageDir, config.dataDir);
-  if (image) {
-    config.agent.env.RAMPART_PROBE_KERNEL = image.kernelPath;
-    config.agent.env.RAMPART_PROBE_INITRD = image.initrdPath;
-  }
-  if (!image)
-    log.warn(
-      { dir: config.guestImageDir },
-      'default guest image not built yet (run guest/build.sh); image "tiny" is not registered',
-    );
   const bootstrap = await ensureAdmin(users, roles, tenants, process.env.RAMPART_ADMIN_PASSWORD);
   const audit = await AuditLog.open(db, config.dataDir, {
     checkpointIntervalMs: config.audit.checkpointIntervalSeconds * 1000,
@@ -78,6 +70,36 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       'FAILPOINTS ARMED: this server kills itself on purpose (tests only)',
     );
   const quotas = new QuotaService(db, config.quota);
+  // The one security event stream of this server: services that record events get it at construction.
+  const securityEvents = new SecurityEventLog(db, { log: log.child({ component: 'security' }) });
+  const images = await openImageServices({
+    db,
+    dataDir: config.dataDir,
+    config: config.images,
+    quotas,
+    audit,
+    securityEvents,
+    log: log.child({ component: 'images' }),
+  });
+  const image = await registerDefaultImage(db, images.importer, images.store, config.guestImageDir);
+  if (image?.status === 'active') {
+    // The agent probes the accelerator by booting the default guest: give it the verified plaintext.
+    // An altered cached copy is removed by the first call (and logged); the second rebuilds it.
+    const cached = (sha: string) =>
+      images.store.materialize('platform', sha).catch((error: unknown) => {
+        log.warn({ err: (error as Error).message }, 'rebuilding the default image cache');
+        return images.store.materialize('platform', sha);
+      });
+    config.agent.env.RAMPART_PROBE_KERNEL = await cached(image.kernelSha256);
+    config.agent.env.RAMPART_PROBE_INITRD = await cached(image.initrdSha256);
+  } else if (image) {
+    log.warn({ status: image.status, reason: image.statusReason }, 'the default guest image is not usable');
+  } else {
+    log.warn(
+      { dir: config.guestImageDir },
+      'default guest image not built yet (run guest/build.sh); image "tiny" is not registered',
+    );
+  }
   const authenticator = new Authenticator(
     db,
     users,
@@ -105,7 +127,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       defaultStopTimeoutSeconds: config.stopTimeoutSeconds,
       quotas,
       overcommit: config.overcommit,
-      // A VM that failed for good on its host (its image did not verify) is recorded in the audit log.
+      images: { store: images.store, platformKeys: images.platformKeys },
+      // A VM that failed for good (its image did not verify) is audited and raises a security event.
       onFatal: async (vm, reason) => {
         log.warn({ vmId: vm.id, reason }, 'VM failed on its host');
         await audit
@@ -122,6 +145,17 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
             detail: reason,
           })
           .catch((error: unknown) => log.error({ err: (error as Error).message }, 'audit append failed'));
+        await securityEvents
+          .record({
+            kind: 'image.verification_failed',
+            severity: 'high',
+            tenantId: vm.tenantId,
+            subjectType: 'vm',
+            subjectId: vm.id,
+            summary: `VM ${vm.name} did not boot: ${reason}`,
+            detail: { vmName: vm.name, imageId: vm.imageId, hostId: vm.hostId, reason },
+          })
+          .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
       },
     },
   );
@@ -160,6 +194,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       roles,
       tenants,
       audit,
+      securityEvents,
+      images,
       quotas,
       overcommit: config.overcommit,
       version: RAMPART_VERSION,
@@ -195,9 +231,11 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     log.info({ signal }, 'shutting down (the agent and its VMs keep running)');
     supervisor.stop();
     vmService.stopTimers();
+    images.stop();
     void app
       .close()
       .then(() => audit.close())
+      .then(() => securityEvents.flush())
       .then(() => db.destroy())
       .finally(() => process.exit(0));
   };

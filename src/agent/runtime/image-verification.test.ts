@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { bundleDigest, verifyImage } from './image-verification.js';
+import { bundleDigest } from '../../common/image-digest.js';
+import { verifyImage } from './image-verification.js';
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 

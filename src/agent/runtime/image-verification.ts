@@ -7,17 +7,13 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { VmIntent } from '../../api/agent-protocol.js';
+import { bundleDigest } from '../../common/image-digest.js';
 
 async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }))
     hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-/** The identity of a kernel+initrd bundle: the digest of its parts' digests in a fixed order. */
-export function bundleDigest(kernelSha256: string, initrdSha256: string): string {
-  return createHash('sha256').update(`kernel-initrd\n${kernelSha256}\n${initrdSha256}\n`).digest('hex');
 }
 
 /** null when the image verifies; otherwise why not (for the VM's error and the audit log). */

@@ -11,6 +11,7 @@
  * possible the start fails, with the reason in the VM's status. Once QMP answers, QEMU's membership is
  * checked. After QEMU exits its cgroups are removed.
  */
+import { checkImageTrustOnAgent } from './image-trust-check.js';
 import { verifyImage } from './image-verification.js';
 import { EventEmitter } from 'node:events';
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -246,6 +247,14 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     if (problem) {
       this.failStart(problem, true);
       return;
+    }
+    // TODO(wire): fail closed once the server sends trust (call it unconditionally).
+    if (this.state.intent.image.trust !== undefined) {
+      const untrusted = checkImageTrustOnAgent(this.state.intent.image);
+      if (untrusted) {
+        this.failStart(untrusted, true);
+        return;
+      }
     }
     const intent = this.state.intent;
     await this.cgroupRelease; // the previous boot's cgroups are gone before this boot's are made

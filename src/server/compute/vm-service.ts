@@ -23,7 +23,11 @@ import type { VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations } from './host-registry.js';
 import { findImage } from '../images/image-catalog.js';
-import { assertImageTrusted } from '../images/image-signatures.js';
+import { assertImageTrusted, imageTrustMaterial } from '../images/image-signatures.js';
+import { assertImageUsable } from '../images/image-import.js';
+import { keyDomainOf, type ImageStore } from '../images/image-store.js';
+import type { TrustedKey } from '../../common/dsse.js';
+import type { ImagesTable } from '../store/schema.js';
 import { hostRoom, pickHost, type Overcommit } from './scheduler.js';
 import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
@@ -40,6 +44,8 @@ export interface VmServiceOptions {
   overcommit: Overcommit;
   /** Told once when a VM fails for good on its host (e.g. image verification): audit, security events. */
   onFatal?: (vm: VmsTable, reason: string) => Promise<void>;
+  /** The encrypted image store (the verified cache is filled from it) and the platform's signing keys. */
+  images: { store: ImageStore; platformKeys: readonly TrustedKey[] };
 }
 
 const RESTART_WINDOW_MS = 10 * 60_000;
@@ -109,8 +115,8 @@ export class VmService {
       findImage(this.db, input.image, tenantId).catch(bodyRef('image', input.image)),
       findFlavor(this.db, input.flavor).catch(bodyRef('flavor', input.flavor)),
     ]);
-    // The tenant's image trust policy, with its own attestations: refused -> 403 RAMPART_UNTRUSTED_IMAGE.
-    await assertImageTrusted(this.db, image, tenantId);
+    // Usable (not quarantined), and trusted under the tenant's policy: 409 / 403 otherwise.
+    await this.admitImage(image, tenantId);
     const start = input.start ?? true;
     const id = newId();
     const now = nowIso();
@@ -202,7 +208,7 @@ export class VmService {
           .where('id', '=', current.imageId)
           .executeTakeFirst();
         if (!image) throw new NotFoundError('image');
-        await assertImageTrusted(this.db, image, current.tenantId);
+        await this.admitImage(image, current.tenantId);
         patch.bootId = current.bootId + 1;
         patch.error = null;
         this.cancelRestart(current.id);
@@ -325,8 +331,7 @@ export class VmService {
   async syncHost(hostId: string, agent: AgentConnection): Promise<void> {
     const rows = await this.db.selectFrom('vms').selectAll().where('hostId', '=', hostId).execute();
     const live = rows.filter((r) => r.state !== 'deleting');
-    const images = await this.imagesById(live.map((r) => r.imageId));
-    const intents = live.map((r) => toIntent(r, images));
+    const intents = await this.intentsFor(live);
     const { statuses } = await agent.request('sync', { vms: intents }, 120_000);
     for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status));
     // VMs being deleted were not in the list, so the agent has removed them: finish the deletes.
@@ -427,7 +432,7 @@ export class VmService {
             .where('id', '=', row.imageId)
             .executeTakeFirst();
           const refusal = image
-            ? await assertImageTrusted(this.db, image, row.tenantId).then(
+            ? await this.admitImage(image, row.tenantId).then(
                 () => null,
                 (error: unknown) => (error as Error).message,
               )
@@ -478,9 +483,9 @@ export class VmService {
       this.log.warn({ vmId }, 'host agent not connected; change will be applied when it reconnects');
       return;
     }
-    const images = await this.imagesById([row.imageId]);
+    const [intent] = await this.intentsFor([row]);
     try {
-      const { status } = await agent.request('apply', { vm: toIntent(row, images) });
+      const { status } = await agent.request('apply', { vm: intent! });
       await this.applyStatus(status);
     } catch (error) {
       if (error instanceof RampartError && error.code === 'RAMPART_HOST_UNAVAILABLE') return;
@@ -523,14 +528,64 @@ export class VmService {
       throw new ConflictError('the VM changed concurrently; try again');
   }
 
-  private async imagesById(ids: string[]): Promise<Map<string, ImageFiles>> {
-    if (ids.length === 0) return new Map();
-    const rows = await this.db
+  /** May this tenant boot this image now? Active (not quarantined), bootable, trusted by its policy. */
+  private async admitImage(image: ImagesTable, tenantId: string): Promise<void> {
+    assertImageUsable(image);
+    if (image.format !== 'kernel-initrd')
+      throw new InvalidInputError(
+        `image ${image.name} is a ${image.format} disk image; VMs boot kernel-initrd images (disk boot comes with volumes)`,
+      );
+    await assertImageTrusted(this.db, image, tenantId, this.options.images.platformKeys);
+  }
+
+  /**
+   * The intents for these VMs. A VM about to boot (pending, starting) gets its image's verified
+   * plaintext in the cache first, rebuilt from the encrypted store when missing or altered; when that
+   * fails (tampered ciphertext, destroyed key) the VM goes to error for good instead of booting.
+   */
+  private async intentsFor(rows: VmsTable[]): Promise<VmIntent[]> {
+    if (rows.length === 0) return [];
+    const images = await this.db
       .selectFrom('images')
-      .select(['id', 'sha256', 'kernelPath', 'initrdPath', 'kernelSha256', 'initrdSha256'])
-      .where('id', 'in', [...new Set(ids)])
+      .selectAll()
+      .where('id', 'in', [...new Set(rows.map((r) => r.imageId))])
       .execute();
-    return new Map(rows.map((r) => [r.id, r]));
+    const byId = new Map(images.map((r) => [r.id, r]));
+    const prepared = new Map<string, Promise<void>>();
+    const intents: VmIntent[] = [];
+    for (const original of rows) {
+      let row = original;
+      const image = byId.get(row.imageId);
+      if (!image) throw new RampartError('RAMPART_INTERNAL', `image of VM ${row.id} is missing`);
+      if (row.state === 'pending' || row.state === 'starting') {
+        const key = `${image.id}`;
+        if (!prepared.has(key)) prepared.set(key, this.prepareImage(image));
+        const problem = await prepared.get(key)!.then(
+          () => null,
+          (error: unknown) => `image verification failed: ${(error as Error).message}`,
+        );
+        if (problem) row = await this.failBoot(row, problem);
+      }
+      const trust = await imageTrustMaterial(this.db, image, row.tenantId, this.options.images.platformKeys);
+      intents.push(toIntent(row, image, this.options.images.store, trust));
+    }
+    return intents;
+  }
+
+  private async prepareImage(image: ImagesTable): Promise<void> {
+    const domain = keyDomainOf(image.tenantId);
+    await this.options.images.store.materialize(domain, image.kernelSha256);
+    await this.options.images.store.materialize(domain, image.initrdSha256);
+  }
+
+  /** The VM cannot boot (its image did not verify): error, powered off, no restart; audited. */
+  private async failBoot(row: VmsTable, reason: string): Promise<VmsTable> {
+    const patch = { state: 'error', power: 'stopped', error: reason, pid: null, updatedAt: nowIso() };
+    await this.db.updateTable('vms').set(patch).where('id', '=', row.id).execute();
+    this.cancelRestart(row.id);
+    this.log.warn({ vmId: row.id, reason }, 'VM not started: its image did not verify');
+    await this.options.onFatal?.(row, reason);
+    return { ...row, ...patch };
   }
 
   private selectVms() {
@@ -551,24 +606,18 @@ export class VmService {
   }
 }
 
-interface ImageFiles {
-  id: string;
-  sha256: string;
-  kernelPath: string;
-  initrdPath: string;
-  kernelSha256: string;
-  initrdSha256: string;
-}
-
 type JoinedVm = VmsTable & { imageName: string; flavorName: string };
 
 function pick(row: VmsTable, patch: Partial<VmsTable>): Partial<VmsTable> {
   return Object.fromEntries(Object.keys(patch).map((k) => [k, row[k as keyof VmsTable]]));
 }
 
-function toIntent(row: VmsTable, images: Map<string, ImageFiles>): VmIntent {
-  const image = images.get(row.imageId);
-  if (!image) throw new RampartError('RAMPART_INTERNAL', `image of VM ${row.id} is missing`);
+function toIntent(
+  row: VmsTable,
+  image: ImagesTable,
+  store: ImageStore,
+  trust: NonNullable<VmIntent['image']['trust']>,
+): VmIntent {
   return {
     id: row.id,
     name: row.name,
@@ -577,10 +626,11 @@ function toIntent(row: VmsTable, images: Map<string, ImageFiles>): VmIntent {
     image: {
       format: 'kernel-initrd',
       sha256: image.sha256,
-      kernelPath: image.kernelPath,
-      initrdPath: image.initrdPath,
+      kernelPath: store.cachePath(image.kernelSha256),
+      initrdPath: store.cachePath(image.initrdSha256),
       kernelSha256: image.kernelSha256,
       initrdSha256: image.initrdSha256,
+      trust,
     },
     power: row.power as VmIntent['power'],
     bootId: row.bootId,

@@ -10,6 +10,8 @@ import type { ServerMetrics } from '../metrics.js';
 import type { Db } from '../store/database.js';
 import type { Overcommit } from '../compute/scheduler.js';
 import type { QuotaService } from '../quota/quota-service.js';
+import type { ImageServices } from '../images/image-services.js';
+import type { SecurityEventLog } from '../security/security-events.js';
 
 export interface AppContext {
   db: Db;
@@ -21,7 +23,10 @@ export interface AppContext {
   roles: RoleDirectory;
   tenants: TenantDirectory;
   audit: AuditLog;
+  /** The security event stream (one per server; services that record events get it at construction). */
+  securityEvents: SecurityEventLog;
   quotas: QuotaService;
+  images: ImageServices;
   overcommit: Overcommit;
   version: string;
 }

@@ -53,8 +53,14 @@ export const PLATFORM_PERMISSIONS = [
   'platform:flavor:create',
   /** Make an image public (visible to every tenant); tenants can only share with named tenants. */
   'platform:image:publish',
+  /** Import image files from paths on the server's host (as platform images), re-scan any image. */
+  'platform:image:import',
+  /** Rotate the master key (re-wraps every data key; no image is re-encrypted). */
+  'platform:keys:rotate',
   'platform:host:read',
   'platform:audit:read',
+  /** Read the security event stream of every tenant and the platform-wide events. */
+  'platform:security:read',
   'platform:metrics:read',
 ] as const;
 

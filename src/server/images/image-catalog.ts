@@ -1,17 +1,18 @@
 /**
- * The image catalog. For now it holds the default `tiny` guest (a kernel+initrd bundle built by
- * guest/build.sh), registered on first start: its files are copied into the data directory under their
- * SHA-256 and verified against the build manifest. Signed, encrypted, scanned images come later.
+ * The image catalog: what each tenant may see and manage. The default `tiny` guest (a kernel+initrd
+ * bundle built by guest/build.sh) is imported on first start through the same pipeline as any upload
+ * (scanned, compressed, encrypted, signed with the platform key), checked against the build manifest.
  */
-import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { Image } from '../../api/image.js';
 import { ConflictError, InvalidInputError, NotFoundError } from '../../api/errors.js';
-import { isUuid, newId } from '../../common/ids.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUuid } from '../../common/ids.js';
+import type { Db } from '../store/database.js';
 import type { ImagesTable } from '../store/schema.js';
+import { partSha, partsOf, type ImageImporter } from './image-import.js';
+import { keyDomainOf, sha256OfFile, type ImageStore } from './image-store.js';
 
 interface GuestManifest {
   name: string;
@@ -23,12 +24,28 @@ interface GuestManifest {
 }
 
 export function imageToApi(row: ImagesTable): Image {
+  const files: Image['files'] = {};
+  for (const part of partsOf(row.format)) {
+    const sha = partSha(row, part);
+    if (sha) files[part] = sha;
+  }
   return {
     id: row.id,
     name: row.name,
     format: row.format,
-    sha256: row.sha256,
+    sha256: row.sha256 === '' ? null : row.sha256,
     sizeBytes: row.sizeBytes,
+    status: row.status,
+    statusReason: row.statusReason,
+    files,
+    scan: {
+      verdict: row.scanVerdict,
+      signatures: JSON.parse(row.scanSignatures) as string[],
+      engine: row.scanEngine,
+      database: row.scanDatabase,
+      scannedAt: row.scannedAt,
+    },
+    platformSigned: row.platformSignature !== null,
     description: row.description,
     visibility: row.visibility,
     platform: row.tenantId === null,
@@ -36,73 +53,85 @@ export function imageToApi(row: ImagesTable): Image {
   };
 }
 
-function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
-/** Copies `source` into the store as `<sha256>` (content-addressed, world-readable for QEMU's uid). */
-function storeBlob(storeDir: string, source: string, expectedSha256: string): string {
-  const actual = sha256File(source);
-  if (actual !== expectedSha256) throw new Error(`${source}: sha256 ${actual} does not match the manifest`);
-  const target = join(storeDir, actual);
-  if (!existsSync(target) || sha256File(target) !== actual) {
-    const tmp = `${target}.tmp-${process.pid}`;
-    copyFileSync(source, tmp);
-    chmodSync(tmp, 0o644);
-    renameSync(tmp, target);
-  }
-  return target;
-}
-
-/** Registers the tiny guest once; a no-op when an image named `tiny` exists. */
+/**
+ * Imports the tiny guest once as a platform image; a no-op when a platform image named `tiny` exists
+ * and its files are in the store. A `tiny` registered by an older version (plaintext files, no blobs)
+ * has its files adopted into the encrypted store (only when they still hash right) and is re-scanned.
+ */
 export async function registerDefaultImage(
   db: Db,
+  importer: ImageImporter,
+  store: ImageStore,
   guestImageDir: string,
-  dataDir: string,
 ): Promise<ImagesTable | null> {
+  const manifestPath = join(guestImageDir, 'manifest.json');
+  const manifest = existsSync(manifestPath)
+    ? (JSON.parse(readFileSync(manifestPath, 'utf8')) as GuestManifest)
+    : null;
   const existing = await db
     .selectFrom('images')
     .selectAll()
     .where('name', '=', 'tiny')
     .where('tenantId', 'is', null)
     .executeTakeFirst();
-  if (existing) return existing;
-  const manifestPath = join(guestImageDir, 'manifest.json');
-  if (!existsSync(manifestPath)) return null;
-  const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as GuestManifest;
-  const storeDir = join(dataDir, 'images');
-  mkdirSync(storeDir, { recursive: true, mode: 0o755 });
-  const kernelPath = storeBlob(
-    storeDir,
-    join(guestImageDir, manifest.kernel),
-    manifest.sha256[manifest.kernel] ?? '',
-  );
-  const initrdPath = storeBlob(
-    storeDir,
-    join(guestImageDir, manifest.initrd),
-    manifest.sha256[manifest.initrd] ?? '',
-  );
-  // The bundle's identity: the digest of its parts' digests, in a fixed order.
-  const bundleSha = createHash('sha256')
-    .update(`kernel-initrd\n${manifest.sha256[manifest.kernel]}\n${manifest.sha256[manifest.initrd]}\n`)
-    .digest('hex');
-  const row: ImagesTable = {
-    id: newId(),
-    name: 'tiny',
-    format: 'kernel-initrd',
-    sha256: bundleSha,
-    sizeBytes: statSync(kernelPath).size + statSync(initrdPath).size,
-    kernelPath,
-    initrdPath,
-    kernelSha256: manifest.sha256[manifest.kernel] ?? '',
-    initrdSha256: manifest.sha256[manifest.initrd] ?? '',
-    description: `Rampart tiny guest (Debian cloud kernel ${manifest.kernelVersion}, busybox initramfs, guest agent)`,
-    createdAt: nowIso(),
-    tenantId: null,
-    visibility: 'public',
-  };
-  await db.insertInto('images').values(row).execute();
-  return row;
+  if (existing && existing.status !== 'queued') {
+    await adoptLegacyFiles(existing, store, guestImageDir, manifest);
+    if (existing.scanVerdict === null) return importer.rescan(existing.id);
+    return existing;
+  }
+  if (!manifest) return null;
+  const image =
+    existing ??
+    (await importer.create(null, {
+      name: 'tiny',
+      format: 'kernel-initrd',
+      description: `Rampart tiny guest (Debian cloud kernel ${manifest.kernelVersion}, busybox initramfs, guest agent)`,
+    }));
+  let current = image;
+  for (const [part, file] of [
+    ['kernel', manifest.kernel],
+    ['initrd', manifest.initrd],
+  ] as const) {
+    if (partSha(current, part)) continue;
+    const path = join(guestImageDir, file);
+    const actual = await sha256OfFile(path);
+    if (actual !== manifest.sha256[file])
+      throw new Error(`${path}: sha256 ${actual} does not match the guest manifest`);
+    current = await importer.uploadLocal(current, part, path);
+  }
+  return current;
+}
+
+/** Stores the files of an image registered before the encrypted store existed. */
+async function adoptLegacyFiles(
+  image: ImagesTable,
+  store: ImageStore,
+  guestImageDir: string,
+  manifest: GuestManifest | null,
+): Promise<void> {
+  const domain = keyDomainOf(image.tenantId);
+  for (const [part, legacyPath] of [
+    ['kernel', image.kernelPath],
+    ['initrd', image.initrdPath],
+  ] as const) {
+    const sha = partSha(image, part);
+    if (!sha || (await store.hasBlob(domain, sha))) continue;
+    const candidates = [legacyPath, ...(manifest ? [join(guestImageDir, manifest[part])] : [])];
+    let adopted = false;
+    for (const path of candidates) {
+      if (!path || !existsSync(path) || (await sha256OfFile(path)) !== sha) continue;
+      const staged = await store.stageLocalFile(path, { maxBytes: Number.MAX_SAFE_INTEGER });
+      try {
+        if (staged.sha256 !== sha) continue;
+        await store.store(domain, staged);
+        adopted = true;
+      } finally {
+        await import('node:fs/promises').then((fs) => fs.rm(staged.path, { force: true }));
+      }
+      break;
+    }
+    if (!adopted) throw new Error(`image ${image.name}: no copy of its ${part} (sha256 ${sha}) to store`);
+  }
 }
 
 /**

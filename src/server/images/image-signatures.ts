@@ -3,16 +3,23 @@
  * subject is the image's SHA-256, signed with Ed25519) to an image it can see. The envelope must verify
  * with one of the tenant's trusted keys when attached, and it counts for that tenant only: another
  * tenant's attestation never vouches for an image here. checkImageTrust is the decision VM create and
- * start enforce: the tenant's current policy and keys against the tenant's attestations, every time.
+ * start enforce: the tenant's current policy and keys against the tenant's attestations, every time;
+ * imageTrustMaterial is the same material for the agent, which takes the same decision before each boot.
  */
 import { ConflictError, InvalidInputError, NotFoundError, UntrustedImageError } from '../../api/errors.js';
+import {
+  MAX_INTENT_ATTESTATIONS,
+  MAX_INTENT_TRUST_KEYS,
+  type ImageTrustKey,
+  type ImageTrustMaterial,
+} from '../../api/agent-protocol.js';
 import type { ImageSignature } from '../../api/image.js';
-import { DSSE_MAX_ENVELOPE_BYTES, parseEnvelope } from '../../common/dsse.js';
+import { DSSE_MAX_ENVELOPE_BYTES, parseEnvelope, type TrustedKey } from '../../common/dsse.js';
 import { subjectDigest, verifyEnvelope } from '../../common/in-toto.js';
 import { newId } from '../../common/ids.js';
+import { evaluateImageTrust, type TrustDecision } from '../../common/trust-policy.js';
 import { nowIso, type Db } from '../store/database.js';
 import type { ImagesTable, ImageSignaturesTable } from '../store/schema.js';
-import { evaluateTrust, type TrustDecision } from './trust-policy.js';
 import { trustRulesOf, trustedKeysOf } from './trust-store.js';
 
 function toApi(row: ImageSignaturesTable, names: ReadonlyMap<string, string>): ImageSignature {
@@ -115,39 +122,111 @@ export async function deleteSignature(
   return row;
 }
 
+/** The tenant's attestations (signature envelopes, JSON text) for the image, oldest first. */
+async function attestationsOf(db: Db, imageId: string, tenantId: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('imageSignatures')
+    .select('envelope')
+    .where('imageId', '=', imageId)
+    .where('tenantId', '=', tenantId)
+    .orderBy('createdAt')
+    .orderBy('id')
+    .execute();
+  return rows.map((r) => r.envelope);
+}
+
 /**
  * May `tenantId` boot `image` now? Its current trust policy and trusted keys against its own
- * attestations for the image (any one that verifies is enough).
+ * attestations for the image (any one that verifies is enough), and for a platform image its platform
+ * signature against `platformKeys` (common/trust-policy.ts).
+ *
+ * TODO(wire): `platformKeys` becomes required once every caller passes the platform signer's keys. The
+ * default (none) fails closed: no platform image is accepted on its platform signature.
  */
-export async function checkImageTrust(db: Db, image: ImagesTable, tenantId: string): Promise<TrustDecision> {
+export async function checkImageTrust(
+  db: Db,
+  image: ImagesTable,
+  tenantId: string,
+  platformKeys: readonly TrustedKey[] = [],
+): Promise<TrustDecision> {
   const [rules, keys, attestations] = await Promise.all([
     trustRulesOf(db, tenantId),
     trustedKeysOf(db, tenantId),
-    db
-      .selectFrom('imageSignatures')
-      .select('envelope')
-      .where('imageId', '=', image.id)
-      .where('tenantId', '=', tenantId)
-      .orderBy('createdAt')
-      .execute(),
+    attestationsOf(db, image.id, tenantId),
   ]);
-  const subject = { tenantId: image.tenantId, sha256: image.sha256 };
-  if (attestations.length === 0) return evaluateTrust(rules, subject, keys);
-  let refusal: TrustDecision | undefined;
-  let permitted: TrustDecision | undefined;
-  for (const { envelope } of attestations) {
-    const decision = evaluateTrust(rules, { ...subject, signatureEnvelope: envelope }, keys);
-    if (decision.allowed && decision.reason.startsWith('signed by')) return decision;
-    if (decision.allowed) permitted ??= decision;
-    else refusal ??= decision;
-  }
-  return permitted ?? refusal!;
+  return evaluateImageTrust(
+    rules,
+    { tenantId: image.tenantId, sha256: image.sha256, platformSignature: image.platformSignature },
+    attestations,
+    keys,
+    platformKeys,
+  );
 }
 
 /** checkImageTrust, throwing UntrustedImageError (403 RAMPART_UNTRUSTED_IMAGE) with the reason. */
-export async function assertImageTrusted(db: Db, image: ImagesTable, tenantId: string): Promise<void> {
-  const decision = await checkImageTrust(db, image, tenantId);
+export async function assertImageTrusted(
+  db: Db,
+  image: ImagesTable,
+  tenantId: string,
+  platformKeys: readonly TrustedKey[] = [],
+): Promise<void> {
+  const decision = await checkImageTrust(db, image, tenantId, platformKeys);
   if (!decision.allowed) {
     throw new UntrustedImageError(`image ${image.name} is not trusted by this tenant: ${decision.reason}`);
   }
+}
+
+function keyMaterial(key: TrustedKey): ImageTrustKey {
+  return { keyid: key.keyid, publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+/** The key ids that sign an envelope (none when it does not parse). */
+function signerIds(envelope: string): string[] {
+  const parsed = parseEnvelope(envelope);
+  return parsed.ok ? parsed.envelope.signatures.map((s) => s.keyid) : [];
+}
+
+/**
+ * Everything the agent needs to re-run checkImageTrust's decision by itself before a boot (the intent's
+ * image.trust). Normally all of the tenant's trusted keys and attestations; only when they exceed the
+ * protocol's bounds (MAX_INTENT_TRUST_KEYS, MAX_INTENT_ATTESTATIONS) are they reduced to what can change
+ * the decision: attestations with a signature by a currently trusted key, and the trusted keys that sign
+ * one of those (a key that signs none, or an attestation no trusted key signs, can only change the
+ * wording of a refusal). Throws when even that exceeds the bounds.
+ */
+export async function imageTrustMaterial(
+  db: Db,
+  image: ImagesTable,
+  tenantId: string,
+  platformKeys: readonly TrustedKey[],
+): Promise<ImageTrustMaterial> {
+  const [rules, allKeys, allAttestations] = await Promise.all([
+    trustRulesOf(db, tenantId),
+    trustedKeysOf(db, tenantId),
+    attestationsOf(db, image.id, tenantId),
+  ]);
+  let keys = allKeys;
+  let attestations = allAttestations;
+  if (keys.length > MAX_INTENT_TRUST_KEYS || attestations.length > MAX_INTENT_ATTESTATIONS) {
+    const trusted = new Set(keys.map((k) => k.keyid));
+    attestations = attestations.filter((a) => signerIds(a).some((id) => trusted.has(id)));
+    const signing = new Set(attestations.flatMap(signerIds));
+    keys = keys.filter((k) => signing.has(k.keyid));
+  }
+  if (keys.length > MAX_INTENT_TRUST_KEYS || platformKeys.length > MAX_INTENT_TRUST_KEYS) {
+    throw new Error(`image trust material: more than ${MAX_INTENT_TRUST_KEYS} trusted keys`);
+  }
+  if (attestations.length > MAX_INTENT_ATTESTATIONS) {
+    throw new Error(
+      `image trust material: image ${image.id} has more than ${MAX_INTENT_ATTESTATIONS} attestations in tenant ${tenantId}`,
+    );
+  }
+  return {
+    rules: { requireSignatures: rules.requireSignatures, acceptPlatformImages: rules.acceptPlatformImages },
+    trustedKeys: keys.map(keyMaterial),
+    attestations,
+    platformKeys: platformKeys.map(keyMaterial),
+    platformSignature: image.platformSignature,
+    platformImage: image.tenantId === null,
+  };
 }

@@ -12,7 +12,7 @@ import { keyIdOf, trustedKey, type TrustedKey } from '../../common/dsse.js';
 import { newId } from '../../common/ids.js';
 import { nowIso, type Db } from '../store/database.js';
 import type { TrustedKeysTable } from '../store/schema.js';
-import { DEFAULT_TRUST_POLICY, type TrustPolicyRules } from './trust-policy.js';
+import { DEFAULT_TRUST_POLICY, type TrustPolicyRules } from '../../common/trust-policy.js';
 
 /** Exactly one PEM block of type PUBLIC KEY (a private key PEM would otherwise yield its public half). */
 const PUBLIC_KEY_PEM_RE =

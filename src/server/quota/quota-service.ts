@@ -69,16 +69,25 @@ export class QuotaService {
       .where('revokedAt', 'is', null)
       .where('expiresAt', '>', nowIso())
       .executeTakeFirstOrThrow();
+    const images = await db
+      .selectFrom('images')
+      .select((eb) => [
+        eb.fn.countAll<number>().as('n'),
+        eb.fn.coalesce(eb.fn.sum<number>('sizeBytes'), eb.lit(0)).as('bytes'),
+      ])
+      .where('tenantId', '=', tenantId)
+      .executeTakeFirstOrThrow();
     return {
       vms: Number(vm.vms),
       vcpus: Number(vm.vcpus),
       memoryMiB: Number(vm.memoryMiB),
       diskGiB: Number(vm.diskGiB),
       apiTokens: Number(tokens.n),
-      // Images are platform-wide and networks, security groups and snapshots do not exist yet: their
-      // tenants' usage is 0 until those objects arrive (each brings its count here).
-      images: 0,
-      imageStorageGiB: 0,
+      // The tenant's own images (platform images and images shared with it are not its usage), and their
+      // plaintext size rounded up to whole GiB. Networks, security groups and snapshots do not exist
+      // yet: their usage is 0 until those objects arrive (each brings its count here).
+      images: Number(images.n),
+      imageStorageGiB: Math.ceil(Number(images.bytes) / 1024 ** 3),
       networks: 0,
       securityGroups: 0,
       securityGroupRules: 0,

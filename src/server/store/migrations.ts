@@ -3,7 +3,13 @@
  * edit a migration that has shipped; add the next one.
  */
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import {
+  sql,
+  type ColumnDefinitionBuilder,
+  type Kysely,
+  type Migration,
+  type MigrationProvider,
+} from 'kysely';
 
 /** The tenant that exists from the first start (like Incus's default project). */
 export const DEFAULT_TENANT = 'default';
@@ -422,6 +428,84 @@ migrations['0008_image_names_per_owner'] = {
     } finally {
       if (restoreForeignKeys) await sql`PRAGMA foreign_keys = ON`.execute(db);
     }
+  },
+};
+
+migrations['0009_protected_images'] = {
+  async up(db: Kysely<unknown>) {
+    // Image lifecycle: queued (awaiting its files) -> importing -> active | quarantined | error.
+    const imageColumns: [string, 'text', (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder][] = [
+      [
+        'status',
+        'text',
+        (c) =>
+          c
+            .notNull()
+            .defaultTo('active')
+            .check(sql`status IN ('queued', 'importing', 'active', 'quarantined', 'error')`),
+      ],
+      ['status_reason', 'text', (c) => c.notNull().defaultTo('')],
+      ['disk_sha256', 'text', (c) => c],
+      ['scan_verdict', 'text', (c) => c],
+      ['scan_signatures', 'text', (c) => c.notNull().defaultTo('[]')],
+      ['scan_engine', 'text', (c) => c],
+      ['scan_database', 'text', (c) => c],
+      ['scanned_at', 'text', (c) => c],
+      ['platform_signature', 'text', (c) => c],
+    ];
+    for (const [name, type, build] of imageColumns)
+      await db.schema.alterTable('images').addColumn(name, type, build).execute();
+
+    // Encrypted, compressed blobs, content-addressed per key domain (a tenant id, or 'platform').
+    await db.schema
+      .createTable('image_blobs')
+      .addColumn('key_domain', 'text', (c) => c.notNull())
+      .addColumn('sha256', 'text', (c) => c.notNull())
+      .addColumn('size_bytes', 'integer', (c) => c.notNull())
+      .addColumn('stored_bytes', 'integer', (c) => c.notNull())
+      .addColumn('key_id', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('image_blobs_pk', ['key_domain', 'sha256'])
+      .execute();
+
+    // Data keys now also exist for the platform's own images (tenant_id 'platform'), so tenant_keys
+    // loses its foreign key; deleting a tenant destroys its keys explicitly (crypto-shredding).
+    await db.schema
+      .createTable('tenant_keys_0009')
+      .addColumn('tenant_id', 'text', (c) => c.notNull())
+      .addColumn('version', 'integer', (c) => c.notNull())
+      .addColumn('wrapped', 'text', (c) => c.notNull())
+      .addColumn('master_key_id', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addPrimaryKeyConstraint('tenant_keys_0009_pk', ['tenant_id', 'version'])
+      .execute();
+    await sql`INSERT INTO tenant_keys_0009 SELECT tenant_id, version, wrapped, master_key_id, created_at FROM tenant_keys`.execute(
+      db,
+    );
+    await sql`DROP TABLE tenant_keys`.execute(db);
+    await sql`ALTER TABLE tenant_keys_0009 RENAME TO tenant_keys`.execute(db);
+
+    // Security events (the engine of a later issue reads and extends this stream).
+    await db.schema
+      .createTable('security_events')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('seq', 'integer', (c) => c.notNull().unique())
+      .addColumn('occurred_at', 'text', (c) => c.notNull())
+      .addColumn('kind', 'text', (c) => c.notNull())
+      .addColumn('severity', 'text', (c) =>
+        c.notNull().check(sql`severity IN ('info', 'low', 'medium', 'high', 'critical')`),
+      )
+      .addColumn('tenant_id', 'text')
+      .addColumn('subject_type', 'text', (c) => c.notNull())
+      .addColumn('subject_id', 'text')
+      .addColumn('summary', 'text', (c) => c.notNull())
+      .addColumn('detail', 'text', (c) => c.notNull().defaultTo('{}'))
+      .execute();
+    await db.schema
+      .createIndex('security_events_tenant')
+      .on('security_events')
+      .columns(['tenant_id', 'seq'])
+      .execute();
   },
 };
 

@@ -14,7 +14,7 @@ export interface FlavorsTable {
 export interface ImagesTable {
   id: string;
   name: string;
-  format: 'kernel-initrd';
+  format: 'kernel-initrd' | 'raw' | 'qcow2';
   sha256: string;
   sizeBytes: number;
   kernelPath: string;
@@ -26,6 +26,48 @@ export interface ImagesTable {
   /** The owning tenant; null = published by the platform. */
   tenantId: string | null;
   visibility: ImageVisibility;
+  status: ImageStatus;
+  /** Why the image is quarantined or in error ('' otherwise). */
+  statusReason: string;
+  /** The disk file's SHA-256 (raw/qcow2 images); null for kernel+initrd bundles. */
+  diskSha256: string | null;
+  scanVerdict: 'clean' | 'infected' | 'error' | null;
+  /** JSON array of the signature names the scanner matched. */
+  scanSignatures: string;
+  scanEngine: string | null;
+  /** Fingerprint of the scanner databases used (a change triggers a re-scan). */
+  scanDatabase: string | null;
+  scannedAt: string | null;
+  /** DSSE envelope signed with the platform key, for images the platform produced or imported. */
+  platformSignature: string | null;
+}
+
+export type ImageStatus = 'queued' | 'importing' | 'active' | 'quarantined' | 'error';
+
+/** An encrypted, compressed blob in the image store, per key domain (tenant id or 'platform'). */
+export interface ImageBlobsTable {
+  keyDomain: string;
+  sha256: string;
+  sizeBytes: number;
+  storedBytes: number;
+  keyId: string;
+  createdAt: string;
+}
+
+export type SecuritySeverity = 'info' | 'low' | 'medium' | 'high' | 'critical';
+
+export interface SecurityEventsTable {
+  id: string;
+  seq: number;
+  occurredAt: string;
+  kind: string;
+  severity: SecuritySeverity;
+  tenantId: string | null;
+  subjectType: string;
+  subjectId: string | null;
+  summary: string;
+  /** JSON object with kind-specific fields. */
+  detail: string;
 }
 
 export type ImageVisibility = 'private' | 'shared' | 'public';
@@ -243,6 +285,8 @@ export interface Database {
   trustedKeys: TrustedKeysTable;
   trustPolicies: TrustPoliciesTable;
   imageSignatures: ImageSignaturesTable;
+  imageBlobs: ImageBlobsTable;
+  securityEvents: SecurityEventsTable;
 }
 
 /** Per-tenant data keys, only ever stored wrapped (AES-256-GCM) by the master key named by masterKeyId. */

@@ -99,7 +99,8 @@ export async function tenantRoutes(base: FastifyInstance, ctx: AppContext): Prom
     {
       schema: {
         tags: ['tenants'],
-        summary: 'Delete a tenant (it must have no VMs left); its roles, members and tokens go with it',
+        summary:
+          'Delete a tenant (it must have no VMs left); its roles, members, tokens and images go with it, and its image encryption keys are destroyed',
         params: TenantParams,
         response: { 204: NoContent, ...errors },
       },
@@ -108,6 +109,10 @@ export async function tenantRoutes(base: FastifyInstance, ctx: AppContext): Prom
       const tenant = await ctx.tenants.get(request.params.tenant);
       await ctx.tenants.delete(tenant.id);
       await ctx.roles.reload();
+      // Crypto-shredding: the tenant's data keys are destroyed (overwritten in the database), so any
+      // copy of its image blobs (backups, a stolen disk) stays unreadable; then the blobs go too.
+      await ctx.images.keyring.destroyTenantKeys(tenant.id);
+      await ctx.images.store.removeDomain(tenant.id);
       return reply.status(204).send(null);
     },
   );

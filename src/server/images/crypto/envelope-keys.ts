@@ -17,19 +17,10 @@
  * unwrap. Key material is never logged (MasterKey hides it from inspect/JSON); buffers are zeroed when done.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  constants,
-  fstatSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  writeSync,
-} from 'node:fs';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { sql } from 'kysely';
+import { createSecretFile, readSecretFile } from '../../../common/secret-file.js';
 import type { Db } from '../../store/database.js';
 import { nowIso } from '../../store/database.js';
 
@@ -120,70 +111,26 @@ export function loadMasterKey(dataDir: string, env: NodeJS.ProcessEnv = process.
       raw.fill(0);
     }
   }
-  const dir = join(dataDir, 'secrets');
-  const path = join(dir, 'master.key');
-  let fd: number;
+  const path = join(dataDir, 'secrets', 'master.key');
+  const content = readSecretFile(path, 'master key file');
+  if (content === null) return { key: createMasterKeyFile(path), source: 'created', path };
   try {
-    // O_NOFOLLOW: a symlink planted in place of the key file is refused rather than followed.
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new Error(`cannot open master key file ${path}: ${(err as Error).message}`, { cause: err });
-    }
-    return { key: createMasterKeyFile(dir, path), source: 'created', path };
-  }
-  try {
-    const stat = fstatSync(fd);
-    if (!stat.isFile()) throw new Error(`master key file ${path} is not a regular file`);
-    const mode = stat.mode & 0o777;
-    if ((mode & 0o077) !== 0) {
-      throw new Error(
-        `master key file ${path} has mode 0${mode.toString(8)}; it must not be accessible by group or others ` +
-          `(run: chmod 600 ${path})`,
-      );
-    }
-    if (typeof process.getuid === 'function' && stat.uid !== process.getuid()) {
-      throw new Error(`master key file ${path} is owned by uid ${stat.uid}, not by this process's user`);
-    }
-    const content = readFileSync(fd);
+    const raw = decodeKey(content.toString('utf8'), `master key file ${path}`);
     try {
-      const raw = decodeKey(content.toString('utf8'), `master key file ${path}`);
-      try {
-        return { key: new MasterKey(raw), source: 'file', path };
-      } finally {
-        raw.fill(0);
-      }
+      return { key: new MasterKey(raw), source: 'file', path };
     } finally {
-      content.fill(0);
+      raw.fill(0);
     }
   } finally {
-    closeSync(fd);
+    content.fill(0);
   }
 }
 
-function createMasterKeyFile(dir: string, path: string): MasterKey {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+function createMasterKeyFile(path: string): MasterKey {
   const raw = randomBytes(KEY_BYTES);
   const text = Buffer.from(`${raw.toString('base64')}\n`);
   try {
-    // O_EXCL: two processes starting at once cannot both create (and one overwrite) the key.
-    const fd = openSync(
-      path,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      0o600,
-    );
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    const dirFd = openSync(dir, constants.O_RDONLY);
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
+    createSecretFile(path, text);
     return new MasterKey(raw);
   } finally {
     raw.fill(0);

@@ -1,0 +1,266 @@
+/**
+ * The security event stream: a bounded, append-only table (security_events, migration
+ * 0009_protected_images) of things a security engineer or the detection engine wants to see, in one
+ * total order (`seq`) across all tenants. Unlike the audit log it is not tamper-evident and old events
+ * are dropped once the table holds more than `maxEvents` (env RAMPART_SECURITY_EVENTS_MAX, default
+ * 100000); the audit log stays the record of who did what.
+ *
+ * - record() assigns id, seq (previous max + 1, inside a transaction) and occurredAt, stores the
+ *   detail as JSON, logs one line (kind, severity, ids and the summary; never the detail) and emits
+ *   the event as 'event' on this object (for streaming to WebSocket clients and the detection engine).
+ *   Calls in one process are serialized, so seq is strictly increasing in the order record() resolves.
+ *   Do not await record() while holding a database transaction: it takes the connection itself.
+ * - list() answers newest first; with `afterSeq` it answers the events after that seq oldest first,
+ *   so a reader tails the stream by passing the largest seq it has seen.
+ *
+ * THE STABLE SCHEMA. `kind` names what happened, `subjectType`/`subjectId` what it happened to, and
+ * `detail` carries the kind-specific fields below. Kinds and their fields only ever gain optional
+ * fields; a changed meaning gets a new kind.
+ *
+ *   image.quarantined            subjectType 'image', subjectId the image id, tenantId its owner.
+ *                                detail: { reason: string, sha256?: string, scanner?: string,
+ *                                          findings?: string[] }
+ *                                The image was blocked from use (failed a scan or verification).
+ *   image.verification_failed    subjectType 'image' (or 'vm' when found at boot), subjectId its id.
+ *                                detail: { reason: string, expectedSha256?: string,
+ *                                          actualSha256?: string, vmId?: string, hostId?: string }
+ *                                A signature, digest or trust-policy check of an image failed.
+ *   image.scan_error             subjectType 'image', subjectId the image id.
+ *                                detail: { error: string, scanner?: string }
+ *                                The scanner could not decide (crashed, timed out); the image is
+ *                                treated as not scanned.
+ *
+ * Details must never contain secrets (tokens, passwords, key material): they are shown to tenant
+ * members holding security:read and to platform admins.
+ */
+import { EventEmitter } from 'node:events';
+import type { SecurityEvent, SecuritySeverity } from '../../api/security.js';
+import { SECURITY_EVENT_KIND_PATTERN, SECURITY_SEVERITIES } from '../../api/security.js';
+import { newId } from '../../common/ids.js';
+import { createLogger, type Logger } from '../../common/logger.js';
+import { nowIso, type Db } from '../store/database.js';
+import type { SecurityEventsTable } from '../store/schema.js';
+
+export type { SecurityEvent, SecuritySeverity };
+
+/** The kinds recorded by the control plane today (see the schema above). */
+export const SECURITY_EVENT_KINDS = {
+  imageQuarantined: 'image.quarantined',
+  imageVerificationFailed: 'image.verification_failed',
+  imageScanError: 'image.scan_error',
+} as const;
+
+export const SECURITY_EVENTS_MAX_ENV = 'RAMPART_SECURITY_EVENTS_MAX';
+export const DEFAULT_MAX_EVENTS = 100_000;
+/** The oldest events are deleted every this many records (or every maxEvents, if smaller). */
+export const PRUNE_EVERY_RECORDS = 100;
+/** A detail larger than this (as JSON) is replaced by `{ truncated: true, bytes }`. */
+export const MAX_DETAIL_BYTES = 16 * 1024;
+export const LIST_LIMIT_MAX = 1000;
+export const LIST_LIMIT_DEFAULT = 100;
+
+const KIND_RE = new RegExp(SECURITY_EVENT_KIND_PATTERN);
+const SEVERITIES = new Set<string>(SECURITY_SEVERITIES);
+
+export interface SecurityEventInput {
+  kind: string;
+  severity: SecuritySeverity;
+  /** The tenant the event belongs to; null for platform-wide events. */
+  tenantId: string | null;
+  subjectType: string;
+  subjectId: string | null;
+  /** One line for people; no secrets. */
+  summary: string;
+  detail?: Record<string, unknown>;
+}
+
+export interface SecurityEventFilter {
+  /** A tenant id; null: platform-wide events only; undefined: every event (the platform view). */
+  tenantId?: string | null;
+  kind?: string;
+  /** Only events with seq greater than this, ascending (tailing). Without it: newest first. */
+  afterSeq?: number;
+  /** 1..1000, default 100 (clamped). */
+  limit?: number;
+}
+
+export type SecurityEventLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+export interface SecurityEventLogOptions {
+  /** Keep at most about this many events (default: env RAMPART_SECURITY_EVENTS_MAX, else 100000). */
+  maxEvents?: number;
+  /** Default: a logger named rampart-security-events at RAMPART_LOG_LEVEL. */
+  log?: SecurityEventLogger;
+}
+
+/** The bound from RAMPART_SECURITY_EVENTS_MAX (a positive integer), else the default. */
+export function maxEventsFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env[SECURITY_EVENTS_MAX_ENV];
+  if (raw === undefined || raw.trim() === '') return DEFAULT_MAX_EVENTS;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new Error(`${SECURITY_EVENTS_MAX_ENV} must be a positive integer, not ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function toEvent(row: SecurityEventsTable): SecurityEvent {
+  let detail: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(row.detail);
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed))
+      detail = parsed as Record<string, unknown>;
+  } catch {
+    // A row written by hand with bad JSON: shown with an empty detail rather than failing the list.
+  }
+  return {
+    id: row.id,
+    seq: row.seq,
+    occurredAt: row.occurredAt,
+    kind: row.kind,
+    severity: row.severity,
+    tenantId: row.tenantId,
+    subjectType: row.subjectType,
+    subjectId: row.subjectId,
+    summary: row.summary,
+    detail,
+  };
+}
+
+function serializeDetail(detail: Record<string, unknown> | undefined): string {
+  if (detail === undefined) return '{}';
+  if (detail === null || typeof detail !== 'object' || Array.isArray(detail))
+    throw new TypeError('security event detail must be a plain object');
+  const json = JSON.stringify(detail);
+  const bytes = Buffer.byteLength(json, 'utf8');
+  return bytes > MAX_DETAIL_BYTES ? JSON.stringify({ truncated: true, bytes }) : json;
+}
+
+export class SecurityEventLog {
+  readonly maxEvents: number;
+  private readonly pruneEvery: number;
+  private readonly log: SecurityEventLogger;
+  private readonly emitter = new EventEmitter();
+  /** The tail of the chain that serializes record() calls. */
+  private tail: Promise<unknown> = Promise.resolve();
+  private prunedOnce = false;
+
+  constructor(
+    private readonly db: Db,
+    opts: SecurityEventLogOptions = {},
+  ) {
+    const max = opts.maxEvents ?? maxEventsFromEnv();
+    if (!Number.isSafeInteger(max) || max < 1) throw new RangeError('maxEvents must be a positive integer');
+    this.maxEvents = max;
+    this.pruneEvery = Math.min(PRUNE_EVERY_RECORDS, max);
+    this.log = opts.log ?? createLogger('rampart-security-events');
+    // Many readers (WebSocket clients) may listen; the default limit of 10 would warn.
+    this.emitter.setMaxListeners(0);
+  }
+
+  /** Calls `listener` with every event after it was committed. A throwing listener is logged, not fatal. */
+  on(event: 'event', listener: (e: SecurityEvent) => void): this {
+    this.emitter.on(event, listener);
+    return this;
+  }
+
+  off(event: 'event', listener: (e: SecurityEvent) => void): this {
+    this.emitter.off(event, listener);
+    return this;
+  }
+
+  /** Stores one event and answers it as stored (with id, seq and occurredAt). */
+  async record(input: SecurityEventInput): Promise<SecurityEvent> {
+    // Validated before queueing (an async function runs synchronously up to its first await), so a bad
+    // call fails alone and at once, and the queue position is taken at call time.
+    if (!KIND_RE.test(input.kind)) throw new TypeError(`invalid security event kind: ${input.kind}`);
+    if (!SEVERITIES.has(input.severity))
+      throw new TypeError(`invalid security event severity: ${String(input.severity)}`);
+    const detail = serializeDetail(input.detail);
+    const run = this.tail.then(() => this.write(input, detail));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async write(input: SecurityEventInput, detail: string): Promise<SecurityEvent> {
+    const row = await this.db.transaction().execute(async (trx) => {
+      const last = await trx
+        .selectFrom('securityEvents')
+        .select((eb) => eb.fn.max('seq').as('maxSeq'))
+        .executeTakeFirst();
+      const seq = Number(last?.maxSeq ?? 0) + 1;
+      const values: SecurityEventsTable = {
+        id: newId(),
+        seq,
+        occurredAt: nowIso(),
+        kind: input.kind,
+        severity: input.severity,
+        tenantId: input.tenantId,
+        subjectType: input.subjectType,
+        subjectId: input.subjectId,
+        summary: input.summary,
+        detail,
+      };
+      await trx.insertInto('securityEvents').values(values).execute();
+      // Bounded: every pruneEvery records (and once per process, after a lowered bound) drop the oldest.
+      if (!this.prunedOnce || seq % this.pruneEvery === 0) {
+        await trx
+          .deleteFrom('securityEvents')
+          .where('seq', '<=', seq - this.maxEvents)
+          .execute();
+        this.prunedOnce = true;
+      }
+      return values;
+    });
+    const event = toEvent(row);
+    this.log.info(
+      {
+        securityEvent: {
+          id: event.id,
+          seq: event.seq,
+          kind: event.kind,
+          severity: event.severity,
+          tenantId: event.tenantId,
+          subjectType: event.subjectType,
+          subjectId: event.subjectId,
+        },
+      },
+      `security event: ${event.summary}`,
+    );
+    // Each listener on its own: one that throws neither fails record() nor starves the others.
+    for (const listener of this.emitter.listeners('event') as ((e: SecurityEvent) => void)[]) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.log.error({ err: (error as Error).message, seq: event.seq }, 'security event listener failed');
+      }
+    }
+    return event;
+  }
+
+  /**
+   * Events matching `filter`: newest first, or with `afterSeq` the events after it oldest first.
+   * `tenantId` undefined lists every tenant's and the platform-wide events (platform view only).
+   */
+  async list(filter: SecurityEventFilter = {}): Promise<SecurityEvent[]> {
+    const wanted = filter.limit ?? LIST_LIMIT_DEFAULT;
+    const limit = Number.isFinite(wanted)
+      ? Math.min(LIST_LIMIT_MAX, Math.max(1, Math.floor(wanted)))
+      : LIST_LIMIT_DEFAULT;
+    let query = this.db.selectFrom('securityEvents').selectAll();
+    if (filter.tenantId === null) query = query.where('tenantId', 'is', null);
+    else if (filter.tenantId !== undefined) query = query.where('tenantId', '=', filter.tenantId);
+    if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
+    if (filter.afterSeq !== undefined) {
+      query = query.where('seq', '>', filter.afterSeq).orderBy('seq', 'asc');
+    } else {
+      query = query.orderBy('seq', 'desc');
+    }
+    const rows = await query.limit(limit).execute();
+    return rows.map(toEvent);
+  }
+
+  /** Resolves once every record() called so far has finished (for an orderly shutdown and tests). */
+  async flush(): Promise<void> {
+    await this.tail;
+  }
+}
