@@ -103,11 +103,8 @@ export const VmIntent = Type.Object(
       /** The files' own digests: the agent re-checks them before every boot (the cache is never trusted). */
       kernelSha256: Sha256,
       initrdSha256: Sha256,
-      /**
-       * The trust material the agent re-checks before every boot. TODO(wire): required once the server
-       * sends it (the agent then fails closed without it).
-       */
-      trust: Type.Optional(ImageTrustMaterial),
+      /** The trust material the agent re-checks before every boot (fails closed without it). */
+      trust: ImageTrustMaterial,
     }),
     power: DesiredPower,
     bootId: Type.Integer({ minimum: 0 }),

@@ -86,6 +86,8 @@ export interface RequestOptions {
   tenant?: boolean;
   /** Send no credentials (login, refresh). */
   anonymous?: boolean;
+  /** Overrides the client's request timeout (long server-side work such as an image import). */
+  timeoutMs?: number;
 }
 
 interface RawAnswer {
@@ -250,11 +252,11 @@ export class ApiClient {
         : { tenant: this.tenant, ...options.query };
     const url = this.url(path, query);
     const sent = options.anonymous ? undefined : await this.#auth.token();
-    let answer = await this.#fetch(method, url, options.body, accept, sent);
+    let answer = await this.#fetch(method, url, options.body, accept, sent, options.timeoutMs);
     let final = sent;
     if (answer.status === 401 && sent !== undefined && (await this.#auth.renew(sent))) {
       final = await this.#auth.token();
-      answer = await this.#fetch(method, url, options.body, accept, final);
+      answer = await this.#fetch(method, url, options.body, accept, final, options.timeoutMs);
     }
     const { status } = answer;
     if (status >= 300 && status < 400) {
@@ -283,6 +285,7 @@ export class ApiClient {
     body: unknown,
     accept: string,
     token: string | undefined,
+    timeoutMs = this.#timeoutMs,
   ): Promise<RawAnswer> {
     const headers: Record<string, string> = { accept, 'user-agent': this.#userAgent };
     if (token !== undefined) headers.authorization = `Bearer ${checkToken(token)}`;
@@ -290,7 +293,7 @@ export class ApiClient {
       method,
       headers,
       redirect: 'manual',
-      signal: AbortSignal.timeout(this.#timeoutMs),
+      signal: AbortSignal.timeout(timeoutMs),
     };
     // Actions without a body send none at all: no body and no content-type.
     if (body !== undefined) {

@@ -165,3 +165,40 @@ export function spawnDetached(
     if (typeof out === 'number') closeSync(out);
   }
 }
+
+function exited(child: ChildProcess, name: string): Promise<void> {
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    if (stderr.length < 4096) stderr += chunk.toString();
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', (error) => reject(new Error(`${name}: ${error.message}`)));
+    child.once('close', (code, signal) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`${name} failed (${signal ?? `exit ${code}`}): ${stderr.trim().slice(0, 500)}`)),
+    );
+  });
+}
+
+/**
+ * `producer | consumer` without a shell: argument arrays and the minimal environment, the producer's
+ * stdout handed to the consumer as its stdin (a kernel pipe: no copy through this process). Rejects
+ * when either fails; both are killed then.
+ */
+export async function runPipeline(producer: readonly string[], consumer: readonly string[]): Promise<void> {
+  const [pCmd, ...pArgs] = producer;
+  const [cCmd, ...cArgs] = consumer;
+  if (!pCmd || !cCmd) throw new Error('runPipeline needs two commands');
+  const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const first = spawn(pCmd, pArgs, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const second = spawn(cCmd, cArgs, { stdio: [first.stdout, 'ignore', 'pipe'], env });
+  first.stdout.destroy(); // the consumer holds its own copy of the pipe; this process must not read it
+  try {
+    await Promise.all([exited(first, pCmd), exited(second, cCmd)]);
+  } catch (error) {
+    first.kill('SIGKILL');
+    second.kill('SIGKILL');
+    throw error;
+  }
+}

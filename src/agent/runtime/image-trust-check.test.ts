@@ -48,6 +48,7 @@ const material = (over: Partial<ImageTrustMaterial> = {}): ImageTrustMaterial =>
 });
 
 function imageWith(trust?: ImageTrustMaterial): VmIntent['image'] {
+  // An intent without trust material cannot pass the schema; the agent must still fail closed on it.
   return {
     format: 'kernel-initrd',
     sha256: digest,
@@ -56,7 +57,7 @@ function imageWith(trust?: ImageTrustMaterial): VmIntent['image'] {
     kernelSha256: '0'.repeat(64),
     initrdSha256: '1'.repeat(64),
     ...(trust === undefined ? {} : { trust }),
-  };
+  } as VmIntent['image'];
 }
 
 function flipSignatureByte(text: string): string {

@@ -248,13 +248,11 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       this.failStart(problem, true);
       return;
     }
-    // TODO(wire): fail closed once the server sends trust (call it unconditionally).
-    if (this.state.intent.image.trust !== undefined) {
-      const untrusted = checkImageTrustOnAgent(this.state.intent.image);
-      if (untrusted) {
-        this.failStart(untrusted, true);
-        return;
-      }
+    // The tenant's trust policy again, on the host, with the material the server sent (fails closed).
+    const untrusted = checkImageTrustOnAgent(this.state.intent.image);
+    if (untrusted) {
+      this.failStart(untrusted, true);
+      return;
     }
     const intent = this.state.intent;
     await this.cgroupRelease; // the previous boot's cgroups are gone before this boot's are made

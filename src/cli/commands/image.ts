@@ -9,11 +9,12 @@ import type { CommandDeps } from '../context.js';
 import { UsageError } from '../errors.js';
 import { formatAge, formatKeyValue, formatTable } from '../output.js';
 import { readSmallFile, registerImageSigningCommands } from './image-sign.js';
+import { registerImageTransferCommands } from './image-transfer.js';
 import { parsePath, parseRef } from '../validation.js';
 import { imageDetails, imageTable } from '../views.js';
 
 export function registerImageCommands(program: Command, deps: CommandDeps): void {
-  const image = program.command('image').description('list and inspect VM images; sign them locally');
+  const image = program.command('image').description('VM images: list, upload, download, scan and sign them');
 
   image
     .command('list')
@@ -90,4 +91,5 @@ export function registerImageCommands(program: Command, deps: CommandDeps): void
     });
 
   registerImageSigningCommands(image, deps);
+  registerImageTransferCommands(image, deps);
 }

@@ -566,7 +566,23 @@ export class VmService {
         );
         if (problem) row = await this.failBoot(row, problem);
       }
-      const trust = await imageTrustMaterial(this.db, image, row.tenantId, this.options.images.platformKeys);
+      // Material beyond the protocol's bounds: send a policy that admits nothing (the agent refuses).
+      const trust = await imageTrustMaterial(
+        this.db,
+        image,
+        row.tenantId,
+        this.options.images.platformKeys,
+      ).catch((error: unknown) => {
+        this.log.warn({ vmId: row.id, err: (error as Error).message }, 'image trust material not sendable');
+        return {
+          rules: { requireSignatures: true, acceptPlatformImages: false },
+          trustedKeys: [],
+          attestations: [],
+          platformKeys: [],
+          platformSignature: null,
+          platformImage: image.tenantId === null,
+        };
+      });
       intents.push(toIntent(row, image, this.options.images.store, trust));
     }
     return intents;

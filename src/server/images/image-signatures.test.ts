@@ -119,8 +119,8 @@ void describe('image trust on the server and the agent', () => {
     assert.deepEqual(material.platformKeys, [{ keyid: signer.keyid, publicKeyPem: signer.publicKeyPem }]);
     assert.equal(material.platformImage, true);
     assert.equal(material.platformSignature, image.platformSignature);
-    // Without the platform keys (the default), the platform signature vouches for nothing.
-    const unwired = await checkImageTrust(db, image, 'acme');
+    // Without the platform keys, the platform signature vouches for nothing.
+    const unwired = await checkImageTrust(db, image, 'acme', []);
     assert.equal(unwired.allowed, false);
     assert.match(unwired.reason, /no platform signing key is known/);
   });

@@ -139,15 +139,12 @@ async function attestationsOf(db: Db, imageId: string, tenantId: string): Promis
  * May `tenantId` boot `image` now? Its current trust policy and trusted keys against its own
  * attestations for the image (any one that verifies is enough), and for a platform image its platform
  * signature against `platformKeys` (common/trust-policy.ts).
- *
- * TODO(wire): `platformKeys` becomes required once every caller passes the platform signer's keys. The
- * default (none) fails closed: no platform image is accepted on its platform signature.
  */
 export async function checkImageTrust(
   db: Db,
   image: ImagesTable,
   tenantId: string,
-  platformKeys: readonly TrustedKey[] = [],
+  platformKeys: readonly TrustedKey[],
 ): Promise<TrustDecision> {
   const [rules, keys, attestations] = await Promise.all([
     trustRulesOf(db, tenantId),

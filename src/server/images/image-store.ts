@@ -22,10 +22,10 @@ import { InvalidInputError, PayloadTooLargeError, RampartError } from '../../api
 import { nowIso, type Db } from '../store/database.js';
 import { createCompressStream, createDecompressStream } from './compression.js';
 import { createDecryptStream, createEncryptStream } from './crypto/chunked-aead.js';
-import type { TenantKeyring } from './crypto/envelope-keys.js';
+import { PLATFORM_KEY_OWNER, type TenantKeyring } from './crypto/envelope-keys.js';
 
-/** The key domain of the platform's own images (tenant ids are UUIDs, so it cannot collide). */
-export const PLATFORM_KEY_DOMAIN = 'platform';
+/** The key domain of the platform's own images. */
+export const PLATFORM_KEY_DOMAIN = PLATFORM_KEY_OWNER;
 const SHA256 = /^[0-9a-f]{64}$/;
 
 export function keyDomainOf(tenantId: string | null): string {
@@ -223,13 +223,16 @@ export class ImageStore {
       },
     });
     const source = createReadStream(this.blobPath(domain, sha256), { highWaterMark: 1024 * 1024 });
+    // `out` stays outside the pipeline: pipeline() would destroy it with the raw error first, and the
+    // reader must see an ImageIntegrityError (422), whatever failed (header, chunk, key, digest).
+    verify.pipe(out);
     pipeline(
       source,
       createDecryptStream(this.keyring.keyLookup(domain)),
       createDecompressStream(),
       verify,
-      out,
     ).catch((error: unknown) => {
+      verify.unpipe(out);
       out.destroy(asIntegrityError(error));
     });
     return out;

@@ -181,7 +181,7 @@ test('0008 makes image names unique per owner and keeps rows, shares, signatures
       .run(t1, now, now);
     const before = sqlite.prepare(`SELECT * FROM images ORDER BY id`).all();
 
-    assert.equal((await migrator.migrateToLatest()).error, undefined);
+    assert.equal((await migrator.migrateTo('0008_image_names_per_owner')).error, undefined);
     assert.equal(sqlite.pragma('foreign_keys', { simple: true }), 1, 'foreign keys back on');
     assert.deepEqual(sqlite.prepare(`SELECT * FROM images ORDER BY id`).all(), before);
     assert.deepEqual(sqlite.pragma('foreign_key_check'), []);
@@ -214,6 +214,57 @@ test('0008 makes image names unique per owner and keeps rows, shares, signatures
     // Deleting a tenant still removes its images.
     sqlite.prepare(`DELETE FROM tenants WHERE id = 't2'`).run();
     assert.equal(sqlite.prepare(`SELECT count(*) FROM images WHERE id = 'i3'`).pluck().get(), 0);
+  } finally {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('0009 keeps images active and data keys, allows platform keys, and tenant deletion still removes keys', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-migrate-'));
+  const sqlite = new SqliteDatabase(join(dir, 'db.sqlite'));
+  sqlite.pragma('foreign_keys = ON');
+  const db = new Kysely<Database>({
+    dialect: new SqliteDialect({ database: sqlite }),
+    plugins: [new CamelCasePlugin()],
+  });
+  try {
+    const migrator = new Migrator({ db, provider: migrationProvider });
+    assert.equal((await migrator.migrateTo('0008_image_names_per_owner')).error, undefined);
+    const now = new Date().toISOString();
+    sqlite
+      .prepare(
+        `INSERT INTO tenants (id, name, require_mfa_for_admins, created_at) VALUES ('t2', 'other', 0, ?)`,
+      )
+      .run(now);
+    sqlite
+      .prepare(
+        `INSERT INTO images (id, name, format, sha256, size_bytes, kernel_path, initrd_path, created_at, tenant_id)
+         VALUES ('i1', 'tiny', 'kernel-initrd', 'x', 1, '/k', '/i', ?, NULL)`,
+      )
+      .run(now);
+    sqlite
+      .prepare(
+        `INSERT INTO tenant_keys (tenant_id, version, wrapped, master_key_id, created_at) VALUES ('t2', 1, 'w', 'm', ?)`,
+      )
+      .run(now);
+    assert.equal((await migrator.migrateTo('0009_protected_images')).error, undefined);
+    assert.deepEqual(sqlite.prepare(`SELECT status, scan_verdict FROM images`).get(), {
+      status: 'active',
+      scan_verdict: null,
+    });
+    assert.throws(() => sqlite.prepare(`UPDATE images SET status = 'bogus'`).run(), /CHECK/);
+    assert.deepEqual(sqlite.prepare(`SELECT tenant_id, wrapped FROM tenant_keys`).all(), [
+      { tenant_id: 't2', wrapped: 'w' },
+    ]);
+    // The platform's own key domain has no tenant row.
+    sqlite
+      .prepare(
+        `INSERT INTO tenant_keys (tenant_id, version, wrapped, master_key_id, created_at) VALUES ('platform', 1, 'p', 'm', ?)`,
+      )
+      .run(now);
+    sqlite.prepare(`DELETE FROM tenants WHERE id = 't2'`).run();
+    assert.deepEqual(sqlite.prepare(`SELECT tenant_id FROM tenant_keys`).pluck().all(), ['platform']);
   } finally {
     await db.destroy();
     rmSync(dir, { recursive: true, force: true });

@@ -469,7 +469,8 @@ migrations['0009_protected_images'] = {
       .execute();
 
     // Data keys now also exist for the platform's own images (tenant_id 'platform'), so tenant_keys
-    // loses its foreign key; deleting a tenant destroys its keys explicitly (crypto-shredding).
+    // loses its foreign key; a trigger keeps the cascade, and tenant deletion also destroys the keys
+    // explicitly with secure_delete and a WAL truncation (crypto-shredding).
     await db.schema
       .createTable('tenant_keys_0009')
       .addColumn('tenant_id', 'text', (c) => c.notNull())
@@ -484,6 +485,9 @@ migrations['0009_protected_images'] = {
     );
     await sql`DROP TABLE tenant_keys`.execute(db);
     await sql`ALTER TABLE tenant_keys_0009 RENAME TO tenant_keys`.execute(db);
+    // What the foreign key's cascade did, for tenants: deleting a tenant row deletes its keys.
+    await sql`CREATE TRIGGER tenants_delete_keys AFTER DELETE ON tenants
+      BEGIN DELETE FROM tenant_keys WHERE tenant_id = OLD.id; END`.execute(db);
 
     // Security events (the engine of a later issue reads and extends this stream).
     await db.schema

@@ -212,6 +212,9 @@ export interface DataKey {
   keyId: string;
 }
 
+/** The key domain of the platform's own images (tenant ids are UUIDs, so it cannot collide). */
+export const PLATFORM_KEY_OWNER = 'platform';
+
 export function dataKeyId(tenantId: string, version: number): string {
   return `${tenantId}/v${version}`;
 }
@@ -248,7 +251,7 @@ export class TenantKeyring {
   async dataKey(tenantId: string, version?: number): Promise<DataKey> {
     let wanted = version;
     if (wanted === undefined) {
-      wanted = (await this.currentVersion(tenantId)) ?? (await this.#create(tenantId, 1));
+      wanted = (await this.currentVersion(tenantId)) ?? (await this.#createFirst(tenantId));
     }
     const row = await this.db
       .selectFrom('tenantKeys')
@@ -276,6 +279,23 @@ export class TenantKeyring {
       }
       return (await this.dataKey(tenantId, version)).key;
     };
+  }
+
+  /**
+   * The first key of a key domain: only for a tenant that exists (or the platform's own domain), so a
+   * late caller cannot quietly give a deleted tenant a fresh key.
+   */
+  async #createFirst(tenantId: string): Promise<number> {
+    if (tenantId !== PLATFORM_KEY_OWNER) {
+      const tenant = await this.db
+        .selectFrom('tenants')
+        .select('id')
+        .where('id', '=', tenantId)
+        .executeTakeFirst();
+      if (!tenant)
+        throw new KeyUnwrapError(`tenant ${tenantId} does not exist: no data key is created for it`);
+    }
+    return this.#create(tenantId, 1);
   }
 
   /** Adds the tenant's next data key version (new blobs use it; old blobs keep theirs). */
