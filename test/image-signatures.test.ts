@@ -183,8 +183,19 @@ test('the attestation deleted: create and start are refused; requirement off (au
   const start = await harness.api<ErrorAnswer>('POST', '/v1/vms/signed-vm/start?tenant=signed');
   assert.equal(start.status, 403, JSON.stringify(start.body));
   assert.equal(start.body.error.code, 'RAMPART_UNTRUSTED_IMAGE');
+  // The VM shows why (SECURITY-TESTS.md item 21): error naming the reason, and a security event.
   const vm = await harness.api<Vm>('GET', '/v1/vms/signed-vm?tenant=signed');
-  assert.equal(vm.body.state, 'stopped');
+  assert.equal(vm.body.state, 'error');
+  assert.match(vm.body.error ?? '', /not started: .*not trusted/);
+  assert.equal(vm.body.pid, null);
+  const events = await harness.api<{ items: { kind: string; subjectId: string | null }[] }>(
+    'GET',
+    '/v1/security/events?tenant=signed&kind=image.verification_failed',
+  );
+  assert.ok(
+    events.body.items.some((e) => e.subjectId === vm.body.id),
+    JSON.stringify(events.body),
+  );
 
   const off = await harness.api<TrustPolicy>('PUT', '/v1/tenants/signed/trust-policy', {
     requireSignatures: false,

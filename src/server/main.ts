@@ -81,7 +81,12 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     securityEvents,
     log: log.child({ component: 'images' }),
   });
-  const image = await registerDefaultImage(db, images.importer, images.store, config.guestImageDir);
+  const image = await registerDefaultImage(db, images.importer, images.store, config.guestImageDir).catch(
+    (error: unknown) => {
+      log.error({ err: (error as Error).message }, 'the default guest image could not be imported');
+      return null;
+    },
+  );
   if (image?.status === 'active') {
     // The agent probes the accelerator by booting the default guest: give it the verified plaintext.
     // An altered cached copy is removed by the first call (and logged); the second rebuilds it.

@@ -11,6 +11,7 @@ import {
   NoCapacityError,
   NotFoundError,
   RampartError,
+  UntrustedImageError,
 } from '../../api/errors.js';
 import type { RestartPolicy, Vm, VmCreate, VmState } from '../../api/vm.js';
 import { isUuid, newId } from '../../common/ids.js';
@@ -208,7 +209,19 @@ export class VmService {
           .where('id', '=', current.imageId)
           .executeTakeFirst();
         if (!image) throw new NotFoundError('image');
-        await this.admitImage(image, current.tenantId);
+        await this.admitImage(image, current.tenantId).catch(async (error: unknown) => {
+          // An image that no longer passes (tampered or withdrawn signature, tightened policy): the VM
+          // shows why it cannot start, and the refusal is audited and raised as a security event.
+          if (error instanceof UntrustedImageError) {
+            await this.db
+              .updateTable('vms')
+              .set({ state: 'error', error: `not started: ${error.message}`, updatedAt: nowIso() })
+              .where('id', '=', current.id)
+              .execute();
+            await this.options.onFatal?.(current, `not started: ${error.message}`);
+          }
+          throw error;
+        });
         patch.bootId = current.bootId + 1;
         patch.error = null;
         this.cancelRestart(current.id);
@@ -439,6 +452,7 @@ export class VmService {
             : 'the image no longer exists';
           if (refusal) {
             this.log.warn({ vmId, reason: refusal }, 'not restarting VM: its image is not trusted');
+            await this.options.onFatal?.(row, `not restarted: ${refusal}`);
             await this.db
               .updateTable('vms')
               .set({ state: 'error', error: `not restarted: ${refusal}`, updatedAt: nowIso() })
