@@ -4,6 +4,7 @@
  * (scanned, compressed, encrypted, signed with the platform key), checked against the build manifest.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { Image } from '../../api/image.js';
@@ -126,11 +127,13 @@ async function adoptLegacyFiles(
         await store.store(domain, staged);
         adopted = true;
       } finally {
-        await import('node:fs/promises').then((fs) => fs.rm(staged.path, { force: true }));
+        await rm(staged.path, { force: true });
       }
       break;
     }
     if (!adopted) throw new Error(`image ${image.name}: no copy of its ${part} (sha256 ${sha}) to store`);
+    // The old store kept plaintext at rest: once the encrypted blob exists, the plaintext copy goes.
+    if (legacyPath && legacyPath.startsWith(`${store.legacyDir}/`)) await rm(legacyPath, { force: true });
   }
 }
 

@@ -86,6 +86,8 @@ export class ImageStore {
   readonly stagingDir: string;
   readonly blobDir: string;
   readonly cacheDir: string;
+  /** Where versions before the encrypted store kept plaintext image files (adopted, then removed). */
+  readonly legacyDir: string;
 
   constructor(
     private readonly db: Db,
@@ -95,6 +97,7 @@ export class ImageStore {
     this.stagingDir = join(dataDir, 'images', 'staging');
     this.blobDir = join(dataDir, 'images', 'blobs');
     this.cacheDir = join(dataDir, 'image-cache');
+    this.legacyDir = join(dataDir, 'images');
   }
 
   /** Creates the directories; clears staging (leftovers of a crash are plaintext nobody needs). */
