@@ -40,7 +40,7 @@ need_cmd gzip gzip
 need_cmd sha256sum coreutils
 need_cmd find findutils
 [[ $EPOCH =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH must be a number of seconds, got '$EPOCH'"
-cpio --help 2>/dev/null | grep -q -- '--reproducible' || die "cpio lacks --reproducible: need GNU cpio >= 2.13 (Debian package 'cpio')"
+cpio --help 2>/dev/null | grep -- '--reproducible' >/dev/null || die "cpio lacks --reproducible: need GNU cpio >= 2.13 (Debian package 'cpio')"
 
 # --- kernel -------------------------------------------------------------------------------
 if [[ -n ${RAMPART_GUEST_KERNEL_VERSION:-} ]]; then

@@ -17,7 +17,7 @@ PACKAGES=(
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   [[ "$pkg" == \#* ]] && continue
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then missing+=("$pkg"); fi
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep 'install ok installed' >/dev/null; then missing+=("$pkg"); fi
 done
 if ((${#missing[@]} > 0)); then
   if [[ $(id -u) -ne 0 ]]; then

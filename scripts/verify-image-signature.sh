@@ -43,7 +43,7 @@ for tool in base64 sha256sum openssl mktemp wc tr grep sed; do
     exit 2
   }
 done
-if ! openssl pkey -pubin -in "$pub" -noout -text 2>/dev/null | grep -q '^ED25519 Public-Key'; then
+if ! openssl pkey -pubin -in "$pub" -noout -text 2>/dev/null | grep '^ED25519 Public-Key' >/dev/null; then
   echo "error: $pub is not an Ed25519 public key (PEM)" >&2
   exit 2
 fi
