@@ -221,7 +221,15 @@ void describe('OpenAPI document', () => {
     assert.ok(schema, 'POST /v1/vms has a JSON request body schema');
     assert.equal(schema.additionalProperties, false);
     const properties = schema.properties as Record<string, unknown>;
-    assert.deepEqual(Object.keys(properties).sort(), ['flavor', 'image', 'name', 'restartPolicy', 'start']);
+    assert.deepEqual(Object.keys(properties).sort(), [
+      'flavor',
+      'image',
+      'name',
+      'network',
+      'restartPolicy',
+      'securityGroups',
+      'start',
+    ]);
     assert.deepEqual([...(schema.required as string[])].sort(), ['flavor', 'image', 'name']);
   });
 });

@@ -94,6 +94,19 @@ const EXPECTED: Record<string, string> = {
   'DELETE /v1/images/:ref/shares/:tenant': 'PA TA ME',
   'POST /v1/images/:ref/publish': 'PA',
   'POST /v1/images': 'PA TA ME',
+  'GET /v1/networks': 'PA TA OP ME VI AU SR',
+  'POST /v1/networks': 'PA TA ME',
+  'GET /v1/networks/:ref': 'PA TA OP ME VI AU SR',
+  'DELETE /v1/networks/:ref': 'PA TA ME',
+  'GET /v1/security-groups': 'PA TA OP ME VI AU SR',
+  'POST /v1/security-groups': 'PA TA ME',
+  'GET /v1/security-groups/:ref': 'PA TA OP ME VI AU SR',
+  'DELETE /v1/security-groups/:ref': 'PA TA ME',
+  'POST /v1/security-groups/:ref/rules': 'PA TA ME',
+  'DELETE /v1/security-groups/:ref/rules/:rule': 'PA TA ME',
+  'GET /v1/vms/:ref/ports': 'PA TA OP ME VI AU SR',
+  'PUT /v1/vms/:ref/ports/:port/security-groups': 'PA TA ME',
+  'PUT /v1/platform/vms/:ref/ports/:port/allowed-addresses': 'PA',
   'DELETE /v1/images/:ref': 'PA TA',
   'PUT /v1/images/:ref/files/:part': 'PA TA ME',
   'GET /v1/images/:ref/files/:part': 'PA TA OP ME VI AU SR',
@@ -199,6 +212,8 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
       route.startsWith('/v1/users') ? 'no-such-user' : route.startsWith('/v1/vms') ? vmRef : 'no-such-thing',
     )
     .replace(':id', ABSENT)
+    .replace(':port', ABSENT)
+    .replace(':rule', ABSENT)
     .replace(':user', 'no-such-user')
     .replace(':name', 'no-such-role');
   const scope = ROUTE_POLICY[key]?.scope;
@@ -207,7 +222,12 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
   const query = scope === 'tenant' && !tenantInPath ? `?tenant=${tenant}` : '';
   const writes = method === 'POST' || method === 'PATCH' || method === 'PUT';
   // A valid body where one is required (only the object lookup then decides), else none.
-  const validBody = route.endsWith('/resize') ? { flavor: 'tiny' } : undefined;
+  const validBodies: Record<string, unknown> = {
+    '/resize': { flavor: 'tiny' },
+    '/security-groups': { securityGroups: [] },
+    '/allowed-addresses': { allowedAddresses: [] },
+  };
+  const validBody = Object.entries(validBodies).find(([suffix]) => route.endsWith(suffix))?.[1];
   const body = writes ? (withBody ? { unexpectedField: true } : validBody) : undefined;
   return { method, path: `${path}${query}`, body };
 }

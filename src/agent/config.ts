@@ -26,6 +26,10 @@ export interface AgentConfig {
   cgroupMode: CgroupMode;
   /** RAMPART_CGROUP_PARENT: the directory holding the VMs' cgroups (unique per test run). */
   cgroupParent: string;
+  /** RAMPART_NETNS: the network namespace holding this host's bridges, taps, nft tables and QEMUs. */
+  netns: string | null;
+  /** RAMPART_FIREWALL_RECONCILE_SECONDS: how often the live ruleset is checked for drift (0: never). */
+  firewallReconcileSeconds: number;
 }
 
 export interface AgentConfigInput {
@@ -64,6 +68,9 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
   if (!['auto', 'v1', 'v2', 'none'].includes(cgroupMode))
     throw new Error('RAMPART_CGROUP must be auto, v1, v2 or none');
   const cgroupParent = assertCgroupParent(env.RAMPART_CGROUP_PARENT ?? 'rampart');
+  const netns = env.RAMPART_NETNS || null;
+  if (netns !== null && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(netns))
+    throw new Error('RAMPART_NETNS must be a network namespace name');
   const probeKernel = env.RAMPART_PROBE_KERNEL ?? null;
   const probeInitrd = env.RAMPART_PROBE_INITRD ?? null;
   return {
@@ -80,5 +87,7 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     logLevel: env.RAMPART_LOG_LEVEL ?? 'info',
     cgroupMode,
     cgroupParent,
+    netns,
+    firewallReconcileSeconds: integerEnv(env, 'RAMPART_FIREWALL_RECONCILE_SECONDS', 30, 0, 86_400),
   };
 }

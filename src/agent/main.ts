@@ -15,6 +15,7 @@ import { loadAgentConfig, type AgentConfigInput } from './config.js';
 import { findExecutable, hostCapacity, hostName, kvmGroupId, loadHostId, qemuVersion } from './host-facts.js';
 import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
+import { HostNetwork } from './runtime/host-network.js';
 import { VmManager } from './runtime/vm-manager.js';
 
 export interface AgentCliOptions extends AgentConfigInput {
@@ -88,8 +89,15 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     log.error({ cgroups: cgroups.describe() }, 'no resource limits');
   else log.info({ cgroups: cgroups.describe() }, 'resource limits');
 
+  const network = new HostNetwork({
+    ...(config.netns !== null ? { netns: config.netns } : {}),
+    log: log.child({ component: 'network' }),
+    reconcileIntervalMs: config.firewallReconcileSeconds * 1000,
+    onDrift: (differences) => link.event('firewall.drift', null, { differences: differences.slice(0, 50) }),
+  });
   const vms = new VmManager(
     {
+      network,
       vmsDir: join(config.dataDir, 'vms'),
       accelerator: verdict.accelerator,
       qemuBinary,
@@ -116,14 +124,19 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       capacity: hostCapacity(),
     },
     vms,
+    network,
     log,
   );
+  // Until the server sends the firewall, the last one this host applied stays in force; drift against
+  // it (or an empty one after a reboot) is repaired as soon as the first firewall arrives.
+  network.startReconciling();
   await link.listen();
   log.info({ socket: config.socket, vms: vms.list().length }, 'agent ready');
 
   const shutdown = (signal: string) => {
     log.info({ signal }, 'agent stopping (VMs keep running)');
     link.close();
+    network.stop();
     vms.detachAll();
     rmSync(pidFile, { force: true });
     process.exit(0);

@@ -15,6 +15,7 @@ import { DSSE_MAX_ENVELOPE_BYTES } from '../common/dsse.js';
 import { UUID_PATTERN } from '../common/ids.js';
 import { NAME_PATTERN } from './common.js';
 import { Accelerator, HostCapacity } from './host.js';
+import { HostFirewall, PortCounters, PortIntent } from './host-network.js';
 import { MAX_PUBLIC_KEY_PEM_BYTES } from './trust.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
@@ -106,6 +107,8 @@ export const VmIntent = Type.Object(
       /** The trust material the agent re-checks before every boot (fails closed without it). */
       trust: ImageTrustMaterial,
     }),
+    /** The VM's network interfaces (taps on the networks' bridges); none: no network device. */
+    ports: Type.Array(PortIntent, { maxItems: 8 }),
     power: DesiredPower,
     bootId: Type.Integer({ minimum: 0 }),
     rebootId: Type.Integer({ minimum: 0 }),
@@ -204,12 +207,22 @@ export const ConsoleWriteRequest = Type.Object({
   dataBase64: Type.String({ maxLength: 65_536 }),
 });
 
+/** The host's whole firewall (replaces the previous one in one transaction). */
+export const FirewallRequest = Type.Object({
+  type: Type.Literal('firewall'),
+  id: Type.Integer(),
+  firewall: HostFirewall,
+});
+export const NetCountersRequest = Type.Object({ type: Type.Literal('net.counters'), id: Type.Integer() });
+
 export const AgentRequest = Type.Union([
   SyncRequest,
   ApplyRequest,
   RemoveRequest,
   ConsoleTailRequest,
   ConsoleWriteRequest,
+  FirewallRequest,
+  NetCountersRequest,
 ]);
 export type AgentRequest = Static<typeof AgentRequest>;
 export type AgentRequestType = AgentRequest['type'];
@@ -221,6 +234,8 @@ export interface AgentResults {
   remove: { removed: boolean };
   'console.tail': { dataBase64: string; capBytes: number };
   'console.write': { written: number };
+  firewall: { generation: number };
+  'net.counters': { ports: PortCounters[] };
 }
 
 // ---- agent -> server messages

@@ -79,6 +79,17 @@ export const VmCreate = Type.Object(
     flavor: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
     restartPolicy: Type.Optional(RestartPolicySchema),
     start: Type.Optional(Type.Boolean({ default: true })),
+    /** A network of the tenant: the VM gets a port on it (an address from its subnet). */
+    network: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+    ),
+    /** The port's security groups (default: `default`, which allows all egress and no ingress). */
+    securityGroups: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }), {
+        maxItems: 16,
+        uniqueItems: true,
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -325,6 +325,10 @@ export function loadServerConfig(
   // cgroup driver choice and the parent cgroup of the VMs (tests use a unique parent per run).
   if (env.RAMPART_CGROUP) agentEnv.RAMPART_CGROUP = env.RAMPART_CGROUP;
   if (env.RAMPART_CGROUP_PARENT) agentEnv.RAMPART_CGROUP_PARENT = env.RAMPART_CGROUP_PARENT;
+  // The network namespace of the host's bridges and QEMUs (tests create one per run).
+  if (env.RAMPART_NETNS) agentEnv.RAMPART_NETNS = env.RAMPART_NETNS;
+  if (env.RAMPART_FIREWALL_RECONCILE_SECONDS)
+    agentEnv.RAMPART_FIREWALL_RECONCILE_SECONDS = env.RAMPART_FIREWALL_RECONCILE_SECONDS;
   const stopTimeout = env.RAMPART_STOP_TIMEOUT_SECONDS ?? file.stop_timeout_seconds?.toString() ?? '30';
   const stopTimeoutSeconds = /^\d{1,4}$/.test(stopTimeout) ? Number(stopTimeout) : NaN;
   if (!Number.isInteger(stopTimeoutSeconds) || stopTimeoutSeconds < 0 || stopTimeoutSeconds > 3600) {

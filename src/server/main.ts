@@ -27,6 +27,7 @@ import { LocalAgentSupervisor } from './agent-link/local-agent-supervisor.js';
 import { buildApp } from './http/app.js';
 import { registerDefaultImage } from './images/image-catalog.js';
 import { openImageServices } from './images/image-services.js';
+import { NetworkService } from './network/network-service.js';
 import { createMetrics } from './metrics.js';
 import { openDatabase } from './store/database.js';
 
@@ -70,6 +71,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       'FAILPOINTS ARMED: this server kills itself on purpose (tests only)',
     );
   const quotas = new QuotaService(db, config.quota);
+  const networks = new NetworkService(db, quotas);
   // The one security event stream of this server: services that record events get it at construction.
   const securityEvents = new SecurityEventLog(db, { log: log.child({ component: 'security' }) });
   const images = await openImageServices({
@@ -133,6 +135,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       quotas,
       overcommit: config.overcommit,
       images: { store: images.store, platformKeys: images.platformKeys },
+      networks,
       // A VM that failed for good (its image did not verify) is audited and raises a security event.
       onFatal: async (vm, reason) => {
         log.warn({ vmId: vm.id, reason }, 'VM failed on its host');
@@ -172,9 +175,22 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     metrics.agentConnected.set(1);
     connection.on('status', (status) => vmService.onStatus(status));
     connection.on('console', (vmId, data) => consoleHub.publish(vmId, data));
-    connection.on('event', (event) =>
-      log.info({ kind: event.kind, vmId: event.vmId, data: event.data }, 'host event'),
-    );
+    connection.on('event', (event) => {
+      log.info({ kind: event.kind, vmId: event.vmId, data: event.data }, 'host event');
+      // Someone changed the host's ruleset by hand (or another tool did): repaired, and worth a look.
+      if (event.kind === 'firewall.drift')
+        void securityEvents
+          .record({
+            kind: 'host.firewall_drift',
+            severity: 'high',
+            tenantId: null,
+            subjectType: 'host',
+            subjectId: host.hostId,
+            summary: `the firewall of host ${host.hostname} had drifted from its intent and was repaired`,
+            detail: { differences: event.data.differences ?? [] },
+          })
+          .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
+    });
     void (async () => {
       await recordHostHello(db, host);
       await vmService.syncHost(host.hostId, connection);
@@ -201,6 +217,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       audit,
       securityEvents,
       images,
+      networks,
       quotas,
       overcommit: config.overcommit,
       version: RAMPART_VERSION,

@@ -37,6 +37,7 @@ const INTENT: VmIntent = {
       platformImage: true,
     },
   },
+  ports: [],
   power: 'running',
   bootId: 1,
   rebootId: 0,

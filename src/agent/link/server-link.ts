@@ -14,6 +14,7 @@ import {
 } from '../../api/agent-protocol.js';
 import { readJsonLines, writeJsonLine } from '../../common/json-lines.js';
 import type { Logger } from '../../common/logger.js';
+import type { HostNetwork } from '../runtime/host-network.js';
 import type { VmManager } from '../runtime/vm-manager.js';
 
 const CONSOLE_CHUNK_BYTES = 256 * 1024;
@@ -26,6 +27,7 @@ export class ServerLink {
     private readonly socketPath: string,
     private readonly host: HostInfo,
     private readonly vms: VmManager,
+    private readonly network: HostNetwork,
     private readonly log: Logger,
   ) {
     vms.on('status', (status) => this.send({ type: 'vm.status', status }));
@@ -117,7 +119,16 @@ export class ServerLink {
         if (!vm) throw new Error('unknown VM');
         return { written: vm.writeConsole(Buffer.from(request.dataBase64, 'base64')) };
       }
+      case 'firewall':
+        return { generation: await this.network.apply(request.firewall) };
+      case 'net.counters':
+        return { ports: await this.network.counters() };
     }
+  }
+
+  /** A host event for the server (e.g. firewall drift repaired). */
+  event(kind: string, vmId: string | null, data: Record<string, unknown>): void {
+    this.send({ type: 'event', kind, vmId, at: new Date().toISOString(), data });
   }
 
   private send(message: unknown): void {

@@ -235,3 +235,43 @@ void describe('macForVm', () => {
     assert.ok(macs.size >= 198, `only ${macs.size} distinct MACs`);
   });
 });
+
+void describe('tenant network NICs', () => {
+  const nic = {
+    tap: 'rpt0123456789ab',
+    mac: '52:54:00:aa:bb:cc',
+    ipv4: '10.9.0.2',
+    prefixLength: 24,
+    gateway: null,
+  };
+
+  void test('a tap netdev per NIC (no user-mode network), the address on the kernel command line', () => {
+    const args = buildQemuArgs({ ...SPEC, nics: [nic] });
+    assert.deepEqual(valuesOf(args, '-netdev'), [
+      'tap,id=net0,ifname=rpt0123456789ab,script=no,downscript=no',
+    ]);
+    assert.ok(valuesOf(args, '-device').includes('virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:cc'));
+    const append = valueOf(args, '-append');
+    assert.match(append, /rampart\.ip=10\.9\.0\.2\/24/);
+    assert.doesNotMatch(append, /rampart\.gw=/);
+    assert.match(
+      kernelCommandLine({ name: 'x', nics: [{ ...nic, gateway: '10.9.0.1' }] }),
+      /rampart\.gw=10\.9\.0\.1/,
+    );
+  });
+
+  void test('names, MACs and addresses that could inject are refused', () => {
+    assert.throws(
+      () => buildQemuArgs({ ...SPEC, nics: [{ ...nic, tap: 'rpt0123,script=/x' }] }),
+      /bad tap name/,
+    );
+    assert.throws(
+      () => buildQemuArgs({ ...SPEC, nics: [{ ...nic, mac: '52:54:00:aa:bb:cc,x=y' }] }),
+      /bad MAC/,
+    );
+    assert.throws(
+      () => buildQemuArgs({ ...SPEC, nics: [{ ...nic, ipv4: '10.0.0.1 init=/bin/sh' }] }),
+      /not an IPv4/,
+    );
+  });
+});

@@ -30,6 +30,19 @@ export interface QemuSpec {
   kernelPath: string;
   initrdPath: string;
   runDir: string;
+  /**
+   * Network interfaces on tenant networks (taps the agent created, owned by the VM's uid). None: one
+   * isolated user-mode NIC (restrict=on) as before networks existed.
+   */
+  nics?: readonly QemuNic[];
+}
+
+export interface QemuNic {
+  tap: string;
+  mac: string;
+  ipv4: string;
+  prefixLength: number;
+  gateway: string | null;
 }
 
 export interface QemuSockets {
@@ -62,16 +75,58 @@ function assertVmName(name: string): string {
   return name;
 }
 
-export function kernelCommandLine(spec: Pick<QemuSpec, 'name'>, extra: readonly string[] = []): string {
+const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+function assertIpv4(value: string): string {
+  const match = IPV4.exec(value);
+  if (!match || match.slice(1).some((p) => Number(p) > 255)) throw new Error(`not an IPv4 address: ${value}`);
+  return value;
+}
+
+/** The guest learns its address from the platform: the first NIC's, else the user-mode network's. */
+export function kernelCommandLine(
+  spec: Pick<QemuSpec, 'name' | 'nics'>,
+  extra: readonly string[] = [],
+): string {
+  const nic = spec.nics?.[0];
+  const addressing = nic
+    ? [
+        `rampart.ip=${assertIpv4(nic.ipv4)}/${Number(nic.prefixLength)}`,
+        ...(nic.gateway ? [`rampart.gw=${assertIpv4(nic.gateway)}`] : []),
+      ]
+    : [`rampart.ip=${USER_NET.guestIp}/${USER_NET.prefix}`, `rampart.gw=${USER_NET.gateway}`];
   return [
     'console=ttyS0',
     'panic=-1',
     'quiet',
-    `rampart.ip=${USER_NET.guestIp}/${USER_NET.prefix}`,
-    `rampart.gw=${USER_NET.gateway}`,
+    ...addressing,
     `rampart.hostname=${assertVmName(spec.name)}`,
     ...extra,
   ].join(' ');
+}
+
+const TAP = /^rpt[0-9a-f]{12}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** -netdev/-device pairs: taps on tenant networks, or the isolated user-mode NIC. */
+function nicArgs(spec: QemuSpec): string[] {
+  if (!spec.nics || spec.nics.length === 0)
+    return [
+      '-netdev',
+      'user,id=net0,restrict=on',
+      '-device',
+      `virtio-net-pci,netdev=net0,mac=${macForVm(spec.id)}`,
+    ];
+  return spec.nics.flatMap((nic, index) => {
+    if (!TAP.test(nic.tap)) throw new Error(`bad tap name ${JSON.stringify(nic.tap)}`);
+    if (!MAC.test(nic.mac)) throw new Error(`bad MAC ${JSON.stringify(nic.mac)}`);
+    return [
+      '-netdev',
+      `tap,id=net${index},ifname=${nic.tap},script=no,downscript=no`,
+      '-device',
+      `virtio-net-pci,netdev=net${index},mac=${nic.mac}`,
+    ];
+  });
 }
 
 export function buildQemuArgs(spec: QemuSpec): string[] {
@@ -116,10 +171,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     `socket,id=ga0,path=${sockets.guestAgent},server=on,wait=off`,
     '-device',
     `virtserialport,bus=vser0.0,chardev=ga0,name=${GUEST_AGENT_PORT_NAME}`,
-    '-netdev',
-    'user,id=net0,restrict=on',
-    '-device',
-    `virtio-net-pci,netdev=net0,mac=${macForVm(spec.id)}`,
+    ...nicArgs(spec),
     '-sandbox',
     SANDBOX,
     '-msg',

@@ -13,6 +13,7 @@
  */
 import { checkImageTrustOnAgent } from './image-trust-check.js';
 import { verifyImage } from './image-verification.js';
+import type { HostNetwork } from './host-network.js';
 import { EventEmitter } from 'node:events';
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -56,6 +57,8 @@ export interface VmRuntimeEnv {
   kvmGroup: number | null;
   consoleCapBytes: number;
   cgroups: VmCgroups;
+  /** Taps on tenant bridges, and the network namespace QEMU runs in. */
+  network: HostNetwork;
   log: Logger;
 }
 
@@ -257,6 +260,13 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     const intent = this.state.intent;
     await this.cgroupRelease; // the previous boot's cgroups are gone before this boot's are made
     this.prepareRunDir();
+    try {
+      // Taps owned by the VM's uid (its unprivileged QEMU opens them), on the networks' bridges.
+      await this.env.network.ensurePorts(intent.ports, { uid: this.state.uid, gid: this.state.uid });
+    } catch (error) {
+      this.failStart(`network ports could not be set up: ${(error as Error).message}`);
+      return;
+    }
     const args = buildQemuArgs({
       id: intent.id,
       name: intent.name,
@@ -266,10 +276,23 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       kernelPath: intent.image.kernelPath,
       initrdPath: intent.image.initrdPath,
       runDir: this.runDir,
+      nics: intent.ports.map((p) => ({
+        tap: p.tap,
+        mac: p.mac,
+        ipv4: p.ipv4,
+        prefixLength: p.prefixLength,
+        gateway: p.gateway,
+      })),
     });
     const groups = this.env.accelerator === 'kvm' && this.env.kvmGroup !== null ? [this.env.kvmGroup] : [];
     const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);
-    const qemuCommand = [this.env.setprivBinary, ...prefix, this.env.qemuBinary, ...args];
+    const qemuCommand = [
+      ...this.env.network.qemuPrefix(),
+      this.env.setprivBinary,
+      ...prefix,
+      this.env.qemuBinary,
+      ...args,
+    ];
     let prepared: ReturnType<VmCgroups['prepare']>;
     try {
       prepared = this.env.cgroups.prepare(intent, this.env.accelerator, qemuCommand);
@@ -386,12 +409,18 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   }
 
   /** Removes the VM's cgroups (after QEMU is gone), one removal after the other. */
+  /** QEMU is gone: its cgroups and its taps go too (a stopped VM leaves no device behind). */
   private releaseCgroups(): void {
     const vmId = this.id;
+    const ports = this.state.intent.ports ?? [];
     this.cgroupRelease = this.cgroupRelease
       .then(() => this.env.cgroups.release(vmId))
       .catch((error: unknown) =>
         this.env.log.warn({ vmId, err: (error as Error).message }, 'could not remove the VM cgroups'),
+      )
+      .then(() => (ports.length > 0 ? this.env.network.releasePorts(ports) : undefined))
+      .catch((error: unknown) =>
+        this.env.log.warn({ vmId, err: (error as Error).message }, 'could not remove the VM taps'),
       );
   }
 

@@ -15,6 +15,7 @@ import {
 } from '../validation.js';
 import { formatMiB } from '../output.js';
 import { vmDetails, vmTable } from '../views.js';
+import { collectGroups, registerVmPortCommands } from './network.js';
 import { DEFAULT_WAIT_TIMEOUT_SECONDS, waitForVm, type WaitTarget } from '../wait.js';
 
 interface WaitFlags {
@@ -27,6 +28,8 @@ interface CreateFlags extends WaitFlags {
   flavor: string;
   restartPolicy?: RestartPolicy;
   start: boolean;
+  network?: string;
+  securityGroup?: string[];
 }
 
 function addWaitOptions(cmd: Command, target: string): Command {
@@ -87,13 +90,27 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
           RESTART_POLICIES,
         ),
       )
-      .option('--no-start', 'create the VM stopped'),
+      .option('--no-start', 'create the VM stopped')
+      .option(
+        '--network <network>',
+        'give the VM a port (and an address) on this network: name or id',
+        parseRef,
+      )
+      .option(
+        '--security-group <group>',
+        "the port's security group, name or id; repeat for more (with --network; default: `default`)",
+        collectGroups,
+      ),
     'running (stopped with --no-start)',
   ).action(async (name: string, opts: CreateFlags, cmd: Command) => {
     const ctx = deps.context(cmd);
     const body: VmCreate = { name, image: opts.image, flavor: opts.flavor };
     if (opts.restartPolicy !== undefined) body.restartPolicy = opts.restartPolicy;
     if (!opts.start) body.start = false;
+    if (opts.securityGroup !== undefined && opts.network === undefined)
+      throw new UsageError('--security-group applies to the port: give --network too');
+    if (opts.network !== undefined) body.network = opts.network;
+    if (opts.securityGroup !== undefined) body.securityGroups = opts.securityGroup;
     const created = await ctx.client.createVm(body);
     await finishVmOperation(
       ctx,
@@ -242,4 +259,6 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
         stderr: ctx.io.stderr,
       });
     });
+
+  registerVmPortCommands(vm, deps);
 }

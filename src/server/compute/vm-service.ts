@@ -29,6 +29,8 @@ import { assertImageUsable } from '../images/image-import.js';
 import { keyDomainOf, type ImageStore } from '../images/image-store.js';
 import type { TrustedKey } from '../../common/dsse.js';
 import type { ImagesTable } from '../store/schema.js';
+import type { NetworkService } from '../network/network-service.js';
+import type { Port } from '../../api/network.js';
 import { hostRoom, pickHost, type Overcommit } from './scheduler.js';
 import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
@@ -47,6 +49,8 @@ export interface VmServiceOptions {
   onFatal?: (vm: VmsTable, reason: string) => Promise<void>;
   /** The encrypted image store (the verified cache is filled from it) and the platform's signing keys. */
   images: { store: ImageStore; platformKeys: readonly TrustedKey[] };
+  /** Networks, ports and security groups: VM ports are created with the VM; hosts get their firewall. */
+  networks: NetworkService;
 }
 
 const RESTART_WINDOW_MS = 10 * 60_000;
@@ -179,6 +183,10 @@ export class VmService {
             throw new ConflictError(`a VM named ${input.name} already exists`);
           throw error;
         });
+      if (input.network !== undefined)
+        await this.options.networks.createPort(trx, tenantId, id, input.network, input.securityGroups);
+      else if (input.securityGroups !== undefined)
+        throw new InvalidInputError('securityGroups apply to a port: give a network too');
     });
     failpoint('create:after-commit');
     this.log.info({ vmId: id, tenantId, name: input.name, start }, 'VM created');
@@ -345,6 +353,10 @@ export class VmService {
     const rows = await this.db.selectFrom('vms').selectAll().where('hostId', '=', hostId).execute();
     const live = rows.filter((r) => r.state !== 'deleting');
     const intents = await this.intentsFor(live);
+    // The firewall first: a port must never be up without its anti-spoofing and security groups.
+    await agent.request('firewall', {
+      firewall: await this.options.networks.firewallFor(hostId, this.nextGeneration()),
+    });
     const { statuses } = await agent.request('sync', { vms: intents }, 120_000);
     for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status));
     // VMs being deleted were not in the list, so the agent has removed them: finish the deletes.
@@ -498,6 +510,9 @@ export class VmService {
       return;
     }
     const [intent] = await this.intentsFor([row]);
+    // The host's firewall first: a VM powering on gets its port's rules before its tap exists, one
+    // powering off loses them.
+    if (intent!.ports.length > 0) await this.publishFirewalls([row.hostId]);
     try {
       const { status } = await agent.request('apply', { vm: intent! });
       await this.applyStatus(status);
@@ -523,6 +538,7 @@ export class VmService {
     await this.db.deleteFrom('vms').where('id', '=', vmId).execute();
     this.recentRestarts.delete(vmId);
     this.log.info({ vmId }, 'VM deleted');
+    if (row.hostId) await this.publishFirewalls([row.hostId]);
   }
 
   private requireAgent(row: VmsTable): AgentConnection {
@@ -540,6 +556,62 @@ export class VmService {
       .executeTakeFirst();
     if (Number(result.numUpdatedRows) !== 1)
       throw new ConflictError('the VM changed concurrently; try again');
+  }
+
+  private generation = Date.now();
+
+  /** Firewall generations only grow (a later push always wins). */
+  private nextGeneration(): number {
+    this.generation = Math.max(this.generation + 1, Date.now());
+    return this.generation;
+  }
+
+  /**
+   * Sends each host its whole firewall as it is now. A host that is not connected gets it at its next
+   * sync; a failure is logged (the agent's periodic reconciliation keeps the last applied state).
+   */
+  async publishFirewalls(hostIds: readonly string[]): Promise<void> {
+    for (const hostId of new Set(hostIds)) {
+      const agent = this.agents.connectionFor(hostId);
+      if (!agent) continue;
+      try {
+        const firewall = await this.options.networks.firewallFor(hostId, this.nextGeneration());
+        await agent.request('firewall', { firewall });
+      } catch (error) {
+        this.log.error({ hostId, err: (error as Error).message }, 'firewall update failed');
+      }
+    }
+  }
+
+  /** The VM's ports with the live counters of its host (null when the host is not reachable). */
+  async portsWithCounters(vm: VmsTable): Promise<Port[]> {
+    const ports = await this.options.networks.portsOfVm(vm.id);
+    const agent = vm.hostId ? this.agents.connectionFor(vm.hostId) : null;
+    const counters = agent
+      ? await agent.request('net.counters', {}).then(
+          (r) => r.ports,
+          () => null,
+        )
+      : null;
+    const tags = new Map(
+      (await this.db.selectFrom('ports').select(['id', 'tag']).where('vmId', '=', vm.id).execute()).map(
+        (r) => [r.id, r.tag],
+      ),
+    );
+    return ports.map((p) => {
+      const c = counters?.find((x) => x.tag === tags.get(p.id));
+      return {
+        ...p,
+        counters: c
+          ? {
+              fromGuestPackets: c.fromGuestPackets,
+              spoofDrops: c.spoofDrops,
+              ingressDenied: c.ingressDenied,
+              egressDenied: c.egressDenied,
+            }
+          : null,
+      };
+    });
   }
 
   /** May this tenant boot this image now? Active (not quarantined), bootable, trusted by its policy. */
@@ -597,7 +669,10 @@ export class VmService {
           platformImage: image.tenantId === null,
         };
       });
-      intents.push(toIntent(row, image, this.options.images.store, trust));
+      intents.push({
+        ...toIntent(row, image, this.options.images.store, trust),
+        ports: await this.options.networks.portIntents(row.id),
+      });
     }
     return intents;
   }
@@ -647,7 +722,7 @@ function toIntent(
   image: ImagesTable,
   store: ImageStore,
   trust: NonNullable<VmIntent['image']['trust']>,
-): VmIntent {
+): Omit<VmIntent, 'ports'> {
   return {
     id: row.id,
     name: row.name,

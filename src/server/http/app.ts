@@ -17,6 +17,7 @@ import { installErrorHandler } from './error-handler.js';
 import { RateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { imageFileRoutes } from './routes/image-files.js';
+import { networkRoutes } from './routes/networks.js';
 import { metaRoutes } from './routes/meta.js';
 import { vmRoutes } from './routes/vms.js';
 import { auditRoutes } from './routes/audit.js';
@@ -99,6 +100,7 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     await metaRoutes(scope, ctx);
     await catalogRoutes(scope, ctx);
     await imageFileRoutes(scope, ctx);
+    await networkRoutes(scope, ctx);
     await trustRoutes(scope, ctx);
     await vmRoutes(scope, ctx);
   });

@@ -11,6 +11,7 @@ import type { Db } from '../store/database.js';
 import type { Overcommit } from '../compute/scheduler.js';
 import type { QuotaService } from '../quota/quota-service.js';
 import type { ImageServices } from '../images/image-services.js';
+import type { NetworkService } from '../network/network-service.js';
 import type { SecurityEventLog } from '../security/security-events.js';
 
 export interface AppContext {
@@ -27,6 +28,7 @@ export interface AppContext {
   securityEvents: SecurityEventLog;
   quotas: QuotaService;
   images: ImageServices;
+  networks: NetworkService;
   overcommit: Overcommit;
   version: string;
 }

@@ -145,6 +145,23 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/vms': tenant('vm:read'),
   'POST /v1/vms': tenant('vm:create'),
+  'GET /v1/networks': tenant('network:read'),
+  'POST /v1/networks': tenant('network:create'),
+  'GET /v1/networks/:ref': tenant('network:read'),
+  'DELETE /v1/networks/:ref': tenant('network:delete'),
+  'GET /v1/security-groups': tenant('secgroup:read'),
+  'POST /v1/security-groups': tenant('secgroup:create'),
+  'GET /v1/security-groups/:ref': tenant('secgroup:read'),
+  'DELETE /v1/security-groups/:ref': tenant('secgroup:delete'),
+  'POST /v1/security-groups/:ref/rules': tenant('secgroup:update', { action: 'secgroup:rule:create' }),
+  'DELETE /v1/security-groups/:ref/rules/:rule': tenant('secgroup:update', {
+    action: 'secgroup:rule:delete',
+  }),
+  'GET /v1/vms/:ref/ports': tenant('vm:read', { action: 'vm:port:list' }),
+  'PUT /v1/vms/:ref/ports/:port/security-groups': tenant('secgroup:update', {
+    action: 'vm:port:security-groups',
+  }),
+  'PUT /v1/platform/vms/:ref/ports/:port/allowed-addresses': platform('platform:port:update'),
   'GET /v1/vms/:ref': tenant('vm:read'),
   'DELETE /v1/vms/:ref': tenant('vm:delete'),
   'POST /v1/vms/:ref/start': tenant('vm:start'),

@@ -33,6 +33,15 @@ export const TENANT_PERMISSIONS = [
   'role:delete',
   'token:create',
   'audit:read',
+  'network:read',
+  'network:create',
+  'network:delete',
+  /** Security groups: read them and the ports of VMs. */
+  'secgroup:read',
+  'secgroup:create',
+  /** Add and delete rules; change which groups a VM port carries. */
+  'secgroup:update',
+  'secgroup:delete',
   'security:read',
   'security:respond',
 ] as const;
@@ -53,6 +62,8 @@ export const PLATFORM_PERMISSIONS = [
   'platform:flavor:create',
   /** Make an image public (visible to every tenant); tenants can only share with named tenants. */
   'platform:image:publish',
+  /** Allow extra source addresses on a VM port (anti-spoofing exceptions). */
+  'platform:port:update',
   /** Import image files from paths on the server's host (as platform images), re-scan any image. */
   'platform:image:import',
   /** Rotate the master key (re-wraps every data key; no image is re-encrypted). */
@@ -90,7 +101,15 @@ export const BUILT_IN_ROLES = [
 ] as const;
 export type BuiltInRole = (typeof BUILT_IN_ROLES)[number];
 
-const READ: TenantPermission[] = ['vm:read', 'image:read', 'flavor:read', 'tenant:read', 'quota:read'];
+const READ: TenantPermission[] = [
+  'vm:read',
+  'image:read',
+  'flavor:read',
+  'tenant:read',
+  'quota:read',
+  'network:read',
+  'secgroup:read',
+];
 
 const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
   'platform-admin': ALL_PERMISSIONS,
@@ -110,6 +129,11 @@ const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
     'image:create',
     'image:sign',
     'token:create',
+    'network:create',
+    'network:delete',
+    'secgroup:create',
+    'secgroup:update',
+    'secgroup:delete',
   ],
   viewer: READ,
   auditor: [...READ, 'member:read', 'role:read', 'audit:read', 'security:read'],

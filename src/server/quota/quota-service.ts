@@ -77,6 +77,22 @@ export class QuotaService {
       ])
       .where('tenantId', '=', tenantId)
       .executeTakeFirstOrThrow();
+    const count = async (table: 'networks' | 'securityGroups') =>
+      Number(
+        (
+          await db
+            .selectFrom(table)
+            .select((eb) => eb.fn.countAll<number>().as('n'))
+            .where('tenantId', '=', tenantId)
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
+    const rules = await db
+      .selectFrom('securityGroupRules')
+      .innerJoin('securityGroups', 'securityGroups.id', 'securityGroupRules.groupId')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('securityGroups.tenantId', '=', tenantId)
+      .executeTakeFirstOrThrow();
     return {
       vms: Number(vm.vms),
       vcpus: Number(vm.vcpus),
@@ -84,13 +100,12 @@ export class QuotaService {
       diskGiB: Number(vm.diskGiB),
       apiTokens: Number(tokens.n),
       // The tenant's own images (platform images and images shared with it are not its usage), and their
-      // plaintext size rounded up to whole GiB. Networks, security groups and snapshots do not exist
-      // yet: their usage is 0 until those objects arrive (each brings its count here).
+      // plaintext size rounded up to whole GiB. Snapshots do not exist yet (usage 0 until they do).
       images: Number(images.n),
       imageStorageGiB: Math.ceil(Number(images.bytes) / 1024 ** 3),
-      networks: 0,
-      securityGroups: 0,
-      securityGroupRules: 0,
+      networks: await count('networks'),
+      securityGroups: await count('securityGroups'),
+      securityGroupRules: Number(rules.n),
       snapshots: 0,
     };
   }

@@ -18,17 +18,18 @@
  * fields; a changed meaning gets a new kind.
  *
  *   image.quarantined            subjectType 'image', subjectId the image id, tenantId its owner.
- *                                detail: { reason: string, sha256?: string, scanner?: string,
- *                                          findings?: string[] }
- *                                The image was blocked from use (failed a scan or verification).
- *   image.verification_failed    subjectType 'image' (or 'vm' when found at boot), subjectId its id.
- *                                detail: { reason: string, expectedSha256?: string,
- *                                          actualSha256?: string, vmId?: string, hostId?: string }
- *                                A signature, digest or trust-policy check of an image failed.
+ *                                detail: { trigger: 'import'|'rescan', imageName, verdict,
+ *                                          signatures: string[], engine, database }
+ *                                A malware scan hit: the image cannot boot or be downloaded.
  *   image.scan_error             subjectType 'image', subjectId the image id.
- *                                detail: { error: string, scanner?: string }
- *                                The scanner could not decide (crashed, timed out); the image is
- *                                treated as not scanned.
+ *                                detail: as image.quarantined plus { error: string }
+ *                                The scanner could not decide; an import then fails closed.
+ *   image.verification_failed    subjectType 'vm', subjectId the VM id, tenantId its tenant.
+ *                                detail: { vmName, imageId, hostId, reason }
+ *                                A digest, ciphertext, key or trust-policy check failed before a boot.
+ *   host.firewall_drift          subjectType 'host', subjectId the host id, tenantId null.
+ *                                detail: { differences: string[] }
+ *                                The host's live ruleset differed from its intent and was repaired.
  *
  * Details must never contain secrets (tokens, passwords, key material): they are shown to tenant
  * members holding security:read and to platform admins.
@@ -48,6 +49,7 @@ export const SECURITY_EVENT_KINDS = {
   imageQuarantined: 'image.quarantined',
   imageVerificationFailed: 'image.verification_failed',
   imageScanError: 'image.scan_error',
+  hostFirewallDrift: 'host.firewall_drift',
 } as const;
 
 export const SECURITY_EVENTS_MAX_ENV = 'RAMPART_SECURITY_EVENTS_MAX';

@@ -513,6 +513,75 @@ migrations['0009_protected_images'] = {
   },
 };
 
+migrations['0010_networks'] = {
+  async up(db: Kysely<unknown>) {
+    // Tenant networks: one bridge per network on each host; `zone` numbers its conntrack zone.
+    await db.schema
+      .createTable('networks')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('cidr', 'text', (c) => c.notNull())
+      .addColumn('zone', 'integer', (c) => c.notNull().unique())
+      .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('networks_tenant_name', ['tenant_id', 'name'])
+      .execute();
+    await db.schema
+      .createTable('security_groups')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('security_groups_tenant_name', ['tenant_id', 'name'])
+      .execute();
+    await db.schema
+      .createTable('security_group_rules')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('group_id', 'text', (c) => c.notNull().references('security_groups.id').onDelete('cascade'))
+      .addColumn('direction', 'text', (c) => c.notNull().check(sql`direction IN ('ingress', 'egress')`))
+      .addColumn('protocol', 'text', (c) => c.notNull().check(sql`protocol IN ('tcp', 'udp', 'icmp', 'any')`))
+      .addColumn('port_min', 'integer')
+      .addColumn('port_max', 'integer')
+      .addColumn('remote_cidr', 'text')
+      .addColumn('remote_group_id', 'text', (c) => c.references('security_groups.id').onDelete('cascade'))
+      .addColumn('description', 'text', (c) => c.notNull().defaultTo(''))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addCheckConstraint(
+        'security_group_rules_remote',
+        sql`(remote_cidr IS NULL) <> (remote_group_id IS NULL)`,
+      )
+      .execute();
+    await db.schema
+      .createIndex('security_group_rules_group')
+      .on('security_group_rules')
+      .column('group_id')
+      .execute();
+    // A VM's interface on a network: its tap on the host, its addresses, its security groups.
+    await db.schema
+      .createTable('ports')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('network_id', 'text', (c) => c.notNull().references('networks.id'))
+      .addColumn('vm_id', 'text', (c) => c.notNull().references('vms.id').onDelete('cascade'))
+      .addColumn('tag', 'integer', (c) => c.notNull().unique())
+      .addColumn('mac', 'text', (c) => c.notNull().unique())
+      .addColumn('ipv4', 'text', (c) => c.notNull())
+      .addColumn('allowed_addresses', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('ports_network_ipv4', ['network_id', 'ipv4'])
+      .execute();
+    await db.schema.createIndex('ports_vm').on('ports').column('vm_id').execute();
+    await db.schema
+      .createTable('port_security_groups')
+      .addColumn('port_id', 'text', (c) => c.notNull().references('ports.id').onDelete('cascade'))
+      .addColumn('group_id', 'text', (c) => c.notNull().references('security_groups.id'))
+      .addPrimaryKeyConstraint('port_security_groups_pk', ['port_id', 'group_id'])
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

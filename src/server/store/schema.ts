@@ -287,6 +287,63 @@ export interface Database {
   imageSignatures: ImageSignaturesTable;
   imageBlobs: ImageBlobsTable;
   securityEvents: SecurityEventsTable;
+  networks: NetworksTable;
+  securityGroups: SecurityGroupsTable;
+  securityGroupRules: SecurityGroupRulesTable;
+  ports: PortsTable;
+  portSecurityGroups: PortSecurityGroupsTable;
+}
+
+export interface NetworksTable {
+  id: string;
+  tenantId: string;
+  name: string;
+  /** IPv4 subnet in CIDR notation, normalized (host bits zero). */
+  cidr: string;
+  /** The network's conntrack zone and number on every host (unique). */
+  zone: number;
+  description: string;
+  createdAt: string;
+}
+
+export interface SecurityGroupsTable {
+  id: string;
+  tenantId: string;
+  name: string;
+  description: string;
+  createdAt: string;
+}
+
+export interface SecurityGroupRulesTable {
+  id: string;
+  groupId: string;
+  direction: 'ingress' | 'egress';
+  protocol: 'tcp' | 'udp' | 'icmp' | 'any';
+  portMin: number | null;
+  portMax: number | null;
+  remoteCidr: string | null;
+  remoteGroupId: string | null;
+  description: string;
+  createdAt: string;
+}
+
+export interface PortsTable {
+  id: string;
+  tenantId: string;
+  networkId: string;
+  vmId: string;
+  /** The port's number in marks and maps (unique). */
+  tag: number;
+  mac: string;
+  ipv4: string;
+  /** JSON array of extra CIDRs an admin allowed as source addresses. */
+  allowedAddresses: string;
+  createdAt: string;
+}
+
+export interface PortSecurityGroupsTable {
+  portId: string;
+  groupId: string;
 }
 
 /** Per-tenant data keys, only ever stored wrapped (AES-256-GCM) by the master key named by masterKeyId. */

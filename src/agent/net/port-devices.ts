@@ -1,0 +1,219 @@
+/**
+ * Bridge and tap lifecycle for VM ports. A network's bridge (`rpb…`) carries no IP address and no IPv6
+ * (guests never reach the host through it); br_netfilter must be on so the inet table's conntrack sees
+ * bridged IPv4 (nft-ruleset.ts). A VM's tap (`rpt…`) is created persistent and owned by the VM's uid and
+ * gid, so its unprivileged QEMU can open it (HOST-NOTES.md, Sandboxing QEMU), and enslaved to the bridge.
+ *
+ * Every command goes through the subprocess helper as an argument array; with `netns` it runs inside
+ * `ip netns exec <ns>`. Operations are serialized per namespace in-process.
+ */
+import { KeyedMutex } from '../../common/keyed-mutex.js';
+import { CommandError, run, runJson } from '../../common/subprocess.js';
+import { BRIDGE_NAME_PATTERN, TAP_NAME_PATTERN, type PortIntent } from '../../api/host-network.js';
+import { assertNetnsName } from './tap-shaper.js';
+
+export interface PortDeviceOptions {
+  /** Run every command inside this network namespace (`ip netns exec <netns> ...`). */
+  netns?: string;
+}
+
+export interface VmOwner {
+  uid: number;
+  gid: number;
+}
+
+export interface RampartLink {
+  name: string;
+  kind: 'bridge' | 'tap' | 'other';
+  /** The bridge it is enslaved to, if any. */
+  master: string | null;
+  up: boolean;
+  /** tun/tap owner and group (null when not a tap or not set). */
+  owner: number | null;
+  group: number | null;
+}
+
+const COMMAND_TIMEOUT_MS = 10_000;
+const BRIDGE_RE = new RegExp(BRIDGE_NAME_PATTERN);
+const TAP_RE = new RegExp(TAP_NAME_PATTERN);
+const locks = new KeyedMutex();
+
+function assertName(name: string, re: RegExp, what: string): string {
+  if (typeof name !== 'string' || !re.test(name))
+    throw new Error(`${what} ${JSON.stringify(name)} is not valid`);
+  return name;
+}
+
+function assertId(value: number, what: string): number {
+  if (!Number.isInteger(value) || value < 0 || value > 0xfffffffe)
+    throw new Error(`${what} must be a valid id`);
+  return value;
+}
+
+function netnsOf(opts: PortDeviceOptions): string | undefined {
+  return opts.netns === undefined ? undefined : assertNetnsName(opts.netns);
+}
+
+function wrap(netns: string | undefined, command: string, args: string[]): [string, string[]] {
+  return netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
+}
+
+async function exec(netns: string | undefined, command: string, args: string[]): Promise<string> {
+  const [cmd, argv] = wrap(netns, command, args);
+  return (await run(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS })).stdout;
+}
+
+type Json = Record<string, unknown>;
+const isRecord = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function toLink(raw: Json): RampartLink {
+  const linkinfo = isRecord(raw.linkinfo) ? raw.linkinfo : {};
+  const data = isRecord(linkinfo.info_data) ? linkinfo.info_data : {};
+  const kindName = linkinfo.info_kind;
+  const kind = kindName === 'bridge' ? 'bridge' : kindName === 'tun' && data.type === 'tap' ? 'tap' : 'other';
+  const flags = Array.isArray(raw.flags) ? raw.flags : [];
+  return {
+    name: String(raw.ifname),
+    kind,
+    master: typeof raw.master === 'string' ? raw.master : null,
+    up: flags.includes('UP'),
+    owner: typeof data.user === 'number' ? data.user : null,
+    group: typeof data.group === 'number' ? data.group : null,
+  };
+}
+
+async function readLink(netns: string | undefined, dev: string): Promise<RampartLink | null> {
+  const [cmd, argv] = wrap(netns, 'ip', ['-json', '-details', 'link', 'show', 'dev', dev]);
+  try {
+    const links = await runJson<unknown>(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS });
+    const first = Array.isArray(links) ? links.find(isRecord) : undefined;
+    return first ? toLink(first) : null;
+  } catch (error) {
+    if (error instanceof CommandError && /does not exist/.test(error.stderr)) return null;
+    throw error;
+  }
+}
+
+async function sysctl(netns: string | undefined, key: string, value: string): Promise<void> {
+  await exec(netns, 'sysctl', ['-q', '-w', `${key}=${value}`]);
+}
+
+/** Makes sure bridged IPv4 passes the inet hooks in this namespace (loads br_netfilter if needed). */
+async function ensureBridgeNetfilter(netns: string | undefined): Promise<void> {
+  try {
+    await sysctl(netns, 'net.bridge.bridge-nf-call-iptables', '1');
+  } catch {
+    await run('modprobe', ['br_netfilter'], { timeoutMs: COMMAND_TIMEOUT_MS });
+    await sysctl(netns, 'net.bridge.bridge-nf-call-iptables', '1');
+  }
+}
+
+async function ensureBridgeLocked(netns: string | undefined, bridge: string): Promise<void> {
+  const existing = await readLink(netns, bridge);
+  if (existing && existing.kind !== 'bridge') throw new Error(`${bridge} exists and is not a bridge`);
+  if (!existing) {
+    // Created down, so IPv6 is off before the link ever comes up (no link-local address, no RS).
+    await exec(netns, 'ip', ['link', 'add', bridge, 'type', 'bridge']);
+  }
+  await sysctl(netns, `net.ipv6.conf.${bridge}.disable_ipv6`, '1');
+  await ensureBridgeNetfilter(netns);
+  if (!existing?.up) await exec(netns, 'ip', ['link', 'set', 'dev', bridge, 'up']);
+}
+
+/**
+ * Creates the bridge if missing (no address, IPv6 off, up) and makes sure br_netfilter hands bridged
+ * IPv4 to the inet hooks in that namespace. Idempotent.
+ */
+export async function ensureBridge(bridge: string, opts: PortDeviceOptions = {}): Promise<void> {
+  const netns = netnsOf(opts);
+  assertName(bridge, BRIDGE_RE, 'bridge name');
+  await locks.run(netns ?? '', () => ensureBridgeLocked(netns, bridge));
+}
+
+/**
+ * Creates the port's bridge (if missing) and tap (owned by `owner`, enslaved to the bridge, up, without
+ * IPv6). Idempotent: a tap with the right owner and master is kept; one with a wrong owner is recreated
+ * (the owner of a tap cannot be changed while it exists); one on another bridge is moved.
+ */
+export async function ensurePort(
+  port: PortIntent,
+  owner: VmOwner,
+  opts: PortDeviceOptions = {},
+): Promise<void> {
+  const netns = netnsOf(opts);
+  const bridge = assertName(port.bridge, BRIDGE_RE, 'bridge name');
+  const tap = assertName(port.tap, TAP_RE, 'tap name');
+  const uid = assertId(owner.uid, 'uid');
+  const gid = assertId(owner.gid, 'gid');
+  await locks.run(netns ?? '', async () => {
+    await ensureBridgeLocked(netns, bridge);
+    let link = await readLink(netns, tap);
+    if (link && (link.kind !== 'tap' || link.owner !== uid || link.group !== gid)) {
+      if (link.kind !== 'tap') throw new Error(`${tap} exists and is not a tap`);
+      await exec(netns, 'ip', ['link', 'del', 'dev', tap]);
+      link = null;
+    }
+    if (!link) {
+      await exec(netns, 'ip', [
+        'tuntap',
+        'add',
+        'dev',
+        tap,
+        'mode',
+        'tap',
+        'user',
+        String(uid),
+        'group',
+        String(gid),
+      ]);
+    }
+    await sysctl(netns, `net.ipv6.conf.${tap}.disable_ipv6`, '1');
+    if (link?.master !== bridge || !link.up) {
+      await exec(netns, 'ip', ['link', 'set', 'dev', tap, 'master', bridge, 'up']);
+    }
+  });
+}
+
+/** Deletes the tap (no error when it does not exist). */
+export async function removePort(tap: string, opts: PortDeviceOptions = {}): Promise<void> {
+  const netns = netnsOf(opts);
+  assertName(tap, TAP_RE, 'tap name');
+  await locks.run(netns ?? '', async () => {
+    const link = await readLink(netns, tap);
+    if (!link) return;
+    if (link.kind !== 'tap') throw new Error(`${tap} is not a tap; not deleting it`);
+    await exec(netns, 'ip', ['link', 'del', 'dev', tap]);
+  });
+}
+
+/** Deletes the bridge when no interface is enslaved to it; returns whether it is gone. */
+export async function removeBridgeIfUnused(bridge: string, opts: PortDeviceOptions = {}): Promise<boolean> {
+  const netns = netnsOf(opts);
+  assertName(bridge, BRIDGE_RE, 'bridge name');
+  return locks.run(netns ?? '', async () => {
+    const link = await readLink(netns, bridge);
+    if (!link) return true;
+    if (link.kind !== 'bridge') throw new Error(`${bridge} is not a bridge; not deleting it`);
+    const [cmd, argv] = wrap(netns, 'ip', ['-json', 'link', 'show', 'master', bridge]);
+    const members = await runJson<unknown>(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS });
+    if (Array.isArray(members) && members.length > 0) return false;
+    await exec(netns, 'ip', ['link', 'del', 'dev', bridge]);
+    return true;
+  });
+}
+
+/** Every interface named like a Rampart bridge or tap (for leftover checks). */
+export async function listRampartLinks(opts: PortDeviceOptions = {}): Promise<RampartLink[]> {
+  const netns = netnsOf(opts);
+  const [cmd, argv] = wrap(netns, 'ip', ['-json', '-details', 'link', 'show']);
+  const links = await runJson<unknown>(cmd, argv, {
+    timeoutMs: COMMAND_TIMEOUT_MS,
+    maxBufferBytes: 256 * 1024 * 1024,
+  });
+  if (!Array.isArray(links)) return [];
+  return links
+    .filter(isRecord)
+    .filter((l) => typeof l.ifname === 'string' && (BRIDGE_RE.test(l.ifname) || TAP_RE.test(l.ifname)))
+    .map(toLink)
+    .sort((a, b) => a.name.localeCompare(b.name));
+}

@@ -1,0 +1,105 @@
+/**
+ * The agent's side of tenant networking: keeps the host firewall equal to what the server last sent
+ * (applied in one nft transaction; compared with the live ruleset at start and periodically, drift
+ * repaired and reported as an event), creates a VM's taps on their bridges before QEMU starts and
+ * removes them (and bridges nobody uses) when the VM goes.
+ *
+ * With RAMPART_NETNS every network command, and QEMU itself, runs inside that network namespace (a
+ * test, or several agents on one machine standing for several hosts).
+ */
+import type { HostFirewall, PortCounters, PortIntent } from '../../api/host-network.js';
+import type { Logger } from '../../common/logger.js';
+import { HostFirewallManager } from '../net/firewall.js';
+import { ensurePort, removeBridgeIfUnused, removePort, type VmOwner } from '../net/port-devices.js';
+
+export interface HostNetworkOptions {
+  netns?: string;
+  log: Logger;
+  /** How often the live ruleset is compared with the intended one (0: only when asked). */
+  reconcileIntervalMs?: number;
+  /** Told about each repaired drift (the agent forwards it to the server as an event). */
+  onDrift?: (differences: string[]) => void;
+}
+
+export class HostNetwork {
+  private readonly firewall: HostFirewallManager;
+  private intended: HostFirewall | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly options: HostNetworkOptions) {
+    this.firewall = new HostFirewallManager(options.netns === undefined ? {} : { netns: options.netns });
+  }
+
+  /** The command prefix that puts QEMU into the host network namespace (empty: the agent's own). */
+  qemuPrefix(): string[] {
+    return this.options.netns === undefined ? [] : ['/usr/bin/ip', 'netns', 'exec', this.options.netns];
+  }
+
+  /**
+   * Applies the server's firewall (an older generation than the one applied is ignored). A host with
+   * no ports has no Rampart tables at all: nothing is left behind in the host's ruleset.
+   */
+  async apply(firewall: HostFirewall): Promise<number> {
+    if (this.intended && firewall.generation < this.intended.generation) return this.intended.generation;
+    if (firewall.ports.length === 0) await this.firewall.remove();
+    else await this.firewall.apply(firewall);
+    this.intended = firewall;
+    return firewall.generation;
+  }
+
+  async counters(): Promise<PortCounters[]> {
+    return this.firewall.readCounters();
+  }
+
+  /**
+   * Compares the live ruleset with the intended one and repairs it; returns what was different. Until
+   * the server has sent a firewall in this run, the live one (what this host last applied) is kept:
+   * an agent restarted without its server must not strip running VMs of their filtering.
+   */
+  async reconcile(): Promise<string[]> {
+    const intended = this.intended;
+    if (intended === null) return [];
+    if (intended.ports.length === 0) {
+      await this.firewall.remove();
+      return [];
+    }
+    const differences = await this.firewall.reconcile(intended);
+    if (differences.length > 0) {
+      this.options.log.warn({ differences: differences.slice(0, 20) }, 'firewall drift repaired');
+      this.options.onDrift?.(differences);
+    }
+    return differences;
+  }
+
+  startReconciling(): void {
+    const interval = this.options.reconcileIntervalMs ?? 0;
+    if (interval <= 0 || this.timer) return;
+    this.timer = setInterval(() => {
+      void this.reconcile().catch((error: unknown) =>
+        this.options.log.error({ err: (error as Error).message }, 'firewall reconciliation failed'),
+      );
+    }, interval);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Creates the VM's taps (owned by its uid) on their bridges. */
+  async ensurePorts(ports: readonly PortIntent[], owner: VmOwner): Promise<void> {
+    for (const port of ports) await ensurePort(port, owner, this.deviceOptions());
+  }
+
+  /** Removes the VM's taps, then each bridge no other tap uses. */
+  async releasePorts(ports: readonly PortIntent[]): Promise<void> {
+    for (const port of ports) await removePort(port.tap, this.deviceOptions());
+    for (const bridge of new Set(ports.map((p) => p.bridge)))
+      await removeBridgeIfUnused(bridge, this.deviceOptions());
+  }
+
+  private deviceOptions(): { netns?: string } {
+    return this.options.netns === undefined ? {} : { netns: this.options.netns };
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Tenant networks with real VMs and real packets (SECURITY-TESTS.md items 16-18 and 20), in a network
+ * namespace this test creates as the "host" (RAMPART_NETNS): bridges, taps, nft tables and the QEMUs
+ * live there and vanish with it.
+ *
+ * - Two VMs of one tenant on one network: the default group denies ingress (ping refused and counted),
+ *   a group allowing icmp added to the port lets it through (groups add up); a tcp/80 rule lets a
+ *   busybox httpd be reached, return traffic needs no rule, deleting the rule stops new connections.
+ * - Another tenant with the same subnet (so the same addresses): its VM reaches nothing of the first.
+ * - Spoofing from a guest: another source IP, another MAC, ARP for another IP: dropped and counted.
+ * - Drift: a chain emptied by hand is repaired by the agent's reconciliation.
+ * - After the VMs are deleted no tap, bridge or port rule remains.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import type { Network, Port, SecurityGroup } from '../src/api/network.js';
+import type { Vm } from '../src/api/vm.js';
+import { GuestConsole } from './helpers/guest-console.js';
+import { RampartHarness } from './helpers/rampart-harness.js';
+
+const NETNS = `rpt-net-${randomBytes(3).toString('hex')}`;
+let harness: RampartHarness;
+const consoles: GuestConsole[] = [];
+
+function inHost(...args: string[]): string {
+  return execFileSync('ip', ['netns', 'exec', NETNS, ...args], { encoding: 'utf8' });
+}
+
+async function ports(vm: string, tenant?: string): Promise<Port[]> {
+  const q = tenant ? `?tenant=${tenant}` : '';
+  const answer = await harness.api<{ items: Port[] }>('GET', `/v1/vms/${vm}/ports${q}`);
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  return answer.body.items;
+}
+
+async function waitRunning(vm: string, tenant?: string): Promise<Vm> {
+  const q = tenant ? `?tenant=${tenant}` : '';
+  let last: Vm | undefined;
+  await harness.waitFor(
+    async () => {
+      last = (await harness.api<Vm>('GET', `/v1/vms/${vm}${q}`)).body;
+      if (last.state === 'error') throw new Error(`${vm} failed: ${last.error}`);
+      return last.state === 'running';
+    },
+    180_000,
+    `${vm} running`,
+  );
+  return last!;
+}
+
+before(async () => {
+  execFileSync('ip', ['netns', 'add', NETNS]);
+  execFileSync('ip', ['netns', 'exec', NETNS, 'ip', 'link', 'set', 'lo', 'up']);
+  harness = await RampartHarness.start({
+    env: { RAMPART_NETNS: NETNS, RAMPART_FIREWALL_RECONCILE_SECONDS: '2' },
+  });
+});
+
+after(async () => {
+  for (const c of consoles) c.close();
+  try {
+    await harness?.cleanup();
+  } finally {
+    execFileSync('ip', ['netns', 'del', NETNS]);
+  }
+});
+
+let a1: Port;
+let a2: Port;
+let shell1: GuestConsole;
+let shell2: GuestConsole;
+
+test('two VMs on one network get addresses from IPAM and boot on taps', async () => {
+  const net = await harness.api<Network>('POST', '/v1/networks', { name: 'net-a', cidr: '10.50.0.0/24' });
+  assert.equal(net.status, 201, JSON.stringify(net.body));
+  for (const name of ['a1', 'a2']) {
+    const created = await harness.api<Vm>('POST', '/v1/vms', {
+      name,
+      image: 'tiny',
+      flavor: 'tiny',
+      network: 'net-a',
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+  }
+  await Promise.all([waitRunning('a1'), waitRunning('a2')]);
+  a1 = (await ports('a1'))[0]!;
+  a2 = (await ports('a2'))[0]!;
+  assert.equal(a1.ipv4, '10.50.0.2');
+  assert.equal(a2.ipv4, '10.50.0.3');
+  assert.deepEqual(
+    a1.securityGroups.map((g) => g.name),
+    ['default'],
+  );
+  const vm = await harness.vm('a1');
+  assert.ok(
+    vm.guestIps.some((ip) => ip.split('/')[0] === '10.50.0.2'),
+    `guest reports its address: ${JSON.stringify(vm.guestIps)}`,
+  );
+  shell1 = await GuestConsole.open(harness, 'a1');
+  shell2 = await GuestConsole.open(harness, 'a2');
+  consoles.push(shell1, shell2);
+});
+
+test('the default group denies ingress; a second group allowing icmp lets ping in (groups add up)', async () => {
+  const refused = await shell1.run('ping -c 1 -W 2 10.50.0.3');
+  assert.notEqual(refused.status, 0, refused.output);
+  const counted = (await ports('a2'))[0]!.counters;
+  assert.ok(counted && counted.ingressDenied > 0, `ingress denial counted: ${JSON.stringify(counted)}`);
+
+  const web = await harness.api<SecurityGroup>('POST', '/v1/security-groups', { name: 'web' });
+  assert.equal(web.status, 201);
+  const icmp = await harness.api('POST', '/v1/security-groups/web/rules', {
+    direction: 'ingress',
+    protocol: 'icmp',
+    remoteCidr: '10.50.0.0/24',
+  });
+  assert.equal(icmp.status, 201, JSON.stringify(icmp.body));
+  const set = await harness.api('PUT', `/v1/vms/a2/ports/${a2.id}/security-groups`, {
+    securityGroups: ['default', 'web'],
+  });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  const allowed = await shell1.run('ping -c 1 -W 2 10.50.0.3');
+  assert.equal(allowed.status, 0, allowed.output);
+});
+
+test('a tcp/80 rule lets httpd be reached (return traffic needs no rule); deleting it stops new connections', async () => {
+  await shell2.run('mkdir -p /tmp/www && echo hello-rampart > /tmp/www/index.html');
+  await shell2.run('httpd -p 80 -h /tmp/www');
+  // busybox nc as the client (its wget crashes in this guest): a plain HTTP/1.0 request.
+  const get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.50.0.3 80";
+  const before = await shell1.run(get);
+  assert.doesNotMatch(before.output, /hello-rampart/);
+  const rule = await harness.api<{ id: string }>('POST', '/v1/security-groups/web/rules', {
+    direction: 'ingress',
+    protocol: 'tcp',
+    portMin: 80,
+    portMax: 80,
+  });
+  assert.equal(rule.status, 201, JSON.stringify(rule.body));
+  const open = await shell1.run(get);
+  assert.match(open.output, /hello-rampart/);
+  const removed = await harness.api('DELETE', `/v1/security-groups/web/rules/${rule.body.id}`);
+  assert.equal(removed.status, 204);
+  const closed = await shell1.run(get);
+  assert.doesNotMatch(closed.output, /hello-rampart/);
+});
+
+test("another tenant with the same subnet reaches nothing of the first tenant's network", async () => {
+  assert.equal((await harness.api('POST', '/v1/tenants', { name: 'other' })).status, 201);
+  const net = await harness.api('POST', '/v1/networks?tenant=other', { name: 'net-a', cidr: '10.50.0.0/24' });
+  assert.equal(net.status, 201, JSON.stringify(net.body));
+  // It may even allow everything in: the networks are still apart.
+  await harness.api('POST', '/v1/security-groups/default/rules?tenant=other', {
+    direction: 'ingress',
+    protocol: 'any',
+  });
+  const b1 = await harness.api('POST', '/v1/vms?tenant=other', {
+    name: 'b1',
+    image: 'tiny',
+    flavor: 'tiny',
+    network: 'net-a',
+  });
+  assert.equal(b1.status, 201, JSON.stringify(b1.body));
+  await waitRunning('b1', 'other');
+  const [port] = await ports('b1', 'other');
+  assert.equal(port!.ipv4, '10.50.0.2', 'the same address as a1, in another network');
+  const shell = await GuestConsole.open(harness, 'b1', 'other');
+  consoles.push(shell);
+  const cross = await shell.run('ping -c 2 -W 2 10.50.0.3');
+  assert.notEqual(cross.status, 0, `tenant B reached tenant A: ${cross.output}`);
+  const web = await shell.run("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.50.0.3 80");
+  assert.doesNotMatch(web.output, /hello-rampart/);
+  // And tenant A's own traffic still works with the overlapping addresses around.
+  assert.equal((await shell1.run('ping -c 1 -W 2 10.50.0.3')).status, 0);
+  assert.equal((await harness.api('DELETE', '/v1/vms/b1?tenant=other')).status, 202);
+});
+
+test('spoofing from a guest is dropped and counted: source IP, source MAC, ARP', async () => {
+  // A static neighbour entry, so the spoofed IP packet leaves without an ARP exchange first.
+  await shell1.run(`ip neigh replace 10.50.0.3 lladdr ${a2.mac} dev eth0 nud permanent`);
+  await shell1.run('ip addr add 10.50.0.99/24 dev eth0');
+  await shell1.run('ping -c 1 -W 1 -I 10.50.0.99 10.50.0.3');
+  await shell1.run('arping -c 1 -w 1 -s 10.50.0.99 -I eth0 10.50.0.3');
+  await shell1.run('ip addr del 10.50.0.99/24 dev eth0');
+  await shell1.run('ip link set eth0 address 52:54:00:de:ad:01');
+  await shell1.run('ping -c 1 -W 1 10.50.0.3');
+  await shell1.run(`ip link set eth0 address ${a1.mac}`);
+  const counters = (await ports('a1'))[0]!.counters!;
+  assert.ok(counters.spoofDrops.ip! > 0, `ip spoof counted: ${JSON.stringify(counters)}`);
+  assert.ok(counters.spoofDrops.arp! > 0, `arp spoof counted: ${JSON.stringify(counters)}`);
+  assert.ok(counters.spoofDrops.mac! > 0, `mac spoof counted: ${JSON.stringify(counters)}`);
+  // With its own addresses again, it talks normally.
+  assert.equal((await shell1.run('ping -c 1 -W 2 10.50.0.3')).status, 0);
+});
+
+test("drift: a chain emptied by hand is repaired by the agent's reconciliation", async () => {
+  inHost('nft', 'flush', 'chain', 'inet', 'rampart', 'forward');
+  await harness.waitFor(
+    async () => inHost('nft', 'list', 'chain', 'inet', 'rampart', 'forward').includes('jump guard'),
+    20_000,
+    'the forward chain repaired',
+  );
+  assert.equal((await shell1.run('ping -c 1 -W 2 10.50.0.3')).status, 0);
+  const events = await harness.api<{ items: { kind: string; subjectType: string }[] }>(
+    'GET',
+    '/v1/platform/security/events?kind=host.firewall_drift',
+  );
+  assert.ok(events.body.items.length > 0, 'the repaired drift raised a security event');
+});
+
+test('deleting the VMs leaves no tap, bridge or port rule behind', async () => {
+  for (const c of consoles.splice(0)) c.close();
+  for (const vm of ['a1', 'a2']) assert.equal((await harness.api('DELETE', `/v1/vms/${vm}`)).status, 202);
+  await harness.waitFor(
+    async () => (await harness.api<{ items: Vm[] }>('GET', '/v1/vms')).body.items.length === 0,
+    60_000,
+    'VMs deleted',
+  );
+  await harness.waitFor(
+    async () => (await harness.api<{ items: Vm[] }>('GET', '/v1/vms?tenant=other')).body.items.length === 0,
+    60_000,
+    'tenant B VM deleted',
+  );
+  const links = inHost('ip', '-o', 'link', 'show');
+  assert.doesNotMatch(links, /rpt[0-9a-f]{12}|rpb[0-9a-f]{12}/, links);
+  // No port left on the host: no Rampart table either.
+  await harness.waitFor(
+    async () => !inHost('nft', 'list', 'tables').includes('rampart'),
+    20_000,
+    'the Rampart tables removed',
+  );
+});
