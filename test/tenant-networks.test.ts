@@ -195,6 +195,36 @@ test('spoofing from a guest is dropped and counted: source IP, source MAC, ARP',
   assert.equal((await shell1.run('ping -c 1 -W 2 10.50.0.3')).status, 0);
 });
 
+test('per-port counters are in /metrics', async () => {
+  const response = await fetch(`${harness.url}/metrics`, {
+    headers: { authorization: `Bearer ${harness.token}` },
+  });
+  const text = await response.text();
+  const line = text
+    .split('\n')
+    .find(
+      (l) =>
+        l.startsWith('rampart_port_packets{') &&
+        l.includes(`port="${a1.id}"`) &&
+        l.includes('verdict="spoof-ip"'),
+    );
+  assert.ok(line, 'a spoof-ip sample for a1');
+  assert.ok(Number(line.split(' ').pop()) > 0, line);
+});
+
+test('guests cannot reach the host, even when the host has an address on their bridge', async () => {
+  const net = (await harness.api<Network>('GET', '/v1/networks/net-a')).body;
+  const bridge = `rpb${net.id.replace(/-/g, '').slice(0, 12)}`;
+  inHost('ip', 'addr', 'add', '10.50.0.1/24', 'dev', bridge);
+  try {
+    const ping = await shell1.run('ping -c 1 -W 2 10.50.0.1');
+    assert.notEqual(ping.status, 0, `the guest reached the host: ${ping.output}`);
+    assert.match(inHost('nft', 'list', 'counter', 'inet', 'rampart', 'to_host'), /packets [1-9]/);
+  } finally {
+    inHost('ip', 'addr', 'del', '10.50.0.1/24', 'dev', bridge);
+  }
+});
+
 test("drift: a chain emptied by hand is repaired by the agent's reconciliation", async () => {
   inHost('nft', 'flush', 'chain', 'inet', 'rampart', 'forward');
   await harness.waitFor(

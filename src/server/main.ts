@@ -124,7 +124,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   );
   const consoleHub = new ConsoleHub();
   let vms: VmService | null = null;
-  const metrics = createMetrics(async () => (vms ? vms.countByState() : {}));
+  const metrics = createMetrics(
+    async () => (vms ? vms.countByState() : {}),
+    async () => (vms ? vms.portPacketSamples() : []),
+  );
   vms = new VmService(
     db,
     { connectionFor: (hostId) => (supervisor.current?.host?.hostId === hostId ? supervisor.current : null) },

@@ -9,9 +9,22 @@ export interface ServerMetrics {
   vmsByState: Gauge<'state'>;
   agentConnected: Gauge;
   vmRestarts: Counter<'reason'>;
+  portPackets: Gauge<'tenant' | 'vm' | 'port' | 'verdict'>;
 }
 
-export function createMetrics(countVmsByState: () => Promise<Record<string, number>>): ServerMetrics {
+/** One packet counter of one VM port (`verdict`: accepted, spoof-<reason>, ingress-denied, egress-denied). */
+export interface PortPacketSample {
+  tenantId: string;
+  vmId: string;
+  portId: string;
+  verdict: string;
+  packets: number;
+}
+
+export function createMetrics(
+  countVmsByState: () => Promise<Record<string, number>>,
+  portPackets: () => Promise<PortPacketSample[]> = async () => [],
+): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'rampart_server_' });
   return {
@@ -56,6 +69,17 @@ export function createMetrics(countVmsByState: () => Promise<Record<string, numb
       help: 'VM restarts performed by the restart policy',
       labelNames: ['reason'],
       registers: [registry],
+    }),
+    portPackets: new Gauge({
+      name: 'rampart_port_packets',
+      help: 'Packets per VM port as the host firewall counted them (accepted from the guest, anti-spoofing drops by reason, security-group denials); monotonic while the port exists',
+      labelNames: ['tenant', 'vm', 'port', 'verdict'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const s of await portPackets())
+          this.set({ tenant: s.tenantId, vm: s.vmId, port: s.portId, verdict: s.verdict }, s.packets);
+      },
     }),
   };
 }

@@ -18,7 +18,7 @@ import { isUuid, newId } from '../../common/ids.js';
 import { KeyedMutex } from '../../common/keyed-mutex.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentConnection } from '../agent-link/agent-connection.js';
-import type { ServerMetrics } from '../metrics.js';
+import type { PortPacketSample, ServerMetrics } from '../metrics.js';
 import { nowIso, type Db } from '../store/database.js';
 import type { VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
@@ -581,6 +581,36 @@ export class VmService {
         this.log.error({ hostId, err: (error as Error).message }, 'firewall update failed');
       }
     }
+  }
+
+  /** Every port's counters on every connected host, for /metrics. */
+  async portPacketSamples(): Promise<PortPacketSample[]> {
+    const ports = await this.db
+      .selectFrom('ports')
+      .innerJoin('vms', 'vms.id', 'ports.vmId')
+      .select(['ports.id', 'ports.tag', 'ports.tenantId', 'ports.vmId', 'vms.hostId'])
+      .where('vms.hostId', 'is not', null)
+      .execute();
+    const samples: PortPacketSample[] = [];
+    for (const hostId of new Set(ports.map((p) => p.hostId!))) {
+      const agent = this.agents.connectionFor(hostId);
+      if (!agent) continue;
+      const live = await agent.request('net.counters', {}).then(
+        (r) => r.ports,
+        () => [],
+      );
+      for (const port of ports.filter((p) => p.hostId === hostId)) {
+        const c = live.find((x) => x.tag === port.tag);
+        if (!c) continue;
+        const base = { tenantId: port.tenantId, vmId: port.vmId, portId: port.id };
+        samples.push({ ...base, verdict: 'accepted', packets: c.fromGuestPackets });
+        samples.push({ ...base, verdict: 'ingress-denied', packets: c.ingressDenied });
+        samples.push({ ...base, verdict: 'egress-denied', packets: c.egressDenied });
+        for (const [reason, packets] of Object.entries(c.spoofDrops))
+          samples.push({ ...base, verdict: `spoof-${reason}`, packets });
+      }
+    }
+    return samples;
   }
 
   /** The VM's ports with the live counters of its host (null when the host is not reachable). */
