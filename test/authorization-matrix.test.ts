@@ -97,6 +97,7 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/networks': 'PA TA OP ME VI AU SR',
   'POST /v1/networks': 'PA TA ME',
   'GET /v1/networks/:ref': 'PA TA OP ME VI AU SR',
+  'PATCH /v1/networks/:ref': 'PA TA ME',
   'DELETE /v1/networks/:ref': 'PA TA ME',
   'GET /v1/security-groups': 'PA TA OP ME VI AU SR',
   'POST /v1/security-groups': 'PA TA ME',

@@ -77,16 +77,20 @@ test('network create, list, show and delete; bad subnets are refused', async () 
   assert.equal(created.description, 'web tier');
 
   const table = rows(await ok(['network', 'list']));
-  assert.deepEqual(table[0], ['NAME', 'CIDR', 'PORTS', 'CAPACITY', 'AGE']);
+  assert.deepEqual(table[0], ['NAME', 'CIDR', 'OUTBOUND', 'PORTS', 'CAPACITY', 'AGE']);
   const backend = table.find((r) => r[0] === 'backend');
-  assert.deepEqual(backend?.slice(0, 3), ['backend', '10.20.0.0/24', '0']);
-  assert.match(backend?.[3] ?? '', /^[0-9]+$/);
+  assert.deepEqual(backend?.slice(0, 4), ['backend', '10.20.0.0/24', 'off', '0']);
+  assert.match(backend?.[4] ?? '', /^[0-9]+$/);
   const listed = await json<{ items: Network[] }>(['network', 'list']);
   assert.deepEqual(listed.items.map((n) => n.name).sort(), ['backend', 'frontend']);
 
   const shown = await ok(['network', 'show', 'frontend']);
   assert.match(shown, /CIDR: +10\.30\.0\.0\/28/);
   assert.match(shown, /Description: +web tier/);
+  assert.match(shown, /Outbound: +off/);
+  // Outbound access is turned on and off with `network set`.
+  assert.match(await ok(['network', 'set', 'frontend', '--outbound', 'on']), /Outbound: +on/);
+  assert.equal((await json<Network>(['network', 'set', 'frontend', '--outbound', 'off'])).outbound, false);
   assert.equal((await json<Network>(['network', 'show', created.id])).name, 'frontend');
 
   // The server refuses a subnet with host bits (400 -> exit 2); the CLI refuses a malformed one itself.
@@ -250,7 +254,7 @@ test('vm create --network --security-group, vm ports and vm port-groups (no boot
   if (port.counters === null) assert.deepEqual(table[1]?.slice(5), ['-', '-']);
 
   const networks = rows(await ok(['network', 'list']));
-  assert.equal(networks.find((r) => r[0] === 'backend')?.[2], '1', 'the port counts on its network');
+  assert.equal(networks.find((r) => r[0] === 'backend')?.[3], '1', 'the port counts on its network');
 
   // The short id from the table is enough.
   const updated = await json<Port>(['vm', 'port-groups', 'net1', port.id.slice(0, 8), 'admin']);

@@ -21,6 +21,8 @@ import { GuestConsole } from './helpers/guest-console.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
 const NETNS = `rpt-net-${randomBytes(3).toString('hex')}`;
+/** Stands for the world beyond the host's uplink: 198.51.100.0/24 is the host's (management) subnet. */
+const OUTSIDE = `rpt-out-${randomBytes(3).toString('hex')}`;
 let harness: RampartHarness;
 const consoles: GuestConsole[] = [];
 
@@ -53,6 +55,29 @@ async function waitRunning(vm: string, tenant?: string): Promise<Vm> {
 before(async () => {
   execFileSync('ip', ['netns', 'add', NETNS]);
   execFileSync('ip', ['netns', 'exec', NETNS, 'ip', 'link', 'set', 'lo', 'up']);
+  execFileSync('ip', ['netns', 'add', OUTSIDE]);
+  const link = (ns: string, ...args: string[]) => execFileSync('ip', ['-n', ns, ...args]);
+  execFileSync('ip', [
+    'link',
+    'add',
+    'rptup0',
+    'netns',
+    NETNS,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'rptup1',
+    'netns',
+    OUTSIDE,
+  ]);
+  link(NETNS, 'addr', 'add', '198.51.100.1/24', 'dev', 'rptup0');
+  link(NETNS, 'link', 'set', 'rptup0', 'up');
+  link(NETNS, 'route', 'add', '203.0.113.0/24', 'via', '198.51.100.2');
+  link(OUTSIDE, 'addr', 'add', '198.51.100.2/24', 'dev', 'rptup1');
+  link(OUTSIDE, 'addr', 'add', '203.0.113.1/32', 'dev', 'lo');
+  link(OUTSIDE, 'link', 'set', 'rptup1', 'up');
+  link(OUTSIDE, 'link', 'set', 'lo', 'up');
   harness = await RampartHarness.start({
     env: { RAMPART_NETNS: NETNS, RAMPART_FIREWALL_RECONCILE_SECONDS: '2' },
   });
@@ -64,6 +89,7 @@ after(async () => {
     await harness?.cleanup();
   } finally {
     execFileSync('ip', ['netns', 'del', NETNS]);
+    execFileSync('ip', ['netns', 'del', OUTSIDE]);
   }
 });
 
@@ -223,6 +249,27 @@ test('guests cannot reach the host, even when the host has an address on their b
   } finally {
     inHost('ip', 'addr', 'del', '10.50.0.1/24', 'dev', bridge);
   }
+});
+
+test('outbound access: off by default; on, NAT to the outside but never into the host management subnet', async () => {
+  assert.notEqual((await shell1.run('ping -c 1 -W 2 203.0.113.1')).status, 0, 'no way out by default');
+  const on = await harness.api<Network>('PATCH', '/v1/networks/net-a', { outbound: true });
+  assert.equal(on.status, 200, JSON.stringify(on.body));
+  assert.equal(on.body.outbound, true);
+  assert.equal(on.body.gateway, '10.50.0.1');
+  const out = await shell1.run('ping -c 1 -W 3 203.0.113.1');
+  assert.equal(out.status, 0, `outbound through NAT: ${out.output}`);
+  // The host's own subnet (its management plane) and the host itself stay out of reach.
+  assert.notEqual((await shell1.run('ping -c 1 -W 2 198.51.100.2')).status, 0, 'management subnet reached');
+  assert.notEqual((await shell1.run('ping -c 1 -W 2 198.51.100.1')).status, 0, 'host address reached');
+  assert.notEqual((await shell1.run('ping -c 1 -W 2 10.50.0.1')).status, 0, 'gateway (the host) answered');
+  assert.match(inHost('nft', 'list', 'counter', 'inet', 'rampart', 'to_management'), /packets [1-9]/);
+  // The other tenant's network (same subnet) has no outbound access, and cannot get it while it overlaps.
+  const clash = await harness.api('PATCH', '/v1/networks/net-a?tenant=other', { outbound: true });
+  assert.equal(clash.status, 409);
+  const off = await harness.api<Network>('PATCH', '/v1/networks/net-a', { outbound: false });
+  assert.equal(off.body.outbound, false);
+  assert.notEqual((await shell1.run('ping -c 1 -W 2 203.0.113.1')).status, 0, 'no way out once off');
 });
 
 test("drift: a chain emptied by hand is repaired by the agent's reconciliation", async () => {

@@ -69,6 +69,21 @@ export const FirewallRule = Type.Object(
 );
 export type FirewallRule = Static<typeof FirewallRule>;
 
+/** A network with ports on this host. */
+export const NetworkIntent = Type.Object(
+  {
+    bridge: Type.String({ pattern: BRIDGE_NAME_PATTERN }),
+    zone: Tag,
+    cidr: Type.String({ pattern: CIDR4_PATTERN }),
+    /** The first address: on the bridge (and the guests' gateway) only while outbound is on. */
+    gateway: Type.String({ pattern: IPV4_PATTERN }),
+    /** Outbound access through NAT on the host. */
+    outbound: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type NetworkIntent = Static<typeof NetworkIntent>;
+
 /** The host's complete firewall intent: every port on it and every allowed flow. */
 export const HostFirewall = Type.Object(
   {
@@ -76,6 +91,13 @@ export const HostFirewall = Type.Object(
     generation: Type.Integer({ minimum: 0 }),
     ports: Type.Array(PortIntent, { maxItems: 65_535 }),
     rules: Type.Array(FirewallRule, { maxItems: 1_000_000 }),
+    /** The networks of the ports (absent: none is outbound). */
+    networks: Type.Optional(Type.Array(NetworkIntent, { maxItems: 65_535 })),
+    /**
+     * Filled in by the agent, never sent: the host's own subnets outside Rampart (its management
+     * plane), which outbound traffic may never enter.
+     */
+    managementNets: Type.Optional(Type.Array(Type.String({ pattern: CIDR4_PATTERN }), { maxItems: 1024 })),
   },
   { additionalProperties: false },
 );

@@ -11,11 +11,22 @@ export const NetworkCreate = Type.Object(
     name: Name,
     /** An IPv4 subnet, /8 to /29 (e.g. 10.0.0.0/24); two tenants may use the same one. */
     cidr: Cidr,
+    /** Outbound access through NAT on the host (default off). */
+    outbound: Type.Optional(Type.Boolean()),
     description: Type.Optional(Type.String({ maxLength: 1024 })),
   },
   { additionalProperties: false },
 );
 export type NetworkCreate = Static<typeof NetworkCreate>;
+
+export const NetworkUpdate = Type.Object(
+  {
+    outbound: Type.Optional(Type.Boolean()),
+    description: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type NetworkUpdate = Static<typeof NetworkUpdate>;
 
 export const Network = Type.Object(
   {
@@ -23,6 +34,10 @@ export const Network = Type.Object(
     tenantId: Id,
     name: Name,
     cidr: Type.String(),
+    /** The guests' gateway (the first address); it answers only while outbound is on. */
+    gateway: Type.String(),
+    /** VMs reach outside through NAT on the host (never the host's management plane). */
+    outbound: Type.Boolean(),
     /** Addresses VMs can get (the network and broadcast addresses and the first address are reserved). */
     capacity: Type.Integer({ minimum: 0 }),
     /** Ports (VM interfaces) on the network. */

@@ -93,6 +93,9 @@ table inet rampart {
 	counter invalid {}
 	counter unknown_port {}
 	counter to_host {}
+	counter inbound {}
+	counter no_outbound {}
+	counter to_management {}
 	counter p7_ingress_denied {}
 	counter p7_egress_denied {}
 	set bridges { type ifname;
@@ -100,6 +103,16 @@ table inet rampart {
 	}
 	set same_bridge { type ifname . ifname;
 		elements = { "rpb000000000001" . "rpb000000000001" }
+	}
+	set outbound { type ifname;
+		elements = { "rpb000000000001" }
+	}
+	set internal { type ifname . ipv4_addr; flags interval;
+		elements = { "rpb000000000001" . 10.0.0.0/24 }
+	}
+	set management { type ipv4_addr; flags interval;
+		elements = { 127.0.0.0/8,
+			192.0.2.0/24 }
 	}
 	map zones { typeof iifname : ct zone;
 		elements = { "rpb000000000001" : 3 }
@@ -122,7 +135,12 @@ table inet rampart {
 	}
 	chain zones {
 		type filter hook prerouting priority -300; policy accept;
-		ct zone set iifname map @zones
+		iifname @outbound ct original zone set iifname map @zones
+		iifname . ip daddr @internal ct zone set iifname map @zones
+	}
+	chain postrouting {
+		type nat hook postrouting priority 100; policy accept;
+		meta mark & 0xffff0000 != 0 oifname != @bridges masquerade
 	}
 	chain forward {
 		type filter hook forward priority 0; policy accept;
@@ -130,10 +148,14 @@ table inet rampart {
 		oifname @bridges jump guard
 	}
 	chain guard {
-		iifname . oifname != @same_bridge counter name cross_network drop
 		ct state established,related accept
 		ct state invalid counter name invalid drop
+		iifname != @bridges counter name inbound drop
+		oifname @bridges iifname . oifname != @same_bridge counter name cross_network drop
+		oifname != @bridges iifname != @outbound counter name no_outbound drop
+		oifname != @bridges ip daddr @management counter name to_management drop
 		meta mark & 0xffff0000 != 0 jump egress
+		oifname != @bridges accept
 		meta mark & 0x0000ffff != 0 jump ingress
 		counter name unknown_port drop
 	}
@@ -166,15 +188,19 @@ table inet rampart {
 
 describe('renderRuleset', () => {
   test('one port, one ingress and one egress rule (snapshot)', () => {
-    const text = renderRuleset(
-      fw(
+    const text = renderRuleset({
+      ...fw(
         [port(7)],
         [
           { tag: 7, direction: 'ingress', protocol: 'tcp', cidr: '192.168.0.0/16', portMin: 22, portMax: 22 },
           { tag: 7, direction: 'egress', protocol: 'udp', cidr: '10.0.0.0/8' },
         ],
       ),
-    );
+      networks: [
+        { bridge: 'rpb000000000001', zone: 3, cidr: '10.0.0.0/24', gateway: '10.0.0.1', outbound: true },
+      ],
+      managementNets: ['192.0.2.0/24', '192.0.2.10/32', '127.0.0.0/8'],
+    });
     assert.equal(text, SNAPSHOT_ONE_PORT);
   });
 

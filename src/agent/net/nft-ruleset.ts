@@ -64,7 +64,7 @@ export interface Range {
 /** Host-wide named counters in the inet table / bridge table. */
 export const GLOBAL_COUNTERS = {
   bridge: ['unknown_port'],
-  inet: ['cross_network', 'invalid', 'unknown_port', 'to_host'],
+  inet: ['cross_network', 'invalid', 'unknown_port', 'to_host', 'inbound', 'no_outbound', 'to_management'],
 } as const;
 
 const BRIDGE_RE = new RegExp(BRIDGE_NAME_PATTERN);
@@ -413,6 +413,25 @@ export function buildModel(fw: HostFirewall): RulesetModel {
     (rule.direction === 'ingress' ? ingress : egress).push(keyed);
   });
   const bridges = [...bridgeZone.keys()].sort();
+  // Networks: their subnets (intra-network traffic) and which have outbound access (NAT).
+  const networks = [...(fw.networks ?? [])].filter((n) => bridgeZone.has(n.bridge));
+  for (const network of networks) {
+    if (!BRIDGE_RE.test(network.bridge)) fail(`bad bridge name ${JSON.stringify(network.bridge)}`);
+    if (bridgeZone.get(network.bridge) !== network.zone)
+      fail(`network ${network.bridge} has another zone than its ports`);
+    if (!CIDR4_RE.test(network.cidr))
+      fail(`network ${network.bridge}: bad subnet ${JSON.stringify(network.cidr)}`);
+    if (!IPV4_RE.test(network.gateway))
+      fail(`network ${network.bridge}: bad gateway ${JSON.stringify(network.gateway)}`);
+  }
+  networks.sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0));
+  const outbound = networks.filter((n) => n.outbound).map((n) => n.bridge);
+  const management = mergeRanges(
+    (fw.managementNets ?? []).map((c) => {
+      if (!CIDR4_RE.test(c)) fail(`bad management subnet ${JSON.stringify(c)}`);
+      return cidrToRange(c);
+    }),
+  );
 
   // bridge table
   const bridgeTable: TableModel = {
@@ -498,6 +517,38 @@ export function buildModel(fw: HostFirewall): RulesetModel {
         ),
       ],
       [
+        'outbound',
+        set(
+          'set',
+          'type ifname;',
+          outbound.map((b) => ({ text: quote(b), canonical: b })),
+        ),
+      ],
+      [
+        'internal',
+        set(
+          'set',
+          'type ifname . ipv4_addr; flags interval;',
+          // A bridge without a network entry keeps every destination in its zone (both directions).
+          bridges.map((bridge) => {
+            const network = networks.find((n) => n.bridge === bridge);
+            const range = cidrToRange(network ? network.cidr : '0.0.0.0/0');
+            return {
+              text: `${quote(bridge)} . ${renderIpRange(range)}`,
+              canonical: `${bridge} . ${ipCanon(range)}`,
+            };
+          }),
+        ),
+      ],
+      [
+        'management',
+        set(
+          'set',
+          'type ipv4_addr; flags interval;',
+          management.map((r) => ({ text: renderIpRange(r), canonical: ipCanon(r) })),
+        ),
+      ],
+      [
         'zones',
         set(
           'map',
@@ -545,7 +596,19 @@ export function buildModel(fw: HostFirewall): RulesetModel {
         'zones',
         {
           base: { type: 'filter', hook: 'prerouting', priority: -300 },
-          rules: ['ct zone set iifname map @zones'],
+          rules: [
+            // Inside a network both directions share its zone; traffic leaving through NAT has the
+            // zone in its original direction only, so replies from outside (zone 0) still match.
+            'iifname @outbound ct original zone set iifname map @zones',
+            'iifname . ip daddr @internal ct zone set iifname map @zones',
+          ],
+        },
+      ],
+      [
+        'postrouting',
+        {
+          base: { type: 'nat', hook: 'postrouting', priority: 100 },
+          rules: ['meta mark & 0xffff0000 != 0 oifname != @bridges masquerade'],
         },
       ],
       [
@@ -560,10 +623,16 @@ export function buildModel(fw: HostFirewall): RulesetModel {
         {
           base: null,
           rules: [
-            'iifname . oifname != @same_bridge counter name cross_network drop',
             'ct state established,related accept',
             'ct state invalid counter name invalid drop',
+            // Nothing new comes into a network from outside it (no inbound NAT, no routing between).
+            'iifname != @bridges counter name inbound drop',
+            'oifname @bridges iifname . oifname != @same_bridge counter name cross_network drop',
+            // Leaving a network: only with outbound access, and never into the host's own subnets.
+            'oifname != @bridges iifname != @outbound counter name no_outbound drop',
+            'oifname != @bridges ip daddr @management counter name to_management drop',
             'meta mark & 0xffff0000 != 0 jump egress',
+            'oifname != @bridges accept',
             'meta mark & 0x0000ffff != 0 jump ingress',
             'counter name unknown_port drop',
           ],

@@ -217,3 +217,67 @@ export async function listRampartLinks(opts: PortDeviceOptions = {}): Promise<Ra
     .map(toLink)
     .sort((a, b) => a.name.localeCompare(b.name));
 }
+
+const GATEWAY_RE = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
+
+/**
+ * The gateway address of a network on its bridge: present (`gateway/prefix`) while the network has
+ * outbound access, absent otherwise (the bridge has no address, so the host is not on the network).
+ * Outbound access needs IPv4 forwarding in the namespace; it is turned on, never off (other software
+ * on the host may rely on it).
+ */
+export async function setBridgeGateway(
+  bridge: string,
+  gateway: string | null,
+  opts: PortDeviceOptions = {},
+): Promise<void> {
+  const netns = netnsOf(opts);
+  assertName(bridge, BRIDGE_RE, 'bridge name');
+  if (gateway !== null && !GATEWAY_RE.test(gateway))
+    throw new Error(`bad gateway address ${JSON.stringify(gateway)}`);
+  await locks.run(netns ?? '', async () => {
+    await ensureBridgeLocked(netns, bridge);
+    const [cmd, argv] = wrap(netns, 'ip', ['-j', 'addr', 'show', 'dev', bridge]);
+    const shown = JSON.parse((await run(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS })).stdout || '[]') as {
+      addr_info?: { family?: string; local?: string; prefixlen?: number }[];
+    }[];
+    const current = (shown[0]?.addr_info ?? [])
+      .filter((a) => a.family === 'inet')
+      .map((a) => `${a.local}/${a.prefixlen}`);
+    for (const address of current)
+      if (address !== gateway) await exec(netns, 'ip', ['addr', 'del', address, 'dev', bridge]);
+    if (gateway !== null && !current.includes(gateway)) {
+      await sysctl(netns, 'net.ipv4.ip_forward', '1');
+      await exec(netns, 'ip', ['addr', 'add', gateway, 'dev', bridge]);
+    }
+  });
+}
+
+/**
+ * The host's own IPv4 subnets outside Rampart (every address on an interface that is not a Rampart
+ * bridge or tap, as its connected subnet, and the address itself): its management plane, which
+ * guests never reach, not even through outbound access.
+ */
+export async function managementSubnets(opts: PortDeviceOptions = {}): Promise<string[]> {
+  const netns = netnsOf(opts);
+  const [cmd, argv] = wrap(netns, 'ip', ['-j', '-4', 'addr', 'show']);
+  const links = JSON.parse((await run(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS })).stdout || '[]') as {
+    ifname?: string;
+    addr_info?: { local?: string; prefixlen?: number }[];
+  }[];
+  const out = new Set<string>();
+  for (const link of links) {
+    if (!link.ifname || BRIDGE_RE.test(link.ifname) || TAP_RE.test(link.ifname)) continue;
+    for (const a of link.addr_info ?? []) {
+      if (!a.local || a.prefixlen === undefined) continue;
+      const parts = a.local.split('.').map(Number);
+      const value = ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+      const mask = a.prefixlen === 0 ? 0 : (0xffffffff << (32 - a.prefixlen)) >>> 0;
+      const base = (value & mask) >>> 0;
+      const text = [base >>> 24, (base >>> 16) & 255, (base >>> 8) & 255, base & 255].join('.');
+      out.add(`${text}/${a.prefixlen}`);
+      out.add(`${a.local}/32`);
+    }
+  }
+  return [...out].sort();
+}

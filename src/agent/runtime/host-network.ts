@@ -10,7 +10,14 @@
 import type { HostFirewall, PortCounters, PortIntent } from '../../api/host-network.js';
 import type { Logger } from '../../common/logger.js';
 import { HostFirewallManager } from '../net/firewall.js';
-import { ensurePort, removeBridgeIfUnused, removePort, type VmOwner } from '../net/port-devices.js';
+import {
+  ensurePort,
+  managementSubnets,
+  removeBridgeIfUnused,
+  removePort,
+  setBridgeGateway,
+  type VmOwner,
+} from '../net/port-devices.js';
 
 export interface HostNetworkOptions {
   netns?: string;
@@ -41,9 +48,24 @@ export class HostNetwork {
    */
   async apply(firewall: HostFirewall): Promise<number> {
     if (this.intended && firewall.generation < this.intended.generation) return this.intended.generation;
-    if (firewall.ports.length === 0) await this.firewall.remove();
-    else await this.firewall.apply(firewall);
-    this.intended = firewall;
+    if (firewall.ports.length === 0) {
+      await this.firewall.remove();
+      this.intended = firewall;
+      return firewall.generation;
+    }
+    // Gateways first (bridges with outbound access get theirs, others lose it), then the rules, with
+    // the host's own subnets as the management plane no guest may enter.
+    for (const network of firewall.networks ?? []) {
+      const prefix = network.cidr.split('/')[1]!;
+      await setBridgeGateway(
+        network.bridge,
+        network.outbound ? `${network.gateway}/${prefix}` : null,
+        this.deviceOptions(),
+      );
+    }
+    const full: HostFirewall = { ...firewall, managementNets: await managementSubnets(this.deviceOptions()) };
+    await this.firewall.apply(full);
+    this.intended = full;
     return firewall.generation;
   }
 
@@ -63,7 +85,13 @@ export class HostNetwork {
       await this.firewall.remove();
       return [];
     }
-    const differences = await this.firewall.reconcile(intended);
+    // The host's own addresses may have changed since (DHCP on the uplink, an operator).
+    const current: HostFirewall = {
+      ...intended,
+      managementNets: await managementSubnets(this.deviceOptions()),
+    };
+    this.intended = current;
+    const differences = await this.firewall.reconcile(current);
     if (differences.length > 0) {
       this.options.log.warn({ differences: differences.slice(0, 20) }, 'firewall drift repaired');
       this.options.onDrift?.(differences);

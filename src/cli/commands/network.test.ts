@@ -107,6 +107,8 @@ void describe('network and port tables', () => {
           tenantId: 'dddddddd-1111-4222-8333-444444444444',
           name: 'backend',
           cidr: '10.0.0.0/24',
+          gateway: '10.0.0.1',
+          outbound: false,
           capacity: 252,
           ports: 3,
           description: '',
@@ -118,8 +120,8 @@ void describe('network and port tables', () => {
     assert.equal(
       table,
       [
-        'NAME      CIDR          PORTS   CAPACITY   AGE',
-        'backend   10.0.0.0/24   3       252        2h',
+        'NAME      CIDR          OUTBOUND   PORTS   CAPACITY   AGE',
+        'backend   10.0.0.0/24   off        3       252        2h',
         '',
       ].join('\n'),
     );

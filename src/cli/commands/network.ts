@@ -8,7 +8,7 @@ import type { Network, Port } from '../../api/network.js';
 import type { CommandDeps } from '../context.js';
 import { LocalNotFoundError, UsageError } from '../errors.js';
 import { formatAge, formatKeyValue, formatTable, shortId } from '../output.js';
-import { isUuid, parseName, parseRef } from '../validation.js';
+import { isUuid, parseName, parseOnOff, parseRef } from '../validation.js';
 
 /** src/api/host-network.ts IPV4_PATTERN and CIDR4_PATTERN (network.test.ts keeps the copies in step). */
 export const IPV4_PATTERN =
@@ -74,8 +74,15 @@ export function collectGroups(value: string, previous: string[] | undefined): st
 
 export function networkTable(networks: readonly Network[], nowMs: number, color = false): string {
   return formatTable(
-    ['NAME', 'CIDR', 'PORTS', 'CAPACITY', 'AGE'],
-    networks.map((n) => [n.name, n.cidr, String(n.ports), String(n.capacity), formatAge(n.createdAt, nowMs)]),
+    ['NAME', 'CIDR', 'OUTBOUND', 'PORTS', 'CAPACITY', 'AGE'],
+    networks.map((n) => [
+      n.name,
+      n.cidr,
+      n.outbound ? 'nat' : 'off',
+      String(n.ports),
+      String(n.capacity),
+      formatAge(n.createdAt, nowMs),
+    ]),
     color,
   );
 }
@@ -86,6 +93,8 @@ export function networkDetails(network: Network, nowMs: number, color = false): 
       ['Name', network.name],
       ['ID', network.id],
       ['CIDR', network.cidr],
+      ['Gateway', `${network.gateway}${network.outbound ? '' : ' (answers only with outbound access)'}`],
+      ['Outbound', network.outbound ? 'on (NAT on the host; never its management networks)' : 'off'],
       ['Ports', String(network.ports)],
       ['Capacity', `${network.capacity} addresses`],
       ['Description', network.description || '-'],
@@ -120,16 +129,47 @@ export function registerNetworkCommands(program: Command, deps: CommandDeps): vo
     .argument('<name>', 'network name: lowercase letters, digits and dashes (a DNS label)', parseName)
     .requiredOption('--cidr <cidr>', 'the IPv4 subnet, e.g. 10.0.0.0/24', parseCidr)
     .option('--description <text>', 'a free-form description', descriptionOf(DESCRIPTION_MAX_LENGTH))
-    .action(async (name: string, opts: { cidr: string; description?: string }, cmd: Command) => {
+    .option('--outbound', 'let VMs reach outside through NAT on the host (default off)')
+    .action(
+      async (
+        name: string,
+        opts: { cidr: string; description?: string; outbound?: boolean },
+        cmd: Command,
+      ) => {
+        const ctx = deps.context(cmd);
+        const body: { name: string; cidr: string; description?: string; outbound?: boolean } = {
+          name,
+          cidr: opts.cidr,
+        };
+        if (opts.description !== undefined) body.description = opts.description;
+        if (opts.outbound) body.outbound = true;
+        const created = await ctx.client.request<Network>('POST', '/v1/networks', { body });
+        if (ctx.out.json) ctx.out.printJson(created);
+        else
+          ctx.out.print(
+            `network ${created.name}: created (${created.cidr}, ${created.capacity} addresses for VMs)`,
+          );
+      },
+    );
+
+  network
+    .command('set')
+    .description('turn outbound access (NAT on the host) on or off, or change the description')
+    .argument('<ref>', 'network name or id', parseRef)
+    .option('--outbound <on|off>', 'outbound access through NAT on the host', parseOnOff)
+    .option('--description <text>', 'a free-form description', descriptionOf(DESCRIPTION_MAX_LENGTH))
+    .action(async (ref: string, opts: { outbound?: boolean; description?: string }, cmd: Command) => {
+      if (opts.outbound === undefined && opts.description === undefined)
+        throw new InvalidArgumentError('Nothing to change: give --outbound on|off or --description.');
       const ctx = deps.context(cmd);
-      const body: { name: string; cidr: string; description?: string } = { name, cidr: opts.cidr };
-      if (opts.description !== undefined) body.description = opts.description;
-      const created = await ctx.client.request<Network>('POST', '/v1/networks', { body });
-      if (ctx.out.json) ctx.out.printJson(created);
-      else
-        ctx.out.print(
-          `network ${created.name}: created (${created.cidr}, ${created.capacity} addresses for VMs)`,
-        );
+      const updated = await ctx.client.request<Network>('PATCH', `/v1/networks/${encodeURIComponent(ref)}`, {
+        body: {
+          ...(opts.outbound !== undefined ? { outbound: opts.outbound } : {}),
+          ...(opts.description !== undefined ? { description: opts.description } : {}),
+        },
+      });
+      if (ctx.out.json) ctx.out.printJson(updated);
+      else ctx.out.print(networkDetails(updated, ctx.now(), ctx.out.color));
     });
 
   network

@@ -148,6 +148,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/networks': tenant('network:read'),
   'POST /v1/networks': tenant('network:create'),
   'GET /v1/networks/:ref': tenant('network:read'),
+  'PATCH /v1/networks/:ref': tenant('network:create', { action: 'network:update' }),
   'DELETE /v1/networks/:ref': tenant('network:delete'),
   'GET /v1/security-groups': tenant('secgroup:read'),
   'POST /v1/security-groups': tenant('secgroup:create'),

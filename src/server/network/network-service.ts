@@ -15,6 +15,7 @@ import type { FirewallRule, HostFirewall, PortIntent } from '../../api/host-netw
 import type {
   Network,
   NetworkCreate,
+  NetworkUpdate,
   Port,
   SecurityGroup,
   SecurityGroupCreate,
@@ -93,11 +94,13 @@ export class NetworkService {
       name: input.name,
       cidr: subnet.cidr,
       zone: 0,
+      outbound: input.outbound ? 1 : 0,
       description: input.description ?? '',
       createdAt: nowIso(),
     };
     await this.db.transaction().execute(async (trx) => {
       await this.quotas.admit(trx, tenantId, { networks: 1 });
+      if (row.outbound) await assertNoOutboundOverlap(trx, row);
       row.zone = await nextNumber(trx, 'networks', 'zone');
       await trx
         .insertInto('networks')
@@ -133,6 +136,38 @@ export class NetworkService {
     return this.networkToApi(await this.findNetwork(ref, tenantId));
   }
 
+  /** Turns outbound access on or off, or changes the description. */
+  async updateNetwork(ref: string, tenantId: string, input: NetworkUpdate): Promise<Network> {
+    const network = await this.findNetwork(ref, tenantId);
+    const next: NetworksTable = {
+      ...network,
+      ...(input.outbound !== undefined ? { outbound: input.outbound ? 1 : 0 } : {}),
+      ...(input.description !== undefined ? { description: input.description } : {}),
+    };
+    await this.db.transaction().execute(async (trx) => {
+      if (next.outbound && !network.outbound) await assertNoOutboundOverlap(trx, next);
+      await trx
+        .updateTable('networks')
+        .set({ outbound: next.outbound, description: next.description })
+        .where('id', '=', network.id)
+        .execute();
+    });
+    return this.networkToApi(next);
+  }
+
+  /** Hosts with VMs on this network. */
+  async hostsOfNetwork(networkId: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('ports')
+      .innerJoin('vms', 'vms.id', 'ports.vmId')
+      .select('vms.hostId')
+      .distinct()
+      .where('ports.networkId', '=', networkId)
+      .where('vms.hostId', 'is not', null)
+      .execute();
+    return rows.map((r) => r.hostId!);
+  }
+
   async deleteNetwork(ref: string, tenantId: string): Promise<NetworksTable> {
     const network = await this.findNetwork(ref, tenantId);
     const used = await this.db
@@ -156,6 +191,8 @@ export class NetworkService {
       tenantId: row.tenantId,
       name: row.name,
       cidr: row.cidr,
+      gateway: gatewayOf(row.cidr),
+      outbound: row.outbound === 1,
       capacity: usableRange(parseCidr(row.cidr)).count,
       ports: Number(ports.n),
       description: row.description,
@@ -486,7 +523,7 @@ export class NetworkService {
       .selectFrom('ports')
       .innerJoin('networks', 'networks.id', 'ports.networkId')
       .selectAll('ports')
-      .select(['networks.cidr as cidr', 'networks.zone as zone'])
+      .select(['networks.cidr as cidr', 'networks.zone as zone', 'networks.outbound as outbound'])
       .where('ports.vmId', '=', vmId)
       .orderBy('ports.createdAt')
       .execute();
@@ -500,7 +537,8 @@ export class NetworkService {
       mac: r.mac,
       ipv4: r.ipv4,
       prefixLength: parseCidr(r.cidr).prefixLength,
-      gateway: null,
+      // Always the first address: it answers once outbound access is turned on, without a reboot.
+      gateway: gatewayOf(r.cidr),
       allowedAddresses: JSON.parse(r.allowedAddresses) as string[],
     }));
   }
@@ -520,7 +558,7 @@ export class NetworkService {
       .execute();
     const ports: PortIntent[] = [];
     for (const vm of vms) ports.push(...(await this.portIntents(vm.id)));
-    if (ports.length === 0) return { generation, ports: [], rules: [] };
+    if (ports.length === 0) return { generation, ports: [], rules: [], networks: [] };
     const portIds = ports.map((p) => p.id);
     const links = await this.db
       .selectFrom('portSecurityGroups')
@@ -543,6 +581,18 @@ export class NetworkService {
       for (const row of rows)
         members.set(row.groupId, [...(members.get(row.groupId) ?? []), `${row.ipv4}/32`]);
     }
+    const networkRows = await this.db
+      .selectFrom('networks')
+      .select(['cidr', 'zone', 'outbound', 'id'])
+      .where('id', 'in', [...new Set(ports.map((p) => p.networkId))])
+      .execute();
+    const networks = networkRows.map((n) => ({
+      bridge: bridgeName(n.id),
+      zone: n.zone,
+      cidr: n.cidr,
+      gateway: gatewayOf(n.cidr),
+      outbound: n.outbound === 1,
+    }));
     const byId = new Map(ports.map((p) => [p.id, p]));
     const out: FirewallRule[] = [];
     for (const link of links) {
@@ -562,7 +612,7 @@ export class NetworkService {
         }
       }
     }
-    return { generation, ports, rules: out };
+    return { generation, ports, rules: out, networks };
   }
 
   /** Hosts with VMs of this tenant (a change to its groups may change their firewalls). */
@@ -575,6 +625,33 @@ export class NetworkService {
       .where('hostId', 'is not', null)
       .execute();
     return rows.map((r) => r.hostId!);
+  }
+}
+
+/** The first address of a subnet: the guests' gateway (on the bridge while outbound is on). */
+export function gatewayOf(cidr: string): string {
+  return intToIp(parseCidr(cidr).base + 1);
+}
+
+/**
+ * Outbound networks put their gateway on a host bridge, so two of them must not overlap on a host
+ * (the host could not route replies). Checked platform-wide; the message names no other tenant.
+ */
+async function assertNoOutboundOverlap(trx: Executor, network: NetworksTable): Promise<void> {
+  const mine = parseCidr(network.cidr);
+  const others = await trx
+    .selectFrom('networks')
+    .select(['id', 'cidr'])
+    .where('outbound', '=', 1)
+    .where('id', '!=', network.id)
+    .execute();
+  const size = (s: { prefixLength: number }) => 2 ** (32 - s.prefixLength);
+  for (const other of others) {
+    const theirs = parseCidr(other.cidr);
+    if (mine.base < theirs.base + size(theirs) && theirs.base < mine.base + size(mine))
+      throw new ConflictError(
+        `${network.cidr} overlaps a network that already has outbound access; choose another subnet for outbound access`,
+      );
   }
 }
 

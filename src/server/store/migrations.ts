@@ -582,6 +582,16 @@ migrations['0010_networks'] = {
   },
 };
 
+migrations['0011_network_outbound'] = {
+  async up(db: Kysely<unknown>) {
+    // Outbound access through NAT on the host, off by default.
+    await db.schema
+      .alterTable('networks')
+      .addColumn('outbound', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

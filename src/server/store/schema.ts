@@ -302,6 +302,8 @@ export interface NetworksTable {
   cidr: string;
   /** The network's conntrack zone and number on every host (unique). */
   zone: number;
+  /** 1: VMs reach outside through NAT on the host (never the host's management plane). */
+  outbound: number;
   description: string;
   createdAt: string;
 }

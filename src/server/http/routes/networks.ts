@@ -8,6 +8,7 @@ import {
   AllowedAddressesUpdate,
   Network,
   NetworkCreate,
+  NetworkUpdate,
   Port,
   PortSecurityGroupsUpdate,
   SecurityGroup,
@@ -74,6 +75,29 @@ export async function networkRoutes(base: FastifyInstance, ctx: AppContext): Pro
       },
     },
     async (request) => net.getNetwork(request.params.ref, requireTenant(request).id),
+  );
+
+  app.patch(
+    '/v1/networks/:ref',
+    {
+      schema: {
+        tags: ['networks'],
+        summary:
+          "Turn outbound access (NAT on the host, never into the host's management networks) on or off, or change the description",
+        params: RefParams,
+        querystring: TenantQuery,
+        body: NetworkUpdate,
+        response: { 200: Network, ...errors },
+      },
+    },
+    async (request) => {
+      const tenantId = requireTenant(request).id;
+      const updated = await net.updateNetwork(request.params.ref, tenantId, request.body);
+      request.auditInfo!.target = updated.id;
+      request.auditInfo!.detail = `outbound ${updated.outbound ? 'on' : 'off'}`;
+      await ctx.vms.publishFirewalls(await net.hostsOfNetwork(updated.id));
+      return updated;
+    },
   );
 
   app.delete(
