@@ -101,11 +101,23 @@ let shell2: GuestConsole;
 test('two VMs on one network get addresses from IPAM and boot on taps', async () => {
   const net = await harness.api<Network>('POST', '/v1/networks', { name: 'net-a', cidr: '10.50.0.0/24' });
   assert.equal(net.status, 201, JSON.stringify(net.body));
-  for (const name of ['a1', 'a2']) {
+  // a1's flavor rate-limits its network (tbf on the tap, an ifb for what the guest sends).
+  const flavor = await harness.api('POST', '/v1/flavors', {
+    name: 'net50',
+    vcpus: 1,
+    memoryMiB: 128,
+    diskGiB: 1,
+    networkMbps: 50,
+  });
+  assert.equal(flavor.status, 201, JSON.stringify(flavor.body));
+  for (const [name, flavorName] of [
+    ['a1', 'net50'],
+    ['a2', 'tiny'],
+  ] as const) {
     const created = await harness.api<Vm>('POST', '/v1/vms', {
       name,
       image: 'tiny',
-      flavor: 'tiny',
+      flavor: flavorName,
       network: 'net-a',
     });
     assert.equal(created.status, 201, JSON.stringify(created.body));
@@ -124,6 +136,14 @@ test('two VMs on one network get addresses from IPAM and boot on taps', async ()
     vm.guestIps.some((ip) => ip.split('/')[0] === '10.50.0.2'),
     `guest reports its address: ${JSON.stringify(vm.guestIps)}`,
   );
+  const tap = `rpt${a1.id.replace(/-/g, '').slice(0, 12)}`;
+  assert.match(inHost('tc', 'qdisc', 'show', 'dev', tap), /tbf .*rate 50Mbit/);
+  assert.equal(
+    inHost('ip', '-o', 'link', 'show', 'type', 'ifb').trim().split('\n').length,
+    1,
+    'one ifb (a1 only)',
+  );
+  assert.equal((await harness.vm('a1')).networkMbps, 50);
   shell1 = await GuestConsole.open(harness, 'a1');
   shell2 = await GuestConsole.open(harness, 'a2');
   consoles.push(shell1, shell2);
@@ -302,6 +322,7 @@ test('deleting the VMs leaves no tap, bridge or port rule behind', async () => {
   );
   const links = inHost('ip', '-o', 'link', 'show');
   assert.doesNotMatch(links, /rpt[0-9a-f]{12}|rpb[0-9a-f]{12}/, links);
+  assert.equal(inHost('ip', '-o', 'link', 'show', 'type', 'ifb').trim(), '', 'no ifb device left');
   // No port left on the host: no Rampart table either.
   await harness.waitFor(
     async () => !inHost('nft', 'list', 'tables').includes('rampart'),

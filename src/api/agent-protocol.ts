@@ -39,6 +39,8 @@ export const VmLimits = Type.Object(
     /** Relative share under contention, cgroup v2 cpu.weight scale (1..10000, default 100). */
     cpuWeight: Type.Integer({ minimum: 1, maximum: 10_000 }),
     pidsMax: Type.Integer({ minimum: 16, maximum: 65_536 }),
+    /** Rate limit of each port per direction in Mbit/s (tbf on the tap, ifb for the guest's side). */
+    networkMbps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
   },
   { additionalProperties: false },
 );

@@ -12,6 +12,8 @@ export const LIMITS = {
   cpuWeight: { minimum: 1, maximum: 10_000 },
   /** Tasks (threads) the VM's QEMU may have. */
   pidsMax: { minimum: 16, maximum: 65_536 },
+  /** Network rate limit of each of the VM's ports, per direction, in Mbit/s. */
+  networkMbps: { minimum: 1, maximum: 100_000 },
 } as const;
 
 export const DEFAULT_CPU_WEIGHT = 100;
@@ -28,6 +30,8 @@ export const Flavor = Type.Object(
     cpuLimitPercent: Type.Union([Type.Integer(LIMITS.cpuLimitPercent), Type.Null()]),
     cpuWeight: Type.Integer(LIMITS.cpuWeight),
     pidsMax: Type.Integer(LIMITS.pidsMax),
+    /** null: the VM's network is not rate limited. */
+    networkMbps: Type.Union([Type.Integer(LIMITS.networkMbps), Type.Null()]),
     createdAt: Timestamp,
   },
   { $id: 'Flavor' },
@@ -43,6 +47,7 @@ export const FlavorCreate = Type.Object(
     cpuLimitPercent: Type.Optional(Type.Integer(LIMITS.cpuLimitPercent)),
     cpuWeight: Type.Optional(Type.Integer(LIMITS.cpuWeight)),
     pidsMax: Type.Optional(Type.Integer(LIMITS.pidsMax)),
+    networkMbps: Type.Optional(Type.Integer(LIMITS.networkMbps)),
   },
   { additionalProperties: false },
 );

@@ -55,6 +55,8 @@ export const Vm = Type.Object(
     cpuLimitPercent: Type.Union([Type.Integer(), Type.Null()]),
     cpuWeight: Type.Integer(),
     pidsMax: Type.Integer(),
+    /** Rate limit of each network port per direction (Mbit/s); null: unshaped. */
+    networkMbps: Type.Union([Type.Integer(), Type.Null()]),
     restartPolicy: RestartPolicySchema,
     restartCount: Type.Integer(),
     hostId: Type.Union([Id, Type.Null()]),

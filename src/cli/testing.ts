@@ -182,6 +182,7 @@ export function vmFixture(overrides: Partial<Vm> = {}): Vm {
     cpuLimitPercent: null,
     cpuWeight: 100,
     pidsMax: 512,
+    networkMbps: null,
     restartPolicy: 'never',
     restartCount: 0,
     hostId: 'cccccccc-2222-4333-8444-555555555555',

@@ -106,6 +106,7 @@ void describe('resource tables', () => {
           cpuLimitPercent: null,
           cpuWeight: 100,
           pidsMax: 512,
+          networkMbps: null,
           createdAt: '2026-01-01T11:00:00Z',
         },
       ],
@@ -149,6 +150,7 @@ void describe('detail views', () => {
       cpuLimitPercent: 150,
       cpuWeight: 200,
       pidsMax: 1024,
+      networkMbps: null,
       createdAt: '2026-01-01T11:00:00Z',
     };
     const text = flavorDetails(flavor, plain);

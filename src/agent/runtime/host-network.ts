@@ -10,6 +10,7 @@
 import type { HostFirewall, PortCounters, PortIntent } from '../../api/host-network.js';
 import type { Logger } from '../../common/logger.js';
 import { HostFirewallManager } from '../net/firewall.js';
+import { applyShaping, removeShaping } from '../net/tap-shaper.js';
 import {
   ensurePort,
   managementSubnets,
@@ -115,14 +116,29 @@ export class HostNetwork {
     this.timer = null;
   }
 
-  /** Creates the VM's taps (owned by its uid) on their bridges. */
-  async ensurePorts(ports: readonly PortIntent[], owner: VmOwner): Promise<void> {
-    for (const port of ports) await ensurePort(port, owner, this.deviceOptions());
+  /**
+   * Creates the VM's taps (owned by its uid) on their bridges, rate limited per direction when the
+   * flavor says so (tbf on the tap towards the guest, an ifb with tbf for what the guest sends).
+   */
+  async ensurePorts(ports: readonly PortIntent[], owner: VmOwner, networkMbps?: number): Promise<void> {
+    for (const port of ports) {
+      await ensurePort(port, owner, this.deviceOptions());
+      await applyShaping(
+        port.tap,
+        networkMbps === undefined ? {} : { toGuestMbps: networkMbps, fromGuestMbps: networkMbps },
+        this.deviceOptions(),
+      );
+    }
   }
 
-  /** Removes the VM's taps, then each bridge no other tap uses. */
+  /** Removes the VM's taps and their ifb devices, then each bridge no other tap uses. */
   async releasePorts(ports: readonly PortIntent[]): Promise<void> {
-    for (const port of ports) await removePort(port.tap, this.deviceOptions());
+    for (const port of ports) {
+      await removeShaping(port.tap, this.deviceOptions()).catch((error: unknown) =>
+        this.options.log.warn({ tap: port.tap, err: (error as Error).message }, 'could not remove shaping'),
+      );
+      await removePort(port.tap, this.deviceOptions());
+    }
     for (const bridge of new Set(ports.map((p) => p.bridge)))
       await removeBridgeIfUnused(bridge, this.deviceOptions());
   }

@@ -262,7 +262,11 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.prepareRunDir();
     try {
       // Taps owned by the VM's uid (its unprivileged QEMU opens them), on the networks' bridges.
-      await this.env.network.ensurePorts(intent.ports, { uid: this.state.uid, gid: this.state.uid });
+      await this.env.network.ensurePorts(
+        intent.ports,
+        { uid: this.state.uid, gid: this.state.uid },
+        intent.limits.networkMbps,
+      );
     } catch (error) {
       this.failStart(`network ports could not be set up: ${(error as Error).message}`);
       return;

@@ -12,6 +12,7 @@ interface CreateFlags {
   cpuLimit?: number;
   cpuWeight?: number;
   pidsMax?: number;
+  networkMbps?: number;
 }
 
 export function registerFlavorCommands(program: Command, deps: CommandDeps): void {
@@ -39,7 +40,7 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       else ctx.out.print(flavorDetails(found, { now: ctx.now(), color: ctx.out.color }));
     });
 
-  const { vcpus, memoryMiB, diskGiB, cpuLimitPercent, cpuWeight, pidsMax } = FLAVOR_LIMITS;
+  const { vcpus, memoryMiB, diskGiB, cpuLimitPercent, cpuWeight, pidsMax, networkMbps } = FLAVOR_LIMITS;
   flavor
     .command('create')
     .description('create a flavor')
@@ -75,6 +76,11 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       `most tasks (threads) the VM's QEMU may have (${pidsMax.minimum}-${pidsMax.maximum}; server default ${FLAVOR_DEFAULTS.pidsMax})`,
       integerIn(pidsMax.minimum, pidsMax.maximum),
     )
+    .option(
+      '--network-mbps <n>',
+      `rate limit of each network port per direction in Mbit/s (${networkMbps.minimum}-${networkMbps.maximum}; default none)`,
+      integerIn(networkMbps.minimum, networkMbps.maximum),
+    )
     .action(async (name: string, opts: CreateFlags, cmd: Command) => {
       const ctx = deps.context(cmd);
       const body: FlavorCreate = { name, vcpus: opts.vcpus, memoryMiB: opts.memory, diskGiB: opts.disk };
@@ -82,6 +88,7 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       if (opts.cpuLimit !== undefined) body.cpuLimitPercent = opts.cpuLimit;
       if (opts.cpuWeight !== undefined) body.cpuWeight = opts.cpuWeight;
       if (opts.pidsMax !== undefined) body.pidsMax = opts.pidsMax;
+      if (opts.networkMbps !== undefined) body.networkMbps = opts.networkMbps;
       const created = await ctx.client.createFlavor(body);
       if (ctx.out.json) ctx.out.printJson(created);
       else ctx.out.print(`flavor ${created.name} created (${created.id})`);

@@ -21,6 +21,7 @@ export function flavorToApi(row: FlavorsTable): Flavor {
     cpuLimitPercent: row.cpuLimitPercent,
     cpuWeight: row.cpuWeight,
     pidsMax: row.pidsMax,
+    networkMbps: row.networkMbps,
     createdAt: row.createdAt,
   };
 }
@@ -38,6 +39,7 @@ export async function seedFlavors(db: Db): Promise<void> {
         cpuLimitPercent: flavor.cpuLimitPercent ?? null,
         cpuWeight: flavor.cpuWeight ?? DEFAULT_CPU_WEIGHT,
         pidsMax: flavor.pidsMax ?? DEFAULT_PIDS_MAX,
+        networkMbps: flavor.networkMbps ?? null,
         createdAt: nowIso(),
       })
       .onConflict((oc) => oc.column('name').doNothing())
@@ -70,6 +72,7 @@ export async function createFlavor(db: Db, input: FlavorCreate): Promise<Flavor>
     cpuLimitPercent: input.cpuLimitPercent ?? null,
     cpuWeight: input.cpuWeight ?? DEFAULT_CPU_WEIGHT,
     pidsMax: input.pidsMax ?? DEFAULT_PIDS_MAX,
+    networkMbps: input.networkMbps ?? null,
     createdAt: nowIso(),
   };
   const inserted = await db

@@ -153,6 +153,7 @@ export class VmService {
         memoryMib: flavor.memoryMib,
         diskGib: flavor.diskGib,
         cpuLimitPercent: flavor.cpuLimitPercent,
+        networkMbps: flavor.networkMbps,
         cpuWeight: flavor.cpuWeight,
         pidsMax: flavor.pidsMax,
         state: start ? 'pending' : 'stopped',
@@ -296,6 +297,7 @@ export class VmService {
             memoryMib: flavor.memoryMib,
             diskGib: flavor.diskGib,
             cpuLimitPercent: flavor.cpuLimitPercent,
+            networkMbps: flavor.networkMbps,
             cpuWeight: flavor.cpuWeight,
             pidsMax: flavor.pidsMax,
             updatedAt: nowIso(),
@@ -775,6 +777,7 @@ function toIntent(
       cpuPercent: row.cpuLimitPercent ?? row.vcpus * 100,
       cpuWeight: row.cpuWeight,
       pidsMax: row.pidsMax,
+      ...(row.networkMbps !== null ? { networkMbps: row.networkMbps } : {}),
     },
   };
 }
@@ -793,6 +796,7 @@ function toApi(row: JoinedVm): Vm {
     cpuLimitPercent: row.cpuLimitPercent,
     cpuWeight: row.cpuWeight,
     pidsMax: row.pidsMax,
+    networkMbps: row.networkMbps,
     restartPolicy: row.restartPolicy as RestartPolicy,
     restartCount: row.restartCount,
     hostId: row.hostId,

@@ -592,6 +592,14 @@ migrations['0011_network_outbound'] = {
   },
 };
 
+migrations['0012_network_limits'] = {
+  async up(db: Kysely<unknown>) {
+    // Per-VM network rate limit (each direction, Mbit/s), from the flavor; null: unshaped.
+    for (const table of ['flavors', 'vms'])
+      await db.schema.alterTable(table).addColumn('network_mbps', 'integer').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

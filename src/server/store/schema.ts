@@ -6,6 +6,8 @@ export interface FlavorsTable {
   memoryMib: number;
   diskGib: number;
   cpuLimitPercent: number | null;
+  /** Network rate limit per direction in Mbit/s; null: unshaped. */
+  networkMbps: number | null;
   cpuWeight: number;
   pidsMax: number;
   createdAt: string;
@@ -132,6 +134,8 @@ export interface VmsTable {
   memoryMib: number;
   diskGib: number;
   cpuLimitPercent: number | null;
+  /** Network rate limit per direction in Mbit/s; null: unshaped. */
+  networkMbps: number | null;
   cpuWeight: number;
   pidsMax: number;
   state: string;
