@@ -106,6 +106,7 @@ const EXPECTED: Record<string, string> = {
   'POST /v1/security-groups/:ref/rules': 'PA TA ME',
   'DELETE /v1/security-groups/:ref/rules/:rule': 'PA TA ME',
   'GET /v1/vms/:ref/ports': 'PA TA OP ME VI AU SR',
+  'GET /v1/vms/:ref/hardening': 'PA TA OP ME VI AU SR',
   'PUT /v1/vms/:ref/ports/:port/security-groups': 'PA TA ME',
   'PUT /v1/platform/vms/:ref/ports/:port/allowed-addresses': 'PA',
   'DELETE /v1/images/:ref': 'PA TA',

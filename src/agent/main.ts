@@ -64,6 +64,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
 
   const qemuBinary = findExecutable(config.qemuBinary);
   const setprivBinary = findExecutable('setpriv');
+  const prlimitBinary = findExecutable('prlimit');
   const version = await qemuVersion(qemuBinary);
   const kvmGroup = kvmGroupId();
   const verdict = await chooseAccelerator({
@@ -102,6 +103,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       accelerator: verdict.accelerator,
       qemuBinary,
       setprivBinary,
+      prlimitBinary,
       kvmGroup,
       consoleCapBytes: config.consoleCapBytes,
       cgroups,

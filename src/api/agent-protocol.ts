@@ -16,6 +16,7 @@ import { UUID_PATTERN } from '../common/ids.js';
 import { NAME_PATTERN } from './common.js';
 import { Accelerator, HostCapacity } from './host.js';
 import { HostFirewall, PortCounters, PortIntent } from './host-network.js';
+import type { VmHardening } from './hardening.js';
 import { MAX_PUBLIC_KEY_PEM_BYTES } from './trust.js';
 
 export const AGENT_PROTOCOL_VERSION = 1;
@@ -216,6 +217,11 @@ export const FirewallRequest = Type.Object({
   firewall: HostFirewall,
 });
 export const NetCountersRequest = Type.Object({ type: Type.Literal('net.counters'), id: Type.Integer() });
+export const HardeningRequest = Type.Object({
+  type: Type.Literal('vm.hardening'),
+  id: Type.Integer(),
+  vmId: Uuid,
+});
 
 export const AgentRequest = Type.Union([
   SyncRequest,
@@ -225,6 +231,7 @@ export const AgentRequest = Type.Union([
   ConsoleWriteRequest,
   FirewallRequest,
   NetCountersRequest,
+  HardeningRequest,
 ]);
 export type AgentRequest = Static<typeof AgentRequest>;
 export type AgentRequestType = AgentRequest['type'];
@@ -238,6 +245,7 @@ export interface AgentResults {
   'console.write': { written: number };
   firewall: { generation: number };
   'net.counters': { ports: PortCounters[] };
+  'vm.hardening': VmHardening;
 }
 
 // ---- agent -> server messages

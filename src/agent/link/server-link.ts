@@ -123,6 +123,11 @@ export class ServerLink {
         return { generation: await this.network.apply(request.firewall) };
       case 'net.counters':
         return { ports: await this.network.counters() };
+      case 'vm.hardening': {
+        const vm = this.vms.get(request.vmId);
+        if (!vm) throw new Error('unknown VM');
+        return vm.hardening();
+      }
     }
   }
 

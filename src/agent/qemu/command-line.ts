@@ -179,6 +179,24 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
   ];
 }
 
+/**
+ * Resource limits of every QEMU (set by `prlimit` before it drops privileges, so QEMU cannot raise
+ * them): open files, and the largest file it may write (no VM disk yet; a bound against a runaway
+ * writer, revisited when disks arrive).
+ */
+export const QEMU_RLIMITS = { openFiles: 4096, fileSizeBytes: 1024 ** 4 } as const;
+
+/** `prlimit` setting QEMU_RLIMITS (soft = hard) for the command that follows. */
+export function rlimitPrefix(prlimitBinary: string): string[] {
+  const { openFiles, fileSizeBytes } = QEMU_RLIMITS;
+  return [
+    prlimitBinary,
+    `--nofile=${openFiles}:${openFiles}`,
+    `--fsize=${fileSizeBytes}:${fileSizeBytes}`,
+    '--',
+  ];
+}
+
 /** The unprivileged wrapper: QEMU starts already as the VM's uid, with no privileges to regain. */
 export function unprivilegedPrefix(
   uid: number,

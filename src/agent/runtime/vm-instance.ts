@@ -26,7 +26,15 @@ import type { Logger } from '../../common/logger.js';
 import { spawnDetached } from '../../common/subprocess.js';
 import type { CgroupUsage } from '../cgroups/cgroup-driver.js';
 import { limitsFor, type VmCgroups } from '../cgroups/vm-cgroups.js';
-import { buildQemuArgs, socketPaths, unprivilegedPrefix } from '../qemu/command-line.js';
+import {
+  QEMU_RLIMITS,
+  buildQemuArgs,
+  rlimitPrefix,
+  socketPaths,
+  unprivilegedPrefix,
+} from '../qemu/command-line.js';
+import type { VmHardening } from '../../api/hardening.js';
+import { inspectProcess, notRunning, pciDevices } from './hardening.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { ConsoleLog } from './console-log.js';
 import { identify, isAlive, type ProcessIdentity } from './process-info.js';
@@ -54,6 +62,8 @@ export interface VmRuntimeEnv {
   accelerator: Accelerator;
   qemuBinary: string;
   setprivBinary: string;
+  /** util-linux prlimit: QEMU's resource limits are set before it drops privileges. */
+  prlimitBinary: string;
   kvmGroup: number | null;
   consoleCapBytes: number;
   cgroups: VmCgroups;
@@ -238,6 +248,25 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** The hardening self-check of the running QEMU (what the kernel and QEMU report, judged). */
+  async hardening(): Promise<VmHardening> {
+    const process = this.state.process;
+    if (!process || !isAlive(process)) return notRunning(`the VM is ${this.state.phase}`);
+    const pid = process.pid;
+    let devices: ReturnType<typeof pciDevices> = [];
+    try {
+      const qmp = this.qmp ?? (await this.waitForQmp());
+      devices = pciDevices(await qmp.execute('query-pci', undefined, 5000));
+    } catch {
+      // QMP not answering: the device list stays empty and its check says so.
+    }
+    try {
+      return inspectProcess(pid, { uid: this.state.uid, ...QEMU_RLIMITS }, devices);
+    } catch (error) {
+      return notRunning(`QEMU's /proc entries could not be read: ${(error as Error).message}`);
+    }
+  }
+
   /** Detaches from QEMU without stopping it (agent shutdown). */
   detach(): void {
     this.shutdownRuntime();
@@ -292,6 +321,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);
     const qemuCommand = [
       ...this.env.network.qemuPrefix(),
+      ...rlimitPrefix(this.env.prlimitBinary),
       this.env.setprivBinary,
       ...prefix,
       this.env.qemuBinary,

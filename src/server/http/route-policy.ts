@@ -159,6 +159,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
     action: 'secgroup:rule:delete',
   }),
   'GET /v1/vms/:ref/ports': tenant('vm:read', { action: 'vm:port:list' }),
+  'GET /v1/vms/:ref/hardening': tenant('vm:read', { action: 'vm:hardening' }),
   'PUT /v1/vms/:ref/ports/:port/security-groups': tenant('secgroup:update', {
     action: 'vm:port:security-groups',
   }),

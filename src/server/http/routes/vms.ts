@@ -6,6 +6,7 @@ import { ErrorSchema, RefParams, listOf } from '../../../api/common.js';
 import { NotFoundError } from '../../../api/errors.js';
 import { TenantQuery } from '../../../api/iam.js';
 import { VmResizeBody } from '../../../api/vm.js';
+import { VmHardening } from '../../../api/hardening.js';
 import { ConsoleQuery, ConsoleTail, Vm, VmCreate, VmStopBody, type VmAction } from '../../../api/vm.js';
 import { auditEntry, requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
@@ -138,6 +139,21 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
       },
     },
     async (request) => ctx.vms.resize(request.params.ref, request.body.flavor, requireTenant(request).id),
+  );
+
+  app.get(
+    '/v1/vms/:ref/hardening',
+    {
+      schema: {
+        tags: ['vms'],
+        summary:
+          "The VM's hardening self-check, read back from its host: uid, seccomp mode, no_new_privs, capabilities, rlimits, environment, cgroups, PCI devices (QMP) and listening sockets, each judged",
+        params: RefParams,
+        querystring: TenantQuery,
+        response: { 200: VmHardening, ...errors },
+      },
+    },
+    async (request) => ctx.vms.hardening(request.params.ref, requireTenant(request).id),
   );
 
   app.get(

@@ -1,0 +1,56 @@
+/**
+ * A VM's hardening self-check: what the host really enforces on its running QEMU, read back from the
+ * kernel (/proc) and from QEMU itself (QMP), with a verdict per check. The compliance checks of the
+ * security engine consume it.
+ */
+import { Type, type Static } from 'typebox';
+
+export const HardeningCheck = Type.Object({
+  name: Type.String(),
+  ok: Type.Boolean(),
+  detail: Type.String(),
+});
+export type HardeningCheck = Static<typeof HardeningCheck>;
+
+export const VmHardening = Type.Object(
+  {
+    /** False when the VM has no running QEMU (then only `checks` explains why). */
+    running: Type.Boolean(),
+    pid: Type.Union([Type.Integer(), Type.Null()]),
+    uid: Type.Union([Type.Integer(), Type.Null()]),
+    gid: Type.Union([Type.Integer(), Type.Null()]),
+    /** /proc/<pid>/status Seccomp: 2 = filter mode (QEMU's -sandbox). */
+    seccompMode: Type.Union([Type.Integer(), Type.Null()]),
+    noNewPrivs: Type.Union([Type.Boolean(), Type.Null()]),
+    /** Capability sets as hex masks (all zero when confined). */
+    capabilities: Type.Union([
+      Type.Object({
+        effective: Type.String(),
+        permitted: Type.String(),
+        inheritable: Type.String(),
+        bounding: Type.String(),
+        ambient: Type.String(),
+      }),
+      Type.Null(),
+    ]),
+    /** Soft limits: open files and file size in bytes (null = unlimited). */
+    rlimits: Type.Union([
+      Type.Object({
+        openFiles: Type.Union([Type.Integer(), Type.Null()]),
+        fileSizeBytes: Type.Union([Type.Integer(), Type.Null()]),
+      }),
+      Type.Null(),
+    ]),
+    /** Environment variables QEMU was started with (none expected). */
+    environmentVariables: Type.Union([Type.Integer(), Type.Null()]),
+    /** The cgroups the process is in (`<hierarchy>:<controllers>:<path>` lines). */
+    cgroups: Type.Array(Type.String()),
+    /** PCI devices as QEMU reports them (query-pci): class and vendor:device ids. */
+    devices: Type.Array(Type.Object({ slot: Type.Integer(), class: Type.String(), id: Type.String() })),
+    /** TCP/UDP sockets the process listens on (none expected: QMP, console and agent are unix sockets). */
+    listeningSockets: Type.Array(Type.String()),
+    checks: Type.Array(HardeningCheck),
+  },
+  { $id: 'VmHardening' },
+);
+export type VmHardening = Static<typeof VmHardening>;
