@@ -4,7 +4,8 @@
  * started with `spawnDetached`, which puts them in their own session so they outlive their parent.
  */
 import { execFile, spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { closeSync } from 'node:fs';
+import { openNoFollow } from './no-follow.js';
 
 export interface RunOptions {
   timeoutMs?: number;
@@ -151,7 +152,7 @@ export function spawnDetached(
   args: readonly string[],
   options: DetachedOptions = {},
 ): ChildProcess {
-  const out = options.logFile ? openSync(options.logFile, 'a', 0o600) : 'ignore';
+  const out = options.logFile ? openNoFollow(options.logFile, 'append') : 'ignore';
   try {
     const child = spawn(command, [...args], {
       detached: true,

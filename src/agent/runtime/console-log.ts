@@ -3,17 +3,8 @@
  * oldest bytes are dropped so that the newest half of the cap (plus the new data) remains. A guest
  * flooding its console can therefore never grow the file past `capBytes`.
  */
-import {
-  closeSync,
-  existsSync,
-  openSync,
-  readSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-  appendFileSync,
-  fstatSync,
-} from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, renameSync, statSync, fstatSync } from 'node:fs';
+import { writeNoFollow } from '../../common/no-follow.js';
 
 export class ConsoleLog {
   private size: number;
@@ -32,7 +23,7 @@ export class ConsoleLog {
       this.compact(data);
       return;
     }
-    appendFileSync(this.path, data, { mode: 0o600 });
+    writeNoFollow(this.path, data, 'append');
     this.size += data.length;
   }
 
@@ -60,7 +51,7 @@ export class ConsoleLog {
     const combined = Buffer.concat([this.tail(keep), incoming]);
     const kept = combined.subarray(Math.max(0, combined.length - this.capBytes));
     const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, kept, { mode: 0o600 });
+    writeNoFollow(tmp, kept, 'truncate');
     renameSync(tmp, this.path);
     this.size = kept.length;
   }

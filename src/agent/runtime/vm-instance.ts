@@ -15,7 +15,8 @@ import { checkImageTrustOnAgent } from './image-trust-check.js';
 import { verifyImage } from './image-verification.js';
 import type { HostNetwork } from './host-network.js';
 import { EventEmitter } from 'node:events';
-import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { writeNoFollow } from '../../common/no-follow.js';
 import type { Socket } from 'node:net';
 import { tryConnect } from '../../common/unix-socket.js';
 import { join } from 'node:path';
@@ -578,13 +579,30 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     const deadline = Date.now() + CHANNEL_TIMEOUT_MS;
     const identity = this.state.process;
     while (Date.now() < deadline && identity && isAlive(identity) && !this.removed) {
-      const socket = await tryConnect(path);
+      const socket = this.isOwnSocket(path) ? await tryConnect(path) : null;
       if (socket) return socket;
       await sleep(10);
     }
     return null;
   }
 
+  /**
+   * The agent (root) only connects to a socket its QEMU made: a real socket (not a link a compromised
+   * QEMU planted to point the agent at another VM's QMP) owned by this VM's uid.
+   */
+  private isOwnSocket(path: string): boolean {
+    const stat = lstatSync(path, { throwIfNoEntry: false });
+    if (!stat) return false;
+    if (!stat.isSocket() || stat.uid !== this.state.uid) {
+      if (!this.refusedSockets.has(path))
+        this.env.log.error({ vmId: this.id, path }, 'refusing a channel socket that is not this VM’s own');
+      this.refusedSockets.add(path);
+      return false;
+    }
+    return true;
+  }
+
+  private readonly refusedSockets = new Set<string>();
   private qmpWaiters: Array<(qmp: QmpClient | null) => void> = [];
 
   private async connectQmp(path: string): Promise<void> {
@@ -592,6 +610,10 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     const identity = this.state.process;
     while (Date.now() < deadline && identity && isAlive(identity) && !this.removed) {
       try {
+        if (!this.isOwnSocket(path)) {
+          await sleep(10);
+          continue;
+        }
         const qmp = await QmpClient.connect(path, { connectTimeoutMs: 5000, commandTimeoutMs: 10_000 });
         if (this.verifyConfinementOnQmp) {
           this.verifyConfinementOnQmp = false;
@@ -695,6 +717,9 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   }
 
   private prepareRunDir(): void {
+    // A link (or anything but a directory) in place of the run directory is removed, never followed.
+    const existing = lstatSync(this.runDir, { throwIfNoEntry: false });
+    if (existing && !existing.isDirectory()) rmSync(this.runDir, { force: true });
     mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
     chownSync(this.runDir, this.state.uid, this.state.uid);
     this.removeSockets();
@@ -733,7 +758,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   persist(): void {
     if (this.removed) return;
     const file = join(this.dir, 'state.json');
-    writeFileSync(`${file}.tmp`, JSON.stringify(this.state), { mode: 0o600 });
+    writeNoFollow(`${file}.tmp`, JSON.stringify(this.state), 'truncate');
     renameSync(`${file}.tmp`, file);
   }
 }
