@@ -188,7 +188,13 @@ async function main(): Promise<void> {
         // A real tenant row (untimed): data keys are only created for existing tenants.
         await db
           .insertInto('tenants')
-          .values({ id: domain, name: `bench-${domain}`, requireMfaForAdmins: 0, createdAt: nowIso() })
+          .values({
+            id: domain,
+            name: `bench-${domain}`,
+            requireMfaForAdmins: 0,
+            allowNestedVirtualization: 0,
+            createdAt: nowIso(),
+          })
           .execute();
         const { ms, value } = await timed(async () => {
           const staged = await store.stageLocalFile(input, { maxBytes: DISK_BYTES });

@@ -103,3 +103,44 @@ test('a stopped VM reports that it is not running', async () => {
     [['running', false]],
   );
 });
+
+test('nested virtualization: off by default; only a platform admin turns it on for a tenant', async () => {
+  const before = await harness.api<VmHardening>('GET', '/v1/vms/hard1/hardening');
+  const check = before.body.checks.find((c) => c.name === 'nested-virtualization');
+  assert.ok(check?.ok, JSON.stringify(check));
+  assert.match(check.detail, /vmx=off,svm=off/);
+
+  const adminToken = await harness.createMember(
+    'nestadmin',
+    'a long enough password 1',
+    'default',
+    'tenant-admin',
+  );
+  const refused = await harness.api(
+    'PATCH',
+    '/v1/tenants/default',
+    { allowNestedVirtualization: true },
+    { authorization: `Bearer ${adminToken}` },
+  );
+  assert.equal(refused.status, 403, 'a tenant admin cannot allow it');
+  const allowed = await harness.api<{ allowNestedVirtualization: boolean }>('PATCH', '/v1/tenants/default', {
+    allowNestedVirtualization: true,
+  });
+  assert.equal(allowed.status, 200, JSON.stringify(allowed.body));
+  assert.equal(allowed.body.allowNestedVirtualization, true);
+  // The next boot exposes VMX/SVM; the self-check says why that is fine.
+  assert.equal((await harness.api('POST', '/v1/vms/hard2/start')).status, 202);
+  await harness.waitForState('hard2', 'running');
+  const after = await harness.api<VmHardening>('GET', '/v1/vms/hard2/hardening');
+  const nested = after.body.checks.find((c) => c.name === 'nested-virtualization')!;
+  assert.ok(nested.ok);
+  assert.match(nested.detail, /-cpu qemu64 \(allowed for the tenant\)/);
+  // A tenant admin may turn it off again (tightening).
+  const off = await harness.api(
+    'PATCH',
+    '/v1/tenants/default',
+    { allowNestedVirtualization: false },
+    { authorization: `Bearer ${adminToken}` },
+  );
+  assert.equal(off.status, 200);
+});

@@ -110,6 +110,8 @@ export const VmIntent = Type.Object(
       /** The trust material the agent re-checks before every boot (fails closed without it). */
       trust: ImageTrustMaterial,
     }),
+    /** VMX/SVM exposed to the guest (the tenant is allowed nested virtualization by a platform admin). */
+    nestedVirtualization: Type.Optional(Type.Boolean()),
     /** The VM's network interfaces (taps on the networks' bridges); none: no network device. */
     ports: Type.Array(PortIntent, { maxItems: 8 }),
     power: DesiredPower,

@@ -99,6 +99,8 @@ export const Tenant = Type.Object({
   id: Id,
   name: Name,
   requireMfaForAdmins: Type.Boolean(),
+  /** The tenant's guests may run hypervisors (off unless a platform admin allows it). */
+  allowNestedVirtualization: Type.Boolean(),
   createdAt: Timestamp,
 });
 export type Tenant = Static<typeof Tenant>;
@@ -107,7 +109,11 @@ export const TenantCreate = Type.Object(
   { additionalProperties: false },
 );
 export const TenantUpdate = Type.Object(
-  { requireMfaForAdmins: Type.Optional(Type.Boolean()) },
+  {
+    requireMfaForAdmins: Type.Optional(Type.Boolean()),
+    /** Turning it on is a platform admin's decision; a tenant admin may only turn it off. */
+    allowNestedVirtualization: Type.Optional(Type.Boolean()),
+  },
   { additionalProperties: false },
 );
 

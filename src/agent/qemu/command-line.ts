@@ -35,6 +35,17 @@ export interface QemuSpec {
    * isolated user-mode NIC (restrict=on) as before networks existed.
    */
   nics?: readonly QemuNic[];
+  /** Expose VMX/SVM to the guest (nested virtualization); off unless the tenant is allowed it. */
+  nested?: boolean;
+}
+
+/**
+ * The guest CPU: the host's under KVM, QEMU's default model under TCG; either way without VMX and SVM
+ * (no hypervisor inside the guest) unless nested virtualization is allowed for the VM's tenant.
+ */
+export function cpuModel(spec: Pick<QemuSpec, 'accelerator' | 'nested'>): string {
+  const base = spec.accelerator === 'kvm' ? 'host' : 'qemu64';
+  return spec.nested ? base : `${base},vmx=off,svm=off`;
 }
 
 export interface QemuNic {
@@ -142,7 +153,8 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     machine,
     '-accel',
     spec.accelerator === 'tcg' ? `tcg,tb-size=${TCG_TRANSLATION_CACHE_MIB}` : spec.accelerator,
-    ...(spec.accelerator === 'kvm' ? ['-cpu', 'host'] : []),
+    '-cpu',
+    cpuModel(spec),
     '-m',
     String(spec.memoryMiB),
     '-smp',

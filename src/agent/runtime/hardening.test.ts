@@ -9,7 +9,7 @@ import { inspectProcess, pciDevices } from './hardening.js';
 test('an unconfined process fails the checks that matter', () => {
   const report = inspectProcess(
     process.pid,
-    { uid: 3_000_123, openFiles: 4096, fileSizeBytes: 1024 ** 4 },
+    { uid: 3_000_123, nested: false, openFiles: 4096, fileSizeBytes: 1024 ** 4 },
     [],
   );
   const verdict = Object.fromEntries(report.checks.map((c) => [c.name, c.ok]));

@@ -12,6 +12,8 @@ import { SANDBOX } from '../qemu/command-line.js';
 export interface HardeningExpectations {
   /** The uid this VM's QEMU must run as (unique per VM). */
   uid: number;
+  /** Nested virtualization allowed for this VM (VMX/SVM may be exposed). */
+  nested: boolean;
   openFiles: number;
   fileSizeBytes: number;
 }
@@ -122,6 +124,11 @@ export function inspectProcess(
       detail: sandboxAt >= 0 ? `-sandbox ${cmdline[sandboxAt + 1] ?? ''}` : '-sandbox missing',
     },
     { name: 'no-default-devices', ok: cmdline.includes('-nodefaults'), detail: '-nodefaults' },
+    {
+      name: 'nested-virtualization',
+      ok: expected.nested || /vmx=off,svm=off$/.test(cmdline[cmdline.indexOf('-cpu') + 1] ?? ''),
+      detail: `-cpu ${cmdline[cmdline.indexOf('-cpu') + 1] ?? '(default)'}${expected.nested ? ' (allowed for the tenant)' : ''}`,
+    },
     {
       name: 'no-network-listener',
       ok: sockets.length === 0,

@@ -262,7 +262,11 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       // QMP not answering: the device list stays empty and its check says so.
     }
     try {
-      return inspectProcess(pid, { uid: this.state.uid, ...QEMU_RLIMITS }, devices);
+      return inspectProcess(
+        pid,
+        { uid: this.state.uid, nested: this.state.intent.nestedVirtualization === true, ...QEMU_RLIMITS },
+        devices,
+      );
     } catch (error) {
       return notRunning(`QEMU's /proc entries could not be read: ${(error as Error).message}`);
     }
@@ -310,6 +314,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       kernelPath: intent.image.kernelPath,
       initrdPath: intent.image.initrdPath,
       runDir: this.runDir,
+      nested: intent.nestedVirtualization === true,
       nics: intent.ports.map((p) => ({
         tap: p.tap,
         mac: p.mac,

@@ -16,6 +16,7 @@ const TENANT: Tenant = {
   id: 'dddddddd-2222-4333-8444-555555555555',
   name: 'acme',
   requireMfaForAdmins: false,
+  allowNestedVirtualization: false,
   createdAt: '2026-01-01T10:00:00Z',
 };
 const USER: User = {

@@ -713,9 +713,19 @@ export class VmService {
       intents.push({
         ...toIntent(row, image, this.options.images.store, trust),
         ports: await this.options.networks.portIntents(row.id),
+        nestedVirtualization: await this.nestedAllowed(row.tenantId),
       });
     }
     return intents;
+  }
+
+  private async nestedAllowed(tenantId: string): Promise<boolean> {
+    const tenant = await this.db
+      .selectFrom('tenants')
+      .select('allowNestedVirtualization')
+      .where('id', '=', tenantId)
+      .executeTakeFirst();
+    return tenant?.allowNestedVirtualization === 1;
   }
 
   private async prepareImage(image: ImagesTable): Promise<void> {

@@ -13,6 +13,7 @@ export function tenantToApi(row: TenantsTable): Tenant {
     id: row.id,
     name: row.name,
     requireMfaForAdmins: row.requireMfaForAdmins === 1,
+    allowNestedVirtualization: row.allowNestedVirtualization === 1,
     createdAt: row.createdAt,
   };
 }
@@ -48,6 +49,7 @@ export class TenantDirectory {
       id: newId(),
       name: input.name,
       requireMfaForAdmins: input.requireMfaForAdmins ? 1 : 0,
+      allowNestedVirtualization: 0,
       createdAt: nowIso(),
     };
     try {
@@ -60,11 +62,20 @@ export class TenantDirectory {
     return row;
   }
 
-  async update(id: string, input: { requireMfaForAdmins?: boolean }): Promise<TenantsTable> {
+  async update(
+    id: string,
+    input: { requireMfaForAdmins?: boolean; allowNestedVirtualization?: boolean },
+  ): Promise<TenantsTable> {
     if (input.requireMfaForAdmins !== undefined)
       await this.db
         .updateTable('tenants')
         .set({ requireMfaForAdmins: input.requireMfaForAdmins ? 1 : 0 })
+        .where('id', '=', id)
+        .execute();
+    if (input.allowNestedVirtualization !== undefined)
+      await this.db
+        .updateTable('tenants')
+        .set({ allowNestedVirtualization: input.allowNestedVirtualization ? 1 : 0 })
         .where('id', '=', id)
         .execute();
     return this.get(id);

@@ -98,7 +98,13 @@ before(async () => {
   for (const id of ['acme', 'lax', 'many'])
     await db
       .insertInto('tenants')
-      .values({ id, name: id, requireMfaForAdmins: 0, createdAt: new Date().toISOString() })
+      .values({
+        id,
+        name: id,
+        requireMfaForAdmins: 0,
+        allowNestedVirtualization: 0,
+        createdAt: new Date().toISOString(),
+      })
       .execute();
   await addTrustedKey(db, 'acme', { name: 'alice', publicKeyPem: pem(alice.publicKey) });
   await updateTrustPolicy(db, 'lax', { requireSignatures: false });

@@ -56,7 +56,13 @@ test('0002 moves existing VMs into the default tenant and scopes VM names to ten
     // Another tenant may now use the same VM name; the same tenant may not.
     await db
       .insertInto('tenants')
-      .values({ id: 't2', name: 'other', requireMfaForAdmins: 0, createdAt: now })
+      .values({
+        id: 't2',
+        name: 'other',
+        requireMfaForAdmins: 0,
+        allowNestedVirtualization: 0,
+        createdAt: now,
+      })
       .execute();
     const copy = { ...vm, id: 'v2', tenantId: 't2' };
     await db.insertInto('vms').values(copy).execute();

@@ -600,6 +600,16 @@ migrations['0012_network_limits'] = {
   },
 };
 
+migrations['0013_nested_virtualization'] = {
+  async up(db: Kysely<unknown>) {
+    // Nested virtualization for a tenant's guests: off unless a platform admin allows it.
+    await db.schema
+      .alterTable('tenants')
+      .addColumn('allow_nested_virtualization', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

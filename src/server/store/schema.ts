@@ -162,6 +162,8 @@ export interface TenantsTable {
   id: string;
   name: string;
   requireMfaForAdmins: number;
+  /** 1: the tenant's guests may run hypervisors (VMX/SVM exposed); a platform admin's decision. */
+  allowNestedVirtualization: number;
   createdAt: string;
 }
 

@@ -82,14 +82,27 @@ export async function tenantRoutes(base: FastifyInstance, ctx: AppContext): Prom
     },
     async (request) => {
       const tenant = requireTenant(request);
-      // Tenant admins may tighten their policy, never loosen what the platform requires of them.
-      if (request.body.requireMfaForAdmins === false && tenant.requireMfaForAdmins === 1) {
+      const isPlatformAdmin = () => {
         const principal = requirePrincipal(request);
         const platform = ctx.roles.policy.platformPermissions(principal.userId);
         const tokenAllows = !principal.token || principal.token.permissions.has('platform:tenant:update');
-        if (!platform.has('platform:tenant:update') || !tokenAllows)
-          throw new ForbiddenError("only a platform admin can stop requiring MFA for this tenant's admins");
-      }
+        return platform.has('platform:tenant:update') && tokenAllows;
+      };
+      // Tenant admins may tighten their policy, never loosen what the platform requires of them.
+      if (
+        request.body.requireMfaForAdmins === false &&
+        tenant.requireMfaForAdmins === 1 &&
+        !isPlatformAdmin()
+      )
+        throw new ForbiddenError("only a platform admin can stop requiring MFA for this tenant's admins");
+      if (
+        request.body.allowNestedVirtualization === true &&
+        tenant.allowNestedVirtualization !== 1 &&
+        !isPlatformAdmin()
+      )
+        throw new ForbiddenError('only a platform admin can allow nested virtualization for a tenant');
+      if (request.body.allowNestedVirtualization !== undefined)
+        request.auditInfo!.detail = `nested virtualization ${request.body.allowNestedVirtualization ? 'allowed' : 'off'}`;
       return tenantToApi(await ctx.tenants.update(tenant.id, request.body));
     },
   );

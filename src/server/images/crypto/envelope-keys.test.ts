@@ -33,7 +33,13 @@ const freshDir = (): string => mkdtempSync(join(root, `d${dirCounter++}-`));
 async function addTenant(db: Db, id: string): Promise<void> {
   await db
     .insertInto('tenants')
-    .values({ id, name: id, requireMfaForAdmins: 0, createdAt: new Date().toISOString() })
+    .values({
+      id,
+      name: id,
+      requireMfaForAdmins: 0,
+      allowNestedVirtualization: 0,
+      createdAt: new Date().toISOString(),
+    })
     .execute();
 }
 
