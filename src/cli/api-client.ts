@@ -492,7 +492,10 @@ export class ApiClient {
     return this.request('POST', '/v1/tenants', { body, tenant: false });
   }
 
-  updateTenant(ref: string, body: { requireMfaForAdmins?: boolean }): Promise<Tenant> {
+  updateTenant(
+    ref: string,
+    body: { requireMfaForAdmins?: boolean; allowNestedVirtualization?: boolean },
+  ): Promise<Tenant> {
     return this.request('PATCH', `/v1/tenants/${seg(ref)}`, { body, tenant: false });
   }
 

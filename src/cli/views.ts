@@ -382,6 +382,7 @@ export function tenantDetails(tenant: Tenant, options: ViewOptions): string {
       ['Name', tenant.name],
       ['ID', tenant.id],
       ['MFA for admins', tenant.requireMfaForAdmins ? 'required' : 'not required'],
+      ['Nested virtualization', tenant.allowNestedVirtualization ? 'allowed' : 'off'],
       ['Created', timestamp(tenant.createdAt, options.now)],
     ],
     options.color,

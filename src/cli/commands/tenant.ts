@@ -1,6 +1,7 @@
 /** `rampart tenant ...`: tenants (platform admins create and delete them; tenant admins set their policy). */
 import type { Command } from 'commander';
 import type { CommandDeps } from '../context.js';
+import { UsageError } from '../errors.js';
 import { parseName, parseOnOff, parseTenant } from '../validation.js';
 import { tenantDetails, tenantTable } from '../views.js';
 
@@ -49,16 +50,30 @@ export function registerTenantCommands(program: Command, deps: CommandDeps): voi
     .command('set')
     .description("change a tenant's policy")
     .argument('<name>', 'tenant name or id', parseTenant)
-    .requiredOption('--require-mfa <on|off>', 'require MFA of the tenant admins', parseOnOff)
-    .action(async (name: string, opts: { requireMfa: boolean }, cmd: Command) => {
-      const ctx = deps.context(cmd);
-      const updated = await ctx.client.updateTenant(name, { requireMfaForAdmins: opts.requireMfa });
-      if (ctx.out.json) ctx.out.printJson(updated);
-      else
-        ctx.out.print(
-          `tenant ${updated.name}: MFA for admins ${updated.requireMfaForAdmins ? 'required' : 'not required'}`,
-        );
-    });
+    .option('--require-mfa <on|off>', 'require MFA of the tenant admins', parseOnOff)
+    .option(
+      '--nested-virtualization <on|off>',
+      "let the tenant's guests run hypervisors (on: platform admins only)",
+      parseOnOff,
+    )
+    .action(
+      async (name: string, opts: { requireMfa?: boolean; nestedVirtualization?: boolean }, cmd: Command) => {
+        if (opts.requireMfa === undefined && opts.nestedVirtualization === undefined)
+          throw new UsageError('nothing to change: give --require-mfa or --nested-virtualization');
+        const ctx = deps.context(cmd);
+        const updated = await ctx.client.updateTenant(name, {
+          ...(opts.requireMfa !== undefined ? { requireMfaForAdmins: opts.requireMfa } : {}),
+          ...(opts.nestedVirtualization !== undefined
+            ? { allowNestedVirtualization: opts.nestedVirtualization }
+            : {}),
+        });
+        if (ctx.out.json) ctx.out.printJson(updated);
+        else
+          ctx.out.print(
+            `tenant ${updated.name}: MFA for admins ${updated.requireMfaForAdmins ? 'required' : 'not required'}, nested virtualization ${updated.allowNestedVirtualization ? 'allowed' : 'off'}`,
+          );
+      },
+    );
 
   tenant
     .command('delete')
