@@ -27,6 +27,8 @@ export const Host = Type.Object(
     allocated: Type.Object({ vcpus: Type.Integer(), memoryMiB: Type.Integer(), vms: Type.Integer() }),
     /** The platform's ratios behind capacity.*Allocatable: vCPUs per CPU, memory per MiB. */
     overcommit: Type.Object({ cpu: Type.Number(), memory: Type.Number() }),
+    /** In maintenance: the scheduler places no new VM here; running VMs stay. */
+    maintenance: Type.Boolean(),
     agentVersion: Type.String(),
     lastSeenAt: Timestamp,
     createdAt: Timestamp,
@@ -34,3 +36,6 @@ export const Host = Type.Object(
   { $id: 'Host' },
 );
 export type Host = Static<typeof Host>;
+
+export const HostUpdate = Type.Object({ maintenance: Type.Boolean() }, { additionalProperties: false });
+export type HostUpdate = Static<typeof HostUpdate>;

@@ -210,6 +210,7 @@ export function hostFixture(overrides: Partial<Host> = {}): Host {
     capacity: { cpus: 8, memoryMiB: 16_384, vcpusAllocatable: 16, memoryMiBAllocatable: 15_360 },
     allocated: { vcpus: 2, memoryMiB: 512, vms: 2 },
     overcommit: { cpu: 2, memory: 1 },
+    maintenance: false,
     agentVersion: '0.1.0',
     lastSeenAt: '2026-01-01T11:59:59Z',
     createdAt: '2026-01-01T10:00:00Z',

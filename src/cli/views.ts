@@ -288,6 +288,7 @@ export function hostDetails(host: Host, options: ViewOptions): string {
           : '-',
       ],
       ['VMs', orDash(allocated?.vms)],
+      ['Maintenance', host.maintenance ? 'on (no new VMs)' : 'off'],
       ['Last seen', timestamp(host.lastSeenAt, options.now)],
       ['Created', timestamp(host.createdAt, options.now)],
     ],

@@ -7,7 +7,7 @@ import type { Host } from '../../api/host.js';
 import type { ApiClient } from '../api-client.js';
 import type { CommandDeps } from '../context.js';
 import { LocalNotFoundError, UsageError } from '../errors.js';
-import { isUuid, parseHostRef } from '../validation.js';
+import { isUuid, parseHostRef, parseOnOff } from '../validation.js';
 import { hostDetails, hostTable } from '../views.js';
 
 /** Finds a host by full id (one GET), or by unique id prefix or exact hostname (from the list). */
@@ -50,5 +50,21 @@ export function registerHostCommands(program: Command, deps: CommandDeps): void 
       const found = await findHost(ctx.client, ref);
       if (ctx.out.json) ctx.out.printJson(found);
       else ctx.out.print(hostDetails(found, { now: ctx.now(), color: ctx.out.color }));
+    });
+
+  host
+    .command('maintenance')
+    .description('put a host into maintenance (no new VMs; running ones stay) or take it out')
+    .argument('<id>', 'host id, unique id prefix (as in `host list`) or hostname', parseHostRef)
+    .argument('<on|off>', 'on: no new VMs are placed on the host', parseOnOff)
+    .action(async (ref: string, on: boolean, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const found = await findHost(ctx.client, ref);
+      const updated = await ctx.client.request<Host>('PATCH', `/v1/hosts/${found.id}`, {
+        body: { maintenance: on },
+        tenant: false,
+      });
+      if (ctx.out.json) ctx.out.printJson(updated);
+      else ctx.out.print(`host ${updated.hostname}: maintenance ${updated.maintenance ? 'on' : 'off'}`);
     });
 }

@@ -30,7 +30,7 @@ export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
   };
   await db
     .insertInto('hosts')
-    .values({ id: info.hostId, createdAt: now, ...values })
+    .values({ id: info.hostId, createdAt: now, maintenance: 0, ...values })
     .onConflict((oc) => oc.column('id').doUpdateSet(values))
     .execute();
 }
@@ -84,6 +84,7 @@ export function hostToApi(
       memoryMiBAllocatable: capacity.memoryMiB,
     },
     overcommit: { cpu: overcommit.cpu, memory: overcommit.memory },
+    maintenance: row.maintenance === 1,
     allocated: allocation ?? { vcpus: 0, memoryMiB: 0, vms: 0 },
     lastSeenAt: row.lastSeenAt,
     createdAt: row.createdAt,
@@ -96,6 +97,23 @@ export async function listHosts(db: Db, overcommit: Overcommit = DEFAULT_OVERCOM
     hostAllocations(db),
   ]);
   return rows.map((row) => hostToApi(row, allocations.get(row.id), overcommit));
+}
+
+/** Puts a host into maintenance (no new VMs) or takes it out. */
+export async function setHostMaintenance(
+  db: Db,
+  id: string,
+  maintenance: boolean,
+  overcommit: Overcommit = DEFAULT_OVERCOMMIT,
+): Promise<Host> {
+  if (!isUuid(id)) throw new NotFoundError('host');
+  const result = await db
+    .updateTable('hosts')
+    .set({ maintenance: maintenance ? 1 : 0 })
+    .where('id', '=', id)
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) === 0) throw new NotFoundError('host');
+  return getHost(db, id, overcommit);
 }
 
 export async function getHost(

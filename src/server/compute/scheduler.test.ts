@@ -26,6 +26,7 @@ function host(id: string, overrides: Partial<HostsTable> = {}): HostsTable {
     memoryMib: 16_384,
     vcpusAllocatable: 16,
     memoryMibAllocatable: 8192,
+    maintenance: 0,
     lastSeenAt: '2024-01-01T00:00:00.000Z',
     createdAt: '2024-01-01T00:00:00.000Z',
     ...overrides,
@@ -155,4 +156,13 @@ void describe('pickHost', () => {
       NoCapacityError,
     );
   });
+});
+
+test('hosts in maintenance get no new VMs, and the failure says so', () => {
+  const hosts = [host('a', { maintenance: 1 }), host('b')];
+  assert.equal(pick(hosts, new Map(), { vcpus: 1, memoryMiB: 128 }).id, 'b');
+  assert.throws(
+    () => pick([host('a', { maintenance: 1 })], new Map(), { vcpus: 1, memoryMiB: 128 }),
+    /every online host is in maintenance \(host-a\)/,
+  );
 });

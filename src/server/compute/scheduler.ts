@@ -45,7 +45,13 @@ export function pickHost(
 ): HostsTable {
   const online = hosts.filter((h) => h.state === 'online');
   if (online.length === 0) throw new HostUnavailableError('no hypervisor host is online');
-  const candidates = online
+  // A placement failure names the constraint that could not be met.
+  const open = online.filter((h) => h.maintenance !== 1);
+  if (open.length === 0)
+    throw new NoCapacityError(
+      `no host can take new VMs: every online host is in maintenance (${online.map((h) => h.hostname).join(', ')})`,
+    );
+  const candidates = open
     .map((host) => {
       const room = hostRoom(host, allocations.get(host.id) ?? { vcpus: 0, memoryMiB: 0, vms: 0 }, overcommit);
       return { host, freeVcpus: room.vcpus, freeMemory: room.memoryMiB };

@@ -142,6 +142,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'POST /v1/flavors': platform('platform:flavor:create'),
   'GET /v1/hosts': platform('platform:host:read'),
   'GET /v1/hosts/:id': platform('platform:host:read'),
+  'PATCH /v1/hosts/:id': platform('platform:host:update'),
 
   'GET /v1/vms': tenant('vm:read'),
   'POST /v1/vms': tenant('vm:create'),

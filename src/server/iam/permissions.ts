@@ -69,6 +69,8 @@ export const PLATFORM_PERMISSIONS = [
   /** Rotate the master key (re-wraps every data key; no image is re-encrypted). */
   'platform:keys:rotate',
   'platform:host:read',
+  /** Maintenance mode of hosts. */
+  'platform:host:update',
   'platform:audit:read',
   /** Read the security event stream of every tenant and the platform-wide events. */
   'platform:security:read',

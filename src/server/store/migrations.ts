@@ -610,6 +610,16 @@ migrations['0013_nested_virtualization'] = {
   },
 };
 
+migrations['0014_host_maintenance'] = {
+  async up(db: Kysely<unknown>) {
+    // A host in maintenance gets no new VMs (its running ones stay).
+    await db.schema
+      .alterTable('hosts')
+      .addColumn('maintenance', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -120,6 +120,8 @@ export interface HostsTable {
   memoryMib: number;
   vcpusAllocatable: number;
   memoryMibAllocatable: number;
+  /** 1: no new VMs are placed here (running ones stay). */
+  maintenance: number;
   lastSeenAt: string;
   createdAt: string;
 }

@@ -4,11 +4,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorSchema, NoContent, Ref, RefParams, listOf } from '../../../api/common.js';
 import { Flavor, FlavorCreate } from '../../../api/flavor.js';
-import { Host } from '../../../api/host.js';
+import { Host, HostUpdate } from '../../../api/host.js';
 import { TenantQuery } from '../../../api/iam.js';
 import { Image, ImageUpdate } from '../../../api/image.js';
 import { createFlavor, findFlavor, flavorToApi, listFlavors } from '../../compute/flavor-catalog.js';
-import { getHost, listHosts } from '../../compute/host-registry.js';
+import { getHost, listHosts, setHostMaintenance } from '../../compute/host-registry.js';
 import { NotFoundError } from '../../../api/errors.js';
 import {
   findImage,
@@ -212,5 +212,22 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
       },
     },
     async (request) => getHost(ctx.db, request.params.id, ctx.overcommit),
+  );
+  app.patch(
+    '/v1/hosts/:id',
+    {
+      schema: {
+        tags: ['hosts'],
+        summary: 'Put a host into maintenance (no new VMs are placed there; running VMs stay) or take it out',
+        params: Type.Object({ id: Type.String({ maxLength: 36 }) }, { additionalProperties: false }),
+        body: HostUpdate,
+        response: { 200: Host, ...errors },
+      },
+    },
+    async (request) => {
+      request.auditInfo!.target = request.params.id;
+      request.auditInfo!.detail = `maintenance ${request.body.maintenance ? 'on' : 'off'}`;
+      return setHostMaintenance(ctx.db, request.params.id, request.body.maintenance, ctx.overcommit);
+    },
   );
 }
