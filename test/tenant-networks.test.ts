@@ -307,6 +307,31 @@ test("drift: a chain emptied by hand is repaired by the agent's reconciliation",
   assert.ok(events.body.items.length > 0, 'the repaired drift raised a security event');
 });
 
+test('after an agent crash the ruleset is reconciled to exactly the expected one', async () => {
+  const expected = inHost('nft', 'list', 'ruleset');
+  const oldAgent = harness.agentPid()!;
+  process.kill(oldAgent, 'SIGKILL');
+  // While no agent runs, someone removes the anti-spoofing table and adds an allow-all rule.
+  inHost('nft', 'delete', 'table', 'bridge', 'rampart');
+  inHost('nft', 'flush', 'chain', 'inet', 'rampart', 'guard');
+  await harness.waitFor(
+    async () => {
+      const pid = harness.agentPid();
+      return pid !== null && pid !== oldAgent;
+    },
+    30_000,
+    'a new agent',
+  );
+  const normalize = (text: string) => text.replace(/packets \d+ bytes \d+/g, '');
+  await harness.waitFor(
+    async () => normalize(inHost('nft', 'list', 'ruleset')) === normalize(expected),
+    30_000,
+    'the ruleset reconciled to the expected one',
+  );
+  // The guest never noticed more than the gap: its own traffic works again.
+  assert.equal((await shell1.run('ping -c 1 -W 3 10.50.0.3')).status, 0);
+});
+
 test('deleting the VMs leaves no tap, bridge or port rule behind', async () => {
   for (const c of consoles.splice(0)) c.close();
   for (const vm of ['a1', 'a2']) assert.equal((await harness.api('DELETE', `/v1/vms/${vm}`)).status, 202);
