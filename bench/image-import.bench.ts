@@ -193,6 +193,7 @@ async function main(): Promise<void> {
             name: `bench-${domain}`,
             requireMfaForAdmins: 0,
             allowNestedVirtualization: 0,
+            dedicatedHosts: 0,
             createdAt: nowIso(),
           })
           .execute();

@@ -58,3 +58,72 @@ test('a host in maintenance gets no new VM; out of maintenance it does again', a
   assert.equal((await harness.api('PATCH', `/v1/hosts/${host.id}`, { maintenance: 'yes' })).status, 400);
   for (const vm of ['before', 'after']) await harness.api('DELETE', `/v1/vms/${vm}`);
 });
+
+test('dedicated hosts: a dedicated tenant never shares a host; only platform admins decide it', async () => {
+  assert.equal((await harness.api('POST', '/v1/tenants', { name: 'solo' })).status, 201);
+  const shared = await harness.api('POST', '/v1/vms', {
+    name: 'shared',
+    image: 'tiny',
+    flavor: 'tiny',
+    start: false,
+  });
+  assert.equal(shared.status, 201);
+  const set = await harness.api<{ dedicatedHosts: boolean }>('PATCH', '/v1/tenants/solo', {
+    dedicatedHosts: true,
+  });
+  assert.equal(set.status, 200, JSON.stringify(set.body));
+  assert.equal(set.body.dedicatedHosts, true);
+  const soloAdmin = await harness.createMember(
+    'soloadmin',
+    'a long enough password 2',
+    'solo',
+    'tenant-admin',
+  );
+  const refused = await harness.api(
+    'PATCH',
+    '/v1/tenants/solo',
+    { dedicatedHosts: false },
+    {
+      authorization: `Bearer ${soloAdmin}`,
+    },
+  );
+  assert.equal(refused.status, 403, 'a tenant admin cannot change it');
+
+  // The only host runs another tenant's VM: the dedicated tenant gets none, and is told why.
+  const blocked = await harness.api<{ error: { message: string } }>('POST', '/v1/vms?tenant=solo', {
+    name: 'mine',
+    image: 'tiny',
+    flavor: 'tiny',
+    start: false,
+  });
+  assert.equal(blocked.status, 503);
+  assert.match(blocked.body.error.message, /requires dedicated hosts/);
+  // Once the host is free, the dedicated tenant takes it, and then nobody else gets in.
+  assert.equal((await harness.api('DELETE', '/v1/vms/shared')).status, 202);
+  await harness.waitFor(
+    async () => (await harness.api('GET', '/v1/vms/shared')).status === 404,
+    30_000,
+    'deleted',
+  );
+  const mine = await harness.api('POST', '/v1/vms?tenant=solo', {
+    name: 'mine',
+    image: 'tiny',
+    flavor: 'tiny',
+    start: false,
+  });
+  assert.equal(mine.status, 201, JSON.stringify(mine.body));
+  const other = await harness.api<{ error: { message: string } }>('POST', '/v1/vms', {
+    name: 'intruder',
+    image: 'tiny',
+    flavor: 'tiny',
+    start: false,
+  });
+  assert.equal(other.status, 503);
+  assert.match(other.body.error.message, /dedicated to another tenant/);
+  await harness.api('DELETE', '/v1/vms/mine?tenant=solo');
+  await harness.waitFor(
+    async () => (await harness.api('GET', '/v1/vms/mine?tenant=solo')).status === 404,
+    30_000,
+    'solo VM deleted',
+  );
+});

@@ -101,6 +101,8 @@ export const Tenant = Type.Object({
   requireMfaForAdmins: Type.Boolean(),
   /** The tenant's guests may run hypervisors (off unless a platform admin allows it). */
   allowNestedVirtualization: Type.Boolean(),
+  /** The tenant's VMs never share a host with another tenant's (set by a platform admin). */
+  dedicatedHosts: Type.Boolean(),
   createdAt: Timestamp,
 });
 export type Tenant = Static<typeof Tenant>;
@@ -113,6 +115,8 @@ export const TenantUpdate = Type.Object(
     requireMfaForAdmins: Type.Optional(Type.Boolean()),
     /** Turning it on is a platform admin's decision; a tenant admin may only turn it off. */
     allowNestedVirtualization: Type.Optional(Type.Boolean()),
+    /** Platform admins only, both ways (it changes where other tenants' VMs may go). */
+    dedicatedHosts: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

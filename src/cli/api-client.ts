@@ -494,7 +494,7 @@ export class ApiClient {
 
   updateTenant(
     ref: string,
-    body: { requireMfaForAdmins?: boolean; allowNestedVirtualization?: boolean },
+    body: { requireMfaForAdmins?: boolean; allowNestedVirtualization?: boolean; dedicatedHosts?: boolean },
   ): Promise<Tenant> {
     return this.request('PATCH', `/v1/tenants/${seg(ref)}`, { body, tenant: false });
   }

@@ -383,6 +383,7 @@ export function tenantDetails(tenant: Tenant, options: ViewOptions): string {
       ['Name', tenant.name],
       ['ID', tenant.id],
       ['MFA for admins', tenant.requireMfaForAdmins ? 'required' : 'not required'],
+      ['Dedicated hosts', tenant.dedicatedHosts ? 'on' : 'off'],
       ['Nested virtualization', tenant.allowNestedVirtualization ? 'allowed' : 'off'],
       ['Created', timestamp(tenant.createdAt, options.now)],
     ],

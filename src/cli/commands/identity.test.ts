@@ -17,6 +17,7 @@ const TENANT: Tenant = {
   name: 'acme',
   requireMfaForAdmins: false,
   allowNestedVirtualization: false,
+  dedicatedHosts: false,
   createdAt: '2026-01-01T10:00:00Z',
 };
 const USER: User = {

@@ -5,6 +5,12 @@ import { UsageError } from '../errors.js';
 import { parseName, parseOnOff, parseTenant } from '../validation.js';
 import { tenantDetails, tenantTable } from '../views.js';
 
+interface TenantSetFlags {
+  requireMfa?: boolean;
+  nestedVirtualization?: boolean;
+  dedicatedHosts?: boolean;
+}
+
 export function registerTenantCommands(program: Command, deps: CommandDeps): void {
   const tenant = program
     .command('tenant')
@@ -52,28 +58,40 @@ export function registerTenantCommands(program: Command, deps: CommandDeps): voi
     .argument('<name>', 'tenant name or id', parseTenant)
     .option('--require-mfa <on|off>', 'require MFA of the tenant admins', parseOnOff)
     .option(
+      '--dedicated-hosts <on|off>',
+      "the tenant's VMs never share a host with another tenant's (platform admins only)",
+      parseOnOff,
+    )
+    .option(
       '--nested-virtualization <on|off>',
       "let the tenant's guests run hypervisors (on: platform admins only)",
       parseOnOff,
     )
-    .action(
-      async (name: string, opts: { requireMfa?: boolean; nestedVirtualization?: boolean }, cmd: Command) => {
-        if (opts.requireMfa === undefined && opts.nestedVirtualization === undefined)
-          throw new UsageError('nothing to change: give --require-mfa or --nested-virtualization');
-        const ctx = deps.context(cmd);
-        const updated = await ctx.client.updateTenant(name, {
-          ...(opts.requireMfa !== undefined ? { requireMfaForAdmins: opts.requireMfa } : {}),
-          ...(opts.nestedVirtualization !== undefined
-            ? { allowNestedVirtualization: opts.nestedVirtualization }
-            : {}),
-        });
-        if (ctx.out.json) ctx.out.printJson(updated);
-        else
-          ctx.out.print(
-            `tenant ${updated.name}: MFA for admins ${updated.requireMfaForAdmins ? 'required' : 'not required'}, nested virtualization ${updated.allowNestedVirtualization ? 'allowed' : 'off'}`,
-          );
-      },
-    );
+    .action(async (name: string, opts: TenantSetFlags, cmd: Command) => {
+      if (
+        opts.requireMfa === undefined &&
+        opts.nestedVirtualization === undefined &&
+        opts.dedicatedHosts === undefined
+      )
+        throw new UsageError(
+          'nothing to change: give --require-mfa, --dedicated-hosts or --nested-virtualization',
+        );
+      const ctx = deps.context(cmd);
+      const updated = await ctx.client.updateTenant(name, {
+        ...(opts.requireMfa !== undefined ? { requireMfaForAdmins: opts.requireMfa } : {}),
+        ...(opts.dedicatedHosts !== undefined ? { dedicatedHosts: opts.dedicatedHosts } : {}),
+        ...(opts.nestedVirtualization !== undefined
+          ? { allowNestedVirtualization: opts.nestedVirtualization }
+          : {}),
+      });
+      if (ctx.out.json) ctx.out.printJson(updated);
+      else
+        ctx.out.print(
+          `tenant ${updated.name}: MFA for admins ${updated.requireMfaForAdmins ? 'required' : 'not required'}, ` +
+            `dedicated hosts ${updated.dedicatedHosts ? 'on' : 'off'}, ` +
+            `nested virtualization ${updated.allowNestedVirtualization ? 'allowed' : 'off'}`,
+        );
+    });
 
   tenant
     .command('delete')

@@ -1,5 +1,5 @@
 /** Hypervisor hosts as the control plane knows them: recorded on each agent hello, marked offline on loss. */
-import { DEFAULT_OVERCOMMIT, hostCapacity, type Overcommit } from './scheduler.js';
+import { DEFAULT_OVERCOMMIT, hostCapacity, type HostOccupancy, type Overcommit } from './scheduler.js';
 import type { HostInfo } from '../../api/agent-protocol.js';
 import type { Host } from '../../api/host.js';
 import { NotFoundError } from '../../api/errors.js';
@@ -61,6 +61,25 @@ export async function hostAllocations(db: Db): Promise<Map<string, HostAllocatio
       { vcpus: Number(r.vcpus), memoryMiB: Number(r.memoryMib), vms: Number(r.vms) },
     ]),
   );
+}
+
+/** Tenants per host (from the VMs placed there) and which of them have dedicated hosts. */
+export async function hostOccupancy(db: Db): Promise<HostOccupancy> {
+  const rows = await db
+    .selectFrom('vms')
+    .innerJoin('tenants', 'tenants.id', 'vms.tenantId')
+    .select(['vms.hostId', 'vms.tenantId', 'tenants.dedicatedHosts'])
+    .distinct()
+    .where('vms.hostId', 'is not', null)
+    .execute();
+  const occupancy: HostOccupancy = new Map();
+  for (const row of rows) {
+    const entry = occupancy.get(row.hostId!) ?? { tenants: new Set<string>(), dedicated: new Set<string>() };
+    entry.tenants.add(row.tenantId);
+    if (row.dedicatedHosts === 1) entry.dedicated.add(row.tenantId);
+    occupancy.set(row.hostId!, entry);
+  }
+  return occupancy;
 }
 
 export function hostToApi(

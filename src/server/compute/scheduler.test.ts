@@ -166,3 +166,30 @@ test('hosts in maintenance get no new VMs, and the failure says so', () => {
     /every online host is in maintenance \(host-a\)/,
   );
 });
+
+test('dedicated hosts: a dedicated tenant only where no other tenant runs, nobody else where it does', () => {
+  const hosts = [host('a'), host('b')];
+  const occupancy = new Map([
+    ['a', { tenants: new Set(['t1']), dedicated: new Set<string>() }],
+    ['b', { tenants: new Set(['t2']), dedicated: new Set(['t2']) }],
+  ]);
+  const request = { vcpus: 1, memoryMiB: 128 };
+  // t3 (not dedicated) cannot go to b (dedicated to t2): a.
+  assert.equal(pickHost(hosts, new Map(), { ...request, tenantId: 't3' }, NO_OVERCOMMIT, occupancy).id, 'a');
+  // t2 (dedicated) cannot go to a (t1 runs there): b.
+  assert.equal(
+    pickHost(hosts, new Map(), { ...request, tenantId: 't2', dedicated: true }, NO_OVERCOMMIT, occupancy).id,
+    'b',
+  );
+  // t4 (dedicated) finds no host free of other tenants.
+  assert.throws(
+    () =>
+      pickHost(hosts, new Map(), { ...request, tenantId: 't4', dedicated: true }, NO_OVERCOMMIT, occupancy),
+    /requires dedicated hosts and every open host runs other tenants/,
+  );
+  // Only b open: t3 is refused because b is dedicated to another tenant.
+  assert.throws(
+    () => pickHost([host('b')], new Map(), { ...request, tenantId: 't3' }, NO_OVERCOMMIT, occupancy),
+    /every open host is dedicated to another tenant/,
+  );
+});

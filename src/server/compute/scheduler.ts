@@ -10,7 +10,13 @@ import type { HostAllocation } from './host-registry.js';
 export interface PlacementRequest {
   vcpus: number;
   memoryMiB: number;
+  /** The tenant of the VM, and whether it must have hosts of its own. */
+  tenantId?: string;
+  dedicated?: boolean;
 }
+
+/** Which tenants run VMs on each host, and which of them have dedicated hosts. */
+export type HostOccupancy = Map<string, { tenants: Set<string>; dedicated: Set<string> }>;
 
 /** vCPUs per host CPU and memory per host MiB that may be allocated (1.0 = no overcommit). */
 export interface Overcommit {
@@ -42,6 +48,7 @@ export function pickHost(
   allocations: Map<string, HostAllocation>,
   request: PlacementRequest,
   overcommit: Overcommit = DEFAULT_OVERCOMMIT,
+  occupancy: HostOccupancy = new Map(),
 ): HostsTable {
   const online = hosts.filter((h) => h.state === 'online');
   if (online.length === 0) throw new HostUnavailableError('no hypervisor host is online');
@@ -51,7 +58,22 @@ export function pickHost(
     throw new NoCapacityError(
       `no host can take new VMs: every online host is in maintenance (${online.map((h) => h.hostname).join(', ')})`,
     );
-  const candidates = open
+  // Tenancy: a dedicated tenant only where no other tenant runs; nobody else where one does.
+  const tenant = request.tenantId;
+  const allowed = open.filter((h) => {
+    const here = occupancy.get(h.id);
+    if (!here || tenant === undefined) return true;
+    const others = [...here.tenants].filter((t) => t !== tenant);
+    if (request.dedicated) return others.length === 0;
+    return ![...here.dedicated].some((t) => t !== tenant);
+  });
+  if (allowed.length === 0)
+    throw new NoCapacityError(
+      request.dedicated
+        ? 'no host can take the VM: the tenant requires dedicated hosts and every open host runs other tenants’ VMs'
+        : 'no host can take the VM: every open host is dedicated to another tenant',
+    );
+  const candidates = allowed
     .map((host) => {
       const room = hostRoom(host, allocations.get(host.id) ?? { vcpus: 0, memoryMiB: 0, vms: 0 }, overcommit);
       return { host, freeVcpus: room.vcpus, freeMemory: room.memoryMiB };

@@ -22,7 +22,7 @@ import type { PortPacketSample, ServerMetrics } from '../metrics.js';
 import { nowIso, type Db } from '../store/database.js';
 import type { VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
-import { hostAllocations } from './host-registry.js';
+import { hostAllocations, hostOccupancy } from './host-registry.js';
 import { findImage } from '../images/image-catalog.js';
 import { assertImageTrusted, imageTrustMaterial } from '../images/image-signatures.js';
 import { assertImageUsable } from '../images/image-import.js';
@@ -137,11 +137,22 @@ export class VmService {
         memoryMiB: flavor.memoryMib,
         diskGiB: flavor.diskGib,
       });
+      const tenant = await trx
+        .selectFrom('tenants')
+        .select('dedicatedHosts')
+        .where('id', '=', tenantId)
+        .executeTakeFirst();
       const host = pickHost(
         hosts,
         await hostAllocations(trx),
-        { vcpus: flavor.vcpus, memoryMiB: flavor.memoryMib },
+        {
+          vcpus: flavor.vcpus,
+          memoryMiB: flavor.memoryMib,
+          tenantId,
+          dedicated: tenant?.dedicatedHosts === 1,
+        },
         this.options.overcommit,
+        await hostOccupancy(trx),
       );
       failpoint('create:after-admission');
       row = {

@@ -14,6 +14,7 @@ export function tenantToApi(row: TenantsTable): Tenant {
     name: row.name,
     requireMfaForAdmins: row.requireMfaForAdmins === 1,
     allowNestedVirtualization: row.allowNestedVirtualization === 1,
+    dedicatedHosts: row.dedicatedHosts === 1,
     createdAt: row.createdAt,
   };
 }
@@ -50,6 +51,7 @@ export class TenantDirectory {
       name: input.name,
       requireMfaForAdmins: input.requireMfaForAdmins ? 1 : 0,
       allowNestedVirtualization: 0,
+      dedicatedHosts: 0,
       createdAt: nowIso(),
     };
     try {
@@ -64,12 +66,18 @@ export class TenantDirectory {
 
   async update(
     id: string,
-    input: { requireMfaForAdmins?: boolean; allowNestedVirtualization?: boolean },
+    input: { requireMfaForAdmins?: boolean; allowNestedVirtualization?: boolean; dedicatedHosts?: boolean },
   ): Promise<TenantsTable> {
     if (input.requireMfaForAdmins !== undefined)
       await this.db
         .updateTable('tenants')
         .set({ requireMfaForAdmins: input.requireMfaForAdmins ? 1 : 0 })
+        .where('id', '=', id)
+        .execute();
+    if (input.dedicatedHosts !== undefined)
+      await this.db
+        .updateTable('tenants')
+        .set({ dedicatedHosts: input.dedicatedHosts ? 1 : 0 })
         .where('id', '=', id)
         .execute();
     if (input.allowNestedVirtualization !== undefined)

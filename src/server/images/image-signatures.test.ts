@@ -103,6 +103,7 @@ before(async () => {
         name: id,
         requireMfaForAdmins: 0,
         allowNestedVirtualization: 0,
+        dedicatedHosts: 0,
         createdAt: new Date().toISOString(),
       })
       .execute();

@@ -61,6 +61,7 @@ test('0002 moves existing VMs into the default tenant and scopes VM names to ten
         name: 'other',
         requireMfaForAdmins: 0,
         allowNestedVirtualization: 0,
+        dedicatedHosts: 0,
         createdAt: now,
       })
       .execute();

@@ -620,6 +620,16 @@ migrations['0014_host_maintenance'] = {
   },
 };
 
+migrations['0015_dedicated_hosts'] = {
+  async up(db: Kysely<unknown>) {
+    // A tenant whose VMs never share a host with another tenant's (a platform admin's decision).
+    await db.schema
+      .alterTable('tenants')
+      .addColumn('dedicated_hosts', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -166,6 +166,8 @@ export interface TenantsTable {
   requireMfaForAdmins: number;
   /** 1: the tenant's guests may run hypervisors (VMX/SVM exposed); a platform admin's decision. */
   allowNestedVirtualization: number;
+  /** 1: the tenant's VMs only go to hosts running no other tenant's VMs (and vice versa). */
+  dedicatedHosts: number;
   createdAt: string;
 }
 

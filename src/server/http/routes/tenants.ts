@@ -101,6 +101,10 @@ export async function tenantRoutes(base: FastifyInstance, ctx: AppContext): Prom
         !isPlatformAdmin()
       )
         throw new ForbiddenError('only a platform admin can allow nested virtualization for a tenant');
+      if (request.body.dedicatedHosts !== undefined && !isPlatformAdmin())
+        throw new ForbiddenError('only a platform admin can change whether a tenant has dedicated hosts');
+      if (request.body.dedicatedHosts !== undefined)
+        request.auditInfo!.detail = `dedicated hosts ${request.body.dedicatedHosts ? 'on' : 'off'}`;
       if (request.body.allowNestedVirtualization !== undefined)
         request.auditInfo!.detail = `nested virtualization ${request.body.allowNestedVirtualization ? 'allowed' : 'off'}`;
       return tenantToApi(await ctx.tenants.update(tenant.id, request.body));

@@ -38,6 +38,7 @@ async function addTenant(db: Db, id: string): Promise<void> {
       name: id,
       requireMfaForAdmins: 0,
       allowNestedVirtualization: 0,
+      dedicatedHosts: 0,
       createdAt: new Date().toISOString(),
     })
     .execute();
