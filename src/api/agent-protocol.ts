@@ -110,6 +110,10 @@ export const VmIntent = Type.Object(
       /** The trust material the agent re-checks before every boot (fails closed without it). */
       trust: ImageTrustMaterial,
     }),
+    /** The VM's tenant, and whether that tenant has dedicated hosts (the agent refuses to mix). */
+    tenant: Type.Optional(
+      Type.Object({ id: Uuid, dedicatedHosts: Type.Boolean() }, { additionalProperties: false }),
+    ),
     /** VMX/SVM exposed to the guest (the tenant is allowed nested virtualization by a platform admin). */
     nestedVirtualization: Type.Optional(Type.Boolean()),
     /** The VM's network interfaces (taps on the networks' bridges); none: no network device. */

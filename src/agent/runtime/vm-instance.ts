@@ -249,6 +249,11 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** What the server last asked of this VM. */
+  get intent(): VmIntent {
+    return this.state.intent;
+  }
+
   /** The hardening self-check of the running QEMU (what the kernel and QEMU report, judged). */
   async hardening(): Promise<VmHardening> {
     const process = this.state.process;

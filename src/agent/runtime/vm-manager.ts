@@ -69,6 +69,8 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     return this.mutex.run(intent.id, async () => {
       let instance = this.instances.get(intent.id);
       if (!instance) {
+        const conflict = this.tenancyConflict(intent);
+        if (conflict) throw new Error(`placement refused by the host: ${conflict}`);
         instance = this.track(
           new VmInstance(
             {
@@ -91,6 +93,23 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       }
       return instance.reconcile(intent);
     });
+  }
+
+  /**
+   * The host's own check of dedicated hosts, whatever the scheduler decided: a VM of a dedicated
+   * tenant never joins another tenant's VMs here, and no VM joins a dedicated tenant's.
+   */
+  private tenancyConflict(intent: VmIntent): string | null {
+    const mine = intent.tenant;
+    if (!mine) return null;
+    for (const other of this.instances.values()) {
+      const theirs = other.intent.tenant;
+      if (!theirs || theirs.id === mine.id) continue;
+      if (mine.dedicatedHosts)
+        return 'the tenant has dedicated hosts and this host runs another tenant’s VMs';
+      if (theirs.dedicatedHosts) return 'this host is dedicated to another tenant';
+    }
+    return null;
   }
 
   /** Brings the host to exactly this set of VMs: reconciles each, removes the others. */

@@ -724,19 +724,23 @@ export class VmService {
       intents.push({
         ...toIntent(row, image, this.options.images.store, trust),
         ports: await this.options.networks.portIntents(row.id),
-        nestedVirtualization: await this.nestedAllowed(row.tenantId),
+        ...(await this.tenantIntent(row.tenantId)),
       });
     }
     return intents;
   }
 
-  private async nestedAllowed(tenantId: string): Promise<boolean> {
+  /** What the host must know of the VM's tenant: dedicated hosts, nested virtualization. */
+  private async tenantIntent(tenantId: string): Promise<Pick<VmIntent, 'tenant' | 'nestedVirtualization'>> {
     const tenant = await this.db
       .selectFrom('tenants')
-      .select('allowNestedVirtualization')
+      .select(['allowNestedVirtualization', 'dedicatedHosts'])
       .where('id', '=', tenantId)
       .executeTakeFirst();
-    return tenant?.allowNestedVirtualization === 1;
+    return {
+      tenant: { id: tenantId, dedicatedHosts: tenant?.dedicatedHosts === 1 },
+      nestedVirtualization: tenant?.allowNestedVirtualization === 1,
+    };
   }
 
   private async prepareImage(image: ImagesTable): Promise<void> {
