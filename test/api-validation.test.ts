@@ -226,6 +226,7 @@ void describe('OpenAPI document', () => {
       'image',
       'name',
       'network',
+      'placementGroup',
       'restartPolicy',
       'securityGroups',
       'start',

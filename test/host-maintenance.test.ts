@@ -127,3 +127,52 @@ test('dedicated hosts: a dedicated tenant never shares a host; only platform adm
     'solo VM deleted',
   );
 });
+
+test('placement groups: anti-affinity refuses a second VM on the only host, naming the group; affinity packs', async () => {
+  const anti = await harness.api('POST', '/v1/placement-groups', { name: 'spread', policy: 'anti-affinity' });
+  assert.equal(anti.status, 201, JSON.stringify(anti.body));
+  const create = (name: string, placementGroup: string) =>
+    harness.api<{ error?: { message: string } }>('POST', '/v1/vms', {
+      name,
+      image: 'tiny',
+      flavor: 'tiny',
+      start: false,
+      placementGroup,
+    });
+  assert.equal((await create('s1', 'spread')).status, 201);
+  const second = await create('s2', 'spread');
+  assert.equal(second.status, 503);
+  assert.match(
+    second.body.error!.message,
+    /anti-affinity group spread already has a member on every open host/,
+  );
+  assert.equal(
+    (await harness.api('POST', '/v1/placement-groups', { name: 'pack', policy: 'affinity' })).status,
+    201,
+  );
+  assert.equal((await create('p1', 'pack')).status, 201);
+  assert.equal((await create('p2', 'pack')).status, 201);
+  const pack = await harness.api<{ members: { name: string; hostId: string | null }[] }>(
+    'GET',
+    '/v1/placement-groups/pack',
+  );
+  assert.deepEqual(
+    pack.body.members.map((m) => m.name),
+    ['p1', 'p2'],
+  );
+  assert.equal(new Set(pack.body.members.map((m) => m.hostId)).size, 1, 'one host');
+  assert.equal((await create('x', 'absent')).status, 400);
+  assert.equal(
+    (await harness.api('GET', '/v1/placement-groups/pack?tenant=solo')).status,
+    404,
+    'tenant-scoped',
+  );
+  assert.equal((await harness.api('DELETE', '/v1/placement-groups/pack')).status, 409, 'has members');
+  for (const vm of ['s1', 'p1', 'p2']) await harness.api('DELETE', `/v1/vms/${vm}`);
+  await harness.waitFor(
+    async () => (await harness.api<{ items: unknown[] }>('GET', '/v1/vms')).body.items.length === 0,
+    30_000,
+    'VMs deleted',
+  );
+  assert.equal((await harness.api('DELETE', '/v1/placement-groups/pack')).status, 204);
+});

@@ -81,6 +81,10 @@ export const VmCreate = Type.Object(
     flavor: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
     restartPolicy: Type.Optional(RestartPolicySchema),
     start: Type.Optional(Type.Boolean({ default: true })),
+    /** A placement group of the tenant (affinity: its members' host; anti-affinity: another host). */
+    placementGroup: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+    ),
     /** A network of the tenant: the VM gets a port on it (an address from its subnet). */
     network: Type.Optional(
       Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),

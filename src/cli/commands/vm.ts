@@ -24,6 +24,7 @@ interface WaitFlags {
 }
 
 interface CreateFlags extends WaitFlags {
+  placementGroup?: string;
   image: string;
   flavor: string;
   restartPolicy?: RestartPolicy;
@@ -100,6 +101,11 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
         '--security-group <group>',
         "the port's security group, name or id; repeat for more (with --network; default: `default`)",
         collectGroups,
+      )
+      .option(
+        '--placement-group <group>',
+        'a placement group (affinity: its members’ host; anti-affinity: another host), name or id',
+        parseRef,
       ),
     'running (stopped with --no-start)',
   ).action(async (name: string, opts: CreateFlags, cmd: Command) => {
@@ -111,6 +117,7 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
       throw new UsageError('--security-group applies to the port: give --network too');
     if (opts.network !== undefined) body.network = opts.network;
     if (opts.securityGroup !== undefined) body.securityGroups = opts.securityGroup;
+    if (opts.placementGroup !== undefined) body.placementGroup = opts.placementGroup;
     const created = await ctx.client.createVm(body);
     await finishVmOperation(
       ctx,

@@ -193,3 +193,25 @@ test('dedicated hosts: a dedicated tenant only where no other tenant runs, nobod
     /every open host is dedicated to another tenant/,
   );
 });
+
+test('placement groups: affinity follows its members, anti-affinity avoids them, failures name the group', () => {
+  const hosts = [host('a'), host('b')];
+  const request = { vcpus: 1, memoryMiB: 128 };
+  const group = (policy: 'affinity' | 'anti-affinity', members: string[]) => ({
+    group: { name: 'g1', policy, memberHosts: new Set(members) },
+  });
+  // b has more free memory, so it is the default choice; affinity with a member on a overrides that.
+  const allocations = new Map([['a', { vcpus: 1, memoryMiB: 1024, vms: 1 }]]);
+  assert.equal(pick(hosts, allocations, request).id, 'b');
+  assert.equal(pick(hosts, allocations, { ...request, ...group('affinity', ['a']) }).id, 'a');
+  assert.equal(pick(hosts, allocations, { ...request, ...group('anti-affinity', ['b']) }).id, 'a');
+  assert.equal(pick(hosts, allocations, { ...request, ...group('affinity', []) }).id, 'b');
+  assert.throws(
+    () => pick(hosts, allocations, { ...request, ...group('anti-affinity', ['a', 'b']) }),
+    /anti-affinity group g1 already has a member on every open host/,
+  );
+  assert.throws(
+    () => pick(hosts, allocations, { vcpus: 1, memoryMiB: 9000, ...group('affinity', ['a']) }),
+    /affinity group g1 is on a host without room/,
+  );
+});

@@ -13,6 +13,8 @@ export interface PlacementRequest {
   /** The tenant of the VM, and whether it must have hosts of its own. */
   tenantId?: string;
   dedicated?: boolean;
+  /** A placement group: affinity = a host of its members (if any), anti-affinity = none of them. */
+  group?: { name: string; policy: 'affinity' | 'anti-affinity'; memberHosts: ReadonlySet<string> };
 }
 
 /** Which tenants run VMs on each host, and which of them have dedicated hosts. */
@@ -73,7 +75,21 @@ export function pickHost(
         ? 'no host can take the VM: the tenant requires dedicated hosts and every open host runs other tenants’ VMs'
         : 'no host can take the VM: every open host is dedicated to another tenant',
     );
-  const candidates = allowed
+  const group = request.group;
+  const grouped = group
+    ? allowed.filter((h) =>
+        group.policy === 'anti-affinity'
+          ? !group.memberHosts.has(h.id)
+          : group.memberHosts.size === 0 || group.memberHosts.has(h.id),
+      )
+    : allowed;
+  if (group && grouped.length === 0)
+    throw new NoCapacityError(
+      group.policy === 'anti-affinity'
+        ? `no host can take the VM: anti-affinity group ${group.name} already has a member on every open host`
+        : `no host can take the VM: affinity group ${group.name} is on a host that cannot take more VMs`,
+    );
+  const candidates = grouped
     .map((host) => {
       const room = hostRoom(host, allocations.get(host.id) ?? { vcpus: 0, memoryMiB: 0, vms: 0 }, overcommit);
       return { host, freeVcpus: room.vcpus, freeMemory: room.memoryMiB };
@@ -82,6 +98,10 @@ export function pickHost(
     .sort((a, b) => b.freeMemory - a.freeMemory || a.host.id.localeCompare(b.host.id));
   const best = candidates[0];
   if (!best) {
+    if (group?.policy === 'affinity' && group.memberHosts.size > 0)
+      throw new NoCapacityError(
+        `no host can take the VM: affinity group ${group.name} is on a host without room for ${request.vcpus} vCPUs and ${request.memoryMiB} MiB`,
+      );
     throw new NoCapacityError(`no host has room for ${request.vcpus} vCPUs and ${request.memoryMiB} MiB`);
   }
   return best.host;

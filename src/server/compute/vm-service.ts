@@ -23,6 +23,7 @@ import { nowIso, type Db } from '../store/database.js';
 import type { VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations, hostOccupancy } from './host-registry.js';
+import { placementForCreate } from './placement-groups.js';
 import { findImage } from '../images/image-catalog.js';
 import { assertImageTrusted, imageTrustMaterial } from '../images/image-signatures.js';
 import { assertImageUsable } from '../images/image-import.js';
@@ -142,6 +143,10 @@ export class VmService {
         .select('dedicatedHosts')
         .where('id', '=', tenantId)
         .executeTakeFirst();
+      const placement =
+        input.placementGroup !== undefined
+          ? await placementForCreate(trx, input.placementGroup, tenantId)
+          : null;
       const host = pickHost(
         hosts,
         await hostAllocations(trx),
@@ -150,6 +155,15 @@ export class VmService {
           memoryMiB: flavor.memoryMib,
           tenantId,
           dedicated: tenant?.dedicatedHosts === 1,
+          ...(placement
+            ? {
+                group: {
+                  name: placement.group.name,
+                  policy: placement.group.policy,
+                  memberHosts: placement.memberHosts,
+                },
+              }
+            : {}),
         },
         this.options.overcommit,
         await hostOccupancy(trx),
@@ -161,6 +175,7 @@ export class VmService {
         name: input.name,
         imageId: image.id,
         flavorId: flavor.id,
+        placementGroupId: placement?.group.id ?? null,
         vcpus: flavor.vcpus,
         memoryMib: flavor.memoryMib,
         diskGib: flavor.diskGib,

@@ -18,6 +18,7 @@ import { RateLimiter, type RateLimitConfig } from './rate-limit.js';
 import { catalogRoutes } from './routes/catalog.js';
 import { imageFileRoutes } from './routes/image-files.js';
 import { networkRoutes } from './routes/networks.js';
+import { placementGroupRoutes } from './routes/placement-groups.js';
 import { metaRoutes } from './routes/meta.js';
 import { vmRoutes } from './routes/vms.js';
 import { auditRoutes } from './routes/audit.js';
@@ -101,6 +102,7 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     await catalogRoutes(scope, ctx);
     await imageFileRoutes(scope, ctx);
     await networkRoutes(scope, ctx);
+    await placementGroupRoutes(scope, ctx);
     await trustRoutes(scope, ctx);
     await vmRoutes(scope, ctx);
   });

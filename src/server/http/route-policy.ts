@@ -146,6 +146,10 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/vms': tenant('vm:read'),
   'POST /v1/vms': tenant('vm:create'),
+  'GET /v1/placement-groups': tenant('vm:read', { action: 'placement-group:list' }),
+  'POST /v1/placement-groups': tenant('vm:create', { action: 'placement-group:create' }),
+  'GET /v1/placement-groups/:ref': tenant('vm:read', { action: 'placement-group:read' }),
+  'DELETE /v1/placement-groups/:ref': tenant('vm:delete', { action: 'placement-group:delete' }),
   'GET /v1/networks': tenant('network:read'),
   'POST /v1/networks': tenant('network:create'),
   'GET /v1/networks/:ref': tenant('network:read'),

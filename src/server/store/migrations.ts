@@ -630,6 +630,25 @@ migrations['0015_dedicated_hosts'] = {
   },
 };
 
+migrations['0016_placement_groups'] = {
+  async up(db: Kysely<unknown>) {
+    // Affinity (same host) and anti-affinity (different hosts) groups of a tenant's VMs.
+    await db.schema
+      .createTable('placement_groups')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id').onDelete('cascade'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('policy', 'text', (c) => c.notNull().check(sql`policy IN ('affinity', 'anti-affinity')`))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('placement_groups_tenant_name', ['tenant_id', 'name'])
+      .execute();
+    await db.schema
+      .alterTable('vms')
+      .addColumn('placement_group_id', 'text', (c) => c.references('placement_groups.id'))
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -132,6 +132,8 @@ export interface VmsTable {
   name: string;
   imageId: string;
   flavorId: string;
+  /** Affinity or anti-affinity group (null: none). */
+  placementGroupId?: string | null;
   vcpus: number;
   memoryMib: number;
   diskGib: number;
@@ -298,10 +300,19 @@ export interface Database {
   imageBlobs: ImageBlobsTable;
   securityEvents: SecurityEventsTable;
   networks: NetworksTable;
+  placementGroups: PlacementGroupsTable;
   securityGroups: SecurityGroupsTable;
   securityGroupRules: SecurityGroupRulesTable;
   ports: PortsTable;
   portSecurityGroups: PortSecurityGroupsTable;
+}
+
+export interface PlacementGroupsTable {
+  id: string;
+  tenantId: string;
+  name: string;
+  policy: 'affinity' | 'anti-affinity';
+  createdAt: string;
 }
 
 export interface NetworksTable {
