@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Host } from '../src/api/host.js';
+import { spawnSync } from 'node:child_process';
 import { RampartHarness } from './helpers/rampart-harness.js';
+import { CLI_MAIN } from './helpers/repo.js';
 
 let harness: RampartHarness;
 
@@ -175,4 +177,20 @@ test('placement groups: anti-affinity refuses a second VM on the only host, nami
     'VMs deleted',
   );
   assert.equal((await harness.api('DELETE', '/v1/placement-groups/pack')).status, 204);
+});
+
+test('rampart placement-group create, list, show and delete', () => {
+  const cli = (...args: string[]) =>
+    spawnSync(process.execPath, [CLI_MAIN, ...args], {
+      env: { PATH: process.env.PATH, RAMPART_URL: harness.url, RAMPART_TOKEN: harness.token },
+      encoding: 'utf8',
+    });
+  const created = cli('placement-group', 'create', 'web-spread', '--policy', 'anti-affinity');
+  assert.equal(created.status, 0, created.stderr);
+  assert.match(created.stdout, /web-spread \(anti-affinity\) created/);
+  assert.match(cli('placement-group', 'list').stdout, /web-spread\s+anti-affinity\s+0/);
+  assert.match(cli('placement-group', 'show', 'web-spread').stdout, /Policy: +anti-affinity/);
+  assert.equal(cli('placement-group', 'create', 'bad', '--policy', 'sideways').status, 2);
+  assert.equal(cli('placement-group', 'delete', 'web-spread').status, 0);
+  assert.equal(cli('placement-group', 'show', 'web-spread').status, 3);
 });

@@ -15,6 +15,7 @@ import { registerQuotaCommands } from './commands/quota.js';
 import { registerRoleCommands } from './commands/role.js';
 import { registerSecgroupCommands } from './commands/secgroup.js';
 import { registerSecurityCommands } from './commands/security.js';
+import { registerPlacementGroupCommands } from './commands/placement-group.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTenantCommands } from './commands/tenant.js';
 import { registerTokenCommands } from './commands/token.js';
@@ -101,6 +102,7 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
   registerTokenCommands(program, deps);
   registerAuditCommands(program, deps);
   registerSecurityCommands(program, deps);
+  registerPlacementGroupCommands(program, deps);
   registerServerCommand(program, deps);
   registerAgentCommand(program, deps);
   return program;
