@@ -54,3 +54,22 @@ export const VmHardening = Type.Object(
   { $id: 'VmHardening' },
 );
 export type VmHardening = Static<typeof VmHardening>;
+
+/** The self-check of a VM without a running QEMU: one failed `running` check saying why. */
+export function hardeningNotRunning(reason: string): VmHardening {
+  return {
+    running: false,
+    pid: null,
+    uid: null,
+    gid: null,
+    seccompMode: null,
+    noNewPrivs: null,
+    capabilities: null,
+    rlimits: null,
+    environmentVariables: null,
+    cgroups: [],
+    devices: [],
+    listeningSockets: [],
+    checks: [{ name: 'running', ok: false, detail: reason }],
+  };
+}

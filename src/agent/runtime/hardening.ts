@@ -172,25 +172,6 @@ export function inspectProcess(
   };
 }
 
-/** The answer for a VM without a running QEMU. */
-export function notRunning(reason: string): VmHardening {
-  return {
-    running: false,
-    pid: null,
-    uid: null,
-    gid: null,
-    seccompMode: null,
-    noNewPrivs: null,
-    capabilities: null,
-    rlimits: null,
-    environmentVariables: null,
-    cgroups: [],
-    devices: [],
-    listeningSockets: [],
-    checks: [{ name: 'running', ok: false, detail: reason }],
-  };
-}
-
 interface QmpPciBus {
   devices?: {
     slot?: number;

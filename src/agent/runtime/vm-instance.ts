@@ -34,8 +34,8 @@ import {
   socketPaths,
   unprivilegedPrefix,
 } from '../qemu/command-line.js';
-import type { VmHardening } from '../../api/hardening.js';
-import { inspectProcess, notRunning, pciDevices } from './hardening.js';
+import { hardeningNotRunning, type VmHardening } from '../../api/hardening.js';
+import { inspectProcess, pciDevices } from './hardening.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { ConsoleLog } from './console-log.js';
 import { identify, isAlive, type ProcessIdentity } from './process-info.js';
@@ -257,7 +257,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   /** The hardening self-check of the running QEMU (what the kernel and QEMU report, judged). */
   async hardening(): Promise<VmHardening> {
     const process = this.state.process;
-    if (!process || !isAlive(process)) return notRunning(`the VM is ${this.state.phase}`);
+    if (!process || !isAlive(process)) return hardeningNotRunning(`the VM is ${this.state.phase}`);
     const pid = process.pid;
     let devices: ReturnType<typeof pciDevices> = [];
     try {
@@ -273,7 +273,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
         devices,
       );
     } catch (error) {
-      return notRunning(`QEMU's /proc entries could not be read: ${(error as Error).message}`);
+      return hardeningNotRunning(`QEMU's /proc entries could not be read: ${(error as Error).message}`);
     }
   }
 

@@ -32,7 +32,7 @@ import type { TrustedKey } from '../../common/dsse.js';
 import type { ImagesTable } from '../store/schema.js';
 import type { NetworkService } from '../network/network-service.js';
 import type { Port } from '../../api/network.js';
-import type { VmHardening } from '../../api/hardening.js';
+import { hardeningNotRunning, type VmHardening } from '../../api/hardening.js';
 import { hostRoom, pickHost, type Overcommit } from './scheduler.js';
 import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
@@ -361,7 +361,7 @@ export class VmService {
   /** The hardening self-check of the VM's QEMU, from its host (503 when the host is not connected). */
   async hardening(ref: string, tenantId?: string): Promise<VmHardening> {
     const row = await this.findRow(ref, tenantId);
-    if (!row.hostId) return notPlaced();
+    if (!row.hostId) return hardeningNotRunning('the VM is not placed on a host');
     const agent = this.requireAgent(row);
     return agent.request('vm.hardening', { vmId: row.id }, 20_000);
   }
@@ -828,24 +828,6 @@ function toIntent(
       pidsMax: row.pidsMax,
       ...(row.networkMbps !== null ? { networkMbps: row.networkMbps } : {}),
     },
-  };
-}
-
-function notPlaced(): VmHardening {
-  return {
-    running: false,
-    pid: null,
-    uid: null,
-    gid: null,
-    seccompMode: null,
-    noNewPrivs: null,
-    capabilities: null,
-    rlimits: null,
-    environmentVariables: null,
-    cgroups: [],
-    devices: [],
-    listeningSockets: [],
-    checks: [{ name: 'running', ok: false, detail: 'the VM is not placed on a host' }],
   };
 }
 
