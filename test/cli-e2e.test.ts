@@ -3,33 +3,14 @@
  * real boot, and the documented exit codes.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import type { Vm } from '../src/api/vm.js';
+import { runCli, type CliResult } from './helpers/cli-runner.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
-import { CLI_MAIN } from './helpers/repo.js';
 
 let rampart: RampartHarness;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], token?: string): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], {
-      env: { PATH: process.env.PATH, RAMPART_URL: rampart.url, RAMPART_TOKEN: token ?? rampart.token },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[], token?: string): Promise<CliResult> => runCli(rampart, args, token);
 
 before(async () => {
   rampart = await RampartHarness.start();

@@ -4,37 +4,20 @@
  * queued record behind and exits with the usage code.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Image } from '../src/api/image.js';
+import { runCli, type CliResult } from './helpers/cli-runner.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
-import { CLI_MAIN, GUEST_IMAGE_DIR } from './helpers/repo.js';
+import { GUEST_IMAGE_DIR } from './helpers/repo.js';
 
 let rampart: RampartHarness;
 let work: string;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], {
-      env: { PATH: process.env.PATH, RAMPART_URL: rampart.url, RAMPART_TOKEN: rampart.token },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]): Promise<CliResult> => runCli(rampart, args);
 
 const manifest = JSON.parse(readFileSync(join(GUEST_IMAGE_DIR, 'manifest.json'), 'utf8')) as {
   kernel: string;

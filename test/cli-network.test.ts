@@ -4,34 +4,15 @@
  * subnet with host bits), and a VM created stopped on a network (no boot: its counters may be null).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import type { Network, Port, SecurityGroup, SecurityGroupRule } from '../src/api/network.js';
 import type { Vm } from '../src/api/vm.js';
+import { runCli, type CliResult } from './helpers/cli-runner.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
-import { CLI_MAIN } from './helpers/repo.js';
 
 let rampart: RampartHarness;
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[]): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI_MAIN, ...args], {
-      env: { PATH: process.env.PATH, RAMPART_URL: rampart.url, RAMPART_TOKEN: rampart.token },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]): Promise<CliResult> => runCli(rampart, args);
 
 async function ok(args: string[]): Promise<string> {
   const result = await cli(args);

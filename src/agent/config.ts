@@ -30,6 +30,14 @@ export interface AgentConfig {
   netns: string | null;
   /** RAMPART_FIREWALL_RECONCILE_SECONDS: how often the live ruleset is checked for drift (0: never). */
   firewallReconcileSeconds: number;
+  /** RAMPART_HOST_NAME: the name this host reports (default: the machine's hostname). */
+  hostname: string | null;
+  /**
+   * RAMPART_HOST_CPUS / RAMPART_HOST_MEMORY_MIB: offer the scheduler less than the machine has
+   * (several agents sharing one machine, or room kept for other services). Never more than there is.
+   */
+  cpuLimit: number | null;
+  memoryLimitMiB: number | null;
 }
 
 export interface AgentConfigInput {
@@ -71,6 +79,9 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
   const netns = env.RAMPART_NETNS || null;
   if (netns !== null && !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(netns))
     throw new Error('RAMPART_NETNS must be a network namespace name');
+  const hostname = env.RAMPART_HOST_NAME || null;
+  if (hostname !== null && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(hostname))
+    throw new Error('RAMPART_HOST_NAME must be a hostname (letters, digits, dots and dashes)');
   const probeKernel = env.RAMPART_PROBE_KERNEL ?? null;
   const probeInitrd = env.RAMPART_PROBE_INITRD ?? null;
   return {
@@ -89,5 +100,11 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     cgroupParent,
     netns,
     firewallReconcileSeconds: integerEnv(env, 'RAMPART_FIREWALL_RECONCILE_SECONDS', 30, 0, 86_400),
+    hostname,
+    cpuLimit: env.RAMPART_HOST_CPUS === undefined ? null : integerEnv(env, 'RAMPART_HOST_CPUS', 1, 1, 65_536),
+    memoryLimitMiB:
+      env.RAMPART_HOST_MEMORY_MIB === undefined
+        ? null
+        : integerEnv(env, 'RAMPART_HOST_MEMORY_MIB', 1024, 64, 1 << 30),
   };
 }

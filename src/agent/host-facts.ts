@@ -21,9 +21,10 @@ export function loadHostId(dataDir: string): string {
   return id;
 }
 
-export function hostCapacity() {
-  const cpuCount = cpus().length;
-  const memoryMiB = Math.floor(totalmem() / 1024 / 1024);
+/** The machine's CPUs and memory, capped by the agent's configured limits (never raised by them). */
+export function hostCapacity(limits: { cpus?: number | null; memoryMiB?: number | null } = {}) {
+  const cpuCount = Math.min(cpus().length, limits.cpus ?? Infinity);
+  const memoryMiB = Math.min(Math.floor(totalmem() / 1024 / 1024), limits.memoryMiB ?? Infinity);
   return {
     cpus: cpuCount,
     memoryMiB,

@@ -39,3 +39,16 @@ export type Host = Static<typeof Host>;
 
 export const HostUpdate = Type.Object({ maintenance: Type.Boolean() }, { additionalProperties: false });
 export type HostUpdate = Static<typeof HostUpdate>;
+
+/** What `POST /v1/hosts/{id}/evacuate` did: stopped VMs moved elsewhere, the others and why. */
+export const HostEvacuation = Type.Object(
+  {
+    hostId: Id,
+    moved: Type.Array(
+      Type.Object({ vmId: Id, name: Type.String(), toHostId: Id, toHostname: Type.String() }),
+    ),
+    skipped: Type.Array(Type.Object({ vmId: Id, name: Type.String(), reason: Type.String() })),
+  },
+  { $id: 'HostEvacuation' },
+);
+export type HostEvacuation = Static<typeof HostEvacuation>;

@@ -61,6 +61,12 @@ export class VerificationError extends CliError {
   readonly exitCode = ExitCode.VERIFY_FAILED;
 }
 
+/** The server did only part of what was asked (e.g. some VMs could not be evacuated): a conflict. */
+export class IncompleteError extends CliError {
+  override name = 'IncompleteError';
+  readonly exitCode = ExitCode.CONFLICT;
+}
+
 /** Any other failure that the CLI itself detected (bad answer from the server, console closed badly). */
 export class GeneralError extends CliError {
   override name = 'GeneralError';

@@ -93,6 +93,8 @@ const ConfigFile = Type.Object(
           accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
           console_cap_bytes: Type.Optional(Type.Integer({ minimum: 4096, maximum: 1 << 30 })),
           uid_base: Type.Optional(Type.Integer({ minimum: 1000, maximum: 4_000_000_000 })),
+          /** Agents of further hosts (each started with `rampart agent` and its own data directory). */
+          external_sockets: Type.Optional(Type.Array(Type.String(), { maxItems: 1000 })),
         },
         { additionalProperties: false },
       ),
@@ -124,6 +126,8 @@ export interface ServerConfig {
     socket: string;
     /** Passed to a local agent as environment (RAMPART_ACCEL etc.). */
     env: Record<string, string>;
+    /** Unix sockets of the agents of further hosts, which the server connects to (never starts). */
+    externalSockets: string[];
   };
 }
 
@@ -327,6 +331,16 @@ export function loadServerConfig(
   if (env.RAMPART_CGROUP_PARENT) agentEnv.RAMPART_CGROUP_PARENT = env.RAMPART_CGROUP_PARENT;
   // The network namespace of the host's bridges and QEMUs (tests create one per run).
   if (env.RAMPART_NETNS) agentEnv.RAMPART_NETNS = env.RAMPART_NETNS;
+  // What the local host reports about itself: its name and the capacity it offers.
+  for (const name of [
+    'RAMPART_HOST_NAME',
+    'RAMPART_HOST_CPUS',
+    'RAMPART_HOST_MEMORY_MIB',
+    'RAMPART_UID_COUNT',
+  ]) {
+    const value = env[name];
+    if (value) agentEnv[name] = value;
+  }
   if (env.RAMPART_FIREWALL_RECONCILE_SECONDS)
     agentEnv.RAMPART_FIREWALL_RECONCILE_SECONDS = env.RAMPART_FIREWALL_RECONCILE_SECONDS;
   const stopTimeout = env.RAMPART_STOP_TIMEOUT_SECONDS ?? file.stop_timeout_seconds?.toString() ?? '30';
@@ -337,6 +351,18 @@ export function loadServerConfig(
   const mode = env.RAMPART_AGENT_MODE ?? file.agent?.mode ?? 'local';
   if (mode !== 'local' && mode !== 'external')
     throw new InvalidInputError('RAMPART_AGENT_MODE must be local or external');
+  const externalSockets = (
+    env.RAMPART_AGENT_SOCKETS !== undefined
+      ? env.RAMPART_AGENT_SOCKETS.split(',').filter((p) => p.trim() !== '')
+      : (file.agent?.external_sockets ?? [])
+  ).map((path) => {
+    const trimmed = path.trim();
+    if (!/^\/[A-Za-z0-9._/-]+$/.test(trimmed))
+      throw new InvalidInputError(
+        `RAMPART_AGENT_SOCKETS: ${JSON.stringify(trimmed)} is not an absolute socket path`,
+      );
+    return resolve(trimmed);
+  });
   const a = file.auth ?? {};
   const auth: AuthConfig = {
     sessionTtlSeconds: intSetting(
@@ -471,6 +497,7 @@ export function loadServerConfig(
       dataDir: agentDataDir,
       socket: resolve(env.RAMPART_AGENT_SOCKET ?? file.agent?.socket ?? join(agentDataDir, 'agent.sock')),
       env: agentEnv,
+      externalSockets,
     },
   };
 }

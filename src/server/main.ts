@@ -23,7 +23,7 @@ import { markHostOffline, recordHostHello } from './compute/host-registry.js';
 import { VmService } from './compute/vm-service.js';
 import { loadServerConfig, type ServerConfigInput } from './config.js';
 import { ConsoleHub } from './console/console-hub.js';
-import { LocalAgentSupervisor } from './agent-link/local-agent-supervisor.js';
+import { AgentFleet } from './agent-link/agent-fleet.js';
 import { buildApp } from './http/app.js';
 import { registerDefaultImage } from './images/image-catalog.js';
 import { openImageServices } from './images/image-services.js';
@@ -118,8 +118,18 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
 
   if (!config.quota.enforce)
     log.warn('quota enforcement is OFF (RAMPART_QUOTA_ENFORCEMENT=off): benchmarks only');
-  const supervisor = new LocalAgentSupervisor(
-    { ...config.agent, logLevel: config.logLevel },
+  // The local agent (started when missing, unless external) and the agents of further hosts.
+  const fleet = new AgentFleet(
+    [
+      { ...config.agent, logLevel: config.logLevel },
+      ...config.agent.externalSockets.map((socket) => ({
+        mode: 'external' as const,
+        socket,
+        dataDir: '',
+        env: {},
+        logLevel: config.logLevel,
+      })),
+    ],
     log.child({ component: 'agent-link' }),
   );
   const consoleHub = new ConsoleHub();
@@ -128,55 +138,47 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     async () => (vms ? vms.countByState() : {}),
     async () => (vms ? vms.portPacketSamples() : []),
   );
-  vms = new VmService(
-    db,
-    { connectionFor: (hostId) => (supervisor.current?.host?.hostId === hostId ? supervisor.current : null) },
-    metrics,
-    log.child({ component: 'compute' }),
-    {
-      defaultStopTimeoutSeconds: config.stopTimeoutSeconds,
-      quotas,
-      overcommit: config.overcommit,
-      images: { store: images.store, platformKeys: images.platformKeys },
-      networks,
-      // A VM that failed for good (its image did not verify) is audited and raises a security event.
-      onFatal: async (vm, reason) => {
-        log.warn({ vmId: vm.id, reason }, 'VM failed on its host');
-        await audit
-          .append({
-            actorId: null,
-            actor: 'system:agent',
-            tenantId: vm.tenantId,
-            action: 'image:verify',
-            target: vm.id,
-            outcome: 'failure',
-            status: 0,
-            source: vm.hostId ?? 'agent',
-            requestId: newId(),
-            detail: reason,
-          })
-          .catch((error: unknown) => log.error({ err: (error as Error).message }, 'audit append failed'));
-        await securityEvents
-          .record({
-            kind: 'image.verification_failed',
-            severity: 'high',
-            tenantId: vm.tenantId,
-            subjectType: 'vm',
-            subjectId: vm.id,
-            summary: `VM ${vm.name} did not boot: ${reason}`,
-            detail: { vmName: vm.name, imageId: vm.imageId, hostId: vm.hostId, reason },
-          })
-          .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
-      },
+  vms = new VmService(db, fleet, metrics, log.child({ component: 'compute' }), {
+    defaultStopTimeoutSeconds: config.stopTimeoutSeconds,
+    quotas,
+    overcommit: config.overcommit,
+    images: { store: images.store, platformKeys: images.platformKeys },
+    networks,
+    // A VM that failed for good (its image did not verify) is audited and raises a security event.
+    onFatal: async (vm, reason) => {
+      log.warn({ vmId: vm.id, reason }, 'VM failed on its host');
+      await audit
+        .append({
+          actorId: null,
+          actor: 'system:agent',
+          tenantId: vm.tenantId,
+          action: 'image:verify',
+          target: vm.id,
+          outcome: 'failure',
+          status: 0,
+          source: vm.hostId ?? 'agent',
+          requestId: newId(),
+          detail: reason,
+        })
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, 'audit append failed'));
+      await securityEvents
+        .record({
+          kind: 'image.verification_failed',
+          severity: 'high',
+          tenantId: vm.tenantId,
+          subjectType: 'vm',
+          subjectId: vm.id,
+          summary: `VM ${vm.name} did not boot: ${reason}`,
+          detail: { vmName: vm.name, imageId: vm.imageId, hostId: vm.hostId, reason },
+        })
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
     },
-  );
+  });
   const vmService = vms;
 
-  let connectedHostId: string | null = null;
-  supervisor.on('connected', (connection, host) => {
-    connectedHostId = host.hostId;
-    metrics.agentConnected.set(1);
-    connection.on('status', (status) => vmService.onStatus(status));
+  fleet.on('connected', (connection, host) => {
+    metrics.agentConnected.set(fleet.connectedCount);
+    connection.on('status', (status) => vmService.onStatus(status, host.hostId));
     connection.on('console', (vmId, data) => consoleHub.publish(vmId, data));
     connection.on('event', (event) => {
       log.info({ kind: event.kind, vmId: event.vmId, data: event.data }, 'host event');
@@ -199,13 +201,14 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       await vmService.syncHost(host.hostId, connection);
     })().catch((error: unknown) => log.error({ err: (error as Error).message }, 'host sync failed'));
   });
-  supervisor.on('disconnected', () => {
-    metrics.agentConnected.set(0);
-    if (connectedHostId) void markHostOffline(db, connectedHostId);
+  fleet.on('disconnected', (host) => {
+    metrics.agentConnected.set(fleet.connectedCount);
+    log.warn({ hostId: host.hostId, hostname: host.hostname }, 'host offline');
+    void markHostOffline(db, host.hostId);
   });
   // Until an agent says hello in this run, no host is known to be online.
   await db.updateTable('hosts').set({ state: 'offline' }).execute();
-  supervisor.start();
+  fleet.start();
 
   const app = await buildApp(
     {
@@ -254,7 +257,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down (the agent and its VMs keep running)');
-    supervisor.stop();
+    fleet.stop();
     vmService.stopTimers();
     images.stop();
     void app

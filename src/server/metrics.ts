@@ -61,7 +61,7 @@ export function createMetrics(
     }),
     agentConnected: new Gauge({
       name: 'rampart_agent_connected',
-      help: '1 while the host agent is connected',
+      help: 'How many host agents are connected (1 in all-in-one mode while its agent is up)',
       registers: [registry],
     }),
     vmRestarts: new Counter({

@@ -5,7 +5,19 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -20,7 +32,15 @@ export interface ApiResponse<T = unknown> {
 
 export interface HarnessOptions {
   env?: Record<string, string>;
+  /**
+   * Further hosts: each an external `rampart agent` with its own data directory (inside the
+   * harness's), uid range and name, started before the server, which connects to all of them.
+   */
+  extraHosts?: readonly { name: string; env?: Record<string, string> }[];
 }
+
+/** uids per extra host (each host's VMs get uids no other host on this machine hands out). */
+const EXTRA_HOST_UIDS = 250;
 
 const live = new Set<RampartHarness>();
 process.on('exit', () => {
@@ -44,6 +64,9 @@ export class RampartHarness {
   url = '';
   private server: ChildProcess | null = null;
   serverOutput = '';
+  /** The local agent's uid range starts here (random per run, so concurrent runs never collide). */
+  private readonly uidSlot = Math.floor(Math.random() * 1000);
+  private readonly extraAgents = new Map<string, ChildProcess>();
 
   private constructor(private readonly options: HarnessOptions) {
     this.dataDir = mkdtempSync(join(tmpdir(), 'rampart-test-'));
@@ -53,16 +76,18 @@ export class RampartHarness {
 
   static async start(options: HarnessOptions = {}): Promise<RampartHarness> {
     const harness = new RampartHarness(options);
+    const extra = options.extraHosts ?? [];
     try {
+      for (const host of extra) harness.startExtraAgent(host.name);
       await harness.startServer();
       harness.token = await harness.login('admin', harness.adminPassword);
       await harness.waitFor(
         async () => {
           const hosts = await harness.api<{ items: { state: string }[] }>('GET', '/v1/hosts');
-          return hosts.body.items.some((h) => h.state === 'online');
+          return hosts.body.items.filter((h) => h.state === 'online').length === 1 + extra.length;
         },
         60_000,
-        'host online',
+        extra.length > 0 ? `${1 + extra.length} hosts online` : 'host online',
       );
     } catch (error) {
       await harness.cleanup();
@@ -73,6 +98,54 @@ export class RampartHarness {
 
   get agentDir(): string {
     return join(this.dataDir, 'agent');
+  }
+
+  /** The data directory of an extra host's agent. */
+  hostDir(name: string): string {
+    return join(this.dataDir, 'hosts', name);
+  }
+
+  /** The first uid of an extra host's range (see EXTRA_HOST_UIDS). */
+  extraHostUidBase(name: string): number {
+    const index = (this.options.extraHosts ?? []).findIndex((h) => h.name === name);
+    if (index < 0) throw new Error(`no extra host ${name}`);
+    return 3_400_000 + (this.uidSlot * 4 + index) * EXTRA_HOST_UIDS;
+  }
+
+  /** Starts (or restarts) the agent of an extra host; the server reconnects to it by itself. */
+  startExtraAgent(name: string): void {
+    const host = (this.options.extraHosts ?? []).find((h) => h.name === name);
+    if (!host) throw new Error(`no extra host ${name}`);
+    const dir = this.hostDir(name);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const log = openSync(join(this.dataDir, `agent-${name}.log`), 'a');
+    const agent = spawn(
+      process.execPath,
+      [CLI_MAIN, 'agent', '--data-dir', dir, '--socket', join(dir, 'agent.sock')],
+      {
+        env: {
+          PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+          RAMPART_HOST_NAME: name,
+          RAMPART_ACCEL: 'tcg',
+          RAMPART_UID_BASE: String(this.extraHostUidBase(name)),
+          RAMPART_UID_COUNT: String(EXTRA_HOST_UIDS),
+          RAMPART_CGROUP_PARENT: this.cgroupParent,
+          RAMPART_LOG_LEVEL: 'info',
+          ...host.env,
+        },
+        stdio: ['ignore', log, log],
+        detached: true,
+      },
+    );
+    closeSync(log);
+    agent.unref();
+    this.extraAgents.set(name, agent);
+  }
+
+  /** Kills an extra host's agent (its QEMUs keep running, as when an agent crashes). */
+  killExtraAgent(name: string): void {
+    this.extraAgents.get(name)?.kill('SIGKILL');
+    this.extraAgents.delete(name);
   }
 
   get serverPid(): number | undefined {
@@ -88,7 +161,9 @@ export class RampartHarness {
 
   /** Starts (or restarts) the server; `env` adds to or overrides the harness's environment for this run. */
   async startServer(overrides: Record<string, string> = {}): Promise<void> {
+    const extraSockets = (this.options.extraHosts ?? []).map((h) => join(this.hostDir(h.name), 'agent.sock'));
     const env: Record<string, string> = {
+      ...(extraSockets.length > 0 ? { RAMPART_AGENT_SOCKETS: extraSockets.join(',') } : {}),
       PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
       RAMPART_DATA_DIR: this.dataDir,
       RAMPART_LISTEN: '127.0.0.1:0',
@@ -97,7 +172,7 @@ export class RampartHarness {
       RAMPART_SESSION_TTL_SECONDS: '7200',
       RAMPART_GUEST_IMAGE_DIR: GUEST_IMAGE_DIR,
       RAMPART_ACCEL_CACHE: join(tmpdir(), 'rampart-test-accel-cache.json'),
-      RAMPART_UID_BASE: String(3_100_000 + Math.floor(Math.random() * 1000) * 100),
+      RAMPART_UID_BASE: String(3_100_000 + this.uidSlot * 100),
       RAMPART_CGROUP_PARENT: this.cgroupParent,
       RAMPART_LOG_LEVEL: 'info',
       ...this.options.env,
@@ -255,8 +330,10 @@ export class RampartHarness {
         const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
         const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
         const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-        if (cmdline.includes('qemu-system') && cmdline.includes(this.dataDir) && state !== 'Z')
-          pids.push(Number(entry));
+        // Ours: its command line names our data directory, or (jailed) its root lies inside it.
+        const root = readlinkSync(`/proc/${entry}/root`);
+        const ours = cmdline.includes(this.dataDir) || root.startsWith(`${this.dataDir}/`);
+        if (cmdline.includes('qemu-system') && ours && state !== 'Z') pids.push(Number(entry));
       } catch {
         // process went away
       }
@@ -285,6 +362,7 @@ export class RampartHarness {
 
   killEverythingSync(): void {
     this.server?.kill('SIGKILL');
+    for (const name of [...this.extraAgents.keys()]) this.killExtraAgent(name);
     const agent = this.agentPid();
     if (agent) {
       try {

@@ -3,10 +3,10 @@
  * id prefix or a hostname and resolves it from the host list.
  */
 import type { Command } from 'commander';
-import type { Host } from '../../api/host.js';
+import type { Host, HostEvacuation } from '../../api/host.js';
 import type { ApiClient } from '../api-client.js';
 import type { CommandDeps } from '../context.js';
-import { LocalNotFoundError, UsageError } from '../errors.js';
+import { IncompleteError, LocalNotFoundError, UsageError } from '../errors.js';
 import { isUuid, parseHostRef, parseOnOff } from '../validation.js';
 import { hostDetails, hostTable } from '../views.js';
 
@@ -66,5 +66,32 @@ export function registerHostCommands(program: Command, deps: CommandDeps): void 
       });
       if (ctx.out.json) ctx.out.printJson(updated);
       else ctx.out.print(`host ${updated.hostname}: maintenance ${updated.maintenance ? 'on' : 'off'}`);
+    });
+
+  host
+    .command('evacuate')
+    .description(
+      'move the stopped VMs of a host to other hosts (usually after `host maintenance HOST on`); running VMs stay and are listed with the reason (exit 4 when any VM stayed)',
+    )
+    .argument('<id>', 'host id, unique id prefix (as in `host list`) or hostname', parseHostRef)
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const found = await findHost(ctx.client, ref);
+      const result = await ctx.client.request<HostEvacuation>('POST', `/v1/hosts/${found.id}/evacuate`, {
+        tenant: false,
+      });
+      if (ctx.out.json) {
+        ctx.out.printJson(result);
+        return;
+      }
+      const lines = [
+        `host ${found.hostname}: ${result.moved.length} moved, ${result.skipped.length} not moved`,
+        ...result.moved.map((m) => `  moved    ${m.name} -> ${m.toHostname} (${m.toHostId.slice(0, 8)})`),
+        ...result.skipped.map((s) => `  stayed   ${s.name}: ${s.reason}`),
+      ];
+      ctx.out.print(lines.join('\n'));
+      // A VM that stayed needs the operator (exit 4, like any state conflict).
+      if (result.skipped.length > 0)
+        throw new IncompleteError(`${result.skipped.length} VM(s) stayed on host ${found.hostname}`);
     });
 }

@@ -99,11 +99,17 @@ export async function placementForCreate(
       throw new InvalidInputError(`placement group ${JSON.stringify(ref)} not found`);
     throw error;
   });
-  const rows = await db
+  return { group, memberHosts: await groupMemberHosts(db, group.id) };
+}
+
+/** The hosts the group's VMs are on (leaving out one VM: the one being moved). */
+export async function groupMemberHosts(db: Db, groupId: string, exceptVmId?: string): Promise<Set<string>> {
+  let query = db
     .selectFrom('vms')
     .select('hostId')
-    .where('placementGroupId', '=', group.id)
-    .where('hostId', 'is not', null)
-    .execute();
-  return { group, memberHosts: new Set(rows.map((r) => r.hostId!)) };
+    .where('placementGroupId', '=', groupId)
+    .where('hostId', 'is not', null);
+  if (exceptVmId !== undefined) query = query.where('id', '!=', exceptVmId);
+  const rows = await query.execute();
+  return new Set(rows.map((r) => r.hostId!));
 }

@@ -14,16 +14,17 @@ import {
   UntrustedImageError,
 } from '../../api/errors.js';
 import type { RestartPolicy, Vm, VmCreate, VmState } from '../../api/vm.js';
+import type { HostEvacuation } from '../../api/host.js';
 import { isUuid, newId } from '../../common/ids.js';
 import { KeyedMutex } from '../../common/keyed-mutex.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentConnection } from '../agent-link/agent-connection.js';
 import type { PortPacketSample, ServerMetrics } from '../metrics.js';
 import { nowIso, type Db } from '../store/database.js';
-import type { VmsTable } from '../store/schema.js';
+import type { HostsTable, PlacementGroupsTable, VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations, hostOccupancy } from './host-registry.js';
-import { placementForCreate } from './placement-groups.js';
+import { groupMemberHosts, placementForCreate } from './placement-groups.js';
 import { findImage } from '../images/image-catalog.js';
 import { assertImageTrusted, imageTrustMaterial } from '../images/image-signatures.js';
 import { assertImageUsable } from '../images/image-import.js';
@@ -130,7 +131,6 @@ export class VmService {
     failpoint('create:before-transaction');
     let row: VmsTable | null = null;
     await this.db.transaction().execute(async (trx) => {
-      const hosts = await trx.selectFrom('hosts').selectAll().execute();
       // Quota first: the admission write serialises this tenant's creates until commit.
       await this.options.quotas.admit(trx, tenantId, {
         vms: 1,
@@ -138,36 +138,16 @@ export class VmService {
         memoryMiB: flavor.memoryMib,
         diskGiB: flavor.diskGib,
       });
-      const tenant = await trx
-        .selectFrom('tenants')
-        .select('dedicatedHosts')
-        .where('id', '=', tenantId)
-        .executeTakeFirst();
       const placement =
         input.placementGroup !== undefined
           ? await placementForCreate(trx, input.placementGroup, tenantId)
           : null;
-      const host = pickHost(
-        hosts,
-        await hostAllocations(trx),
-        {
-          vcpus: flavor.vcpus,
-          memoryMiB: flavor.memoryMib,
-          tenantId,
-          dedicated: tenant?.dedicatedHosts === 1,
-          ...(placement
-            ? {
-                group: {
-                  name: placement.group.name,
-                  policy: placement.group.policy,
-                  memberHosts: placement.memberHosts,
-                },
-              }
-            : {}),
-        },
-        this.options.overcommit,
-        await hostOccupancy(trx),
-      );
+      const host = await this.chooseHost(trx, {
+        tenantId,
+        vcpus: flavor.vcpus,
+        memoryMiB: flavor.memoryMib,
+        group: placement ? { ...placement.group, memberHosts: placement.memberHosts } : null,
+      });
       failpoint('create:after-admission');
       row = {
         id,
@@ -383,6 +363,130 @@ export class VmService {
     await agent.request('console.write', { vmId: row.id, dataBase64: data.toString('base64') });
   }
 
+  /**
+   * Moves the VMs of a host that are stopped to other hosts (maintenance, a failed host): each is
+   * placed again under every constraint (capacity, dedicated hosts, its placement group) with the
+   * source host left out. Running VMs stay and are reported (no live migration). The source host's
+   * agent drops its copy now, or at its next sync when it is offline.
+   */
+  async evacuateHost(hostId: string): Promise<HostEvacuation> {
+    const source = await this.db.selectFrom('hosts').selectAll().where('id', '=', hostId).executeTakeFirst();
+    if (!source) throw new NotFoundError('host');
+    const rows = await this.db
+      .selectFrom('vms')
+      .selectAll()
+      .where('hostId', '=', hostId)
+      .orderBy('createdAt')
+      .execute();
+    const result: HostEvacuation = { hostId, moved: [], skipped: [] };
+    for (const candidate of rows) {
+      await this.mutex.run(candidate.id, async () => {
+        const row = await this.db
+          .selectFrom('vms')
+          .selectAll()
+          .where('id', '=', candidate.id)
+          .executeTakeFirst();
+        if (!row || row.hostId !== hostId) return;
+        if (row.state !== 'stopped') {
+          result.skipped.push({
+            vmId: row.id,
+            name: row.name,
+            reason: `the VM is ${row.state}: only stopped VMs are evacuated (stop it first; live migration is not supported)`,
+          });
+          return;
+        }
+        try {
+          const target = await this.db.transaction().execute(async (trx) => {
+            const group = row.placementGroupId
+              ? await trx
+                  .selectFrom('placementGroups')
+                  .selectAll()
+                  .where('id', '=', row.placementGroupId)
+                  .executeTakeFirst()
+              : undefined;
+            const host = await this.chooseHost(trx, {
+              tenantId: row.tenantId,
+              vcpus: row.vcpus,
+              memoryMiB: row.memoryMib,
+              group: group ? { ...group, memberHosts: await groupMemberHosts(trx, group.id, row.id) } : null,
+              excludeHost: hostId,
+            });
+            const moved = await trx
+              .updateTable('vms')
+              .set({ hostId: host.id, updatedAt: nowIso() })
+              .where('id', '=', row.id)
+              .where('hostId', '=', hostId)
+              .where('state', '=', 'stopped')
+              .executeTakeFirst();
+            if (Number(moved.numUpdatedRows) !== 1) throw new ConflictError('the VM changed concurrently');
+            return host;
+          });
+          result.moved.push({
+            vmId: row.id,
+            name: row.name,
+            toHostId: target.id,
+            toHostname: target.hostname,
+          });
+          this.log.info({ vmId: row.id, from: hostId, to: target.id }, 'VM evacuated');
+        } catch (error) {
+          if (!(error instanceof RampartError)) throw error;
+          result.skipped.push({ vmId: row.id, name: row.name, reason: error.message });
+          return;
+        }
+        // The source's agent forgets the VM (an offline one does at its next sync).
+        await this.agents
+          .connectionFor(hostId)
+          ?.request('remove', { vmId: row.id }, 120_000)
+          .catch((error: unknown) =>
+            this.log.warn({ vmId: row.id, err: (error as Error).message }, 'source host did not drop the VM'),
+          );
+      });
+    }
+    if (result.moved.length > 0)
+      await this.publishFirewalls([hostId, ...result.moved.map((m) => m.toHostId)]);
+    return result;
+  }
+
+  /** Picks a host for a VM under every placement constraint (inside the caller's transaction). */
+  private async chooseHost(
+    trx: Db,
+    spec: {
+      tenantId: string;
+      vcpus: number;
+      memoryMiB: number;
+      group: (PlacementGroupsTable & { memberHosts: Set<string> }) | null;
+      excludeHost?: string;
+    },
+  ): Promise<HostsTable> {
+    const hosts = await trx.selectFrom('hosts').selectAll().execute();
+    const tenant = await trx
+      .selectFrom('tenants')
+      .select('dedicatedHosts')
+      .where('id', '=', spec.tenantId)
+      .executeTakeFirst();
+    return pickHost(
+      hosts.filter((h) => h.id !== spec.excludeHost),
+      await hostAllocations(trx),
+      {
+        vcpus: spec.vcpus,
+        memoryMiB: spec.memoryMiB,
+        tenantId: spec.tenantId,
+        dedicated: tenant?.dedicatedHosts === 1,
+        ...(spec.group
+          ? {
+              group: {
+                name: spec.group.name,
+                policy: spec.group.policy,
+                memberHosts: spec.group.memberHosts,
+              },
+            }
+          : {}),
+      },
+      this.options.overcommit,
+      await hostOccupancy(trx),
+    );
+  }
+
   // ---------------------------------------------------------------- agent side
 
   /** A host (re)connected: send it the full desired state and fold in what it reports. */
@@ -395,7 +499,7 @@ export class VmService {
       firewall: await this.options.networks.firewallFor(hostId, this.nextGeneration()),
     });
     const { statuses } = await agent.request('sync', { vms: intents }, 120_000);
-    for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status));
+    for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status, hostId));
     // VMs being deleted were not in the list, so the agent has removed them: finish the deletes.
     for (const row of rows.filter((r) => r.state === 'deleting')) {
       await this.db.deleteFrom('vms').where('id', '=', row.id).where('state', '=', 'deleting').execute();
@@ -403,9 +507,10 @@ export class VmService {
     }
   }
 
-  onStatus(status: VmStatus): void {
+  /** A status report from the agent of `hostId`. */
+  onStatus(status: VmStatus, hostId: string): void {
     void this.mutex
-      .run(status.id, () => this.applyStatus(status))
+      .run(status.id, () => this.applyStatus(status, hostId))
       .catch((error: unknown) => {
         this.log.error({ vmId: status.id, err: (error as Error).message }, 'failed to record VM status');
       });
@@ -418,9 +523,14 @@ export class VmService {
 
   // ---------------------------------------------------------------- internals
 
-  private async applyStatus(status: VmStatus): Promise<void> {
+  private async applyStatus(status: VmStatus, hostId: string): Promise<void> {
     const row = await this.db.selectFrom('vms').selectAll().where('id', '=', status.id).executeTakeFirst();
     if (!row || row.state === 'deleting') return;
+    // Only the VM's own host speaks for it (a host it was evacuated from may still hold a stale copy).
+    if (row.hostId !== hostId) {
+      this.log.warn({ vmId: row.id, from: hostId, host: row.hostId }, 'status from a host the VM is not on');
+      return;
+    }
     if (status.bootId < row.bootId) return; // a report about an older boot of this VM
     const current = row.state as VmState;
     let next = stateFromPhase(status.phase, current);
@@ -552,7 +662,7 @@ export class VmService {
     if (intent!.ports.length > 0) await this.publishFirewalls([row.hostId]);
     try {
       const { status } = await agent.request('apply', { vm: intent! });
-      await this.applyStatus(status);
+      await this.applyStatus(status, row.hostId);
     } catch (error) {
       if (error instanceof RampartError && error.code === 'RAMPART_HOST_UNAVAILABLE') return;
       await this.db

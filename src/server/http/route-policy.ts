@@ -143,6 +143,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/hosts': platform('platform:host:read'),
   'GET /v1/hosts/:id': platform('platform:host:read'),
   'PATCH /v1/hosts/:id': platform('platform:host:update'),
+  'POST /v1/hosts/:id/evacuate': platform('platform:host:evacuate'),
 
   'GET /v1/vms': tenant('vm:read'),
   'POST /v1/vms': tenant('vm:create'),

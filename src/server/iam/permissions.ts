@@ -71,6 +71,8 @@ export const PLATFORM_PERMISSIONS = [
   'platform:host:read',
   /** Maintenance mode of hosts. */
   'platform:host:update',
+  /** Move the stopped VMs of a host to other hosts (any tenant's). */
+  'platform:host:evacuate',
   'platform:audit:read',
   /** Read the security event stream of every tenant and the platform-wide events. */
   'platform:security:read',

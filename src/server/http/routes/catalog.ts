@@ -4,7 +4,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorSchema, NoContent, Ref, RefParams, listOf } from '../../../api/common.js';
 import { Flavor, FlavorCreate } from '../../../api/flavor.js';
-import { Host, HostUpdate } from '../../../api/host.js';
+import { Host, HostEvacuation, HostUpdate } from '../../../api/host.js';
+import { isUuid } from '../../../common/ids.js';
 import { TenantQuery } from '../../../api/iam.js';
 import { Image, ImageUpdate } from '../../../api/image.js';
 import { createFlavor, findFlavor, flavorToApi, listFlavors } from '../../compute/flavor-catalog.js';
@@ -228,6 +229,25 @@ export async function catalogRoutes(base: FastifyInstance, ctx: AppContext): Pro
       request.auditInfo!.target = request.params.id;
       request.auditInfo!.detail = `maintenance ${request.body.maintenance ? 'on' : 'off'}`;
       return setHostMaintenance(ctx.db, request.params.id, request.body.maintenance, ctx.overcommit);
+    },
+  );
+  app.post(
+    '/v1/hosts/:id/evacuate',
+    {
+      schema: {
+        tags: ['hosts'],
+        summary:
+          'Move the stopped VMs of a host to other hosts (placed again under every constraint); running VMs stay and are listed with the reason',
+        params: Type.Object({ id: Type.String({ maxLength: 36 }) }, { additionalProperties: false }),
+        response: { 200: HostEvacuation, ...errors },
+      },
+    },
+    async (request) => {
+      request.auditInfo!.target = request.params.id;
+      if (!isUuid(request.params.id)) throw new NotFoundError('host');
+      const result = await ctx.vms.evacuateHost(request.params.id);
+      request.auditInfo!.detail = `moved ${result.moved.length}, skipped ${result.skipped.length}`;
+      return result;
     },
   );
 }

@@ -1,8 +1,8 @@
 /**
- * All-in-one mode: keeps one connection to the local agent. Connects to its unix socket; when nothing
- * listens there (and mode is local) it starts `rampart agent` as a detached process, so the agent and
- * its VMs outlive a server restart. A dropped connection is re-established (restarting the agent if it
- * died). In external mode it only connects.
+ * Keeps one connection to one host agent. Connects to its unix socket; when nothing listens there and
+ * the agent is the server's local one (mode local, all-in-one) it starts `rampart agent` as a detached
+ * process, so the agent and its VMs outlive a server restart. A dropped connection is re-established
+ * (restarting a local agent if it died). An external agent (another host) is only connected to.
  */
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
@@ -14,7 +14,7 @@ import type { Logger } from '../../common/logger.js';
 import { spawnDetached } from '../../common/subprocess.js';
 import { AgentConnection } from './agent-connection.js';
 
-export interface LocalAgentOptions {
+export interface AgentEndpoint {
   mode: 'local' | 'external';
   socket: string;
   dataDir: string;
@@ -29,14 +29,15 @@ export interface SupervisorEvents {
 
 const CLI_MAIN = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 
-export class LocalAgentSupervisor extends EventEmitter<SupervisorEvents> {
+export class AgentSupervisor extends EventEmitter<SupervisorEvents> {
   private connection: AgentConnection | null = null;
   private stopped = false;
   private lastSpawnAt = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  private quickCloses = 0;
 
   constructor(
-    private readonly options: LocalAgentOptions,
+    private readonly options: AgentEndpoint,
     private readonly log: Logger,
   ) {
     super();
@@ -59,23 +60,6 @@ export class LocalAgentSupervisor extends EventEmitter<SupervisorEvents> {
     this.connection = null;
   }
 
-  /** Resolves with the connection once connected (or rejects after `timeoutMs`). */
-  waitConnected(timeoutMs: number): Promise<AgentConnection> {
-    const current = this.current;
-    if (current) return Promise.resolve(current);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.off('connected', onConnected);
-        reject(new Error(`the host agent did not connect within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const onConnected = (connection: AgentConnection) => {
-        clearTimeout(timer);
-        resolve(connection);
-      };
-      this.once('connected', onConnected);
-    });
-  }
-
   private attempt(): void {
     if (this.stopped) return;
     const socket: Socket = connect(this.options.socket);
@@ -87,11 +71,14 @@ export class LocalAgentSupervisor extends EventEmitter<SupervisorEvents> {
         this.log.info({ hostId: host.hostId, accelerator: host.accelerator }, 'agent connected');
         this.emit('connected', connection, host);
       });
+      const openedAt = Date.now();
       connection.once('close', () => {
         if (this.connection === connection) this.connection = null;
-        this.log.warn('agent connection closed');
+        this.log.warn({ socket: this.options.socket }, 'agent connection closed');
         this.emit('disconnected');
-        this.schedule(200);
+        // A connection that keeps closing right away (e.g. refused) is retried less and less often.
+        this.quickCloses = Date.now() - openedAt < 2000 ? this.quickCloses + 1 : 0;
+        this.schedule(Math.min(200 * 2 ** this.quickCloses, 10_000));
       });
     });
     socket.once('error', (error: NodeJS.ErrnoException) => {
@@ -99,7 +86,7 @@ export class LocalAgentSupervisor extends EventEmitter<SupervisorEvents> {
       if (this.options.mode === 'local' && (error.code === 'ENOENT' || error.code === 'ECONNREFUSED')) {
         this.spawnAgent();
       } else {
-        this.log.warn({ err: error.message }, 'cannot reach agent');
+        this.log.warn({ socket: this.options.socket, err: error.message }, 'cannot reach agent');
       }
       this.schedule(200);
     });
