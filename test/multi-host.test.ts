@@ -6,7 +6,7 @@
  * reports never override the VM's new host; dedicated tenants get a host of their own.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Host, HostEvacuation } from '../src/api/host.js';
@@ -50,6 +50,18 @@ function inHostRange(host: string, uid: number): boolean {
     return uid >= base && uid < base + 250;
   }
   return uid >= 3_100_000 && uid < 3_400_000;
+}
+
+/** Cpus_allowed_list of a process (or one of its threads). */
+function cpusAllowed(pid: number, task = pid): string {
+  const line = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Cpus_allowed_list:'));
+  return line!.split(/\s+/)[1]!;
+}
+
+function threadsOf(pid: number): number[] {
+  return readdirSync(`/proc/${pid}/task`).map(Number);
 }
 
 async function create(body: Record<string, unknown>, tenant?: string) {
@@ -249,4 +261,64 @@ test('a dedicated tenant gets a host of its own among several; nobody else is pl
   await deleteVm('resident');
   await deleteVm('o1', 'other');
   for (const name of ['d1', 'd2']) await deleteVm(name, 'solo');
+});
+
+test('dedicated CPUs: whole cores pinned to one VM, taken out of the shared pool, never shared', async () => {
+  const flavor = await runCli(harness, [
+    'flavor',
+    'create',
+    'pinned',
+    '--vcpus',
+    '1',
+    '--memory',
+    '128',
+    '--disk',
+    '1',
+    '--cpu-policy',
+    'dedicated',
+  ]);
+  assert.equal(flavor.code, 0, flavor.stderr);
+  const hosts = (await harness.api<{ items: Host[] }>('GET', '/v1/hosts')).body.items;
+  const a = hosts.find((h) => h.hostname === 'host-a')!;
+  assert.deepEqual(a.dedicatedCores, [[1]], 'this two-CPU machine keeps core 0 shared and offers core 1');
+  assert.deepEqual(hosts.find((h) => h.hostname === 'host-b')!.dedicatedCores, []);
+
+  await maintenance('host-b', true);
+  assert.equal((await create({ name: 'sh' })).status, 201);
+  const shared = await harness.waitForState('sh', 'running');
+  assert.equal(cpusAllowed(shared.pid!), '0-1', 'nothing pinned yet: the whole machine');
+  await maintenance('host-b', false);
+
+  // host-b has more room but no dedicated cores: the pinned VM goes to host-a, core 1.
+  assert.equal((await create({ name: 'pin1', flavor: 'pinned' })).status, 201);
+  const pinned = await harness.waitForState('pin1', 'running');
+  assert.equal(hostNameOf(pinned), 'host-a');
+  assert.deepEqual(pinned.pinnedCpus, [1]);
+  assert.equal(cpusAllowed(pinned.pid!), '1');
+  for (const task of threadsOf(pinned.pid!))
+    assert.equal(cpusAllowed(pinned.pid!, task), '1', `thread ${task}`);
+  await harness.waitFor(async () => cpusAllowed(shared.pid!) === '0', 10_000, 'the shared VM left core 1');
+  const allocated = (await harness.api<Host>('GET', `/v1/hosts/${a.id}`)).body.allocated;
+  assert.deepEqual(allocated.pinnedCpus, [1]);
+  assert.match((await runCli(harness, ['vm', 'show', 'pin1'])).stdout, /Pinned CPUs: +1$/m);
+
+  // Another tenant never gets that core (nor does anyone else): the refusal names the constraint.
+  assert.equal((await harness.api('POST', '/v1/tenants', { name: 'pinner' })).status, 201);
+  const refused = await create({ name: 'pin2', flavor: 'pinned', start: false }, 'pinner');
+  assert.equal(refused.status, 503);
+  assert.match(refused.body.error.message, /needs 1 dedicated CPU\(s\) \(whole cores, never shared\)/);
+  // A resize cannot turn a shared VM into a pinned one behind the scheduler's back.
+  assert.equal((await harness.api('POST', '/v1/vms/sh/stop')).status, 202);
+  await harness.waitForState('sh', 'stopped');
+  const resize = await harness.api<{ error: { message: string } }>('POST', '/v1/vms/sh/resize', {
+    flavor: 'pinned',
+  });
+  assert.equal(resize.status, 409, JSON.stringify(resize.body));
+
+  // Deleted, its core returns to the shared pool.
+  await deleteVm('pin1');
+  assert.equal((await harness.api('POST', '/v1/vms/sh/start')).status, 202);
+  const again = await harness.waitForState('sh', 'running');
+  assert.equal(cpusAllowed(again.pid!), '0-1');
+  await deleteVm('sh');
 });

@@ -38,6 +38,8 @@ export interface AgentConfig {
    */
   cpuLimit: number | null;
   memoryLimitMiB: number | null;
+  /** RAMPART_DEDICATED_CPUS: CPUs whose cores may be pinned (unset: all cores but the first). */
+  dedicatedCpus: string | undefined;
 }
 
 export interface AgentConfigInput {
@@ -82,6 +84,9 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
   const hostname = env.RAMPART_HOST_NAME || null;
   if (hostname !== null && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(hostname))
     throw new Error('RAMPART_HOST_NAME must be a hostname (letters, digits, dots and dashes)');
+  const dedicatedCpus = env.RAMPART_DEDICATED_CPUS;
+  if (dedicatedCpus !== undefined && !/^(none|[0-9,-]*)$/.test(dedicatedCpus.trim()))
+    throw new Error('RAMPART_DEDICATED_CPUS must be a CPU list such as 2-7,10 or none');
   const probeKernel = env.RAMPART_PROBE_KERNEL ?? null;
   const probeInitrd = env.RAMPART_PROBE_INITRD ?? null;
   return {
@@ -101,6 +106,7 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     netns,
     firewallReconcileSeconds: integerEnv(env, 'RAMPART_FIREWALL_RECONCILE_SECONDS', 30, 0, 86_400),
     hostname,
+    dedicatedCpus,
     cpuLimit: env.RAMPART_HOST_CPUS === undefined ? null : integerEnv(env, 'RAMPART_HOST_CPUS', 1, 1, 65_536),
     memoryLimitMiB:
       env.RAMPART_HOST_MEMORY_MIB === undefined

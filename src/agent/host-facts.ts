@@ -2,6 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
+import { parseCpuList } from '../common/cpu-list.js';
 import { newId, isUuid } from '../common/ids.js';
 import { run } from '../common/subprocess.js';
 
@@ -31,6 +32,47 @@ export function hostCapacity(limits: { cpus?: number | null; memoryMiB?: number 
     vcpusAllocatable: cpuCount * CPU_ALLOCATION_RATIO,
     memoryMiBAllocatable: Math.max(0, memoryMiB - MEMORY_RESERVED_MIB),
   };
+}
+
+/**
+ * The online CPUs grouped into physical cores (SMT siblings together), from sysfs. A CPU whose
+ * topology cannot be read counts as a core of its own.
+ */
+export function cpuCores(sysCpu = '/sys/devices/system/cpu'): { online: number[]; cores: number[][] } {
+  const read = (path: string) => readFileSync(join(sysCpu, path), 'utf8');
+  let online: number[];
+  try {
+    online = parseCpuList(read('online'));
+  } catch {
+    online = cpus().map((_, i) => i);
+  }
+  const cores = new Map<string, number[]>();
+  for (const cpu of online) {
+    let siblings: number[];
+    try {
+      siblings = parseCpuList(read(`cpu${cpu}/topology/thread_siblings_list`)).filter((c) =>
+        online.includes(c),
+      );
+    } catch {
+      siblings = [cpu];
+    }
+    cores.set(siblings.join(','), siblings.length > 0 ? siblings : [cpu]);
+  }
+  return { online, cores: [...cores.values()].sort((a, b) => a[0]! - b[0]!) };
+}
+
+/**
+ * The cores dedicated-CPU VMs may get. `setting` (RAMPART_DEDICATED_CPUS) is a CPU list: the cores
+ * wholly inside it; `none` or empty: no core. Unset: every core but the first, which stays with the
+ * host and the shared pool (a one-core host has none).
+ */
+export function dedicatedCores(cores: readonly number[][], setting: string | undefined): number[][] {
+  if (setting === undefined) return cores.slice(1);
+  if (setting.trim() === '' || setting.trim() === 'none') return [];
+  const allowed = new Set(parseCpuList(setting));
+  const chosen = cores.filter((core) => core.every((cpu) => allowed.has(cpu)));
+  // The shared pool (host processes, VMs without dedicated CPUs) always keeps at least one core.
+  return chosen.length === cores.length ? chosen.slice(1) : chosen;
 }
 
 export function hostName(): string {

@@ -12,7 +12,16 @@ import { RAMPART_VERSION } from '../common/version.js';
 import { loadCgroups } from './cgroups/cgroup-load.js';
 import { VmCgroups } from './cgroups/vm-cgroups.js';
 import { loadAgentConfig, type AgentConfigInput } from './config.js';
-import { findExecutable, hostCapacity, hostName, kvmGroupId, loadHostId, qemuVersion } from './host-facts.js';
+import {
+  cpuCores,
+  dedicatedCores,
+  findExecutable,
+  hostCapacity,
+  hostName,
+  kvmGroupId,
+  loadHostId,
+  qemuVersion,
+} from './host-facts.js';
 import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
 import { HostNetwork } from './runtime/host-network.js';
@@ -65,6 +74,13 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
   const qemuBinary = findExecutable(config.qemuBinary);
   const setprivBinary = findExecutable('setpriv');
   const prlimitBinary = findExecutable('prlimit');
+  const jailBinaries = {
+    nsenter: findExecutable('nsenter'),
+    unshare: findExecutable('unshare'),
+    chroot: findExecutable('chroot'),
+    mount: findExecutable('mount'),
+    sleep: findExecutable('sleep'),
+  };
   const version = await qemuVersion(qemuBinary);
   const kvmGroup = kvmGroupId();
   const verdict = await chooseAccelerator({
@@ -90,6 +106,10 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     log.error({ cgroups: cgroups.describe() }, 'no resource limits');
   else log.info({ cgroups: cgroups.describe() }, 'resource limits');
 
+  const topology = cpuCores();
+  const pinnable = dedicatedCores(topology.cores, config.dedicatedCpus);
+  log.info({ cores: topology.cores, dedicated: pinnable, pinning: cgroups.canPin }, 'CPU topology');
+
   const network = new HostNetwork({
     ...(config.netns !== null ? { netns: config.netns } : {}),
     log: log.child({ component: 'network' }),
@@ -104,12 +124,14 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       qemuBinary,
       setprivBinary,
       prlimitBinary,
+      jail: jailBinaries,
       kvmGroup,
       consoleCapBytes: config.consoleCapBytes,
       cgroups,
       log,
     },
     { base: config.uidBase, count: config.uidCount },
+    { online: topology.online, dedicatedCores: pinnable },
   );
   vms.loadExisting();
   await vms.pruneCgroups();
@@ -124,6 +146,8 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       accelerator: verdict.accelerator,
       acceleratorReason: verdict.reason,
       capacity: hostCapacity({ cpus: config.cpuLimit, memoryMiB: config.memoryLimitMiB }),
+      // Only cores this host can really keep apart (cpuset available) are offered for pinning.
+      dedicatedCores: cgroups.canPin ? pinnable : [],
     },
     vms,
     network,

@@ -116,6 +116,13 @@ export const VmIntent = Type.Object(
     ),
     /** VMX/SVM exposed to the guest (the tenant is allowed nested virtualization by a platform admin). */
     nestedVirtualization: Type.Optional(Type.Boolean()),
+    /**
+     * Dedicated CPU policy: the host CPUs this VM has to itself (whole cores, chosen by the server from
+     * the host's dedicated cores). Absent: the VM runs on the host's shared pool.
+     */
+    pinnedCpus: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 0, maximum: 4095 }), { minItems: 1, maxItems: 256 }),
+    ),
     /** The VM's network interfaces (taps on the networks' bridges); none: no network device. */
     ports: Type.Array(PortIntent, { maxItems: 8 }),
     power: DesiredPower,
@@ -191,6 +198,12 @@ export const HostInfo = Type.Object({
   accelerator: Accelerator,
   acceleratorReason: Type.String(),
   capacity: HostCapacity,
+  /** Cores that may be given to dedicated-CPU VMs, each the logical CPU ids of one physical core. */
+  dedicatedCores: Type.Optional(
+    Type.Array(Type.Array(Type.Integer({ minimum: 0, maximum: 4095 }), { minItems: 1, maxItems: 8 }), {
+      maxItems: 4096,
+    }),
+  ),
 });
 export type HostInfo = Static<typeof HostInfo>;
 

@@ -16,6 +16,13 @@ export const LIMITS = {
   networkMbps: { minimum: 1, maximum: 100_000 },
 } as const;
 
+/**
+ * `shared`: vCPUs float over the host's shared CPUs (overcommitted). `dedicated`: the VM gets whole
+ * physical cores of its own (SMT siblings together), pinned, never shared with any other VM.
+ */
+export const CpuPolicy = Type.Union([Type.Literal('shared'), Type.Literal('dedicated')]);
+export type CpuPolicy = Static<typeof CpuPolicy>;
+
 export const DEFAULT_CPU_WEIGHT = 100;
 export const DEFAULT_PIDS_MAX = 512;
 
@@ -32,6 +39,7 @@ export const Flavor = Type.Object(
     pidsMax: Type.Integer(LIMITS.pidsMax),
     /** null: the VM's network is not rate limited. */
     networkMbps: Type.Union([Type.Integer(LIMITS.networkMbps), Type.Null()]),
+    cpuPolicy: CpuPolicy,
     createdAt: Timestamp,
   },
   { $id: 'Flavor' },
@@ -48,6 +56,7 @@ export const FlavorCreate = Type.Object(
     cpuWeight: Type.Optional(Type.Integer(LIMITS.cpuWeight)),
     pidsMax: Type.Optional(Type.Integer(LIMITS.pidsMax)),
     networkMbps: Type.Optional(Type.Integer(LIMITS.networkMbps)),
+    cpuPolicy: Type.Optional(CpuPolicy),
   },
   { additionalProperties: false },
 );

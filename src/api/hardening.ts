@@ -49,6 +49,12 @@ export const VmHardening = Type.Object(
     devices: Type.Array(Type.Object({ slot: Type.Integer(), class: Type.String(), id: Type.String() })),
     /** TCP/UDP sockets the process listens on (none expected: QMP, console and agent are unix sockets). */
     listeningSockets: Type.Array(Type.String()),
+    /** QEMU's mount namespace: its own (`private`, the jail) or the agent's (`host`). */
+    mountNamespace: Type.Union([Type.Literal('private'), Type.Literal('host'), Type.Null()]),
+    /** QEMU's root directory (/proc/<pid>/root): the VM's jail on the host, never `/`. */
+    root: Type.Union([Type.String(), Type.Null()]),
+    /** The mount points QEMU can see (/proc/<pid>/mountinfo, relative to its root) and whether read-only. */
+    mounts: Type.Array(Type.Object({ path: Type.String(), readOnly: Type.Boolean() })),
     checks: Type.Array(HardeningCheck),
   },
   { $id: 'VmHardening' },
@@ -70,6 +76,9 @@ export function hardeningNotRunning(reason: string): VmHardening {
     cgroups: [],
     devices: [],
     listeningSockets: [],
+    mountNamespace: null,
+    root: null,
+    mounts: [],
     checks: [{ name: 'running', ok: false, detail: reason }],
   };
 }

@@ -24,7 +24,15 @@ export const Host = Type.Object(
     acceleratorReason: Type.String(),
     qemuVersion: Type.String(),
     capacity: HostCapacity,
-    allocated: Type.Object({ vcpus: Type.Integer(), memoryMiB: Type.Integer(), vms: Type.Integer() }),
+    allocated: Type.Object({
+      vcpus: Type.Integer(),
+      memoryMiB: Type.Integer(),
+      vms: Type.Integer(),
+      /** Host CPUs held by dedicated-CPU VMs (never shared with another VM). */
+      pinnedCpus: Type.Array(Type.Integer()),
+    }),
+    /** Cores dedicated-CPU VMs may get, each the logical CPUs (SMT siblings) of one physical core. */
+    dedicatedCores: Type.Array(Type.Array(Type.Integer())),
     /** The platform's ratios behind capacity.*Allocatable: vCPUs per CPU, memory per MiB. */
     overcommit: Type.Object({ cpu: Type.Number(), memory: Type.Number() }),
     /** In maintenance: the scheduler places no new VM here; running VMs stay. */

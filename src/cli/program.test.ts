@@ -382,7 +382,7 @@ void describe('commands against a fake API', () => {
               items: [
                 hostFixture({
                   capacity: { cpus: 2, memoryMiB: 8192, vcpusAllocatable: 32, memoryMiBAllocatable: 7680 },
-                  allocated: { vcpus: 3, memoryMiB: 1536, vms: 3 },
+                  allocated: { vcpus: 3, memoryMiB: 1536, vms: 3, pinnedCpus: [] },
                   overcommit: { cpu: 16, memory: 1 },
                 }),
               ],

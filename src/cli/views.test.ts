@@ -107,6 +107,7 @@ void describe('resource tables', () => {
           cpuWeight: 100,
           pidsMax: 512,
           networkMbps: null,
+          cpuPolicy: 'shared',
           createdAt: '2026-01-01T11:00:00Z',
         },
       ],
@@ -151,6 +152,7 @@ void describe('detail views', () => {
       cpuWeight: 200,
       pidsMax: 1024,
       networkMbps: null,
+      cpuPolicy: 'shared' as const,
       createdAt: '2026-01-01T11:00:00Z',
     };
     const text = flavorDetails(flavor, plain);

@@ -337,6 +337,7 @@ export function loadServerConfig(
     'RAMPART_HOST_CPUS',
     'RAMPART_HOST_MEMORY_MIB',
     'RAMPART_UID_COUNT',
+    'RAMPART_DEDICATED_CPUS',
   ]) {
     const value = env[name];
     if (value) agentEnv[name] = value;

@@ -130,6 +130,8 @@ export class RampartHarness {
           RAMPART_UID_BASE: String(this.extraHostUidBase(name)),
           RAMPART_UID_COUNT: String(EXTRA_HOST_UIDS),
           RAMPART_CGROUP_PARENT: this.cgroupParent,
+          // The hosts share this machine's CPUs: only the local agent may pin them.
+          RAMPART_DEDICATED_CPUS: 'none',
           RAMPART_LOG_LEVEL: 'info',
           ...host.env,
         },

@@ -44,6 +44,10 @@ export interface CgroupDriver {
   create(vmId: string): void;
   /** Writes the limits. A file that already holds the value is not written again. */
   apply(vmId: string, limits: CgroupLimits): void;
+  /** Whether VMs can be kept to chosen CPUs (the cpuset controller is available). */
+  readonly supportsCpuset: boolean;
+  /** Keeps the VM's existing cgroup to these host CPUs (null: all of the parent's). */
+  setCpus(vmId: string, cpus: readonly number[] | null): void;
   readUsage(vmId: string): CgroupUsage;
   /** True when `pid` is in each of the VM's cgroups. */
   contains(vmId: string, pid: number): boolean;

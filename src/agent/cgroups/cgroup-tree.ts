@@ -71,6 +71,8 @@ export abstract class CgroupTreeDriver implements CgroupDriver {
 
   abstract apply(vmId: string, limits: CgroupLimits): void;
   abstract readUsage(vmId: string): CgroupUsage;
+  abstract readonly supportsCpuset: boolean;
+  abstract setCpus(vmId: string, cpus: readonly number[] | null): void;
 
   /** Called before a VM cgroup is created, e.g. to enable controllers for the parent's children. */
   protected prepareParent(): void {}

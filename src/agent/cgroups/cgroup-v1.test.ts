@@ -192,3 +192,37 @@ void describe('CgroupV1Driver', () => {
     assert.deepEqual(driver.listVmIds(), [VM, OTHER, fresh].sort());
   });
 });
+
+describe('cpuset (dedicated CPUs and the shared pool)', () => {
+  let pinned: FakeCgroupTree;
+  let pinning: CgroupV1Driver;
+  beforeEach(() => {
+    pinned = fakeCgroupTree('v1', { cpuset: true });
+    pinning = new CgroupV1Driver({ root: pinned.root, parent: PARENT, fs: pinned.fs, kill: pinned.kill });
+  });
+  afterEach(() => pinned.cleanup());
+
+  test('with the hierarchy mounted, VMs join it too, starting with the parent’s CPUs and memory nodes', () => {
+    assert.equal(pinning.supportsCpuset, true);
+    assert.equal(driver.supportsCpuset, false, 'a host without it is still fine');
+    pinning.create(VM);
+    assert.equal(pinned.read(join('cpuset', PARENT, 'cpuset.cpus')), '0-3');
+    assert.equal(pinned.read(vmPath('cpuset', 'cpuset.mems')), '0');
+    assert.equal(pinned.read(vmPath('cpuset', 'cpuset.cpus')), '0-3');
+    assert.match(pinning.execArgs(VM)[1]!, /^cpu,cpuacct,memory,pids,cpuset:/);
+    pinning.place(VM, 4242); // would be ENOSPC with empty cpus/mems
+    assert.equal(pinning.contains(VM, 4242), true);
+  });
+
+  test('setCpus keeps a VM to its cores, writes ranges, rewrites nothing unchanged, and null restores all', () => {
+    pinning.create(VM);
+    pinning.setCpus(VM, [3, 2]);
+    assert.equal(pinned.read(vmPath('cpuset', 'cpuset.cpus')), '2-3');
+    const before = pinned.writes.length;
+    pinning.setCpus(VM, [2, 3]);
+    assert.equal(pinned.writes.length, before);
+    pinning.setCpus(VM, null);
+    assert.equal(pinned.read(vmPath('cpuset', 'cpuset.cpus')), '0-3');
+    assert.throws(() => driver.setCpus(VM, [1]), /cpuset controller is not mounted/);
+  });
+});

@@ -7,9 +7,14 @@
  *            kernel has swap accounting; the kernel refuses a memory limit above memsw, so the write
  *            order depends on the direction of the change
  *   pids     pids.max
+ *   cpuset   cpuset.cpus (pinned cores, or the shared pool), when the hierarchy is mounted. A new v1
+ *            cpuset cgroup starts with no CPUs and no memory nodes (nothing could join it), so the
+ *            parent and each VM cgroup get their parent's cpus and mems at creation.
  * Usage: cpuacct.usage (ns), memory.usage_in_bytes, pids.current.
  */
 import { join } from 'node:path';
+import { formatCpuList } from '../../common/cpu-list.js';
+import { nodeCgroupFs } from './cgroup-fs.js';
 import {
   CFS_PERIOD_USEC,
   CgroupError,
@@ -24,9 +29,36 @@ export const V1_CONTROLLERS = ['cpu', 'cpuacct', 'memory', 'pids'] as const;
 
 export class CgroupV1Driver extends CgroupTreeDriver {
   readonly version = 'v1' as const;
+  readonly supportsCpuset: boolean;
 
   constructor(options: CgroupDriverOptions = {}) {
-    super(V1_CONTROLLERS, V1_CONTROLLERS, options);
+    const cpuset = (options.fs ?? nodeCgroupFs).exists(
+      join(options.root ?? '/sys/fs/cgroup', 'cpuset', 'cgroup.procs'),
+    );
+    const controllers = cpuset ? [...V1_CONTROLLERS, 'cpuset'] : [...V1_CONTROLLERS];
+    super(controllers, controllers, options);
+    this.supportsCpuset = cpuset;
+  }
+
+  override create(vmId: string): void {
+    super.create(vmId);
+    if (!this.supportsCpuset) return;
+    const parent = this.parentDir('cpuset');
+    for (const name of ['cpuset.cpus', 'cpuset.mems']) {
+      const inherited = join(parent, name);
+      if (this.fs.read(inherited).trim() === '')
+        this.fs.write(inherited, this.fs.read(join(this.root, 'cpuset', name)).trim());
+      const own = join(this.vmDir('cpuset', vmId), name);
+      if (this.fs.read(own).trim() === '') this.fs.write(own, this.fs.read(inherited).trim());
+    }
+  }
+
+  setCpus(vmId: string, cpus: readonly number[] | null): void {
+    if (!this.supportsCpuset) throw new CgroupError('the cpuset controller is not mounted on this host');
+    const value = cpus
+      ? formatCpuList(cpus)
+      : this.fs.read(join(this.parentDir('cpuset'), 'cpuset.cpus')).trim();
+    this.writeIfChanged(join(this.vmDir('cpuset', vmId), 'cpuset.cpus'), value);
   }
 
   private file(controller: (typeof V1_CONTROLLERS)[number], vmId: string, name: string): string {

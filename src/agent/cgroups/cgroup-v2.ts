@@ -11,6 +11,7 @@
  * alone; a host that wants systemd to own the tree can point the parent at a delegated subtree.
  */
 import { join } from 'node:path';
+import { formatCpuList } from '../../common/cpu-list.js';
 import {
   CFS_PERIOD_USEC,
   CgroupError,
@@ -39,6 +40,22 @@ export class CgroupV2Driver extends CgroupTreeDriver {
     const enabled = new Set(this.fs.exists(path) ? this.fs.read(path).trim().split(/\s+/) : []);
     const missing = V2_CONTROLLERS.filter((c) => !enabled.has(c));
     if (missing.length > 0) this.fs.write(path, missing.map((c) => `+${c}`).join(' '));
+  }
+
+  /** cpuset is enabled only when a VM is first kept to chosen CPUs (and only if the root offers it). */
+  get supportsCpuset(): boolean {
+    const path = join(this.root, 'cgroup.controllers');
+    return this.fs.exists(path) && this.fs.read(path).trim().split(/\s+/).includes('cpuset');
+  }
+
+  setCpus(vmId: string, cpus: readonly number[] | null): void {
+    if (!this.supportsCpuset) throw new CgroupError('the cpuset controller is not available on this host');
+    for (const dir of [this.root, this.parentDir('')]) {
+      const path = join(dir, 'cgroup.subtree_control');
+      if (!this.fs.read(path).trim().split(/\s+/).includes('cpuset')) this.fs.write(path, '+cpuset');
+    }
+    // Empty: the parent's effective CPUs.
+    this.writeIfChanged(this.file(vmId, 'cpuset.cpus'), cpus ? formatCpuList(cpus) : '');
   }
 
   protected override prepareParent(): void {

@@ -23,6 +23,8 @@ const V2_AVAILABLE = 'cpuset cpu io memory hugetlb pids rdma misc';
 export interface FakeCgroupTreeOptions {
   /** v1: swap accounting on (memory.memsw.* files). v2: memory.swap.max exists. Default true. */
   swap?: boolean;
+  /** v1: a cpuset hierarchy too (root CPUs 0-3, memory node 0; new cgroups start empty). Default false. */
+  cpuset?: boolean;
 }
 
 export interface FakeCgroupTree {
@@ -58,6 +60,8 @@ function v1Defaults(controller: string, swap: boolean): Record<string, string> {
       };
     case 'pids':
       return { 'pids.max': 'max', 'pids.current': '0' };
+    case 'cpuset':
+      return { 'cpuset.cpus': '', 'cpuset.mems': '' };
     default:
       return {};
   }
@@ -89,6 +93,10 @@ export function fakeCgroupTree(version: CgroupVersion, options: FakeCgroupTreeOp
     for (const controller of ['cpu', 'cpuacct', 'memory', 'pids', 'blkio']) {
       mkdirSync(join(root, controller));
       populate(join(root, controller), { 'cgroup.procs': '1', ...v1Defaults(controller, swap) });
+    }
+    if (options.cpuset) {
+      mkdirSync(join(root, 'cpuset'));
+      populate(join(root, 'cpuset'), { 'cgroup.procs': '1', 'cpuset.cpus': '0-3', 'cpuset.mems': '0' });
     }
   } else {
     populate(root, { 'cgroup.controllers': V2_AVAILABLE, 'cgroup.subtree_control': '', 'cgroup.procs': '1' });
@@ -139,6 +147,14 @@ export function fakeCgroupTree(version: CgroupVersion, options: FakeCgroupTreeOp
       const name = basename(path);
       const dir = dirname(path);
       if (name === 'cgroup.procs') {
+        // v1 cpuset: a cgroup without CPUs or memory nodes takes no task (ENOSPC), as in the kernel.
+        if (version === 'v1' && raw.exists(join(dir, 'cpuset.cpus'))) {
+          if (
+            raw.read(join(dir, 'cpuset.cpus')).trim() === '' ||
+            raw.read(join(dir, 'cpuset.mems')).trim() === ''
+          )
+            fail('write', path, 'ENOSPC');
+        }
         const current = raw.read(path).trim();
         raw.write(path, `${current ? `${current}\n` : ''}${value.trim()}\n`);
         return;

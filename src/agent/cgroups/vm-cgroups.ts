@@ -52,11 +52,54 @@ export interface PreparedStart {
   resources: VmResources | null;
 }
 
+/** The host CPUs a VM's cgroup is kept to (its pinned cores, or the shared pool); null: no restriction. */
+export type CpuPlan = (intent: VmIntent) => readonly number[] | null;
+
 export class VmCgroups {
+  private cpuPlan: CpuPlan = () => null;
+
   constructor(
     private readonly setup: CgroupSetup,
     private readonly log: Logger,
   ) {}
+
+  /** Set by the VM manager, which knows the pinned cores and the shared pool. */
+  setCpuPlan(plan: CpuPlan): void {
+    this.cpuPlan = plan;
+  }
+
+  /** Whether dedicated CPUs can be enforced here (limits on, cpuset controller available). */
+  get canPin(): boolean {
+    return this.setup.state === 'enabled' && this.setup.driver.supportsCpuset;
+  }
+
+  /**
+   * Keeps the VM to its planned CPUs: pinned cores fail closed without cpuset; the shared pool is
+   * best effort (a host without cpuset has no pinned VMs to keep the shared ones away from).
+   */
+  private applyCpus(intent: VmIntent): void {
+    if (this.setup.state !== 'enabled') {
+      if (intent.pinnedCpus) throw new CgroupError('dedicated CPUs need resource limits (cgroups) on');
+      return;
+    }
+    if (!this.setup.driver.supportsCpuset) {
+      if (intent.pinnedCpus)
+        throw new CgroupError('dedicated CPUs need the cpuset cgroup controller, which this host lacks');
+      return;
+    }
+    const cpus = this.cpuPlan(intent);
+    if (cpus !== null) this.setup.driver.setCpus(intent.id, cpus);
+  }
+
+  /** Moves a running VM to a changed shared pool (errors logged: its QEMU may be exiting). */
+  refreshCpus(intent: VmIntent): void {
+    if (!this.canPin) return;
+    try {
+      this.applyCpus(intent);
+    } catch (error) {
+      this.log.debug({ vmId: intent.id, err: (error as Error).message }, 'CPU set not refreshed');
+    }
+  }
 
   /** For logs: `v1 (parent rampart)`, `off`, or `unavailable: <reason>`. */
   describe(): string {
@@ -71,13 +114,17 @@ export class VmCgroups {
    */
   prepare(intent: VmIntent, accelerator: Accelerator, command: readonly string[]): PreparedStart {
     const setup = this.setup;
-    if (setup.state === 'disabled') return { command: [...command], resources: null };
+    if (setup.state === 'disabled') {
+      if (intent.pinnedCpus) throw new CgroupError('dedicated CPUs need resource limits (cgroups) on');
+      return { command: [...command], resources: null };
+    }
     if (setup.state === 'unavailable')
       throw new CgroupError(`resource limits cannot be applied on this host: ${setup.reason}`);
     const { limits, memoryLimitMiB } = limitsFor(intent, accelerator);
     try {
       setup.driver.create(intent.id);
       setup.driver.apply(intent.id, limits);
+      this.applyCpus(intent);
     } catch (error) {
       throw new CgroupError(`resource limits could not be applied: ${(error as Error).message}`);
     }
@@ -117,6 +164,7 @@ export class VmCgroups {
     try {
       setup.driver.create(intent.id);
       setup.driver.apply(intent.id, limits);
+      this.applyCpus(intent);
     } catch (error) {
       this.log.error({ ...log, err: (error as Error).message }, 'could not re-apply resource limits');
     }

@@ -2,12 +2,17 @@
  * The hardening self-check of a running QEMU, read back from the kernel rather than assumed from the
  * command line: /proc/<pid>/status (uid, gid, seccomp, no_new_privs, capabilities), /proc/<pid>/limits,
  * /proc/<pid>/environ, /proc/<pid>/cgroup, the sockets among its open files matched against the
- * namespace's TCP/UDP tables, its command line (the -sandbox deny set, -nodefaults), and the PCI devices
- * QEMU itself reports over QMP.
+ * namespace's TCP/UDP tables, its command line (the -sandbox deny set, -nodefaults), its jail (mount
+ * namespace, root and the mounts it can see: /proc/<pid>/ns/mnt, /proc/<pid>/root, /proc/<pid>/mountinfo)
+ * and the PCI devices QEMU itself reports over QMP.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import type { HardeningCheck, VmHardening } from '../../api/hardening.js';
 import { SANDBOX } from '../qemu/command-line.js';
+import { inspectJail } from './qemu-jail.js';
+
+/** The only mount points a jailed QEMU may write through (its run directory ends in `/run`). */
+const WRITABLE_IN_JAIL = /^\/dev\/(null|zero|urandom|random|net\/tun|kvm)$|\/run$/;
 
 export interface HardeningExpectations {
   /** The uid this VM's QEMU must run as (unique per VM). */
@@ -16,6 +21,8 @@ export interface HardeningExpectations {
   nested: boolean;
   openFiles: number;
   fileSizeBytes: number;
+  /** The VM's jail root on the host: QEMU's /proc/<pid>/root (absent: any root but `/`). */
+  jailRoot?: string;
 }
 
 export interface PciDevice {
@@ -102,6 +109,10 @@ export function inspectProcess(
   const environmentVariables =
     environ.length === 0 ? 0 : environ.toString('latin1').split('\0').filter(Boolean).length;
   const sockets = listeningSockets(pid);
+  const jail = inspectJail(pid);
+  const writable = jail.mounts.filter((m) => !m.readOnly).map((m) => m.path);
+  const usr = jail.mounts.filter((m) => m.path === '/usr').pop();
+  const rootMount = jail.mounts.filter((m) => m.path === '/').pop();
   const zero = (mask: string) => /^0+$/.test(mask);
   const sandboxAt = cmdline.indexOf('-sandbox');
   const checks: HardeningCheck[] = [
@@ -150,6 +161,24 @@ export function inspectProcess(
       detail: `${rlimits.fileSizeBytes ?? 'unlimited'} bytes (at most ${expected.fileSizeBytes})`,
     },
     {
+      name: 'private-mount-namespace',
+      ok: jail.mountNamespace === 'private',
+      detail: `mount namespace ${jail.mountNamespace === 'private' ? 'of its own' : "is the agent's (host)"}`,
+    },
+    {
+      name: 'jail-root',
+      ok: expected.jailRoot === undefined ? jail.root !== '/' : jail.root === expected.jailRoot,
+      detail: `root ${jail.root}, expected ${expected.jailRoot ?? 'a jail (not /)'}`,
+    },
+    {
+      name: 'jail-read-only',
+      ok:
+        rootMount?.readOnly === true &&
+        usr?.readOnly === true &&
+        writable.every((path) => WRITABLE_IN_JAIL.test(path)),
+      detail: `${jail.mounts.length} mounts; writable: ${writable.join(', ') || 'none'}; / ${rootMount?.readOnly ? 'ro' : 'rw'}, /usr ${usr ? (usr.readOnly ? 'ro' : 'rw') : 'absent'}`,
+    },
+    {
       name: 'no-display-device',
       ok: !devices.some((d) => /VGA|display/i.test(d.class)),
       detail: devices.map((d) => d.class).join(', ') || 'no PCI devices reported',
@@ -168,6 +197,9 @@ export function inspectProcess(
     cgroups,
     devices: [...devices],
     listeningSockets: sockets,
+    mountNamespace: jail.mountNamespace,
+    root: jail.root,
+    mounts: jail.mounts,
     checks,
   };
 }

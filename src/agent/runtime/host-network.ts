@@ -38,9 +38,12 @@ export class HostNetwork {
     this.firewall = new HostFirewallManager(options.netns === undefined ? {} : { netns: options.netns });
   }
 
-  /** The command prefix that puts QEMU into the host network namespace (empty: the agent's own). */
-  qemuPrefix(): string[] {
-    return this.options.netns === undefined ? [] : ['/usr/bin/ip', 'netns', 'exec', this.options.netns];
+  /**
+   * The network namespace QEMU joins (`nsenter --net=<path>`, in the same call that enters its jail),
+   * or null for the agent's own.
+   */
+  qemuNetnsPath(): string | null {
+    return this.options.netns === undefined ? null : `/run/netns/${this.options.netns}`;
   }
 
   /**

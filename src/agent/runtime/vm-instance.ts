@@ -10,6 +10,10 @@
  * spawned through cgexec so it joins them before it execs (see cgroups/vm-cgroups.ts). If that is not
  * possible the start fails, with the reason in the VM's status. Once QMP answers, QEMU's membership is
  * checked. After QEMU exits its cgroups are removed.
+ *
+ * Jail: QEMU runs in a private mount namespace, chrooted into vms/<id>/jail, which holds only the
+ * host's /usr (read-only), the image's kernel and initrd, a few device nodes and run/ (see
+ * qemu-jail.ts). The namespace lives exactly as long as QEMU.
  */
 import { checkImageTrustOnAgent } from './image-trust-check.js';
 import { verifyImage } from './image-verification.js';
@@ -36,6 +40,17 @@ import {
 } from '../qemu/command-line.js';
 import { hardeningNotRunning, type VmHardening } from '../../api/hardening.js';
 import { inspectProcess, pciDevices } from './hardening.js';
+import {
+  JAIL_INITRD,
+  JAIL_KERNEL,
+  inJailBinary,
+  jailRoot,
+  jailRunDir,
+  prepareJail,
+  readHostRootFacts,
+  type JailBinaries,
+  type PreparedJail,
+} from './qemu-jail.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import { ConsoleLog } from './console-log.js';
 import { identify, isAlive, type ProcessIdentity } from './process-info.js';
@@ -65,6 +80,8 @@ export interface VmRuntimeEnv {
   setprivBinary: string;
   /** util-linux prlimit: QEMU's resource limits are set before it drops privileges. */
   prlimitBinary: string;
+  /** What builds QEMU's jail (private mount namespace + chroot): nsenter, unshare, chroot, mount, sleep. */
+  jail: JailBinaries;
   kvmGroup: number | null;
   consoleCapBytes: number;
   cgroups: VmCgroups;
@@ -269,7 +286,12 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     try {
       return inspectProcess(
         pid,
-        { uid: this.state.uid, nested: this.state.intent.nestedVirtualization === true, ...QEMU_RLIMITS },
+        {
+          uid: this.state.uid,
+          nested: this.state.intent.nestedVirtualization === true,
+          jailRoot: jailRoot(this.dir),
+          ...QEMU_RLIMITS,
+        },
         devices,
       );
     } catch (error) {
@@ -310,15 +332,16 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       this.failStart(`network ports could not be set up: ${(error as Error).message}`);
       return;
     }
+    // QEMU sees only its jail: the image files and the run directory under their paths inside it.
     const args = buildQemuArgs({
       id: intent.id,
       name: intent.name,
       vcpus: intent.vcpus,
       memoryMiB: intent.memoryMiB,
       accelerator: this.env.accelerator,
-      kernelPath: intent.image.kernelPath,
-      initrdPath: intent.image.initrdPath,
-      runDir: this.runDir,
+      kernelPath: JAIL_KERNEL,
+      initrdPath: JAIL_INITRD,
+      runDir: jailRunDir(this.runDir),
       nested: intent.nestedVirtualization === true,
       nics: intent.ports.map((p) => ({
         tap: p.tap,
@@ -330,18 +353,41 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     });
     const groups = this.env.accelerator === 'kvm' && this.env.kvmGroup !== null ? [this.env.kvmGroup] : [];
     const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);
-    const qemuCommand = [
-      ...this.env.network.qemuPrefix(),
-      ...rlimitPrefix(this.env.prlimitBinary),
-      this.env.setprivBinary,
-      ...prefix,
-      this.env.qemuBinary,
-      ...args,
-    ];
+    const jailStartedAt = Date.now();
+    let jail: PreparedJail;
+    let innerCommand: string[];
+    try {
+      const facts = readHostRootFacts();
+      // After chroot every path is resolved inside the jail: the binaries must be under its /usr.
+      innerCommand = [
+        ...rlimitPrefix(inJailBinary(this.env.prlimitBinary, facts)),
+        inJailBinary(this.env.setprivBinary, facts),
+        ...prefix,
+        inJailBinary(this.env.qemuBinary, facts),
+        ...args,
+      ];
+      jail = await prepareJail(
+        {
+          vmDir: this.dir,
+          runDir: this.runDir,
+          kernelPath: intent.image.kernelPath,
+          initrdPath: intent.image.initrdPath,
+          kvm: this.env.accelerator === 'kvm',
+        },
+        this.env.jail,
+        facts,
+      );
+    } catch (error) {
+      this.failStart((error as Error).message);
+      return;
+    }
+    const jailSetupMs = Date.now() - jailStartedAt;
+    const qemuCommand = jail.command(this.env.network.qemuNetnsPath(), innerCommand);
     let prepared: ReturnType<VmCgroups['prepare']>;
     try {
       prepared = this.env.cgroups.prepare(intent, this.env.accelerator, qemuCommand);
     } catch (error) {
+      jail.release();
       this.failStart((error as Error).message);
       return;
     }
@@ -356,7 +402,14 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.guestIps = [];
     const spawnedAt = Date.now();
     const [command, ...commandArgs] = prepared.command;
-    const child = spawnDetached(command!, commandArgs, { logFile: join(this.dir, 'qemu.log'), env: {} });
+    let child: ReturnType<typeof spawnDetached>;
+    try {
+      child = spawnDetached(command!, commandArgs, { logFile: join(this.dir, 'qemu.log'), env: {} });
+    } catch (error) {
+      jail.release();
+      this.failStart(`QEMU could not be started: ${(error as Error).message}`);
+      return;
+    }
     const pid = child.pid;
     const identity = pid === undefined ? null : identify(pid);
     child.once('exit', (code, signal) => {
@@ -366,6 +419,22 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     child.once('error', (error) => {
       this.lastExit = error.message;
     });
+    // QEMU holds the namespace from here on; until then the holder does. A QEMU that is not inside
+    // its jail never runs.
+    if (identity && !(await jail.entered(identity.pid))) {
+      try {
+        process.kill(identity.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      const deadline = Date.now() + FORCE_KILL_GRACE_MS;
+      while (isAlive(identity) && Date.now() < deadline) await sleep(20);
+      jail.release();
+      const exit = this.lastExit as string | null; // set by the exit handler meanwhile
+      this.failStart(`QEMU did not enter its jail${exit ? ` (${exit})` : ''}${this.qemuLogHint()}`);
+      return;
+    }
+    jail.release();
     Object.assign(this.state, {
       process: identity,
       accelerator: this.env.accelerator,
@@ -385,7 +454,10 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       this.releaseCgroups();
       return;
     }
-    this.env.log.info({ vmId: this.id, pid, uid: this.state.uid, bootId: this.state.bootId }, 'QEMU started');
+    this.env.log.info(
+      { vmId: this.id, pid, uid: this.state.uid, bootId: this.state.bootId, jailSetupMs },
+      'QEMU started',
+    );
     this.startMonitor();
     this.connectChannels();
   }

@@ -22,6 +22,12 @@ export interface UidRange {
   count: number;
 }
 
+/** The host's CPUs: all online ones, and the cores (SMT siblings together) that may be pinned. */
+export interface HostCpus {
+  online: readonly number[];
+  dedicatedCores: readonly (readonly number[])[];
+}
+
 export class VmManager extends EventEmitter<VmManagerEvents> {
   private readonly instances = new Map<string, VmInstance>();
   private readonly mutex = new KeyedMutex();
@@ -29,9 +35,51 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
   constructor(
     private readonly env: VmRuntimeEnv,
     private readonly uids: UidRange,
+    private readonly cpus: HostCpus = { online: [], dedicatedCores: [] },
   ) {
     super();
     mkdirSync(env.vmsDir, { recursive: true, mode: 0o755 });
+    env.cgroups.setCpuPlan((intent) => intent.pinnedCpus ?? this.sharedPool());
+  }
+
+  /**
+   * The CPUs of VMs without dedicated CPUs: every online CPU but those pinned by this host's VMs
+   * (running or not: a dedicated VM's cores stay its own while it exists). Empty: no restriction.
+   */
+  sharedPool(): number[] | null {
+    const pinned = new Set([...this.instances.values()].flatMap((i) => i.intent.pinnedCpus ?? []));
+    if (pinned.size === 0 || this.cpus.online.length === 0) return null;
+    return this.cpus.online.filter((cpu) => !pinned.has(cpu));
+  }
+
+  /** After the pinned set changed: every shared VM that runs moves to the new shared pool. */
+  private refreshSharedPool(): void {
+    for (const instance of this.instances.values())
+      if (!instance.intent.pinnedCpus) this.env.cgroups.refreshCpus(instance.intent);
+  }
+
+  /**
+   * The host's own check of dedicated CPUs: whole dedicated cores of this host, held by no other VM,
+   * and never the last shared CPU.
+   */
+  private pinningConflict(intent: VmIntent): string | null {
+    const wanted = intent.pinnedCpus;
+    if (!wanted) return null;
+    if (!this.env.cgroups.canPin)
+      return 'dedicated CPUs cannot be enforced on this host (no cpuset controller)';
+    const set = new Set(wanted);
+    for (const cpu of wanted) {
+      const core = this.cpus.dedicatedCores.find((c) => c.includes(cpu));
+      if (!core) return `CPU ${cpu} is not one of this host's dedicated cores`;
+      if (!core.every((sibling) => set.has(sibling)))
+        return `CPU ${cpu} would share its physical core with another VM (SMT siblings go together)`;
+    }
+    for (const other of this.instances.values()) {
+      const overlap = (other.intent.pinnedCpus ?? []).filter((cpu) => set.has(cpu));
+      if (other.id !== intent.id && overlap.length > 0)
+        return `CPU(s) ${overlap.join(',')} are already pinned to another VM`;
+    }
+    return null;
   }
 
   /** Loads every VM recorded on disk and re-adopts the QEMU processes that still run. */
@@ -69,7 +117,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     return this.mutex.run(intent.id, async () => {
       let instance = this.instances.get(intent.id);
       if (!instance) {
-        const conflict = this.tenancyConflict(intent);
+        const conflict = this.tenancyConflict(intent) ?? this.pinningConflict(intent);
         if (conflict) throw new Error(`placement refused by the host: ${conflict}`);
         instance = this.track(
           new VmInstance(
@@ -90,6 +138,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
           ),
         );
         instance.persist();
+        if (intent.pinnedCpus) this.refreshSharedPool();
       }
       return instance.reconcile(intent);
     });
@@ -136,6 +185,7 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
       await instance.remove();
       this.instances.delete(vmId);
       instance.removeAllListeners();
+      if (instance.intent.pinnedCpus) this.refreshSharedPool();
       return true;
     });
   }

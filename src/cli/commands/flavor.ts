@@ -1,5 +1,5 @@
 /** `rampart flavor ...`: named VM sizes (vCPUs, memory, disk) and their runtime limits. */
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { FlavorCreate } from '../../api/flavor.js';
 import type { CommandDeps } from '../context.js';
 import { FLAVOR_DEFAULTS, FLAVOR_LIMITS, integerIn, parseName, parseRef } from '../validation.js';
@@ -13,6 +13,7 @@ interface CreateFlags {
   cpuWeight?: number;
   pidsMax?: number;
   networkMbps?: number;
+  cpuPolicy?: 'shared' | 'dedicated';
 }
 
 export function registerFlavorCommands(program: Command, deps: CommandDeps): void {
@@ -81,6 +82,15 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       `rate limit of each network port per direction in Mbit/s (${networkMbps.minimum}-${networkMbps.maximum}; default none)`,
       integerIn(networkMbps.minimum, networkMbps.maximum),
     )
+    .option(
+      '--cpu-policy <policy>',
+      'shared (vCPUs float over the shared CPUs; default) or dedicated (whole physical cores of its own, pinned)',
+      (value: string) => {
+        if (value !== 'shared' && value !== 'dedicated')
+          throw new InvalidArgumentError('must be shared or dedicated');
+        return value;
+      },
+    )
     .action(async (name: string, opts: CreateFlags, cmd: Command) => {
       const ctx = deps.context(cmd);
       const body: FlavorCreate = { name, vcpus: opts.vcpus, memoryMiB: opts.memory, diskGiB: opts.disk };
@@ -89,6 +99,7 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       if (opts.cpuWeight !== undefined) body.cpuWeight = opts.cpuWeight;
       if (opts.pidsMax !== undefined) body.pidsMax = opts.pidsMax;
       if (opts.networkMbps !== undefined) body.networkMbps = opts.networkMbps;
+      if (opts.cpuPolicy !== undefined) body.cpuPolicy = opts.cpuPolicy;
       const created = await ctx.client.createFlavor(body);
       if (ctx.out.json) ctx.out.printJson(created);
       else ctx.out.print(`flavor ${created.name} created (${created.id})`);

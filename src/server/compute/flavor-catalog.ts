@@ -22,6 +22,7 @@ export function flavorToApi(row: FlavorsTable): Flavor {
     cpuWeight: row.cpuWeight,
     pidsMax: row.pidsMax,
     networkMbps: row.networkMbps,
+    cpuPolicy: row.cpuPolicy ?? 'shared',
     createdAt: row.createdAt,
   };
 }
@@ -73,6 +74,7 @@ export async function createFlavor(db: Db, input: FlavorCreate): Promise<Flavor>
     cpuWeight: input.cpuWeight ?? DEFAULT_CPU_WEIGHT,
     pidsMax: input.pidsMax ?? DEFAULT_PIDS_MAX,
     networkMbps: input.networkMbps ?? null,
+    cpuPolicy: input.cpuPolicy ?? 'shared',
     createdAt: nowIso(),
   };
   const inserted = await db

@@ -1,5 +1,11 @@
 /** Hypervisor hosts as the control plane knows them: recorded on each agent hello, marked offline on loss. */
-import { DEFAULT_OVERCOMMIT, hostCapacity, type HostOccupancy, type Overcommit } from './scheduler.js';
+import {
+  DEFAULT_OVERCOMMIT,
+  dedicatedCoresOf,
+  hostCapacity,
+  type HostOccupancy,
+  type Overcommit,
+} from './scheduler.js';
 import type { HostInfo } from '../../api/agent-protocol.js';
 import type { Host } from '../../api/host.js';
 import { NotFoundError } from '../../api/errors.js';
@@ -11,6 +17,10 @@ export interface HostAllocation {
   vcpus: number;
   memoryMiB: number;
   vms: number;
+  /** vCPUs of the VMs on the shared pool (dedicated-CPU VMs hold pinnedCpus instead). */
+  sharedVcpus?: number;
+  /** Host CPUs pinned by dedicated-CPU VMs. */
+  pinnedCpus?: number[];
 }
 
 export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
@@ -26,6 +36,7 @@ export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
     memoryMib: info.capacity.memoryMiB,
     vcpusAllocatable: info.capacity.vcpusAllocatable,
     memoryMibAllocatable: info.capacity.memoryMiBAllocatable,
+    dedicatedCores: JSON.stringify(info.dedicatedCores ?? []),
     lastSeenAt: now,
   };
   await db
@@ -46,21 +57,26 @@ export async function markHostOffline(db: Db, hostId: string): Promise<void> {
 export async function hostAllocations(db: Db): Promise<Map<string, HostAllocation>> {
   const rows = await db
     .selectFrom('vms')
-    .select((eb) => [
-      'hostId',
-      eb.fn.sum<number>('vcpus').as('vcpus'),
-      eb.fn.sum<number>('memoryMib').as('memoryMib'),
-      eb.fn.countAll<number>().as('vms'),
-    ])
+    .select(['hostId', 'vcpus', 'memoryMib', 'pinnedCpus'])
     .where('hostId', 'is not', null)
-    .groupBy('hostId')
     .execute();
-  return new Map(
-    rows.map((r) => [
-      r.hostId!,
-      { vcpus: Number(r.vcpus), memoryMiB: Number(r.memoryMib), vms: Number(r.vms) },
-    ]),
-  );
+  const allocations = new Map<string, Required<HostAllocation>>();
+  for (const row of rows) {
+    const entry = allocations.get(row.hostId!) ?? {
+      vcpus: 0,
+      memoryMiB: 0,
+      vms: 0,
+      sharedVcpus: 0,
+      pinnedCpus: [],
+    };
+    entry.vcpus += row.vcpus;
+    entry.memoryMiB += row.memoryMib;
+    entry.vms += 1;
+    if (row.pinnedCpus) entry.pinnedCpus.push(...(JSON.parse(row.pinnedCpus) as number[]));
+    else entry.sharedVcpus += row.vcpus;
+    allocations.set(row.hostId!, entry);
+  }
+  return allocations;
 }
 
 /** Tenants per host (from the VMs placed there) and which of them have dedicated hosts. */
@@ -104,7 +120,13 @@ export function hostToApi(
     },
     overcommit: { cpu: overcommit.cpu, memory: overcommit.memory },
     maintenance: row.maintenance === 1,
-    allocated: allocation ?? { vcpus: 0, memoryMiB: 0, vms: 0 },
+    dedicatedCores: dedicatedCoresOf(row),
+    allocated: {
+      vcpus: allocation?.vcpus ?? 0,
+      memoryMiB: allocation?.memoryMiB ?? 0,
+      vms: allocation?.vms ?? 0,
+      pinnedCpus: [...(allocation?.pinnedCpus ?? [])].sort((a, b) => a - b),
+    },
     lastSeenAt: row.lastSeenAt,
     createdAt: row.createdAt,
   };

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { HostUnavailableError, NoCapacityError, RampartError } from '../../api/errors.js';
 import type { HostsTable } from '../store/schema.js';
 import type { HostAllocation } from './host-registry.js';
-import { pickHost, type Overcommit } from './scheduler.js';
+import { chooseDedicatedCpus, hostRoom, pickHost, type Overcommit } from './scheduler.js';
 
 const NO_OVERCOMMIT: Overcommit = { cpu: 1, memory: 1 };
 const pick = (...args: Parameters<typeof pickHost>) =>
@@ -214,4 +214,47 @@ test('placement groups: affinity follows its members, anti-affinity avoids them,
     () => pick(hosts, allocations, { vcpus: 1, memoryMiB: 9000, ...group('affinity', ['a']) }),
     /affinity group g1 is on a host without room/,
   );
+});
+
+describe('dedicated CPUs', () => {
+  // Two physical cores with two SMT threads each, plus core 0 kept for the host (not dedicatable).
+  const smt = host('a', {
+    cpus: 6,
+    dedicatedCores: JSON.stringify([
+      [2, 3],
+      [4, 5],
+    ]),
+  });
+
+  test('a dedicated VM gets whole cores: SMT siblings go together, even for one vCPU', () => {
+    assert.deepEqual(chooseDedicatedCpus(smt, undefined, 1), [2, 3]);
+    assert.deepEqual(chooseDedicatedCpus(smt, undefined, 3), [2, 3, 4, 5]);
+    assert.equal(chooseDedicatedCpus(smt, undefined, 5), null);
+  });
+
+  test('a core with any pinned thread is never given to another VM', () => {
+    assert.deepEqual(chooseDedicatedCpus(smt, { pinnedCpus: [3] }, 1), [4, 5]);
+    assert.equal(chooseDedicatedCpus(smt, { pinnedCpus: [2, 3, 4] }, 1), null);
+  });
+
+  test('placement refuses a dedicated VM where no free cores are left, naming the constraint', () => {
+    const full = { ...used(2, 256), pinnedCpus: [2, 3, 4, 5], sharedVcpus: 0 };
+    assert.throws(
+      () => pick([smt], new Map([['a', full]]), { ...SMALL, dedicatedCpus: true }),
+      (error: unknown) =>
+        error instanceof NoCapacityError &&
+        /needs 1 dedicated CPU\(s\) \(whole cores, never shared\)/.test(error.message),
+    );
+    const other = host('b', { dedicatedCores: '[]' });
+    assert.throws(() => pick([other], new Map(), { ...SMALL, dedicatedCpus: true }), NoCapacityError);
+    assert.equal(pick([other, smt], new Map(), { ...SMALL, dedicatedCpus: true }).id, 'a');
+  });
+
+  test('pinned CPUs leave the shared pool: shared room is (CPUs - pinned) x ratio', () => {
+    const pinned = { ...used(2, 256), pinnedCpus: [2, 3], sharedVcpus: 0 };
+    assert.deepEqual(hostRoom(smt, pinned, { cpu: 2, memory: 1 }).vcpus, (6 - 2) * 2);
+    const mixed = { ...used(5, 512), pinnedCpus: [2, 3], sharedVcpus: 3 };
+    assert.equal(hostRoom(smt, mixed, { cpu: 1, memory: 1 }).vcpus, 4 - 3);
+    assert.throws(() => pick([smt], new Map([['a', mixed]]), { vcpus: 2, memoryMiB: 128 }), NoCapacityError);
+  });
 });

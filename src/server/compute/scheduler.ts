@@ -1,7 +1,10 @@
 /**
  * Placement: picks an online host with room for the VM, preferring the least loaded. A host's room is
  * its capacity times the platform's overcommit ratios (vCPUs per physical CPU; memory, usually 1.0)
- * minus what its VMs already hold. Pure over its inputs so it is easy to test.
+ * minus what its VMs already hold. CPUs pinned by dedicated-CPU VMs leave the shared pool: shared vCPU
+ * room is (CPUs - pinned) x ratio - shared vCPUs. A dedicated-CPU VM needs whole free cores of the
+ * host's dedicated cores (SMT siblings go together, so no core is ever split between two VMs, let alone
+ * two tenants). Pure over its inputs so it is easy to test.
  */
 import { NoCapacityError, HostUnavailableError } from '../../api/errors.js';
 import type { HostsTable } from '../store/schema.js';
@@ -15,6 +18,8 @@ export interface PlacementRequest {
   dedicated?: boolean;
   /** A placement group: affinity = a host of its members (if any), anti-affinity = none of them. */
   group?: { name: string; policy: 'affinity' | 'anti-affinity'; memberHosts: ReadonlySet<string> };
+  /** Dedicated CPU policy: the VM gets whole cores of its own instead of shared vCPUs. */
+  dedicatedCpus?: boolean;
 }
 
 /** Which tenants run VMs on each host, and which of them have dedicated hosts. */
@@ -42,7 +47,41 @@ export function hostRoom(
   overcommit: Overcommit,
 ): { vcpus: number; memoryMiB: number } {
   const capacity = hostCapacity(host, overcommit);
-  return { vcpus: capacity.vcpus - used.vcpus, memoryMiB: capacity.memoryMiB - used.memoryMiB };
+  const pinned = used.pinnedCpus?.length ?? 0;
+  const sharedCapacity = Math.floor(Math.max(0, host.cpus - pinned) * overcommit.cpu);
+  return {
+    vcpus: (pinned > 0 ? sharedCapacity : capacity.vcpus) - (used.sharedVcpus ?? used.vcpus),
+    memoryMiB: capacity.memoryMiB - used.memoryMiB,
+  };
+}
+
+/** The host's cores that may be pinned (as its agent reported them). */
+export function dedicatedCoresOf(host: Pick<HostsTable, 'dedicatedCores'>): number[][] {
+  try {
+    const cores = JSON.parse(host.dedicatedCores ?? '[]') as unknown;
+    return Array.isArray(cores) ? (cores as number[][]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Whole free cores for `vcpus` pinned vCPUs (each core with all its SMT siblings), or null when the
+ * host does not have enough of them. The VM gets every logical CPU of the cores it takes.
+ */
+export function chooseDedicatedCpus(
+  host: Pick<HostsTable, 'dedicatedCores'>,
+  used: Pick<HostAllocation, 'pinnedCpus'> | undefined,
+  vcpus: number,
+): number[] | null {
+  const taken = new Set(used?.pinnedCpus ?? []);
+  const free = dedicatedCoresOf(host).filter((core) => core.every((cpu) => !taken.has(cpu)));
+  const chosen: number[] = [];
+  for (const core of free) {
+    if (chosen.length >= vcpus) break;
+    chosen.push(...core);
+  }
+  return chosen.length >= vcpus ? chosen.sort((a, b) => a - b) : null;
 }
 
 export function pickHost(
@@ -91,13 +130,21 @@ export function pickHost(
     );
   const candidates = grouped
     .map((host) => {
-      const room = hostRoom(host, allocations.get(host.id) ?? { vcpus: 0, memoryMiB: 0, vms: 0 }, overcommit);
-      return { host, freeVcpus: room.vcpus, freeMemory: room.memoryMiB };
+      const used = allocations.get(host.id) ?? { vcpus: 0, memoryMiB: 0, vms: 0 };
+      const room = hostRoom(host, used, overcommit);
+      const cpusFit = request.dedicatedCpus
+        ? chooseDedicatedCpus(host, used, request.vcpus) !== null
+        : room.vcpus >= request.vcpus;
+      return { host, cpusFit, freeMemory: room.memoryMiB };
     })
-    .filter((c) => c.freeVcpus >= request.vcpus && c.freeMemory >= request.memoryMiB)
+    .filter((c) => c.cpusFit && c.freeMemory >= request.memoryMiB)
     .sort((a, b) => b.freeMemory - a.freeMemory || a.host.id.localeCompare(b.host.id));
   const best = candidates[0];
   if (!best) {
+    if (request.dedicatedCpus)
+      throw new NoCapacityError(
+        `no host can take the VM: it needs ${request.vcpus} dedicated CPU(s) (whole cores, never shared) and ${request.memoryMiB} MiB, and no host has that many free dedicated cores with that memory`,
+      );
     if (group?.policy === 'affinity' && group.memberHosts.size > 0)
       throw new NoCapacityError(
         `no host can take the VM: affinity group ${group.name} is on a host without room for ${request.vcpus} vCPUs and ${request.memoryMiB} MiB`,

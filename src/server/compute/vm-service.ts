@@ -34,7 +34,7 @@ import type { ImagesTable } from '../store/schema.js';
 import type { NetworkService } from '../network/network-service.js';
 import type { Port } from '../../api/network.js';
 import { hardeningNotRunning, type VmHardening } from '../../api/hardening.js';
-import { hostRoom, pickHost, type Overcommit } from './scheduler.js';
+import { chooseDedicatedCpus, hostRoom, pickHost, type Overcommit } from './scheduler.js';
 import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
 import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
@@ -142,10 +142,11 @@ export class VmService {
         input.placementGroup !== undefined
           ? await placementForCreate(trx, input.placementGroup, tenantId)
           : null;
-      const host = await this.chooseHost(trx, {
+      const { host, pinnedCpus } = await this.chooseHost(trx, {
         tenantId,
         vcpus: flavor.vcpus,
         memoryMiB: flavor.memoryMib,
+        dedicatedCpus: flavor.cpuPolicy === 'dedicated',
         group: placement ? { ...placement.group, memberHosts: placement.memberHosts } : null,
       });
       failpoint('create:after-admission');
@@ -156,6 +157,7 @@ export class VmService {
         imageId: image.id,
         flavorId: flavor.id,
         placementGroupId: placement?.group.id ?? null,
+        pinnedCpus: pinnedCpus ? JSON.stringify(pinnedCpus) : null,
         vcpus: flavor.vcpus,
         memoryMib: flavor.memoryMib,
         diskGib: flavor.diskGib,
@@ -274,6 +276,15 @@ export class VmService {
           .where('id', '=', row.id)
           .executeTakeFirstOrThrow();
         if (current.state !== 'stopped') throw new IllegalStateError('resize', current.state);
+        // Pinned cores are chosen at placement: the CPU policy and a dedicated VM's size stay.
+        const pinned = current.pinnedCpus != null;
+        if (
+          (pinned || flavor.cpuPolicy === 'dedicated') &&
+          (pinned !== (flavor.cpuPolicy === 'dedicated') || flavor.vcpus !== current.vcpus)
+        )
+          throw new ConflictError(
+            'a resize keeps the CPU policy, and a dedicated-CPU VM keeps its vCPUs (its cores are pinned); create a new VM instead',
+          );
         await this.options.quotas.admit(trx, tenantId, {
           vcpus: flavor.vcpus - current.vcpus,
           memoryMiB: flavor.memoryMib - current.memoryMib,
@@ -404,16 +415,21 @@ export class VmService {
                   .where('id', '=', row.placementGroupId)
                   .executeTakeFirst()
               : undefined;
-            const host = await this.chooseHost(trx, {
+            const { host, pinnedCpus } = await this.chooseHost(trx, {
               tenantId: row.tenantId,
               vcpus: row.vcpus,
               memoryMiB: row.memoryMib,
+              dedicatedCpus: row.pinnedCpus != null,
               group: group ? { ...group, memberHosts: await groupMemberHosts(trx, group.id, row.id) } : null,
               excludeHost: hostId,
             });
             const moved = await trx
               .updateTable('vms')
-              .set({ hostId: host.id, updatedAt: nowIso() })
+              .set({
+                hostId: host.id,
+                pinnedCpus: pinnedCpus ? JSON.stringify(pinnedCpus) : null,
+                updatedAt: nowIso(),
+              })
               .where('id', '=', row.id)
               .where('hostId', '=', hostId)
               .where('state', '=', 'stopped')
@@ -447,31 +463,37 @@ export class VmService {
     return result;
   }
 
-  /** Picks a host for a VM under every placement constraint (inside the caller's transaction). */
+  /**
+   * Picks a host for a VM under every placement constraint (inside the caller's transaction), and for
+   * a dedicated-CPU VM the whole cores it gets there.
+   */
   private async chooseHost(
     trx: Db,
     spec: {
       tenantId: string;
       vcpus: number;
       memoryMiB: number;
+      dedicatedCpus: boolean;
       group: (PlacementGroupsTable & { memberHosts: Set<string> }) | null;
       excludeHost?: string;
     },
-  ): Promise<HostsTable> {
+  ): Promise<{ host: HostsTable; pinnedCpus: number[] | null }> {
     const hosts = await trx.selectFrom('hosts').selectAll().execute();
     const tenant = await trx
       .selectFrom('tenants')
       .select('dedicatedHosts')
       .where('id', '=', spec.tenantId)
       .executeTakeFirst();
-    return pickHost(
+    const allocations = await hostAllocations(trx);
+    const host = pickHost(
       hosts.filter((h) => h.id !== spec.excludeHost),
-      await hostAllocations(trx),
+      allocations,
       {
         vcpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,
         tenantId: spec.tenantId,
         dedicated: tenant?.dedicatedHosts === 1,
+        dedicatedCpus: spec.dedicatedCpus,
         ...(spec.group
           ? {
               group: {
@@ -485,6 +507,10 @@ export class VmService {
       this.options.overcommit,
       await hostOccupancy(trx),
     );
+    if (!spec.dedicatedCpus) return { host, pinnedCpus: null };
+    const pinnedCpus = chooseDedicatedCpus(host, allocations.get(host.id), spec.vcpus);
+    if (!pinnedCpus) throw new NoCapacityError(`host ${host.hostname} has no free dedicated cores`);
+    return { host, pinnedCpus };
   }
 
   // ---------------------------------------------------------------- agent side
@@ -932,6 +958,7 @@ function toIntent(
     bootId: row.bootId,
     rebootId: row.rebootId,
     stopTimeoutMs: row.stopTimeoutMs,
+    ...(row.pinnedCpus ? { pinnedCpus: JSON.parse(row.pinnedCpus) as number[] } : {}),
     limits: {
       cpuPercent: row.cpuLimitPercent ?? row.vcpus * 100,
       cpuWeight: row.cpuWeight,
@@ -956,6 +983,7 @@ function toApi(row: JoinedVm): Vm {
     cpuWeight: row.cpuWeight,
     pidsMax: row.pidsMax,
     networkMbps: row.networkMbps,
+    pinnedCpus: row.pinnedCpus ? (JSON.parse(row.pinnedCpus) as number[]) : null,
     restartPolicy: row.restartPolicy as RestartPolicy,
     restartCount: row.restartCount,
     hostId: row.hostId,

@@ -649,6 +649,27 @@ migrations['0016_placement_groups'] = {
   },
 };
 
+migrations['0017_dedicated_cpus'] = {
+  async up(db: Kysely<unknown>) {
+    // Flavors with cpu_policy 'dedicated' get whole physical cores of their own (pinned_cpus on the
+    // VM, from the host's dedicated_cores: JSON arrays of logical CPU ids, SMT siblings together).
+    await db.schema
+      .alterTable('flavors')
+      .addColumn('cpu_policy', 'text', (c) =>
+        c
+          .notNull()
+          .defaultTo('shared')
+          .check(sql`cpu_policy IN ('shared', 'dedicated')`),
+      )
+      .execute();
+    await db.schema.alterTable('vms').addColumn('pinned_cpus', 'text').execute();
+    await db.schema
+      .alterTable('hosts')
+      .addColumn('dedicated_cores', 'text', (c) => c.notNull().defaultTo('[]'))
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -10,6 +10,8 @@ export interface FlavorsTable {
   networkMbps: number | null;
   cpuWeight: number;
   pidsMax: number;
+  /** 'dedicated': the VM gets whole physical cores of its own (pinned); 'shared': the shared pool. */
+  cpuPolicy?: 'shared' | 'dedicated';
   createdAt: string;
 }
 
@@ -122,6 +124,8 @@ export interface HostsTable {
   memoryMibAllocatable: number;
   /** 1: no new VMs are placed here (running ones stay). */
   maintenance: number;
+  /** JSON: the cores that may be pinned, each the logical CPU ids of one physical core. */
+  dedicatedCores?: string;
   lastSeenAt: string;
   createdAt: string;
 }
@@ -134,6 +138,8 @@ export interface VmsTable {
   flavorId: string;
   /** Affinity or anti-affinity group (null: none). */
   placementGroupId?: string | null;
+  /** JSON array of the host CPUs the VM has to itself (dedicated CPU policy); null: shared pool. */
+  pinnedCpus?: string | null;
   vcpus: number;
   memoryMib: number;
   diskGib: number;
