@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import type { VmHardening } from '../src/api/hardening.js';
 import type { Host, HostEvacuation } from '../src/api/host.js';
 import type { Vm } from '../src/api/vm.js';
 import { runCli } from './helpers/cli-runner.js';
@@ -298,6 +299,12 @@ test('dedicated CPUs: whole cores pinned to one VM, taken out of the shared pool
   for (const task of threadsOf(pinned.pid!))
     assert.equal(cpusAllowed(pinned.pid!, task), '1', `thread ${task}`);
   await harness.waitFor(async () => cpusAllowed(shared.pid!) === '0', 10_000, 'the shared VM left core 1');
+  const hardening = await harness.api<VmHardening>('GET', '/v1/vms/pin1/hardening');
+  assert.equal(hardening.body.cpusAllowed, '1');
+  assert.deepEqual(
+    hardening.body.checks.find((c) => c.name === 'dedicated-cpus'),
+    { name: 'dedicated-cpus', ok: true, detail: 'runs on CPUs 1, pinned 1' },
+  );
   const allocated = (await harness.api<Host>('GET', `/v1/hosts/${a.id}`)).body.allocated;
   assert.deepEqual(allocated.pinnedCpus, [1]);
   assert.match((await runCli(harness, ['vm', 'show', 'pin1'])).stdout, /Pinned CPUs: +1$/m);

@@ -49,6 +49,8 @@ export const VmHardening = Type.Object(
     devices: Type.Array(Type.Object({ slot: Type.Integer(), class: Type.String(), id: Type.String() })),
     /** TCP/UDP sockets the process listens on (none expected: QMP, console and agent are unix sockets). */
     listeningSockets: Type.Array(Type.String()),
+    /** The host CPUs QEMU may run on (Cpus_allowed_list): its pinned cores, or the shared pool. */
+    cpusAllowed: Type.Union([Type.String(), Type.Null()]),
     /** QEMU's mount namespace: its own (`private`, the jail) or the agent's (`host`). */
     mountNamespace: Type.Union([Type.Literal('private'), Type.Literal('host'), Type.Null()]),
     /** QEMU's root directory (/proc/<pid>/root): the VM's jail on the host, never `/`. */
@@ -76,6 +78,7 @@ export function hardeningNotRunning(reason: string): VmHardening {
     cgroups: [],
     devices: [],
     listeningSockets: [],
+    cpusAllowed: null,
     mountNamespace: null,
     root: null,
     mounts: [],

@@ -17,6 +17,17 @@ test('an unconfined process fails the checks that matter', () => {
   assert.equal(verdict['sandbox-deny-set'], false);
   assert.equal(verdict['no-default-devices'], false);
   assert.equal(verdict['empty-environment'], false);
+  assert.equal(verdict['private-mount-namespace'], false, 'the test runner shares the host mount namespace');
+  assert.equal(verdict['jail-root'], false, 'its root is /');
+  assert.equal(verdict['jail-read-only'], false);
+  assert.equal(verdict['dedicated-cpus'], undefined, 'judged only for pinned VMs');
+  const pinned = inspectProcess(
+    process.pid,
+    { uid: 3_000_123, nested: false, openFiles: 4096, fileSizeBytes: 1024 ** 4, pinnedCpus: [4095] },
+    [],
+  );
+  assert.equal(pinned.checks.find((c) => c.name === 'dedicated-cpus')?.ok, false, 'not kept to CPU 4095');
+  assert.match(pinned.cpusAllowed ?? '', /^[0-9,-]+$/);
   if (process.getuid?.() === 0) assert.equal(verdict['no-capabilities'], false);
   assert.ok((report.environmentVariables ?? 0) > 0);
   assert.equal(report.pid, process.pid);

@@ -6,6 +6,7 @@
  * namespace, root and the mounts it can see: /proc/<pid>/ns/mnt, /proc/<pid>/root, /proc/<pid>/mountinfo)
  * and the PCI devices QEMU itself reports over QMP.
  */
+import { formatCpuList } from '../../common/cpu-list.js';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import type { HardeningCheck, VmHardening } from '../../api/hardening.js';
 import { SANDBOX } from '../qemu/command-line.js';
@@ -23,6 +24,8 @@ export interface HardeningExpectations {
   fileSizeBytes: number;
   /** The VM's jail root on the host: QEMU's /proc/<pid>/root (absent: any root but `/`). */
   jailRoot?: string;
+  /** Dedicated CPU policy: the only host CPUs QEMU may run on (absent: the shared pool). */
+  pinnedCpus?: readonly number[];
 }
 
 export interface PciDevice {
@@ -94,6 +97,7 @@ export function inspectProcess(
   const uids = (statusField(status, 'Uid') ?? '').split(/\s+/).map(Number);
   const gids = (statusField(status, 'Gid') ?? '').split(/\s+/).map(Number);
   const seccomp = Number(statusField(status, 'Seccomp') ?? NaN);
+  const cpusAllowed = statusField(status, 'Cpus_allowed_list');
   const noNewPrivs = statusField(status, 'NoNewPrivs') === '1';
   const capabilities = {
     effective: statusField(status, 'CapEff') ?? '',
@@ -178,6 +182,15 @@ export function inspectProcess(
         writable.every((path) => WRITABLE_IN_JAIL.test(path)),
       detail: `${jail.mounts.length} mounts; writable: ${writable.join(', ') || 'none'}; / ${rootMount?.readOnly ? 'ro' : 'rw'}, /usr ${usr ? (usr.readOnly ? 'ro' : 'rw') : 'absent'}`,
     },
+    ...(expected.pinnedCpus
+      ? [
+          {
+            name: 'dedicated-cpus',
+            ok: cpusAllowed === formatCpuList(expected.pinnedCpus),
+            detail: `runs on CPUs ${cpusAllowed ?? '?'}, pinned ${formatCpuList(expected.pinnedCpus)}`,
+          },
+        ]
+      : []),
     {
       name: 'no-display-device',
       ok: !devices.some((d) => /VGA|display/i.test(d.class)),
@@ -197,6 +210,7 @@ export function inspectProcess(
     cgroups,
     devices: [...devices],
     listeningSockets: sockets,
+    cpusAllowed,
     mountNamespace: jail.mountNamespace,
     root: jail.root,
     mounts: jail.mounts,

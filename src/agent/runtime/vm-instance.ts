@@ -290,6 +290,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
           uid: this.state.uid,
           nested: this.state.intent.nestedVirtualization === true,
           jailRoot: jailRoot(this.dir),
+          ...(this.state.intent.pinnedCpus ? { pinnedCpus: this.state.intent.pinnedCpus } : {}),
           ...QEMU_RLIMITS,
         },
         devices,
