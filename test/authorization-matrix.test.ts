@@ -134,6 +134,7 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/hosts': 'PA',
   'GET /v1/hosts/:id': 'PA',
   'PATCH /v1/hosts/:id': 'PA',
+  'POST /v1/hosts/:id/evacuate': 'PA',
   'GET /v1/vms': 'PA TA OP ME VI AU SR',
   'POST /v1/vms': 'PA TA ME',
   'GET /v1/vms/:ref': 'PA TA OP ME VI AU SR',
