@@ -13,31 +13,17 @@
  * Rounds alternate which side goes first; one VM runs at a time. The target: Rampart adds under 10%
  * and under 150 ms (medians). A miss is reported, not failed: the exit code is 0 unless something broke.
  */
-import { type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import {
-  chmodSync,
-  chownSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-} from 'node:fs';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Accelerator } from '../src/api/host.js';
 import type { Vm } from '../src/api/vm.js';
 import { findExecutable } from '../src/agent/host-facts.js';
 import { buildQemuArgs, socketPaths, unprivilegedPrefix } from '../src/agent/qemu/command-line.js';
-import { readJsonLines } from '../src/common/json-lines.js';
-import { spawnDetached } from '../src/common/subprocess.js';
-import { tryConnect } from '../src/common/unix-socket.js';
 import { RampartHarness } from '../test/helpers/rampart-harness.js';
 import { GUEST_IMAGE_DIR } from '../test/helpers/repo.js';
+import { countForeignQemu, median, roundsFromEnv, sleep, withBenchQemu } from './lib/qemu-boot.js';
 
 const TARGET_RATIO = 1.1;
 const TARGET_OVERHEAD_MS = 150;
@@ -66,94 +52,14 @@ interface RoundResult {
   rampartBootMs: number | null;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function roundsFromEnv(): number {
-  const raw = process.env.RAMPART_BENCH_ROUNDS ?? '5';
-  const rounds = Number(raw);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) {
-    throw new Error(`RAMPART_BENCH_ROUNDS must be an integer from 1 to 100, got ${JSON.stringify(raw)}`);
-  }
-  return rounds;
-}
-
 // ------------------------------------------------------------------ baseline: QEMU by hand
 
-/** Baseline QEMUs still alive; killed on any exit so a crash of the bench leaves nothing behind. */
-const liveBaseline = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of liveBaseline) child.kill('SIGKILL');
-});
-
-function waitForExit(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    // The timer also keeps the event loop alive: spawnDetached() unref'd the child.
-    const timer = setTimeout(() => reject(new Error(`QEMU ${child.pid} did not exit`)), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-async function connectWhenReady(path: string, child: ChildProcess, deadline: number): Promise<Socket> {
-  for (;;) {
-    const socket = await tryConnect(path);
-    if (socket) return socket;
-    if (child.exitCode !== null || child.signalCode !== null)
-      throw new Error('QEMU exited before its sockets opened');
-    if (Date.now() > deadline) throw new Error(`${path} did not open in time`);
-    await sleep(10); // the agent's retry interval
-  }
-}
-
-function firstHeartbeat(socket: Socket, child: ChildProcess, deadline: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => finish(new Error('no heartbeat in time')),
-      Math.max(0, deadline - Date.now()),
-    );
-    const onExit = () => finish(new Error('QEMU exited before the first heartbeat'));
-    const detach = readJsonLines(socket, {
-      maxLineBytes: 64 * 1024,
-      onValue: (value) => {
-        if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'heartbeat')
-          finish();
-      },
-    });
-    function finish(error?: Error): void {
-      clearTimeout(timer);
-      detach();
-      child.off('exit', onExit);
-      if (error) reject(error);
-      else resolve();
-    }
-    child.once('exit', onExit);
-    socket.on('error', () => undefined);
-  });
-}
-
 async function baselineBoot(setup: Setup, name: string): Promise<number> {
-  const parent = mkdtempSync(join(tmpdir(), 'rampart-bench-'));
-  let child: ChildProcess | null = null;
-  let socket: Socket | null = null;
-  try {
-    chmodSync(parent, 0o755);
+  return withBenchQemu('rampart-bench-', 'baseline boot', async (qemu) => {
     const t0 = performance.now();
     const deadline = Date.now() + BOOT_TIMEOUT_MS;
     // What the agent does before it spawns: a run dir owned by the VM's uid, mode 0700.
-    const runDir = join(parent, 'run');
-    mkdirSync(runDir, { mode: 0o700 });
-    chownSync(runDir, BASELINE_UID, BASELINE_UID);
+    const runDir = qemu.makeRunDir(BASELINE_UID);
     const args = buildQemuArgs({
       id: randomUUID(),
       name,
@@ -164,41 +70,22 @@ async function baselineBoot(setup: Setup, name: string): Promise<number> {
       initrdPath: setup.initrdPath,
       runDir,
     });
-    const spawned = spawnDetached(
-      setup.setprivBinary,
-      [...unprivilegedPrefix(BASELINE_UID, BASELINE_UID, []), setup.qemuBinary, ...args],
-      { logFile: join(parent, 'qemu.log'), env: {} },
-    );
-    child = spawned;
-    liveBaseline.add(spawned);
-    spawned.once('exit', () => liveBaseline.delete(spawned));
-    if (spawned.pid === undefined) throw new Error('QEMU could not be started');
-    socket = await connectWhenReady(socketPaths(runDir).guestAgent, spawned, deadline);
-    await firstHeartbeat(socket, spawned, deadline);
+    qemu.spawn(setup.setprivBinary, [
+      ...unprivilegedPrefix(BASELINE_UID, BASELINE_UID, []),
+      setup.qemuBinary,
+      ...args,
+    ]);
+    await qemu.firstHeartbeat(socketPaths(runDir).guestAgent, deadline);
     return performance.now() - t0;
-  } catch (error) {
-    const log = join(parent, 'qemu.log');
-    const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
-    throw new Error(
-      `baseline boot failed: ${(error as Error).message}${tail ? `\nqemu.log:\n${tail}` : ''}`,
-      {
-        cause: error,
-      },
-    );
-  } finally {
-    socket?.destroy();
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await waitForExit(child, 10_000);
-    }
-    rmSync(parent, { recursive: true, force: true });
-  }
+  });
 }
 
 // ------------------------------------------------------------------ Rampart: through the API
 
-async function rampartBoot(setup: Setup, name: string): Promise<{ ms: number; bootMs: number | null }> {
-  const { harness } = setup;
+async function rampartBoot(
+  harness: RampartHarness,
+  name: string,
+): Promise<{ ms: number; bootMs: number | null }> {
   const t0 = performance.now();
   const created = await harness.api<Vm>('POST', '/v1/vms', {
     name,
@@ -246,14 +133,15 @@ async function prepare(harness: RampartHarness): Promise<Setup> {
   if (!host) throw new Error('no online host');
   const flavor = await harness.api<{ vcpus: number; memoryMiB: number }>('GET', '/v1/flavors/tiny');
   if (flavor.status !== 200) throw new Error(`flavor tiny: ${flavor.status}`);
-  // The registered image: the bundle's files, copied into <dataDir>/images under their SHA-256.
+  // The registered image: the verified plaintext the server materializes from its encrypted store into
+  // <dataDir>/image-cache, under its SHA-256, for a VM's first boot (the Rampart warm-up boot makes it).
   const manifest = JSON.parse(readFileSync(join(GUEST_IMAGE_DIR, 'manifest.json'), 'utf8')) as {
     kernel: string;
     initrd: string;
     sha256: Record<string, string>;
   };
   const imagePath = (file: string): string => {
-    const path = join(harness.dataDir, 'images', manifest.sha256[file] ?? '');
+    const path = join(harness.dataDir, 'image-cache', manifest.sha256[file] ?? '');
     if (!existsSync(path)) throw new Error(`registered image file ${path} (${file}) not found`);
     return path;
   };
@@ -269,46 +157,27 @@ async function prepare(harness: RampartHarness): Promise<Setup> {
   };
 }
 
-/** QEMU processes on this host that belong to neither side of the benchmark (they add noise). */
-function countForeignQemu(dataDir: string): number {
-  let count = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (
-        cmdline.includes('qemu-system') &&
-        !cmdline.includes(dataDir) &&
-        !cmdline.includes('rampart-bench-')
-      )
-        count++;
-    } catch {
-      // gone
-    }
-  }
-  return count;
-}
-
 function fmt(ms: number): string {
   return `${ms.toFixed(0)} ms`.padStart(10);
 }
 
 async function main(): Promise<void> {
-  const rounds = roundsFromEnv();
+  const rounds = roundsFromEnv(5);
   // The measurement polls the VM as fast as it can: the API rate limits would only add noise.
   const harness = await RampartHarness.start({
     env: { RAMPART_RATE_LIMIT_PRINCIPAL: 'off', RAMPART_RATE_LIMIT_TENANT: 'off' },
   });
   try {
+    let foreignQemu = countForeignQemu([harness.dataDir, 'rampart-bench-']);
+    // One untimed boot of each side first: page cache, accelerator probe cache, first-request JIT. The
+    // Rampart side goes first: its boot materializes the image files the baseline boots.
+    await rampartBoot(harness, 'bench-warmup-r');
     const setup = await prepare(harness);
     console.log(
       `boot benchmark: ${rounds} round(s), accelerator ${setup.accelerator}, ${setup.vcpus} vCPU, ${setup.memoryMiB} MiB, ` +
         `QEMU ${setup.qemuBinary} as uid ${BASELINE_UID} (baseline)`,
     );
-    let foreignQemu = countForeignQemu(harness.dataDir);
-    // One untimed boot of each side first: page cache, accelerator probe cache, first-request JIT.
     await baselineBoot(setup, 'bench-warmup-b');
-    await rampartBoot(setup, 'bench-warmup-r');
 
     const results: RoundResult[] = [];
     console.log('');
@@ -318,14 +187,14 @@ async function main(): Promise<void> {
     );
     for (let round = 1; round <= rounds; round++) {
       const baselineFirst = round % 2 === 1;
-      foreignQemu = Math.max(foreignQemu, countForeignQemu(harness.dataDir));
+      foreignQemu = Math.max(foreignQemu, countForeignQemu([harness.dataDir, 'rampart-bench-']));
       let baselineMs = 0;
       let rampart = { ms: 0, bootMs: null as number | null };
       if (baselineFirst) {
         baselineMs = await baselineBoot(setup, `bench-b${round}`);
-        rampart = await rampartBoot(setup, `bench-r${round}`);
+        rampart = await rampartBoot(setup.harness, `bench-r${round}`);
       } else {
-        rampart = await rampartBoot(setup, `bench-r${round}`);
+        rampart = await rampartBoot(setup.harness, `bench-r${round}`);
         baselineMs = await baselineBoot(setup, `bench-b${round}`);
       }
       const result: RoundResult = {

@@ -2,37 +2,39 @@
  * Confinement benchmark: what the QEMU jail costs. The tiny guest boots on the same QEMU command line
  * twice per round, in the same run on the same machine:
  *
- *   unconfined: qemu-system-x86_64 <buildQemuArgs() without -sandbox>, as root
- *   jail:       prlimit --nofile --fsize -- setpriv --reuid/--regid <unused uid> --clear-groups
- *               --no-new-privs --inh-caps=-all --bounding-set=-all -- qemu-system-x86_64
- *               <buildQemuArgs(), -sandbox included>, with a run dir owned by that uid
+ *   unconfined: qemu-system-x86_64 <buildQemuArgs() without -sandbox>, as root, in the host's mount
+ *               namespace (no jail)
+ *   jail:       what the agent's VmInstance.start() does, with the agent's own functions
+ *               (src/agent/runtime/qemu-jail.ts): prepareJail() writes the skeleton into <dir>/jail,
+ *               starts the namespace holder (`unshare --mount`), populates it with one
+ *               `nsenter ... mount --fstab <dir>/jail.fstab --all` and verifies every mount from the
+ *               holder's mountinfo; then QEMU is spawned as
+ *               `nsenter --target <holder> --mount -- chroot <dir>/jail prlimit --nofile --fsize --
+ *               setpriv --reuid/--regid <unused uid> --clear-groups --no-new-privs --inh-caps=-all
+ *               --bounding-set=-all -- qemu-system-x86_64 <buildQemuArgs(), -sandbox included, kernel and
+ *               initrd as /image/kernel and /image/initrd>`, the bench waits until QEMU is inside the
+ *               namespace (PreparedJail.entered()) and kills the holder, as the agent does. The run dir
+ *               is owned by that uid.
  *
- * (The agent also wraps this in cgexec and, with tenant networks, `ip netns exec`; those carry the VM's
- * resource-limit policy, not the confinement mechanism, and are not part of this comparison.)
+ * (The agent also wraps this in cgexec and, with tenant networks, `nsenter --net`; those carry the VM's
+ * resource-limit policy and its network, not the confinement mechanism, and are not part of this
+ * comparison.)
  *
- *   node scripts/run-benches.mjs confinement     # 3 rounds
- *   RAMPART_BENCH_ROUNDS=5 node scripts/run-benches.mjs confinement
+ *   node scripts/run-benches.mjs confinement     # 5 rounds (QEMU RSS is quantized ~2 MiB apart)
+ *   RAMPART_BENCH_ROUNDS=9 node scripts/run-benches.mjs confinement
  *
- * Boot time: spawn -> first guest-agent heartbeat on the ga socket (as in boot.bench.ts). RSS: VmRSS of
- * the QEMU process from /proc/<pid>/status, SETTLE_MS after that heartbeat (the same delay for both).
+ * Boot time: spawn -> first guest-agent heartbeat on the ga socket (as in boot.bench.ts); on the jail
+ * side the clock starts before the jail setup (readHostRootFacts(), prepareJail()), so the boot time
+ * includes it, and the setup alone (what the agent logs as jailSetupMs) is also reported. The run dir is
+ * created before the clock on both sides. RSS: VmRSS of the QEMU process from /proc/<pid>/status,
+ * SETTLE_MS after that heartbeat (the same delay for both); each sample also checks that the process is
+ * (or is not) confined: uid, seccomp, no_new_privs, bounding set, mount namespace and root.
  * TCG, the tiny flavor's size (1 vCPU, 128 MiB). Rounds alternate which side goes first; one QEMU runs at
  * a time (two cores). Targets (medians): the jail boots at most 5% slower and adds under 1 MiB of RSS.
  * A miss is reported, not failed: the exit code is 0 unless something broke.
  */
-import { type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import {
-  chmodSync,
-  chownSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-} from 'node:fs';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { findExecutable } from '../src/agent/host-facts.js';
@@ -43,10 +45,25 @@ import {
   socketPaths,
   unprivilegedPrefix,
 } from '../src/agent/qemu/command-line.js';
-import { readJsonLines } from '../src/common/json-lines.js';
-import { spawnDetached } from '../src/common/subprocess.js';
-import { tryConnect } from '../src/common/unix-socket.js';
+import {
+  inJailBinary,
+  inspectJail,
+  JAIL_INITRD,
+  JAIL_KERNEL,
+  jailRunDir,
+  prepareJail,
+  readHostRootFacts,
+  type JailBinaries,
+} from '../src/agent/runtime/qemu-jail.js';
 import { GUEST_IMAGE_DIR } from '../test/helpers/repo.js';
+import {
+  type BenchQemu,
+  countForeignQemu,
+  median,
+  roundsFromEnv,
+  sleep,
+  withBenchQemu,
+} from './lib/qemu-boot.js';
 
 const TARGET_BOOT_RATIO = 1.05;
 const TARGET_RSS_DIFF_MIB = 1;
@@ -68,91 +85,21 @@ interface Setup {
   qemuBinary: string;
   setprivBinary: string;
   prlimitBinary: string;
+  /** What builds the jail: nsenter, unshare, chroot, mount, sleep (as the agent finds them). */
+  jail: JailBinaries;
 }
 
 interface BootResult {
   bootMs: number;
   rssKiB: number;
+  /** Jail side only: readHostRootFacts() + prepareJail(), as part of bootMs. */
+  jailSetupMs: number | null;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-function roundsFromEnv(): number {
-  const raw = process.env.RAMPART_BENCH_ROUNDS ?? '3';
-  const rounds = Number(raw);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 100) {
-    throw new Error(`RAMPART_BENCH_ROUNDS must be an integer from 1 to 100, got ${JSON.stringify(raw)}`);
-  }
-  return rounds;
-}
-
-/** QEMUs still alive; killed on any exit so a crash of the bench leaves nothing behind. */
-const live = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
-function hasExited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitForExit(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (hasExited(child)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    // The timer also keeps the event loop alive: spawnDetached() unref'd the child.
-    const timer = setTimeout(() => reject(new Error(`QEMU ${child.pid} did not exit`)), timeoutMs);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-async function connectWhenReady(path: string, child: ChildProcess, deadline: number): Promise<Socket> {
-  for (;;) {
-    const socket = await tryConnect(path);
-    if (socket) return socket;
-    if (hasExited(child)) throw new Error('QEMU exited before its sockets opened');
-    if (Date.now() > deadline) throw new Error(`${path} did not open in time`);
-    await sleep(10); // the agent's retry interval
-  }
-}
-
-function firstHeartbeat(socket: Socket, child: ChildProcess, deadline: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => finish(new Error('no heartbeat in time')),
-      Math.max(0, deadline - Date.now()),
-    );
-    const onExit = () => finish(new Error('QEMU exited before the first heartbeat'));
-    const detach = readJsonLines(socket, {
-      maxLineBytes: 64 * 1024,
-      onValue: (value) => {
-        if (typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'heartbeat')
-          finish();
-      },
-    });
-    function finish(error?: Error): void {
-      clearTimeout(timer);
-      detach();
-      child.off('exit', onExit);
-      if (error) reject(error);
-      else resolve();
-    }
-    child.once('exit', onExit);
-    socket.on('error', () => undefined);
-  });
-}
-
-/** The fields of /proc/<pid>/status this bench reads (the pid is QEMU's: prlimit and setpriv exec). */
+/**
+ * The fields of /proc/<pid>/status this bench reads (the pid is QEMU's: nsenter, chroot, prlimit and
+ * setpriv exec in place).
+ */
 function procStatus(pid: number): Map<string, string> {
   const fields = new Map<string, string>();
   for (const line of readFileSync(`/proc/${pid}/status`, 'utf8').split('\n')) {
@@ -162,8 +109,11 @@ function procStatus(pid: number): Map<string, string> {
   return fields;
 }
 
-/** Reads QEMU's RSS and checks that the process really is (or is not) confined as the side says. */
-function sampleQemu(pid: number, side: Side): number {
+/**
+ * Reads QEMU's RSS and checks that the process really is (or is not) confined as the side says;
+ * `jailRoot` is the jail's root on the host (jail side only).
+ */
+function sampleQemu(pid: number, side: Side, jailRoot: string | null): number {
   const status = procStatus(pid);
   const name = status.get('Name') ?? '';
   if (!name.startsWith('qemu-system')) throw new Error(`pid ${pid} is ${JSON.stringify(name)}, not QEMU`);
@@ -171,13 +121,20 @@ function sampleQemu(pid: number, side: Side): number {
   const seccomp = Number(status.get('Seccomp'));
   const noNewPrivs = Number(status.get('NoNewPrivs'));
   const capBnd = status.get('CapBnd');
+  const view = inspectJail(pid);
   if (side === 'jail') {
     if (uid !== JAIL_UID || seccomp !== 2 || noNewPrivs !== 1 || !/^0+$/.test(capBnd ?? ''))
       throw new Error(
         `jailed QEMU is not confined: uid ${uid}, Seccomp ${seccomp}, NoNewPrivs ${noNewPrivs}, CapBnd ${capBnd}`,
       );
-  } else if (uid !== 0 || seccomp !== 0) {
-    throw new Error(`unconfined QEMU is not plain root: uid ${uid}, Seccomp ${seccomp}`);
+    if (view.mountNamespace !== 'private' || view.root !== jailRoot)
+      throw new Error(
+        `jailed QEMU is not in its jail: ${view.mountNamespace} mount namespace, root ${view.root} (expected ${jailRoot})`,
+      );
+  } else if (uid !== 0 || seccomp !== 0 || view.mountNamespace !== 'host' || view.root !== '/') {
+    throw new Error(
+      `unconfined QEMU is not plain root: uid ${uid}, Seccomp ${seccomp}, ${view.mountNamespace} mount namespace, root ${view.root}`,
+    );
   }
   const rss = /^(\d+)\s*kB$/.exec(status.get('VmRSS') ?? '');
   if (!rss) throw new Error(`no VmRSS for pid ${pid}`);
@@ -191,77 +148,89 @@ function withoutSandbox(args: readonly string[]): string[] {
   return [...args.slice(0, index), ...args.slice(index + 2)];
 }
 
-async function boot(setup: Setup, side: Side, name: string): Promise<BootResult> {
-  const parent = mkdtempSync(join(tmpdir(), TEMP_PREFIX));
-  let child: ChildProcess | null = null;
-  let socket: Socket | null = null;
-  try {
-    chmodSync(parent, 0o755);
-    const runDir = join(parent, 'run');
-    mkdirSync(runDir, { mode: 0o700 });
-    if (side === 'jail') chownSync(runDir, JAIL_UID, JAIL_UID);
-    const args = buildQemuArgs({
-      id: randomUUID(),
-      name,
-      vcpus: VCPUS,
-      memoryMiB: MEMORY_MIB,
-      accelerator: 'tcg',
+/** A QEMU just spawned: when its clock started, its pid and (jail side) the jail's setup time and root. */
+interface Started {
+  t0: number;
+  pid: number;
+  jailSetupMs: number | null;
+  jailRoot: string | null;
+}
+
+function qemuArgs(name: string, kernelPath: string, initrdPath: string, runDir: string): string[] {
+  return buildQemuArgs({
+    id: randomUUID(),
+    name,
+    vcpus: VCPUS,
+    memoryMiB: MEMORY_MIB,
+    accelerator: 'tcg',
+    kernelPath,
+    initrdPath,
+    runDir,
+  });
+}
+
+function startUnconfined(qemu: BenchQemu, setup: Setup, name: string, runDir: string): Started {
+  const args = withoutSandbox(qemuArgs(name, setup.kernelPath, setup.initrdPath, runDir));
+  const t0 = performance.now();
+  const child = qemu.spawn(setup.qemuBinary, args);
+  return { t0, pid: child.pid, jailSetupMs: null, jailRoot: null };
+}
+
+/** VmInstance.start()'s jail steps, in its order and with its functions; the clock starts before them. */
+async function startJailed(qemu: BenchQemu, setup: Setup, name: string, runDir: string): Promise<Started> {
+  // QEMU sees only its jail: the image files and the run directory under their paths inside it.
+  const args = qemuArgs(name, JAIL_KERNEL, JAIL_INITRD, jailRunDir(runDir));
+  const t0 = performance.now();
+  const facts = readHostRootFacts();
+  // After chroot every path is resolved inside the jail: the binaries must be under its /usr.
+  const innerCommand = [
+    ...rlimitPrefix(inJailBinary(setup.prlimitBinary, facts)),
+    inJailBinary(setup.setprivBinary, facts),
+    ...unprivilegedPrefix(JAIL_UID, JAIL_UID, []),
+    inJailBinary(setup.qemuBinary, facts),
+    ...args,
+  ];
+  const jail = await prepareJail(
+    {
+      vmDir: qemu.dir,
+      runDir,
       kernelPath: setup.kernelPath,
       initrdPath: setup.initrdPath,
-      runDir,
-    });
-    const [command, ...commandArgs] =
-      side === 'jail'
-        ? [
-            ...rlimitPrefix(setup.prlimitBinary),
-            setup.setprivBinary,
-            ...unprivilegedPrefix(JAIL_UID, JAIL_UID, []),
-            setup.qemuBinary,
-            ...args,
-          ]
-        : [setup.qemuBinary, ...withoutSandbox(args)];
-    const deadline = Date.now() + BOOT_TIMEOUT_MS;
-    const t0 = performance.now();
-    const spawned = spawnDetached(command!, commandArgs, { logFile: join(parent, 'qemu.log'), env: {} });
-    child = spawned;
-    live.add(spawned);
-    spawned.once('exit', () => live.delete(spawned));
-    if (spawned.pid === undefined) throw new Error('QEMU could not be started');
-    socket = await connectWhenReady(socketPaths(runDir).guestAgent, spawned, deadline);
-    await firstHeartbeat(socket, spawned, deadline);
-    const bootMs = performance.now() - t0;
-    await sleep(SETTLE_MS);
-    if (hasExited(spawned)) throw new Error('QEMU exited after the first heartbeat');
-    return { bootMs, rssKiB: sampleQemu(spawned.pid, side) };
-  } catch (error) {
-    const log = join(parent, 'qemu.log');
-    const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n') : '';
-    throw new Error(`${side} boot failed: ${(error as Error).message}${tail ? `\nqemu.log:\n${tail}` : ''}`, {
-      cause: error,
-    });
+      kvm: false,
+    },
+    setup.jail,
+    facts,
+  );
+  try {
+    const jailSetupMs = performance.now() - t0;
+    const [command, ...commandArgs] = jail.command(null, innerCommand);
+    const child = qemu.spawn(command!, commandArgs);
+    // QEMU holds the namespace from here on; until then the holder does.
+    if (!(await jail.entered(child.pid))) throw new Error('QEMU did not enter its jail');
+    return { t0, pid: child.pid, jailSetupMs, jailRoot: jail.layout.root };
   } finally {
-    socket?.destroy();
-    if (child && !hasExited(child)) {
-      child.kill('SIGKILL');
-      await waitForExit(child, 10_000);
-    }
-    rmSync(parent, { recursive: true, force: true });
+    jail.release();
   }
 }
 
-/** QEMU processes on this host that are not this benchmark's (they add noise). */
-function countForeignQemu(): number {
-  let count = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (cmdline.includes('qemu-system') && !cmdline.includes(TEMP_PREFIX)) count++;
-    } catch {
-      // gone
-    }
-  }
-  return count;
+async function boot(setup: Setup, side: Side, name: string): Promise<BootResult> {
+  return withBenchQemu(TEMP_PREFIX, `${side} boot`, async (qemu) => {
+    const runDir = qemu.makeRunDir(side === 'jail' ? JAIL_UID : null);
+    const deadline = Date.now() + BOOT_TIMEOUT_MS;
+    const started =
+      side === 'jail'
+        ? await startJailed(qemu, setup, name, runDir)
+        : startUnconfined(qemu, setup, name, runDir);
+    await qemu.firstHeartbeat(socketPaths(runDir).guestAgent, deadline);
+    const bootMs = performance.now() - started.t0;
+    await sleep(SETTLE_MS);
+    if (qemu.exited()) throw new Error('QEMU exited after the first heartbeat');
+    return {
+      bootMs,
+      rssKiB: sampleQemu(started.pid, side, started.jailRoot),
+      jailSetupMs: started.jailSetupMs,
+    };
+  });
 }
 
 function prepare(): Setup {
@@ -280,6 +249,14 @@ function prepare(): Setup {
     qemuBinary: findExecutable(process.env.RAMPART_QEMU ?? 'qemu-system-x86_64'),
     setprivBinary: findExecutable('setpriv'),
     prlimitBinary: findExecutable('prlimit'),
+    // As the agent finds them (src/agent/main.ts).
+    jail: {
+      nsenter: findExecutable('nsenter'),
+      unshare: findExecutable('unshare'),
+      chroot: findExecutable('chroot'),
+      mount: findExecutable('mount'),
+      sleep: findExecutable('sleep'),
+    },
   };
 }
 
@@ -287,14 +264,15 @@ const MS = (ms: number): string => `${ms.toFixed(0)} ms`.padStart(10);
 const MIB = (kib: number): string => `${(kib / 1024).toFixed(1)} MiB`.padStart(11);
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('the confinement benchmark runs as root (setpriv, chown)');
-  const rounds = roundsFromEnv();
+  if (process.getuid?.() !== 0)
+    throw new Error('the confinement benchmark runs as root (setpriv, chown, mount namespaces)');
+  const rounds = roundsFromEnv(5);
   const setup = prepare();
   console.log(
     `confinement benchmark: ${rounds} round(s), TCG, ${VCPUS} vCPU, ${MEMORY_MIB} MiB, QEMU ${setup.qemuBinary}; ` +
       `jail uid ${JAIL_UID}; RSS sampled ${SETTLE_MS} ms after the first heartbeat`,
   );
-  let foreignQemu = countForeignQemu();
+  let foreignQemu = countForeignQemu([TEMP_PREFIX]);
   // One untimed boot of each side first: page cache, dynamic loader, QEMU's module loading.
   await boot(setup, 'unconfined', 'bench-warmup-u');
   await boot(setup, 'jail', 'bench-warmup-j');
@@ -303,10 +281,10 @@ async function main(): Promise<void> {
   console.log('');
   console.log(
     `${'round'.padEnd(6)} ${'order'.padEnd(6)} ${'boot u'.padStart(10)} ${'boot jail'.padStart(10)} ` +
-      `${'RSS u'.padStart(11)} ${'RSS jail'.padStart(11)}`,
+      `${'jail setup'.padStart(10)} ${'RSS u'.padStart(11)} ${'RSS jail'.padStart(11)}`,
   );
   for (let round = 1; round <= rounds; round++) {
-    foreignQemu = Math.max(foreignQemu, countForeignQemu());
+    foreignQemu = Math.max(foreignQemu, countForeignQemu([TEMP_PREFIX]));
     const order: Side[] = round % 2 === 1 ? ['unconfined', 'jail'] : ['jail', 'unconfined'];
     const got = new Map<Side, BootResult>();
     for (const side of order) {
@@ -318,7 +296,7 @@ async function main(): Promise<void> {
     const j = got.get('jail')!;
     console.log(
       `${String(round).padEnd(6)} ${(order[0] === 'jail' ? 'J,U' : 'U,J').padEnd(6)} ${MS(u.bootMs)} ${MS(j.bootMs)} ` +
-        `${MIB(u.rssKiB)} ${MIB(j.rssKiB)}`,
+        `${MS(j.jailSetupMs ?? 0)} ${MIB(u.rssKiB)} ${MIB(j.rssKiB)}`,
     );
   }
 
@@ -326,6 +304,7 @@ async function main(): Promise<void> {
     median(results.filter((r) => r.side === side).map((r) => pick(r.result)));
   const bootU = of('unconfined', (r) => r.bootMs);
   const bootJ = of('jail', (r) => r.bootMs);
+  const jailSetup = of('jail', (r) => r.jailSetupMs ?? 0);
   const rssU = of('unconfined', (r) => r.rssKiB);
   const rssJ = of('jail', (r) => r.rssKiB);
   const ratio = bootJ / bootU;
@@ -333,9 +312,10 @@ async function main(): Promise<void> {
   const rssRatio = rssJ / rssU;
 
   console.log('');
-  const line = (label: string, value: string): void => console.log(`${label.padEnd(52)} = ${value}`);
+  const line = (label: string, value: string): void => console.log(`${label.padEnd(58)} = ${value}`);
   line('median boot, unconfined (spawn -> first heartbeat)', `${bootU.toFixed(0)} ms`);
-  line('median boot, jail', `${bootJ.toFixed(0)} ms`);
+  line('median boot, jail (jail setup included)', `${bootJ.toFixed(0)} ms`);
+  line('median jail setup (facts, skeleton, holder, mount, verify)', `${jailSetup.toFixed(1)} ms`);
   line('median QEMU RSS, unconfined', `${(rssU / 1024).toFixed(2)} MiB`);
   line('median QEMU RSS, jail', `${(rssJ / 1024).toFixed(2)} MiB`);
   // The run-to-run spread within one side: a difference smaller than this is noise.
