@@ -98,6 +98,13 @@ const EXPECTED: Record<string, string> = {
   'POST /v1/placement-groups': 'PA TA ME',
   'GET /v1/placement-groups/:ref': 'PA TA OP ME VI AU SR',
   'DELETE /v1/placement-groups/:ref': 'PA TA ME',
+  'GET /v1/volumes': 'PA TA OP ME VI AU SR',
+  'POST /v1/volumes': 'PA TA ME',
+  'GET /v1/volumes/:ref': 'PA TA OP ME VI AU SR',
+  'PATCH /v1/volumes/:ref': 'PA TA ME',
+  'DELETE /v1/volumes/:ref': 'PA TA ME',
+  'POST /v1/vms/:ref/volumes': 'PA TA ME',
+  'DELETE /v1/vms/:ref/volumes/:volume': 'PA TA ME',
   'GET /v1/networks': 'PA TA OP ME VI AU SR',
   'POST /v1/networks': 'PA TA ME',
   'GET /v1/networks/:ref': 'PA TA OP ME VI AU SR',
@@ -223,7 +230,8 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     .replace(':port', ABSENT)
     .replace(':rule', ABSENT)
     .replace(':user', 'no-such-user')
-    .replace(':name', 'no-such-role');
+    .replace(':name', 'no-such-role')
+    .replace(':volume', 'no-such-volume');
   const scope = ROUTE_POLICY[key]?.scope;
   // The tenant comes from the path only where the policy says so (`:tenant` may also name a target).
   const tenantInPath = ROUTE_POLICY[key]?.tenantParam !== undefined;
@@ -234,6 +242,7 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     '/resize': { flavor: 'tiny' },
     '/security-groups': { securityGroups: [] },
     '/allowed-addresses': { allowedAddresses: [] },
+    '/volumes': { volume: 'no-such-volume' },
   };
   const validBody = Object.entries(validBodies).find(([suffix]) => route.endsWith(suffix))?.[1];
   const body = writes ? (withBody ? { unexpectedField: true } : validBody) : undefined;

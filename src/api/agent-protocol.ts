@@ -92,6 +92,22 @@ export const ImageTrustMaterial = Type.Object(
 );
 export type ImageTrustMaterial = Static<typeof ImageTrustMaterial>;
 
+/**
+ * A volume attached to the VM: a LUKS-encrypted file on the VM's host, created on first use. `key` is the
+ * volume's LUKS passphrase, unwrapped by the server for this intent only: the agent keeps it in memory,
+ * hands it to QEMU through a file only the VM's uid can read (removed once QEMU has read it), and never
+ * persists or logs it.
+ */
+export const VolumeIntent = Type.Object(
+  {
+    id: Uuid,
+    sizeGiB: Type.Integer({ minimum: 1, maximum: 65_536 }),
+    key: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }),
+  },
+  { additionalProperties: false },
+);
+export type VolumeIntent = Static<typeof VolumeIntent>;
+
 export const VmIntent = Type.Object(
   {
     id: Uuid,
@@ -125,6 +141,8 @@ export const VmIntent = Type.Object(
     ),
     /** The VM's network interfaces (taps on the networks' bridges); none: no network device. */
     ports: Type.Array(PortIntent, { maxItems: 8 }),
+    /** Attached volumes in attachment order (virtio-blk: /dev/vda, /dev/vdb, ... in the guest). */
+    volumes: Type.Optional(Type.Array(VolumeIntent, { maxItems: 16 })),
     power: DesiredPower,
     bootId: Type.Integer({ minimum: 0 }),
     rebootId: Type.Integer({ minimum: 0 }),
@@ -242,6 +260,13 @@ export const HardeningRequest = Type.Object({
   vmId: Uuid,
 });
 
+/** Securely erases a volume's file on this host (overwritten with zeros, then removed). */
+export const VolumeEraseRequest = Type.Object({
+  type: Type.Literal('volume.erase'),
+  id: Type.Integer(),
+  volumeId: Uuid,
+});
+
 export const AgentRequest = Type.Union([
   SyncRequest,
   ApplyRequest,
@@ -251,6 +276,7 @@ export const AgentRequest = Type.Union([
   FirewallRequest,
   NetCountersRequest,
   HardeningRequest,
+  VolumeEraseRequest,
 ]);
 export type AgentRequest = Static<typeof AgentRequest>;
 export type AgentRequestType = AgentRequest['type'];
@@ -265,6 +291,8 @@ export interface AgentResults {
   firewall: { generation: number };
   'net.counters': { ports: PortCounters[] };
   'vm.hardening': VmHardening;
+  /** existed: the file was there; bytes: how many were overwritten with zeros before it was removed. */
+  'volume.erase': { existed: boolean; bytes: number };
 }
 
 // ---- agent -> server messages

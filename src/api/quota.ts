@@ -14,6 +14,8 @@ export const QUOTA_RESOURCES = [
   'securityGroupRules',
   'snapshots',
   'apiTokens',
+  'volumes',
+  'volumeGiB',
 ] as const;
 export type QuotaResource = (typeof QUOTA_RESOURCES)[number];
 
@@ -41,6 +43,8 @@ export const Quota = Type.Object({
     securityGroupRules: usageEntry,
     snapshots: usageEntry,
     apiTokens: usageEntry,
+    volumes: usageEntry,
+    volumeGiB: usageEntry,
   }),
 });
 export type Quota = Static<typeof Quota>;
@@ -59,6 +63,8 @@ export const QuotaUpdate = Type.Object(
     securityGroupRules: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
     snapshots: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
     apiTokens: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
+    volumes: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
+    volumeGiB: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -16,6 +16,7 @@ import { registerRoleCommands } from './commands/role.js';
 import { registerSecgroupCommands } from './commands/secgroup.js';
 import { registerSecurityCommands } from './commands/security.js';
 import { registerPlacementGroupCommands } from './commands/placement-group.js';
+import { registerVolumeCommands } from './commands/volume.js';
 import { registerServerCommand } from './commands/server.js';
 import { registerTenantCommands } from './commands/tenant.js';
 import { registerTokenCommands } from './commands/token.js';
@@ -103,6 +104,7 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
   registerAuditCommands(program, deps);
   registerSecurityCommands(program, deps);
   registerPlacementGroupCommands(program, deps);
+  registerVolumeCommands(program, deps);
   registerServerCommand(program, deps);
   registerAgentCommand(program, deps);
   return program;

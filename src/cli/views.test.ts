@@ -184,6 +184,8 @@ void describe('detail views', () => {
           securityGroupRules: entry(200, 0, false),
           snapshots: entry(50, 0, false),
           apiTokens: entry(20, 1, false),
+          volumes: entry(20, 0, false),
+          volumeGiB: entry(1000, 0, false),
         },
       },
       plain,
@@ -193,6 +195,6 @@ void describe('detail views', () => {
     assert.equal(lines[1], 'vms                  5           2      override');
     assert.equal(lines[2], 'vcpus                unlimited   4      override');
     assert.equal(lines[3], 'memoryMiB            81920       512    default');
-    assert.equal(lines.length, 13);
+    assert.equal(lines.length, 15);
   });
 });

@@ -24,6 +24,7 @@ import { VmService } from './compute/vm-service.js';
 import { loadServerConfig, type ServerConfigInput } from './config.js';
 import { ConsoleHub } from './console/console-hub.js';
 import { AgentFleet } from './agent-link/agent-fleet.js';
+import { VolumeService } from './volumes/volume-service.js';
 import { buildApp } from './http/app.js';
 import { registerDefaultImage } from './images/image-catalog.js';
 import { openImageServices } from './images/image-services.js';
@@ -138,12 +139,21 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     async () => (vms ? vms.countByState() : {}),
     async () => (vms ? vms.portPacketSamples() : []),
   );
+  const volumes = new VolumeService({
+    db,
+    keyring: images.keyring,
+    quotas,
+    agents: fleet,
+    audit,
+    log: log.child({ component: 'volumes' }),
+  });
   vms = new VmService(db, fleet, metrics, log.child({ component: 'compute' }), {
     defaultStopTimeoutSeconds: config.stopTimeoutSeconds,
     quotas,
     overcommit: config.overcommit,
     images: { store: images.store, platformKeys: images.platformKeys },
     networks,
+    volumes,
     // A VM that failed for good (its image did not verify) is audited and raises a security event.
     onFatal: async (vm, reason) => {
       log.warn({ vmId: vm.id, reason }, 'VM failed on its host');
@@ -199,6 +209,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     void (async () => {
       await recordHostHello(db, host);
       await vmService.syncHost(host.hostId, connection);
+      await volumes.resumeDeletes(host.hostId);
     })().catch((error: unknown) => log.error({ err: (error as Error).message }, 'host sync failed'));
   });
   fleet.on('disconnected', (host) => {
@@ -224,6 +235,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       securityEvents,
       images,
       networks,
+      volumes,
       quotas,
       overcommit: config.overcommit,
       version: RAMPART_VERSION,

@@ -22,6 +22,8 @@ function quotaFixture(overrides: Partial<Quota['resources']> = {}): Quota {
       securityGroupRules: entry(200),
       snapshots: entry(50),
       apiTokens: entry(2, 4, true),
+      volumes: entry(20),
+      volumeGiB: entry(1000),
       ...overrides,
     },
   };
@@ -40,6 +42,8 @@ const TABLE = [
   'securityGroupRules   200         0      default',
   'snapshots            50          0      default',
   'apiTokens            2           4      override',
+  'volumes              20          0      default',
+  'volumeGiB            1000        0      default',
   '',
 ].join('\n');
 

@@ -37,6 +37,7 @@ import { hardeningNotRunning, type VmHardening } from '../../api/hardening.js';
 import { chooseDedicatedCpus, hostRoom, pickHost, type Overcommit } from './scheduler.js';
 import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
+import type { VolumeService } from '../volumes/volume-service.js';
 import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
 
 /** Where the service finds the agent of a host (all-in-one: the one local agent). */
@@ -54,6 +55,8 @@ export interface VmServiceOptions {
   images: { store: ImageStore; platformKeys: readonly TrustedKey[] };
   /** Networks, ports and security groups: VM ports are created with the VM; hosts get their firewall. */
   networks: NetworkService;
+  /** Volumes: attached ones go into the intent (with their keys); a deleted VM lets go of them. */
+  volumes: VolumeService;
 }
 
 const RESTART_WINDOW_MS = 10 * 60_000;
@@ -398,6 +401,15 @@ export class VmService {
           .where('id', '=', candidate.id)
           .executeTakeFirst();
         if (!row || row.hostId !== hostId) return;
+        if (row.state === 'stopped' && (await this.options.volumes.hasVolumes(row.id))) {
+          result.skipped.push({
+            vmId: row.id,
+            name: row.name,
+            reason:
+              'the VM has volumes, which live on this host (detach them first; volumes do not move yet)',
+          });
+          return;
+        }
         if (row.state !== 'stopped') {
           result.skipped.push({
             vmId: row.id,
@@ -528,9 +540,15 @@ export class VmService {
     for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status, hostId));
     // VMs being deleted were not in the list, so the agent has removed them: finish the deletes.
     for (const row of rows.filter((r) => r.state === 'deleting')) {
+      await this.options.volumes.releaseVm(row.id);
       await this.db.deleteFrom('vms').where('id', '=', row.id).where('state', '=', 'deleting').execute();
       this.log.info({ vmId: row.id }, 'VM deleted');
     }
+  }
+
+  /** Sends a VM's changed intent (e.g. its volumes) to its host now. */
+  async republish(vmId: string): Promise<void> {
+    await this.mutex.run(vmId, () => this.pushIntent(vmId));
   }
 
   /** A status report from the agent of `hostId`. */
@@ -708,6 +726,7 @@ export class VmService {
       if (!agent) throw new RampartError('RAMPART_HOST_UNAVAILABLE', 'host agent not connected');
       await agent.request('remove', { vmId }, 120_000);
     }
+    await this.options.volumes.releaseVm(vmId);
     await this.db.deleteFrom('vms').where('id', '=', vmId).execute();
     this.recentRestarts.delete(vmId);
     this.log.info({ vmId }, 'VM deleted');
@@ -872,9 +891,11 @@ export class VmService {
           platformImage: image.tenantId === null,
         };
       });
+      const volumes = await this.options.volumes.intentsFor(row);
       intents.push({
         ...toIntent(row, image, this.options.images.store, trust),
         ports: await this.options.networks.portIntents(row.id),
+        ...(volumes.length > 0 ? { volumes } : {}),
         ...(await this.tenantIntent(row.tenantId)),
       });
     }

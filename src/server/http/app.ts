@@ -19,6 +19,7 @@ import { catalogRoutes } from './routes/catalog.js';
 import { imageFileRoutes } from './routes/image-files.js';
 import { networkRoutes } from './routes/networks.js';
 import { placementGroupRoutes } from './routes/placement-groups.js';
+import { volumeRoutes } from './routes/volumes.js';
 import { metaRoutes } from './routes/meta.js';
 import { vmRoutes } from './routes/vms.js';
 import { auditRoutes } from './routes/audit.js';
@@ -103,6 +104,7 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     await imageFileRoutes(scope, ctx);
     await networkRoutes(scope, ctx);
     await placementGroupRoutes(scope, ctx);
+    await volumeRoutes(scope, ctx);
     await trustRoutes(scope, ctx);
     await vmRoutes(scope, ctx);
   });

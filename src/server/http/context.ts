@@ -1,4 +1,5 @@
 /** What route handlers may use: the services of the control plane, handed over explicitly. */
+import type { VolumeService } from '../volumes/volume-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { VmService } from '../compute/vm-service.js';
 import type { ConsoleHub } from '../console/console-hub.js';
@@ -29,6 +30,7 @@ export interface AppContext {
   quotas: QuotaService;
   images: ImageServices;
   networks: NetworkService;
+  volumes: VolumeService;
   overcommit: Overcommit;
   version: string;
 }

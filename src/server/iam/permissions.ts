@@ -44,6 +44,12 @@ export const TENANT_PERMISSIONS = [
   'secgroup:delete',
   'security:read',
   'security:respond',
+  'volume:read',
+  'volume:create',
+  /** Grow a volume, attach it to and detach it from the tenant's VMs. */
+  'volume:update',
+  /** Delete a volume (its host erases it). */
+  'volume:delete',
 ] as const;
 
 export const PLATFORM_PERMISSIONS = [
@@ -113,6 +119,7 @@ const READ: TenantPermission[] = [
   'quota:read',
   'network:read',
   'secgroup:read',
+  'volume:read',
 ];
 
 const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
@@ -138,6 +145,9 @@ const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
     'secgroup:create',
     'secgroup:update',
     'secgroup:delete',
+    'volume:create',
+    'volume:update',
+    'volume:delete',
   ],
   viewer: READ,
   auditor: [...READ, 'member:read', 'role:read', 'audit:read', 'security:read'],

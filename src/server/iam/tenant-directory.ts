@@ -92,6 +92,13 @@ export class TenantDirectory {
   async delete(id: string): Promise<void> {
     const vm = await this.db.selectFrom('vms').select('id').where('tenantId', '=', id).executeTakeFirst();
     if (vm) throw new ConflictError('the tenant still has VMs; delete them first');
+    // Volumes are erased on their hosts when deleted: they must go first, not vanish with the row.
+    const volume = await this.db
+      .selectFrom('volumes')
+      .select('id')
+      .where('tenantId', '=', id)
+      .executeTakeFirst();
+    if (volume) throw new ConflictError('the tenant still has volumes; delete them first');
     await this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('roleBindings').where('scope', '=', id).execute();
       await trx.deleteFrom('tenants').where('id', '=', id).execute();

@@ -32,6 +32,8 @@ export const DEFAULT_QUOTA: Readonly<QuotaLimits> = {
   securityGroupRules: 200,
   snapshots: 50,
   apiTokens: 20,
+  volumes: 20,
+  volumeGiB: 1_000,
 };
 
 export interface QuotaOptions {
@@ -87,6 +89,14 @@ export class QuotaService {
             .executeTakeFirstOrThrow()
         ).n,
       );
+    const volumes = await db
+      .selectFrom('volumes')
+      .select((eb) => [
+        eb.fn.countAll<number>().as('n'),
+        eb.fn.coalesce(eb.fn.sum<number>('sizeGib'), eb.lit(0)).as('gib'),
+      ])
+      .where('tenantId', '=', tenantId)
+      .executeTakeFirstOrThrow();
     const rules = await db
       .selectFrom('securityGroupRules')
       .innerJoin('securityGroups', 'securityGroups.id', 'securityGroupRules.groupId')
@@ -107,6 +117,9 @@ export class QuotaService {
       securityGroups: await count('securityGroups'),
       securityGroupRules: Number(rules.n),
       snapshots: 0,
+      // Volumes being erased still hold their storage until the host has finished.
+      volumes: Number(volumes.n),
+      volumeGiB: Number(volumes.gib),
     };
   }
 

@@ -670,6 +670,32 @@ migrations['0017_dedicated_cpus'] = {
   },
 };
 
+migrations['0018_volumes'] = {
+  async up(db: Kysely<unknown>) {
+    // A tenant's volumes: LUKS files on one host each, with a key of their own wrapped by the tenant's
+    // data key (wrapped_key: base64 of nonce | ciphertext | tag; key_version: the data key's version).
+    await db.schema
+      .createTable('volumes')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('size_gib', 'integer', (c) => c.notNull())
+      .addColumn('status', 'text', (c) =>
+        c.notNull().check(sql`status IN ('available', 'attached', 'deleting')`),
+      )
+      .addColumn('host_id', 'text', (c) => c.references('hosts.id'))
+      .addColumn('vm_id', 'text', (c) => c.references('vms.id'))
+      .addColumn('attached_at', 'text')
+      .addColumn('wrapped_key', 'text', (c) => c.notNull())
+      .addColumn('key_version', 'integer', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('volumes_tenant_name', ['tenant_id', 'name'])
+      .execute();
+    await db.schema.createIndex('volumes_vm').on('volumes').column('vm_id').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

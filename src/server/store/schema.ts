@@ -168,6 +168,22 @@ export interface VmsTable {
   updatedAt: string;
 }
 
+export interface VolumesTable {
+  id: string;
+  tenantId: string;
+  name: string;
+  sizeGib: number;
+  status: 'available' | 'attached' | 'deleting';
+  hostId: string | null;
+  vmId: string | null;
+  attachedAt: string | null;
+  /** base64(nonce | AES-256-GCM ciphertext | tag) of the volume key under the tenant's data key. */
+  wrappedKey: string;
+  keyVersion: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
 export interface TenantsTable {
   id: string;
   name: string;
@@ -307,6 +323,7 @@ export interface Database {
   securityEvents: SecurityEventsTable;
   networks: NetworksTable;
   placementGroups: PlacementGroupsTable;
+  volumes: VolumesTable;
   securityGroups: SecurityGroupsTable;
   securityGroupRules: SecurityGroupRulesTable;
   ports: PortsTable;

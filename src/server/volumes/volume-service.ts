@@ -1,0 +1,327 @@
+/**
+ * Volumes of a tenant: create (quota-admitted, a fresh key wrapped by the tenant's data key), grow,
+ * attach to and detach from a stopped VM, and delete with a secure erase on the host holding the file.
+ *
+ * A volume lives on one host: none until it is first attached, then the host of that VM (the agent
+ * creates the LUKS file at the VM's next start). It can only be attached to VMs on that host. Deletion
+ * answers at once (status `deleting`); the host overwrites the file with zeros and removes it, and only
+ * then is the row deleted and the erase written to the audit log. A host that is away finishes the erase
+ * when it reconnects.
+ */
+import type { VolumeIntent } from '../../api/agent-protocol.js';
+import { ConflictError, IllegalStateError, InvalidInputError, NotFoundError } from '../../api/errors.js';
+import type { Volume, VolumeCreate } from '../../api/volume.js';
+import { isUuid, newId } from '../../common/ids.js';
+import type { Logger } from '../../common/logger.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { AgentDirectory } from '../compute/vm-service.js';
+import type { TenantKeyring } from '../images/crypto/envelope-keys.js';
+import type { QuotaService } from '../quota/quota-service.js';
+import { nowIso, type Db } from '../store/database.js';
+import type { VmsTable, VolumesTable } from '../store/schema.js';
+import { newWrappedVolumeKey, volumePassphrase } from './volume-keys.js';
+
+/** Volumes per VM (virtio-blk devices beside its other PCI devices). */
+export const MAX_VOLUMES_PER_VM = 16;
+
+export interface VolumeServiceDeps {
+  db: Db;
+  keyring: TenantKeyring;
+  quotas: QuotaService;
+  agents: AgentDirectory;
+  audit: AuditLog;
+  log: Logger;
+}
+
+type JoinedVolume = VolumesTable & { vmName: string | null };
+
+function toApi(row: JoinedVolume): Volume {
+  return {
+    id: row.id,
+    name: row.name,
+    sizeGiB: row.sizeGib,
+    status: row.status,
+    vm: row.vmId && row.vmName ? { id: row.vmId, name: row.vmName } : null,
+    hostId: row.hostId,
+    encryption: 'luks',
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export class VolumeService {
+  private readonly erasing = new Set<string>();
+
+  constructor(private readonly deps: VolumeServiceDeps) {}
+
+  async list(tenantId: string): Promise<Volume[]> {
+    const rows = await this.select()
+      .where('volumes.tenantId', '=', tenantId)
+      .orderBy('volumes.name')
+      .execute();
+    return rows.map(toApi);
+  }
+
+  async get(ref: string, tenantId: string): Promise<Volume> {
+    return toApi(await this.find(ref, tenantId));
+  }
+
+  async create(input: VolumeCreate, tenantId: string): Promise<Volume> {
+    const id = newId();
+    const dataKey = await this.deps.keyring.dataKey(tenantId);
+    let wrappedKey: string;
+    try {
+      wrappedKey = newWrappedVolumeKey(id, dataKey);
+    } finally {
+      dataKey.key.fill(0);
+    }
+    const now = nowIso();
+    await this.deps.db.transaction().execute(async (trx) => {
+      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: input.sizeGiB });
+      const taken = await trx
+        .selectFrom('volumes')
+        .select('id')
+        .where('tenantId', '=', tenantId)
+        .where('name', '=', input.name)
+        .executeTakeFirst();
+      if (taken) throw new ConflictError(`a volume named ${input.name} already exists`);
+      await trx
+        .insertInto('volumes')
+        .values({
+          id,
+          tenantId,
+          name: input.name,
+          sizeGib: input.sizeGiB,
+          status: 'available',
+          hostId: null,
+          vmId: null,
+          attachedAt: null,
+          wrappedKey,
+          keyVersion: dataKey.version,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .execute();
+    });
+    return this.get(id, tenantId);
+  }
+
+  /** Grows a volume; its file grows at the next start of its VM. */
+  async resize(ref: string, sizeGiB: number, tenantId: string): Promise<Volume> {
+    await this.deps.db.transaction().execute(async (trx) => {
+      const row = await this.find(ref, tenantId, trx);
+      if (row.status === 'deleting') throw new IllegalStateError('resize', 'deleting');
+      if (sizeGiB < row.sizeGib)
+        throw new InvalidInputError(`a volume only grows (it has ${row.sizeGib} GiB; shrinking loses data)`);
+      if (row.vmId) await this.requireStopped(trx, row.vmId, 'resized');
+      await this.deps.quotas.admit(trx, tenantId, { volumeGiB: sizeGiB - row.sizeGib });
+      await trx
+        .updateTable('volumes')
+        .set({ sizeGib: sizeGiB, updatedAt: nowIso() })
+        .where('id', '=', row.id)
+        .execute();
+    });
+    return this.get(ref, tenantId);
+  }
+
+  async attach(vm: VmsTable, volumeRef: string, tenantId: string): Promise<Volume> {
+    let id = '';
+    await this.deps.db.transaction().execute(async (trx) => {
+      const row = await this.find(volumeRef, tenantId, trx).catch((error: unknown) => {
+        if (error instanceof NotFoundError)
+          throw new InvalidInputError(`volume ${JSON.stringify(volumeRef)} not found`);
+        throw error;
+      });
+      id = row.id;
+      const current = await this.requireStopped(trx, vm.id, 'attached');
+      if (row.status !== 'available')
+        throw new ConflictError(
+          row.vmId
+            ? `volume ${row.name} is attached to another VM; detach it first`
+            : `volume ${row.name} is ${row.status}`,
+        );
+      if (row.hostId && row.hostId !== current.hostId)
+        throw new ConflictError(
+          `volume ${row.name} lives on another host than VM ${current.name}: volumes are local to their host`,
+        );
+      const attached = await trx
+        .selectFrom('volumes')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('vmId', '=', vm.id)
+        .executeTakeFirstOrThrow();
+      if (Number(attached.n) >= MAX_VOLUMES_PER_VM)
+        throw new ConflictError(`a VM has at most ${MAX_VOLUMES_PER_VM} volumes`);
+      const now = nowIso();
+      await trx
+        .updateTable('volumes')
+        .set({ status: 'attached', vmId: vm.id, hostId: current.hostId, attachedAt: now, updatedAt: now })
+        .where('id', '=', row.id)
+        .where('status', '=', 'available')
+        .execute();
+    });
+    return this.get(id, tenantId);
+  }
+
+  async detach(vm: VmsTable, volumeRef: string, tenantId: string): Promise<Volume> {
+    let id = '';
+    await this.deps.db.transaction().execute(async (trx) => {
+      const row = await this.find(volumeRef, tenantId, trx);
+      id = row.id;
+      if (row.vmId !== vm.id) throw new NotFoundError('volume attachment');
+      await this.requireStopped(trx, vm.id, 'detached');
+      await trx
+        .updateTable('volumes')
+        .set({ status: 'available', vmId: null, attachedAt: null, updatedAt: nowIso() })
+        .where('id', '=', row.id)
+        .execute();
+    });
+    return this.get(id, tenantId);
+  }
+
+  /** A deleted VM lets go of its volumes (they stay, available, on its host). */
+  async releaseVm(vmId: string): Promise<void> {
+    await this.deps.db
+      .updateTable('volumes')
+      .set({ status: 'available', vmId: null, attachedAt: null, updatedAt: nowIso() })
+      .where('vmId', '=', vmId)
+      .execute();
+  }
+
+  /** Whether a VM has volumes (they pin it to its host). */
+  async hasVolumes(vmId: string): Promise<boolean> {
+    const row = await this.deps.db
+      .selectFrom('volumes')
+      .select('id')
+      .where('vmId', '=', vmId)
+      .executeTakeFirst();
+    return row !== undefined;
+  }
+
+  /** Starts the delete: `deleting` now, the erase on the host in the background. */
+  async delete(ref: string, tenantId: string): Promise<Volume> {
+    const row = await this.find(ref, tenantId);
+    if (row.status === 'attached')
+      throw new ConflictError(`volume ${row.name} is attached to a VM; detach it first`);
+    if (row.status !== 'deleting') {
+      const result = await this.deps.db
+        .updateTable('volumes')
+        .set({ status: 'deleting', updatedAt: nowIso() })
+        .where('id', '=', row.id)
+        .where('status', '=', 'available')
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) !== 1)
+        throw new ConflictError('the volume changed concurrently; try again');
+    }
+    const deleting = await this.get(row.id, tenantId);
+    void this.finishDelete(row.id);
+    return deleting;
+  }
+
+  /** Finishes every pending delete whose host is reachable (at start and when a host reconnects). */
+  async resumeDeletes(hostId?: string): Promise<void> {
+    let query = this.deps.db.selectFrom('volumes').select('id').where('status', '=', 'deleting');
+    if (hostId !== undefined) query = query.where('hostId', '=', hostId);
+    for (const row of await query.execute()) await this.finishDelete(row.id);
+  }
+
+  /** The volumes of a VM for its intent, in attachment order, each with its passphrase. */
+  async intentsFor(vm: VmsTable): Promise<VolumeIntent[]> {
+    const rows = await this.deps.db
+      .selectFrom('volumes')
+      .selectAll()
+      .where('vmId', '=', vm.id)
+      .orderBy('attachedAt')
+      .orderBy('id')
+      .execute();
+    const intents: VolumeIntent[] = [];
+    for (const row of rows) {
+      const dataKey = await this.deps.keyring.dataKey(row.tenantId, row.keyVersion);
+      try {
+        intents.push({
+          id: row.id,
+          sizeGiB: row.sizeGib,
+          key: volumePassphrase(row.id, row.wrappedKey, dataKey),
+        });
+      } finally {
+        dataKey.key.fill(0);
+      }
+    }
+    return intents;
+  }
+
+  private async finishDelete(id: string): Promise<void> {
+    if (this.erasing.has(id)) return;
+    this.erasing.add(id);
+    try {
+      const row = await this.deps.db
+        .selectFrom('volumes')
+        .selectAll()
+        .where('id', '=', id)
+        .executeTakeFirst();
+      if (!row || row.status !== 'deleting') return;
+      let detail = 'never attached: no file was created';
+      if (row.hostId) {
+        const agent = this.deps.agents.connectionFor(row.hostId);
+        if (!agent) {
+          this.deps.log.warn({ volumeId: id, hostId: row.hostId }, 'volume host away; erase when it returns');
+          return;
+        }
+        const erased = await agent.request('volume.erase', { volumeId: id }, 3_600_000);
+        detail = erased.existed
+          ? `${erased.bytes} bytes overwritten with zeros, then removed on host ${row.hostId}`
+          : `no file on host ${row.hostId} (never started)`;
+      }
+      await this.deps.db
+        .deleteFrom('volumes')
+        .where('id', '=', id)
+        .where('status', '=', 'deleting')
+        .execute();
+      await this.deps.audit.append({
+        actorId: null,
+        actor: 'system:agent',
+        tenantId: row.tenantId,
+        action: 'volume:erase',
+        target: id,
+        outcome: 'success',
+        status: 0,
+        source: row.hostId ?? 'server',
+        requestId: newId(),
+        detail: `${row.name}: ${detail}`,
+      });
+      this.deps.log.info({ volumeId: id }, 'volume erased and deleted');
+    } catch (error) {
+      this.deps.log.error(
+        { volumeId: id, err: (error as Error).message },
+        'volume erase failed; retried later',
+      );
+    } finally {
+      this.erasing.delete(id);
+    }
+  }
+
+  private async requireStopped(db: Db, vmId: string, what: string): Promise<VmsTable> {
+    const vm = await db.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirstOrThrow();
+    if (vm.state !== 'stopped')
+      throw new ConflictError(
+        `VM ${vm.name} is ${vm.state}: a volume is ${what} while its VM is stopped (hot-plug is not supported yet)`,
+      );
+    return vm;
+  }
+
+  private select(db: Db = this.deps.db) {
+    return db
+      .selectFrom('volumes')
+      .leftJoin('vms', 'vms.id', 'volumes.vmId')
+      .selectAll('volumes')
+      .select('vms.name as vmName');
+  }
+
+  private async find(ref: string, tenantId: string, db: Db = this.deps.db): Promise<JoinedVolume> {
+    const row = await this.select(db)
+      .where('volumes.tenantId', '=', tenantId)
+      .where(isUuid(ref) ? 'volumes.id' : 'volumes.name', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw new NotFoundError('volume');
+    return row;
+  }
+}
