@@ -103,6 +103,11 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/volumes/:ref': 'PA TA OP ME VI AU SR',
   'PATCH /v1/volumes/:ref': 'PA TA ME',
   'DELETE /v1/volumes/:ref': 'PA TA ME',
+  'GET /v1/volumes/:ref/snapshots': 'PA TA OP ME VI AU SR',
+  'POST /v1/volumes/:ref/snapshots': 'PA TA ME',
+  'GET /v1/volumes/:ref/snapshots/:snapshot': 'PA TA OP ME VI AU SR',
+  'DELETE /v1/volumes/:ref/snapshots/:snapshot': 'PA TA ME',
+  'POST /v1/volumes/:ref/restore': 'PA TA ME',
   'POST /v1/vms/:ref/volumes': 'PA TA ME',
   'DELETE /v1/vms/:ref/volumes/:volume': 'PA TA ME',
   'GET /v1/networks': 'PA TA OP ME VI AU SR',
@@ -231,7 +236,8 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     .replace(':rule', ABSENT)
     .replace(':user', 'no-such-user')
     .replace(':name', 'no-such-role')
-    .replace(':volume', 'no-such-volume');
+    .replace(':volume', 'no-such-volume')
+    .replace(':snapshot', 'no-such-snapshot');
   const scope = ROUTE_POLICY[key]?.scope;
   // The tenant comes from the path only where the policy says so (`:tenant` may also name a target).
   const tenantInPath = ROUTE_POLICY[key]?.tenantParam !== undefined;
@@ -243,6 +249,8 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     '/security-groups': { securityGroups: [] },
     '/allowed-addresses': { allowedAddresses: [] },
     '/volumes': { volume: 'no-such-volume' },
+    '/snapshots': { name: 'snap' },
+    '/restore': { snapshot: 'no-such-snapshot' },
   };
   const validBody = Object.entries(validBodies).find(([suffix]) => route.endsWith(suffix))?.[1];
   const body = writes ? (withBody ? { unexpectedField: true } : validBody) : undefined;

@@ -267,6 +267,40 @@ export const VolumeEraseRequest = Type.Object({
   volumeId: Uuid,
 });
 
+const Passphrase = Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' });
+
+/** Copies a volume's (encrypted) file to a snapshot file on the same host; its VM is stopped. */
+export const VolumeSnapshotRequest = Type.Object({
+  type: Type.Literal('volume.snapshot'),
+  id: Type.Integer(),
+  volumeId: Uuid,
+  snapshotId: Uuid,
+});
+/** Puts a snapshot's content back into its volume (same key, same size); its VM is stopped. */
+export const VolumeRestoreRequest = Type.Object({
+  type: Type.Literal('volume.restore'),
+  id: Type.Integer(),
+  volumeId: Uuid,
+  snapshotId: Uuid,
+});
+/**
+ * A new volume from a snapshot, re-encrypted under the new volume's own key (decrypted with the
+ * snapshot's volume key, written with the new one): a clone never shares key material with its origin.
+ */
+export const VolumeCloneRequest = Type.Object({
+  type: Type.Literal('volume.clone'),
+  id: Type.Integer(),
+  snapshotId: Uuid,
+  sourceKey: Passphrase,
+  volume: VolumeIntent,
+});
+/** Securely erases a snapshot's file (zeros, then removed). */
+export const SnapshotEraseRequest = Type.Object({
+  type: Type.Literal('snapshot.erase'),
+  id: Type.Integer(),
+  snapshotId: Uuid,
+});
+
 export const AgentRequest = Type.Union([
   SyncRequest,
   ApplyRequest,
@@ -277,6 +311,10 @@ export const AgentRequest = Type.Union([
   NetCountersRequest,
   HardeningRequest,
   VolumeEraseRequest,
+  VolumeSnapshotRequest,
+  VolumeRestoreRequest,
+  VolumeCloneRequest,
+  SnapshotEraseRequest,
 ]);
 export type AgentRequest = Static<typeof AgentRequest>;
 export type AgentRequestType = AgentRequest['type'];
@@ -293,6 +331,10 @@ export interface AgentResults {
   'vm.hardening': VmHardening;
   /** existed: the file was there; bytes: how many were overwritten with zeros before it was removed. */
   'volume.erase': { existed: boolean; bytes: number };
+  'volume.snapshot': { bytes: number };
+  'volume.restore': { bytes: number };
+  'volume.clone': { bytes: number };
+  'snapshot.erase': { existed: boolean; bytes: number };
 }
 
 // ---- agent -> server messages

@@ -103,6 +103,8 @@ export const Tenant = Type.Object({
   allowNestedVirtualization: Type.Boolean(),
   /** The tenant's VMs never share a host with another tenant's (set by a platform admin). */
   dedicatedHosts: Type.Boolean(),
+  /** New volumes may be cloned from snapshots (a tenant admin may forbid it). */
+  allowClones: Type.Boolean(),
   createdAt: Timestamp,
 });
 export type Tenant = Static<typeof Tenant>;
@@ -117,6 +119,8 @@ export const TenantUpdate = Type.Object(
     allowNestedVirtualization: Type.Optional(Type.Boolean()),
     /** Platform admins only, both ways (it changes where other tenants' VMs may go). */
     dedicatedHosts: Type.Optional(Type.Boolean()),
+    /** Whether volumes may be cloned from snapshots in this tenant (tenant admins decide). */
+    allowClones: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

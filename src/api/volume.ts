@@ -9,6 +9,8 @@ import { Id, Name, Ref, Timestamp } from './common.js';
 export const VOLUME_SIZE = { minimum: 1, maximum: 16_384 } as const;
 
 export const VolumeStatus = Type.Union([
+  /** Being cloned from a snapshot on its host. */
+  Type.Literal('creating'),
   /** Not attached to a VM. */
   Type.Literal('available'),
   Type.Literal('attached'),
@@ -28,6 +30,8 @@ export const Volume = Type.Object(
     /** The host holding its file (null until first attached: it lives where its first VM runs). */
     hostId: Type.Union([Id, Type.Null()]),
     encryption: Type.Literal('luks'),
+    /** A clone's lineage: the snapshot and volume it was made from (null: created empty). */
+    origin: Type.Union([Type.Object({ snapshotId: Id, volumeId: Id }), Type.Null()]),
     createdAt: Timestamp,
     updatedAt: Timestamp,
   },
@@ -36,7 +40,13 @@ export const Volume = Type.Object(
 export type Volume = Static<typeof Volume>;
 
 export const VolumeCreate = Type.Object(
-  { name: Name, sizeGiB: Type.Integer(VOLUME_SIZE) },
+  {
+    name: Name,
+    /** Optional for a clone (default: the snapshot's size; never smaller). */
+    sizeGiB: Type.Optional(Type.Integer(VOLUME_SIZE)),
+    /** Clone: the id of a snapshot (of any of the tenant's volumes) to copy, re-encrypted under a new key. */
+    snapshot: Type.Optional(Id),
+  },
   { additionalProperties: false },
 );
 export type VolumeCreate = Static<typeof VolumeCreate>;
@@ -50,3 +60,26 @@ export type VolumeUpdate = Static<typeof VolumeUpdate>;
 
 export const VolumeAttach = Type.Object({ volume: Ref }, { additionalProperties: false });
 export type VolumeAttach = Static<typeof VolumeAttach>;
+
+export const VolumeSnapshot = Type.Object(
+  {
+    id: Id,
+    name: Name,
+    volume: Type.Object({ id: Id, name: Name }),
+    sizeGiB: Type.Integer(VOLUME_SIZE),
+    status: Type.Union([Type.Literal('available'), Type.Literal('deleting')]),
+    hostId: Id,
+    /** Who took it. */
+    createdBy: Type.String(),
+    createdAt: Timestamp,
+  },
+  { $id: 'VolumeSnapshot' },
+);
+export type VolumeSnapshot = Static<typeof VolumeSnapshot>;
+
+export const VolumeSnapshotCreate = Type.Object({ name: Name }, { additionalProperties: false });
+export type VolumeSnapshotCreate = Static<typeof VolumeSnapshotCreate>;
+
+/** Put a snapshot's content back into its volume (its VM stopped; the volume's size unchanged since). */
+export const VolumeRestore = Type.Object({ snapshot: Ref }, { additionalProperties: false });
+export type VolumeRestore = Static<typeof VolumeRestore>;

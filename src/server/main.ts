@@ -25,6 +25,7 @@ import { loadServerConfig, type ServerConfigInput } from './config.js';
 import { ConsoleHub } from './console/console-hub.js';
 import { AgentFleet } from './agent-link/agent-fleet.js';
 import { VolumeService } from './volumes/volume-service.js';
+import { VolumeSnapshotService } from './volumes/volume-snapshots.js';
 import { buildApp } from './http/app.js';
 import { registerDefaultImage } from './images/image-catalog.js';
 import { openImageServices } from './images/image-services.js';
@@ -147,6 +148,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     audit,
     log: log.child({ component: 'volumes' }),
   });
+  const snapshots = new VolumeSnapshotService(
+    { db, keyring: images.keyring, quotas, agents: fleet, audit, log: log.child({ component: 'snapshots' }) },
+    volumes,
+  );
   vms = new VmService(db, fleet, metrics, log.child({ component: 'compute' }), {
     defaultStopTimeoutSeconds: config.stopTimeoutSeconds,
     quotas,
@@ -210,6 +215,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       await recordHostHello(db, host);
       await vmService.syncHost(host.hostId, connection);
       await volumes.resumeDeletes(host.hostId);
+      await snapshots.resumeDeletes(host.hostId);
     })().catch((error: unknown) => log.error({ err: (error as Error).message }, 'host sync failed'));
   });
   fleet.on('disconnected', (host) => {
@@ -236,6 +242,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       images,
       networks,
       volumes,
+      snapshots,
       quotas,
       overcommit: config.overcommit,
       version: RAMPART_VERSION,

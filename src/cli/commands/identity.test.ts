@@ -18,6 +18,7 @@ const TENANT: Tenant = {
   requireMfaForAdmins: false,
   allowNestedVirtualization: false,
   dedicatedHosts: false,
+  allowClones: true,
   createdAt: '2026-01-01T10:00:00Z',
 };
 const USER: User = {

@@ -9,6 +9,7 @@ interface TenantSetFlags {
   requireMfa?: boolean;
   nestedVirtualization?: boolean;
   dedicatedHosts?: boolean;
+  clones?: boolean;
 }
 
 export function registerTenantCommands(program: Command, deps: CommandDeps): void {
@@ -67,19 +68,22 @@ export function registerTenantCommands(program: Command, deps: CommandDeps): voi
       "let the tenant's guests run hypervisors (on: platform admins only)",
       parseOnOff,
     )
+    .option('--clones <on|off>', 'whether volumes may be cloned from snapshots in the tenant', parseOnOff)
     .action(async (name: string, opts: TenantSetFlags, cmd: Command) => {
       if (
         opts.requireMfa === undefined &&
         opts.nestedVirtualization === undefined &&
-        opts.dedicatedHosts === undefined
+        opts.dedicatedHosts === undefined &&
+        opts.clones === undefined
       )
         throw new UsageError(
-          'nothing to change: give --require-mfa, --dedicated-hosts or --nested-virtualization',
+          'nothing to change: give --require-mfa, --dedicated-hosts, --nested-virtualization or --clones',
         );
       const ctx = deps.context(cmd);
       const updated = await ctx.client.updateTenant(name, {
         ...(opts.requireMfa !== undefined ? { requireMfaForAdmins: opts.requireMfa } : {}),
         ...(opts.dedicatedHosts !== undefined ? { dedicatedHosts: opts.dedicatedHosts } : {}),
+        ...(opts.clones !== undefined ? { allowClones: opts.clones } : {}),
         ...(opts.nestedVirtualization !== undefined
           ? { allowNestedVirtualization: opts.nestedVirtualization }
           : {}),
@@ -89,7 +93,8 @@ export function registerTenantCommands(program: Command, deps: CommandDeps): voi
         ctx.out.print(
           `tenant ${updated.name}: MFA for admins ${updated.requireMfaForAdmins ? 'required' : 'not required'}, ` +
             `dedicated hosts ${updated.dedicatedHosts ? 'on' : 'off'}, ` +
-            `nested virtualization ${updated.allowNestedVirtualization ? 'allowed' : 'off'}`,
+            `nested virtualization ${updated.allowNestedVirtualization ? 'allowed' : 'off'}, ` +
+            `clones ${updated.allowClones ? 'allowed' : 'forbidden'}`,
         );
     });
 

@@ -4,10 +4,11 @@
  * next start. Delete erases the volume's file on its host (zeros, then removed).
  */
 import type { Command } from 'commander';
-import { VOLUME_SIZE, type Volume } from '../../api/volume.js';
+import { VOLUME_SIZE, type Volume, type VolumeSnapshot } from '../../api/volume.js';
 import type { CommandDeps } from '../context.js';
 import { formatAge, formatKeyValue, formatTable, shortId } from '../output.js';
-import { integerIn, parseName, parseRef } from '../validation.js';
+import { UsageError } from '../errors.js';
+import { integerIn, isUuid, parseName, parseRef } from '../validation.js';
 
 export function volumeTable(volumes: readonly Volume[], nowMs: number, color = false): string {
   return formatTable(
@@ -34,6 +35,12 @@ export function volumeDetails(volume: Volume, color = false): string {
       ['VM', volume.vm ? `${volume.vm.name} (${volume.vm.id})` : '-'],
       ['Host', volume.hostId ?? '- (created on the host of the first VM it is attached to)'],
       ['Encryption', `${volume.encryption} (a key of its own, wrapped by the tenant key)`],
+      [
+        'Origin',
+        volume.origin
+          ? `clone of snapshot ${volume.origin.snapshotId} of volume ${volume.origin.volumeId}`
+          : '-',
+      ],
       ['Created', volume.createdAt],
     ],
     color,
@@ -61,13 +68,28 @@ export function registerVolumeCommands(program: Command, deps: CommandDeps): voi
 
   volume
     .command('create')
-    .description('create a volume (counted in the volumes and volumeGiB quotas)')
+    .description(
+      'create a volume, empty or cloned from a snapshot under a key of its own (counted in the volumes and volumeGiB quotas)',
+    )
     .argument('<name>', 'volume name (a DNS label)', parseName)
-    .requiredOption('--size <GiB>', `size in GiB (${VOLUME_SIZE.minimum}-${VOLUME_SIZE.maximum})`, size)
-    .action(async (name: string, opts: { size: number }, cmd: Command) => {
+    .option(
+      '--size <GiB>',
+      `size in GiB (${VOLUME_SIZE.minimum}-${VOLUME_SIZE.maximum}; a clone: at least the snapshot's)`,
+      size,
+    )
+    .option('--from-snapshot <id>', 'clone this snapshot (its id, as in `volume snapshot list`)')
+    .action(async (name: string, opts: { size?: number; fromSnapshot?: string }, cmd: Command) => {
+      if (opts.fromSnapshot !== undefined && !isUuid(opts.fromSnapshot))
+        throw new UsageError('--from-snapshot takes a snapshot id');
+      if (opts.size === undefined && opts.fromSnapshot === undefined)
+        throw new UsageError('give --size (or --from-snapshot to clone)');
       const ctx = deps.context(cmd);
       const created = await ctx.client.request<Volume>('POST', '/v1/volumes', {
-        body: { name, sizeGiB: opts.size },
+        body: {
+          name,
+          ...(opts.size !== undefined ? { sizeGiB: opts.size } : {}),
+          ...(opts.fromSnapshot !== undefined ? { snapshot: opts.fromSnapshot } : {}),
+        },
       });
       if (ctx.out.json) ctx.out.printJson(created);
       else ctx.out.print(`volume ${created.name} created (${created.sizeGiB} GiB, ${created.id})`);
@@ -135,5 +157,74 @@ export function registerVolumeCommands(program: Command, deps: CommandDeps): voi
       );
       if (ctx.out.json) ctx.out.printJson(detached);
       else ctx.out.print(`volume ${detached.name} detached from ${vm}`);
+    });
+
+  volume
+    .command('restore')
+    .description("put a snapshot's content back into its volume (its VM stopped): later writes are gone")
+    .argument('<volume>', 'volume name or id', parseRef)
+    .requiredOption('--snapshot <ref>', 'snapshot name or id', parseRef)
+    .action(async (ref: string, opts: { snapshot: string }, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const restored = await ctx.client.request<VolumeSnapshot>('POST', `${path(ref)}/restore`, {
+        body: { snapshot: opts.snapshot },
+      });
+      if (ctx.out.json) ctx.out.printJson(restored);
+      else ctx.out.print(`volume ${restored.volume.name} restored to snapshot ${restored.name}`);
+    });
+
+  const snapshot = volume.command('snapshot').description('snapshots of a volume');
+  snapshot
+    .command('create')
+    .description('snapshot a volume (its VM stopped)')
+    .argument('<volume>', 'volume name or id', parseRef)
+    .argument('<name>', 'snapshot name (a DNS label)', parseName)
+    .action(async (ref: string, name: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const created = await ctx.client.request<VolumeSnapshot>('POST', `${path(ref)}/snapshots`, {
+        body: { name },
+      });
+      if (ctx.out.json) ctx.out.printJson(created);
+      else ctx.out.print(`snapshot ${created.name} of ${created.volume.name} created (${created.id})`);
+    });
+  snapshot
+    .command('list')
+    .alias('ls')
+    .description("list a volume's snapshots")
+    .argument('<volume>', 'volume name or id', parseRef)
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const list = await ctx.client.request<{ items: VolumeSnapshot[] }>('GET', `${path(ref)}/snapshots`);
+      if (ctx.out.json) ctx.out.printJson(list);
+      else
+        ctx.out.print(
+          formatTable(
+            ['NAME', 'ID', 'SIZE', 'STATUS', 'BY', 'AGE'],
+            list.items.map((s) => [
+              s.name,
+              s.id,
+              `${s.sizeGiB} GiB`,
+              s.status,
+              s.createdBy,
+              formatAge(s.createdAt, ctx.now()),
+            ]),
+            ctx.out.color,
+          ),
+        );
+    });
+  snapshot
+    .command('delete')
+    .alias('rm')
+    .description('delete a snapshot (its host erases the copy)')
+    .argument('<volume>', 'volume name or id', parseRef)
+    .argument('<snapshot>', 'snapshot name or id', parseRef)
+    .action(async (ref: string, name: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const deleting = await ctx.client.request<VolumeSnapshot>(
+        'DELETE',
+        `${path(ref)}/snapshots/${encodeURIComponent(name)}`,
+      );
+      if (ctx.out.json) ctx.out.printJson(deleting);
+      else ctx.out.print(`snapshot ${deleting.name} is being erased and deleted`);
     });
 }

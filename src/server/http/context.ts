@@ -1,5 +1,6 @@
 /** What route handlers may use: the services of the control plane, handed over explicitly. */
 import type { VolumeService } from '../volumes/volume-service.js';
+import type { VolumeSnapshotService } from '../volumes/volume-snapshots.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { VmService } from '../compute/vm-service.js';
 import type { ConsoleHub } from '../console/console-hub.js';
@@ -31,6 +32,7 @@ export interface AppContext {
   images: ImageServices;
   networks: NetworkService;
   volumes: VolumeService;
+  snapshots: VolumeSnapshotService;
   overcommit: Overcommit;
   version: string;
 }

@@ -50,6 +50,8 @@ export const TENANT_PERMISSIONS = [
   'volume:update',
   /** Delete a volume (its host erases it). */
   'volume:delete',
+  /** Take, delete and restore snapshots of volumes (cloning one also needs volume:create). */
+  'volume:snapshot',
 ] as const;
 
 export const PLATFORM_PERMISSIONS = [
@@ -148,6 +150,7 @@ const BUILT_IN_PERMISSIONS: Record<BuiltInRole, readonly Permission[]> = {
     'volume:create',
     'volume:update',
     'volume:delete',
+    'volume:snapshot',
   ],
   viewer: READ,
   auditor: [...READ, 'member:read', 'role:read', 'audit:read', 'security:read'],

@@ -15,6 +15,7 @@ export function tenantToApi(row: TenantsTable): Tenant {
     requireMfaForAdmins: row.requireMfaForAdmins === 1,
     allowNestedVirtualization: row.allowNestedVirtualization === 1,
     dedicatedHosts: row.dedicatedHosts === 1,
+    allowClones: row.allowClones !== 0,
     createdAt: row.createdAt,
   };
 }
@@ -66,8 +67,19 @@ export class TenantDirectory {
 
   async update(
     id: string,
-    input: { requireMfaForAdmins?: boolean; allowNestedVirtualization?: boolean; dedicatedHosts?: boolean },
+    input: {
+      requireMfaForAdmins?: boolean;
+      allowNestedVirtualization?: boolean;
+      dedicatedHosts?: boolean;
+      allowClones?: boolean;
+    },
   ): Promise<TenantsTable> {
+    if (input.allowClones !== undefined)
+      await this.db
+        .updateTable('tenants')
+        .set({ allowClones: input.allowClones ? 1 : 0 })
+        .where('id', '=', id)
+        .execute();
     if (input.requireMfaForAdmins !== undefined)
       await this.db
         .updateTable('tenants')

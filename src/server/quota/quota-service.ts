@@ -97,6 +97,11 @@ export class QuotaService {
       ])
       .where('tenantId', '=', tenantId)
       .executeTakeFirstOrThrow();
+    const snapshots = await db
+      .selectFrom('volumeSnapshots')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('tenantId', '=', tenantId)
+      .executeTakeFirstOrThrow();
     const rules = await db
       .selectFrom('securityGroupRules')
       .innerJoin('securityGroups', 'securityGroups.id', 'securityGroupRules.groupId')
@@ -110,13 +115,13 @@ export class QuotaService {
       diskGiB: Number(vm.diskGiB),
       apiTokens: Number(tokens.n),
       // The tenant's own images (platform images and images shared with it are not its usage), and their
-      // plaintext size rounded up to whole GiB. Snapshots do not exist yet (usage 0 until they do).
+      // plaintext size rounded up to whole GiB.
       images: Number(images.n),
       imageStorageGiB: Math.ceil(Number(images.bytes) / 1024 ** 3),
       networks: await count('networks'),
       securityGroups: await count('securityGroups'),
       securityGroupRules: Number(rules.n),
-      snapshots: 0,
+      snapshots: Number(snapshots.n),
       // Volumes being erased still hold their storage until the host has finished.
       volumes: Number(volumes.n),
       volumeGiB: Number(volumes.gib),

@@ -681,7 +681,7 @@ migrations['0018_volumes'] = {
       .addColumn('name', 'text', (c) => c.notNull())
       .addColumn('size_gib', 'integer', (c) => c.notNull())
       .addColumn('status', 'text', (c) =>
-        c.notNull().check(sql`status IN ('available', 'attached', 'deleting')`),
+        c.notNull().check(sql`status IN ('creating', 'available', 'attached', 'deleting')`),
       )
       .addColumn('host_id', 'text', (c) => c.references('hosts.id'))
       .addColumn('vm_id', 'text', (c) => c.references('vms.id'))
@@ -693,6 +693,33 @@ migrations['0018_volumes'] = {
       .addUniqueConstraint('volumes_tenant_name', ['tenant_id', 'name'])
       .execute();
     await db.schema.createIndex('volumes_vm').on('volumes').column('vm_id').execute();
+  },
+};
+
+migrations['0019_volume_snapshots'] = {
+  async up(db: Kysely<unknown>) {
+    // Point-in-time copies of a volume's encrypted file on its host (same key as the volume).
+    await db.schema
+      .createTable('volume_snapshots')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+      .addColumn('volume_id', 'text', (c) => c.notNull().references('volumes.id'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('size_gib', 'integer', (c) => c.notNull())
+      .addColumn('host_id', 'text', (c) => c.notNull().references('hosts.id'))
+      .addColumn('status', 'text', (c) => c.notNull().check(sql`status IN ('available', 'deleting')`))
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('volume_snapshots_volume_name', ['volume_id', 'name'])
+      .execute();
+    // Lineage of a clone: the snapshot and volume it was made from (kept after they are deleted).
+    await db.schema.alterTable('volumes').addColumn('source_snapshot_id', 'text').execute();
+    await db.schema.alterTable('volumes').addColumn('source_volume_id', 'text').execute();
+    // A tenant may forbid clones (new volumes from snapshots) altogether.
+    await db.schema
+      .alterTable('tenants')
+      .addColumn('allow_clones', 'integer', (c) => c.notNull().defaultTo(1))
+      .execute();
   },
 };
 

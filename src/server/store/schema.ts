@@ -173,15 +173,31 @@ export interface VolumesTable {
   tenantId: string;
   name: string;
   sizeGib: number;
-  status: 'available' | 'attached' | 'deleting';
+  status: 'creating' | 'available' | 'attached' | 'deleting';
   hostId: string | null;
   vmId: string | null;
   attachedAt: string | null;
   /** base64(nonce | AES-256-GCM ciphertext | tag) of the volume key under the tenant's data key. */
   wrappedKey: string;
   keyVersion: number;
+  /** Lineage of a clone (null for a volume created empty). */
+  sourceSnapshotId?: string | null;
+  sourceVolumeId?: string | null;
   createdAt: string;
   updatedAt: string;
+}
+
+export interface VolumeSnapshotsTable {
+  id: string;
+  tenantId: string;
+  volumeId: string;
+  name: string;
+  sizeGib: number;
+  hostId: string;
+  status: 'available' | 'deleting';
+  /** Who took it (the security engine watches for unusual actors). */
+  createdBy: string;
+  createdAt: string;
 }
 
 export interface TenantsTable {
@@ -192,6 +208,8 @@ export interface TenantsTable {
   allowNestedVirtualization: number;
   /** 1: the tenant's VMs only go to hosts running no other tenant's VMs (and vice versa). */
   dedicatedHosts: number;
+  /** 0: the tenant forbids clones (new volumes from snapshots). Default 1. */
+  allowClones?: number;
   createdAt: string;
 }
 
@@ -324,6 +342,7 @@ export interface Database {
   networks: NetworksTable;
   placementGroups: PlacementGroupsTable;
   volumes: VolumesTable;
+  volumeSnapshots: VolumeSnapshotsTable;
   securityGroups: SecurityGroupsTable;
   securityGroupRules: SecurityGroupRulesTable;
   ports: PortsTable;

@@ -9,7 +9,14 @@
  * when it reconnects.
  */
 import type { VolumeIntent } from '../../api/agent-protocol.js';
-import { ConflictError, IllegalStateError, InvalidInputError, NotFoundError } from '../../api/errors.js';
+import {
+  ConflictError,
+  ForbiddenError,
+  HostUnavailableError,
+  IllegalStateError,
+  InvalidInputError,
+  NotFoundError,
+} from '../../api/errors.js';
 import type { Volume, VolumeCreate } from '../../api/volume.js';
 import { isUuid, newId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
@@ -33,7 +40,7 @@ export interface VolumeServiceDeps {
   log: Logger;
 }
 
-type JoinedVolume = VolumesTable & { vmName: string | null };
+export type JoinedVolume = VolumesTable & { vmName: string | null };
 
 function toApi(row: JoinedVolume): Volume {
   return {
@@ -44,6 +51,10 @@ function toApi(row: JoinedVolume): Volume {
     vm: row.vmId && row.vmName ? { id: row.vmId, name: row.vmName } : null,
     hostId: row.hostId,
     encryption: 'luks',
+    origin:
+      row.sourceSnapshotId && row.sourceVolumeId
+        ? { snapshotId: row.sourceSnapshotId, volumeId: row.sourceVolumeId }
+        : null,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
   };
@@ -67,6 +78,10 @@ export class VolumeService {
   }
 
   async create(input: VolumeCreate, tenantId: string): Promise<Volume> {
+    if (input.snapshot !== undefined) return this.clone(input, input.snapshot, tenantId);
+    if (input.sizeGiB === undefined)
+      throw new InvalidInputError('sizeGiB is required (or a snapshot to clone)');
+    const sizeGiB = input.sizeGiB;
     const id = newId();
     const dataKey = await this.deps.keyring.dataKey(tenantId);
     let wrappedKey: string;
@@ -77,21 +92,15 @@ export class VolumeService {
     }
     const now = nowIso();
     await this.deps.db.transaction().execute(async (trx) => {
-      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: input.sizeGiB });
-      const taken = await trx
-        .selectFrom('volumes')
-        .select('id')
-        .where('tenantId', '=', tenantId)
-        .where('name', '=', input.name)
-        .executeTakeFirst();
-      if (taken) throw new ConflictError(`a volume named ${input.name} already exists`);
+      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: sizeGiB });
+      await this.assertNameFree(trx, tenantId, input.name);
       await trx
         .insertInto('volumes')
         .values({
           id,
           tenantId,
           name: input.name,
-          sizeGib: input.sizeGiB,
+          sizeGib: sizeGiB,
           status: 'available',
           hostId: null,
           vmId: null,
@@ -106,11 +115,113 @@ export class VolumeService {
     return this.get(id, tenantId);
   }
 
+  /**
+   * A new volume from a snapshot, on the snapshot's host, with a key of its own: the host decrypts the
+   * snapshot with its volume's key and writes the clone under the new one. Lineage is recorded. A tenant
+   * can forbid clones.
+   */
+  private async clone(input: VolumeCreate, snapshotId: string, tenantId: string): Promise<Volume> {
+    const tenant = await this.deps.db
+      .selectFrom('tenants')
+      .select('allowClones')
+      .where('id', '=', tenantId)
+      .executeTakeFirstOrThrow();
+    if (tenant.allowClones === 0)
+      throw new ForbiddenError("the tenant's policy forbids clones (tenant set --clones on to allow them)");
+    const snapshot = await this.deps.db
+      .selectFrom('volumeSnapshots')
+      .innerJoin('volumes', 'volumes.id', 'volumeSnapshots.volumeId')
+      .select([
+        'volumeSnapshots.id',
+        'volumeSnapshots.sizeGib',
+        'volumeSnapshots.hostId',
+        'volumeSnapshots.status',
+        'volumes.id as volumeId',
+        'volumes.wrappedKey',
+        'volumes.keyVersion',
+      ])
+      .where('volumeSnapshots.id', '=', snapshotId)
+      .where('volumeSnapshots.tenantId', '=', tenantId)
+      .executeTakeFirst();
+    if (!snapshot || snapshot.status !== 'available')
+      throw new InvalidInputError(`snapshot ${JSON.stringify(snapshotId)} not found`);
+    const sizeGiB = input.sizeGiB ?? snapshot.sizeGib;
+    if (sizeGiB < snapshot.sizeGib)
+      throw new InvalidInputError(`a clone is at least as large as its snapshot (${snapshot.sizeGib} GiB)`);
+    const agent = this.deps.agents.connectionFor(snapshot.hostId);
+    if (!agent) throw new HostUnavailableError("the snapshot's host is not connected");
+    const id = newId();
+    const dataKey = await this.deps.keyring.dataKey(tenantId);
+    let wrappedKey: string;
+    let key: string;
+    let sourceKey: string;
+    const sourceDataKey = await this.deps.keyring.dataKey(tenantId, snapshot.keyVersion);
+    try {
+      wrappedKey = newWrappedVolumeKey(id, dataKey);
+      key = volumePassphrase(id, wrappedKey, dataKey);
+      sourceKey = volumePassphrase(snapshot.volumeId, snapshot.wrappedKey, sourceDataKey);
+    } finally {
+      dataKey.key.fill(0);
+      sourceDataKey.key.fill(0);
+    }
+    const now = nowIso();
+    await this.deps.db.transaction().execute(async (trx) => {
+      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: sizeGiB });
+      await this.assertNameFree(trx, tenantId, input.name);
+      await trx
+        .insertInto('volumes')
+        .values({
+          id,
+          tenantId,
+          name: input.name,
+          sizeGib: sizeGiB,
+          status: 'creating',
+          hostId: snapshot.hostId,
+          vmId: null,
+          attachedAt: null,
+          wrappedKey,
+          keyVersion: dataKey.version,
+          sourceSnapshotId: snapshot.id,
+          sourceVolumeId: snapshot.volumeId,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .execute();
+    });
+    try {
+      await agent.request(
+        'volume.clone',
+        { snapshotId: snapshot.id, sourceKey, volume: { id, sizeGiB, key } },
+        3_600_000,
+      );
+    } catch (error) {
+      await this.deps.db.deleteFrom('volumes').where('id', '=', id).execute();
+      throw error;
+    }
+    await this.deps.db
+      .updateTable('volumes')
+      .set({ status: 'available', updatedAt: nowIso() })
+      .where('id', '=', id)
+      .execute();
+    return this.get(id, tenantId);
+  }
+
+  private async assertNameFree(db: Db, tenantId: string, name: string): Promise<void> {
+    const taken = await db
+      .selectFrom('volumes')
+      .select('id')
+      .where('tenantId', '=', tenantId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (taken) throw new ConflictError(`a volume named ${name} already exists`);
+  }
+
   /** Grows a volume; its file grows at the next start of its VM. */
   async resize(ref: string, sizeGiB: number, tenantId: string): Promise<Volume> {
     await this.deps.db.transaction().execute(async (trx) => {
       const row = await this.find(ref, tenantId, trx);
-      if (row.status === 'deleting') throw new IllegalStateError('resize', 'deleting');
+      if (row.status === 'deleting' || row.status === 'creating')
+        throw new IllegalStateError('resize', row.status);
       if (sizeGiB < row.sizeGib)
         throw new InvalidInputError(`a volume only grows (it has ${row.sizeGib} GiB; shrinking loses data)`);
       if (row.vmId) await this.requireStopped(trx, row.vmId, 'resized');
@@ -202,6 +313,14 @@ export class VolumeService {
     const row = await this.find(ref, tenantId);
     if (row.status === 'attached')
       throw new ConflictError(`volume ${row.name} is attached to a VM; detach it first`);
+    if (row.status === 'creating') throw new IllegalStateError('delete', 'creating');
+    const snapshot = await this.deps.db
+      .selectFrom('volumeSnapshots')
+      .select('name')
+      .where('volumeId', '=', row.id)
+      .executeTakeFirst();
+    if (snapshot)
+      throw new ConflictError(`volume ${row.name} has snapshots (${snapshot.name}); delete them first`);
     if (row.status !== 'deleting') {
       const result = await this.deps.db
         .updateTable('volumes')
@@ -297,6 +416,18 @@ export class VolumeService {
     } finally {
       this.erasing.delete(id);
     }
+  }
+
+  /**
+   * The volume with its data settled for a whole-file operation (snapshot, restore): it has a file on a
+   * host and no running VM writes to it.
+   */
+  async quietRow(ref: string, tenantId: string, what: string, db: Db = this.deps.db): Promise<JoinedVolume> {
+    const row = await this.find(ref, tenantId, db);
+    if (row.status !== 'available' && row.status !== 'attached')
+      throw new IllegalStateError(what, row.status);
+    if (row.vmId) await this.requireStopped(db, row.vmId, what === 'snapshot' ? 'snapshotted' : 'restored');
+    return row;
   }
 
   private async requireStopped(db: Db, vmId: string, what: string): Promise<VmsTable> {

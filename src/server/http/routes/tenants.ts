@@ -105,6 +105,8 @@ export async function tenantRoutes(base: FastifyInstance, ctx: AppContext): Prom
         throw new ForbiddenError('only a platform admin can change whether a tenant has dedicated hosts');
       if (request.body.dedicatedHosts !== undefined)
         request.auditInfo!.detail = `dedicated hosts ${request.body.dedicatedHosts ? 'on' : 'off'}`;
+      if (request.body.allowClones !== undefined)
+        request.auditInfo!.detail = `clones ${request.body.allowClones ? 'allowed' : 'forbidden'}`;
       if (request.body.allowNestedVirtualization !== undefined)
         request.auditInfo!.detail = `nested virtualization ${request.body.allowNestedVirtualization ? 'allowed' : 'off'}`;
       return tenantToApi(await ctx.tenants.update(tenant.id, request.body));

@@ -4,8 +4,17 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorSchema, Ref, RefParams, listOf } from '../../../api/common.js';
 import { TenantQuery } from '../../../api/iam.js';
-import { Volume, VolumeAttach, VolumeCreate, VolumeUpdate } from '../../../api/volume.js';
-import { requireTenant } from '../access-control.js';
+import {
+  Volume,
+  VolumeAttach,
+  VolumeCreate,
+  VolumeRestore,
+  VolumeSnapshot,
+  VolumeSnapshotCreate,
+  VolumeUpdate,
+} from '../../../api/volume.js';
+import { auditActor } from '../../iam/principal.js';
+import { requirePrincipal, requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
 
 const errors = {
@@ -17,6 +26,7 @@ const errors = {
   503: ErrorSchema,
 };
 const AttachmentParams = Type.Object({ ref: Ref, volume: Ref }, { additionalProperties: false });
+const SnapshotParams = Type.Object({ ref: Ref, snapshot: Ref }, { additionalProperties: false });
 
 export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
@@ -49,7 +59,9 @@ export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Prom
     async (request, reply) => {
       const created = await ctx.volumes.create(request.body, requireTenant(request).id);
       request.auditInfo!.target = created.id;
-      request.auditInfo!.detail = `${created.name} (${created.sizeGiB} GiB)`;
+      request.auditInfo!.detail = `${created.name} (${created.sizeGiB} GiB)${
+        created.origin ? `, cloned from snapshot ${created.origin.snapshotId}` : ''
+      }`;
       return reply.status(201).send(created);
     },
   );
@@ -153,6 +165,109 @@ export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Prom
       request.auditInfo!.detail = `detached from ${vm.name}`;
       await ctx.vms.republish(vm.id);
       return detached;
+    },
+  );
+
+  app.get(
+    '/v1/volumes/:ref/snapshots',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary: "List a volume's snapshots",
+        params: RefParams,
+        querystring: TenantQuery,
+        response: { 200: listOf(VolumeSnapshot), ...errors },
+      },
+    },
+    async (request) => ({ items: await ctx.snapshots.list(request.params.ref, requireTenant(request).id) }),
+  );
+
+  app.post(
+    '/v1/volumes/:ref/snapshots',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary:
+          'Snapshot a volume (a copy of its encrypted file on its host; its VM, if any, must be stopped); counts in the snapshots quota',
+        params: RefParams,
+        querystring: TenantQuery,
+        body: VolumeSnapshotCreate,
+        response: { 201: VolumeSnapshot, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const created = await ctx.snapshots.create(
+        request.params.ref,
+        request.body.name,
+        requireTenant(request).id,
+        auditActor(requirePrincipal(request)),
+      );
+      request.auditInfo!.target = created.id;
+      request.auditInfo!.detail = `${created.name} of volume ${created.volume.name}`;
+      return reply.status(201).send(created);
+    },
+  );
+
+  app.get(
+    '/v1/volumes/:ref/snapshots/:snapshot',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary: 'Show a snapshot',
+        params: SnapshotParams,
+        querystring: TenantQuery,
+        response: { 200: VolumeSnapshot, ...errors },
+      },
+    },
+    async (request) =>
+      ctx.snapshots.get(request.params.ref, request.params.snapshot, requireTenant(request).id),
+  );
+
+  app.delete(
+    '/v1/volumes/:ref/snapshots/:snapshot',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary:
+          'Delete a snapshot: its host overwrites the copy with zeros and removes it (audited as snapshot:erase)',
+        params: SnapshotParams,
+        querystring: TenantQuery,
+        response: { 202: VolumeSnapshot, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const deleting = await ctx.snapshots.delete(
+        request.params.ref,
+        request.params.snapshot,
+        requireTenant(request).id,
+      );
+      request.auditInfo!.target = deleting.id;
+      return reply.status(202).send(deleting);
+    },
+  );
+
+  app.post(
+    '/v1/volumes/:ref/restore',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary:
+          'Restore a volume to one of its snapshots (its VM stopped; the volume not resized since): everything written after the snapshot is gone',
+        params: RefParams,
+        querystring: TenantQuery,
+        body: VolumeRestore,
+        response: { 200: VolumeSnapshot, ...errors },
+      },
+    },
+    async (request) => {
+      const restored = await ctx.snapshots.restore(
+        request.params.ref,
+        request.body.snapshot,
+        requireTenant(request).id,
+      );
+      request.auditInfo!.target = restored.volume.id;
+      request.auditInfo!.detail = `restored to snapshot ${restored.name}`;
+      return restored;
     },
   );
 }
