@@ -24,7 +24,7 @@ BUSYBOX=${RAMPART_BUSYBOX:-/bin/busybox}
 
 # Load order matters (dependencies first). Built-in ones are skipped.
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
-	failover net_failover virtio_net virtio_console button evdev)
+	failover net_failover virtio_net virtio_console virtio_blk button evdev)
 
 die() {
 	echo "guest/build.sh: error: $*" >&2

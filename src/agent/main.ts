@@ -26,6 +26,7 @@ import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
 import { HostNetwork } from './runtime/host-network.js';
 import { VmManager } from './runtime/vm-manager.js';
+import { VolumeFiles } from './storage/volume-files.js';
 
 export interface AgentCliOptions extends AgentConfigInput {
   config?: string;
@@ -116,9 +117,17 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     reconcileIntervalMs: config.firewallReconcileSeconds * 1000,
     onDrift: (differences) => link.event('firewall.drift', null, { differences: differences.slice(0, 50) }),
   });
+  // Volume files (LUKS), root-only directory: created on first use, erased on the server's request.
+  const volumes = new VolumeFiles({
+    dir: join(config.dataDir, 'volumes'),
+    snapshotsDir: join(config.dataDir, 'snapshots'),
+    qemuImg: findExecutable('qemu-img'),
+    cp: findExecutable('cp'),
+  });
   const vms = new VmManager(
     {
       network,
+      volumes,
       vmsDir: join(config.dataDir, 'vms'),
       accelerator: verdict.accelerator,
       qemuBinary,
@@ -152,6 +161,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     vms,
     network,
     log,
+    volumes,
   );
   // Until the server sends the firewall, the last one this host applied stays in force; drift against
   // it (or an empty one after a reboot) is repaired as soon as the first firewall arrives.

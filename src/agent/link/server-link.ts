@@ -16,6 +16,7 @@ import { readJsonLines, writeJsonLine } from '../../common/json-lines.js';
 import type { Logger } from '../../common/logger.js';
 import type { HostNetwork } from '../runtime/host-network.js';
 import type { VmManager } from '../runtime/vm-manager.js';
+import type { VolumeFiles } from '../storage/volume-files.js';
 
 const CONSOLE_CHUNK_BYTES = 256 * 1024;
 
@@ -29,6 +30,7 @@ export class ServerLink {
     private readonly vms: VmManager,
     private readonly network: HostNetwork,
     private readonly log: Logger,
+    private readonly volumes: VolumeFiles | null = null,
   ) {
     vms.on('status', (status) => this.send({ type: 'vm.status', status }));
     vms.on('console', (vmId, data) => {
@@ -71,7 +73,12 @@ export class ServerLink {
     readJsonLines(socket, {
       maxLineBytes: MAX_MESSAGE_BYTES,
       onValue: (value) => void this.handle(socket, value),
-      onError: (error) => this.log.warn({ err: error.message }, 'bad line from server'),
+      // A parse error quotes the line, which may carry volume keys: only its kind is logged.
+      onError: (error) =>
+        this.log.warn(
+          { err: error instanceof SyntaxError ? 'not valid JSON' : error.message },
+          'bad line from server',
+        ),
     });
     writeJsonLine(socket, { type: 'hello', protocolVersion: AGENT_PROTOCOL_VERSION, host: this.host });
   }
@@ -127,6 +134,53 @@ export class ServerLink {
         const vm = this.vms.get(request.vmId);
         if (!vm) throw new Error('unknown VM');
         return vm.hardening();
+      }
+      case 'volume.erase': {
+        if (!this.volumes) throw new Error('this host has no volume storage');
+        const user = this.vms.volumeUser(request.volumeId);
+        if (user)
+          throw new Error(
+            `volume ${request.volumeId} is in use by running VM ${user} on this host: not erased`,
+          );
+        const erased = await this.volumes.eraseVolume(request.volumeId);
+        this.log.info({ volumeId: request.volumeId, ...erased }, 'volume erased');
+        return erased;
+      }
+      case 'volume.snapshot':
+      case 'volume.restore': {
+        if (!this.volumes) throw new Error('this host has no volume storage');
+        const user = this.vms.volumeUser(request.volumeId);
+        if (user)
+          throw new Error(
+            `volume ${request.volumeId} is in use by running VM ${user} on this host: stop it first`,
+          );
+        const done =
+          request.type === 'volume.snapshot'
+            ? await this.volumes.snapshot(request.volumeId, request.snapshotId)
+            : await this.volumes.restore(request.volumeId, request.snapshotId);
+        this.log.info({ volumeId: request.volumeId, snapshotId: request.snapshotId, ...done }, request.type);
+        return done;
+      }
+      case 'volume.clone': {
+        if (!this.volumes) throw new Error('this host has no volume storage');
+        const done = await this.volumes.clone(request.snapshotId, request.sourceKey, request.volume);
+        this.log.info(
+          { volumeId: request.volume.id, snapshotId: request.snapshotId, ...done },
+          'volume cloned',
+        );
+        return done;
+      }
+      case 'snapshot.erase': {
+        if (!this.volumes) throw new Error('this host has no volume storage');
+        const erased = await this.volumes.eraseSnapshot(request.snapshotId);
+        this.log.info({ snapshotId: request.snapshotId, ...erased }, 'snapshot erased');
+        return erased;
+      }
+      default: {
+        // Every request type is handled above (the compiler checks); one that is not is refused, never
+        // answered as if done.
+        const unknown: never = request;
+        throw new Error(`${(unknown as { type: string }).type} is not supported by this agent`);
       }
     }
   }

@@ -277,3 +277,61 @@ void describe('tenant network NICs', () => {
     );
   });
 });
+
+void describe('volumes', () => {
+  const volumes = [
+    {
+      id: '11111111-2222-4333-8444-555555555555',
+      path: '/volumes/11111111-2222-4333-8444-555555555555',
+      keyFile: `${SPEC.runDir}/volume-0.key`,
+    },
+    {
+      id: 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee',
+      path: '/volumes/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee',
+      keyFile: `${SPEC.runDir}/volume-1.key`,
+    },
+  ];
+
+  void test('per volume: a secret from its key file, a LUKS node on the file, a virtio-blk device', () => {
+    const args = buildQemuArgs({ ...SPEC, volumes });
+    assert.deepEqual(valuesOf(args, '-object'), [
+      `secret,id=volsec0,file=${SPEC.runDir}/volume-0.key,format=raw`,
+      `secret,id=volsec1,file=${SPEC.runDir}/volume-1.key,format=raw`,
+    ]);
+    assert.deepEqual(
+      valuesOf(args, '-blockdev').map((b) => JSON.parse(b) as unknown),
+      volumes.map((v, i) => ({
+        driver: 'luks',
+        'node-name': `vol${i}`,
+        'key-secret': `volsec${i}`,
+        file: { driver: 'file', filename: v.path },
+      })),
+    );
+    assert.deepEqual(valuesOf(args, '-device').slice(-2), [
+      'virtio-blk-pci,drive=vol0,serial=11111111-2222-4333-8',
+      'virtio-blk-pci,drive=vol1,serial=aaaaaaaa-bbbb-4ccc-8',
+    ]);
+    // In attachment order, after the NICs: /dev/vda is the first volume.
+    assert.ok(
+      args.indexOf('-blockdev') > args.lastIndexOf('virtio-net-pci,netdev=net0,mac=' + macForVm(SPEC.id)),
+    );
+  });
+
+  void test('no volume: no block device at all', () => {
+    const args = buildQemuArgs(SPEC);
+    assert.ok(!args.includes('-blockdev') && !args.includes('-object'));
+  });
+
+  void test('ids and paths that could inject options are refused; no key material on the line', () => {
+    assert.throws(
+      () => buildQemuArgs({ ...SPEC, volumes: [{ ...volumes[0]!, id: 'x,file=/etc/shadow' }] }),
+      /bad volume id/,
+    );
+    assert.throws(
+      () => buildQemuArgs({ ...SPEC, volumes: [{ ...volumes[0]!, keyFile: '/run/k,data=secret' }] }),
+      /not allowed/,
+    );
+    const args = buildQemuArgs({ ...SPEC, volumes });
+    assert.ok(!args.some((a) => /data=|key=|passphrase/.test(a)));
+  });
+});

@@ -2,7 +2,9 @@
  * Builds QEMU's argument array from a typed VM spec. Nothing here comes from a user string: names and
  * ids are validated by the protocol schema, paths by the agent config, and every value is rendered by
  * this module. The device set is minimal (-nodefaults; serial, virtio-serial for the guest agent,
- * virtio-net), and the full -sandbox deny set is always on. Under TCG the translated-code cache is
+ * virtio-net, one virtio-blk per volume), and the full -sandbox deny set is always on. A volume is a
+ * LUKS file QEMU decrypts itself: its passphrase reaches QEMU only as a `secret` object reading a file
+ * (never on the command line). Under TCG the translated-code cache is
  * bounded (`tb-size`) so QEMU's memory fits the VM's cgroup limit (see memory-overhead.ts).
  */
 import { createHash } from 'node:crypto';
@@ -37,6 +39,16 @@ export interface QemuSpec {
   nics?: readonly QemuNic[];
   /** Expose VMX/SVM to the guest (nested virtualization); off unless the tenant is allowed it. */
   nested?: boolean;
+  /** Attached volumes in order (/dev/vda, /dev/vdb, ... in the guest). */
+  volumes?: readonly QemuVolume[];
+}
+
+export interface QemuVolume {
+  id: string;
+  /** The LUKS file, as QEMU sees it (inside its jail). */
+  path: string;
+  /** The file holding the LUKS passphrase, as QEMU sees it; QEMU reads it once, at start. */
+  keyFile: string;
 }
 
 /**
@@ -140,6 +152,34 @@ function nicArgs(spec: QemuSpec): string[] {
   });
 }
 
+const VOLUME_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Per volume: a secret read from its key file, a LUKS block node on the file, and a virtio-blk device
+ * whose serial is the start of the volume id (the guest finds it under /dev/disk/by-id).
+ */
+export function volumeArgs(volumes: readonly QemuVolume[]): string[] {
+  return volumes.flatMap((volume, index) => {
+    if (!VOLUME_ID.test(volume.id))
+      throw new Error(`bad volume id ${JSON.stringify(volume.id.slice(0, 64))}`);
+    const keyFile = assertOptionSafe(volume.keyFile, 'volume key file');
+    const blockdev = {
+      driver: 'luks',
+      'node-name': `vol${index}`,
+      'key-secret': `volsec${index}`,
+      file: { driver: 'file', filename: assertOptionSafe(volume.path, 'volume path') },
+    };
+    return [
+      '-object',
+      `secret,id=volsec${index},file=${keyFile},format=raw`,
+      '-blockdev',
+      JSON.stringify(blockdev),
+      '-device',
+      `virtio-blk-pci,drive=vol${index},serial=${volume.id.slice(0, 20)}`,
+    ];
+  });
+}
+
 export function buildQemuArgs(spec: QemuSpec): string[] {
   const run = assertOptionSafe(spec.runDir, 'run directory');
   const sockets = socketPaths(run);
@@ -184,6 +224,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     '-device',
     `virtserialport,bus=vser0.0,chardev=ga0,name=${GUEST_AGENT_PORT_NAME}`,
     ...nicArgs(spec),
+    ...volumeArgs(spec.volumes ?? []),
     '-sandbox',
     SANDBOX,
     '-msg',
@@ -193,10 +234,10 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
 
 /**
  * Resource limits of every QEMU (set by `prlimit` before it drops privileges, so QEMU cannot raise
- * them): open files, and the largest file it may write (no VM disk yet; a bound against a runaway
- * writer, revisited when disks arrive).
+ * them): open files, and the largest file it may write: the largest volume (64 TiB, the protocol's
+ * bound) plus its LUKS header, rounded up to 65 TiB (a bound against a runaway writer).
  */
-export const QEMU_RLIMITS = { openFiles: 4096, fileSizeBytes: 1024 ** 4 } as const;
+export const QEMU_RLIMITS = { openFiles: 4096, fileSizeBytes: 65 * 1024 ** 4 } as const;
 
 /** `prlimit` setting QEMU_RLIMITS (soft = hard) for the command that follows. */
 export function rlimitPrefix(prlimitBinary: string): string[] {

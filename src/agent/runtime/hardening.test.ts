@@ -9,7 +9,7 @@ import { inspectProcess, pciDevices } from './hardening.js';
 test('an unconfined process fails the checks that matter', () => {
   const report = inspectProcess(
     process.pid,
-    { uid: 3_000_123, nested: false, openFiles: 4096, fileSizeBytes: 1024 ** 4 },
+    { uid: 3_000_123, nested: false, openFiles: 4096, fileSizeBytes: 65 * 1024 ** 4 },
     [],
   );
   const verdict = Object.fromEntries(report.checks.map((c) => [c.name, c.ok]));
@@ -23,7 +23,7 @@ test('an unconfined process fails the checks that matter', () => {
   assert.equal(verdict['dedicated-cpus'], undefined, 'judged only for pinned VMs');
   const pinned = inspectProcess(
     process.pid,
-    { uid: 3_000_123, nested: false, openFiles: 4096, fileSizeBytes: 1024 ** 4, pinnedCpus: [4095] },
+    { uid: 3_000_123, nested: false, openFiles: 4096, fileSizeBytes: 65 * 1024 ** 4, pinnedCpus: [4095] },
     [],
   );
   assert.equal(pinned.checks.find((c) => c.name === 'dedicated-cpus')?.ok, false, 'not kept to CPU 4095');

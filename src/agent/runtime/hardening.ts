@@ -12,8 +12,12 @@ import type { HardeningCheck, VmHardening } from '../../api/hardening.js';
 import { SANDBOX } from '../qemu/command-line.js';
 import { inspectJail } from './qemu-jail.js';
 
-/** The only mount points a jailed QEMU may write through (its run directory ends in `/run`). */
-const WRITABLE_IN_JAIL = /^\/dev\/(null|zero|urandom|random|net\/tun|kvm)$|\/run$/;
+/**
+ * The only mount points a jailed QEMU may write through: device nodes, its run directory (ends in
+ * `/run`) and its volume files (/volumes/<id>).
+ */
+const WRITABLE_IN_JAIL =
+  /^\/dev\/(null|zero|urandom|random|net\/tun|kvm)$|\/run$|^\/volumes\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export interface HardeningExpectations {
   /** The uid this VM's QEMU must run as (unique per VM). */

@@ -214,3 +214,32 @@ test('the skeleton is rebuilt from scratch; a link planted in place of the jail 
   writeSkeleton(layout);
   assert.ok(!existsSync(join(layout.root, 'stray')));
 });
+
+test('volumes: each file bound read-write at /volumes/<id>; nothing else under the jail may be writable', () => {
+  const id = '11111111-2222-4333-8444-555555555555';
+  const source = `/var/lib/rampart/agent/volumes/${id}.luks`;
+  const layout = jailLayout({ ...SPEC, volumes: [{ id, source }] }, MERGED);
+  assert.deepEqual(
+    layout.mounts.find((m) => m.target === `/volumes/${id}`),
+    { source, target: `/volumes/${id}`, options: ['bind', 'nosuid', 'nodev', 'noexec'], readOnly: false },
+  );
+  assert.deepEqual(
+    layout.skeleton.filter((e) => e.path.startsWith('/volumes')),
+    [
+      { kind: 'dir', path: '/volumes' },
+      { kind: 'file', path: `/volumes/${id}` },
+    ],
+  );
+  assert.throws(() => jailLayout({ ...SPEC, volumes: [{ id: '../x', source }] }, MERGED), /bad volume id/);
+  assert.throws(() => jailLayout({ ...SPEC, runDir: '/volumes/run' }, MERGED), /cannot be mirrored/);
+  const mountinfo = layout.mounts
+    .map((m, i) => {
+      const point = m.target === '/' ? layout.root : `${layout.root}${m.target}`;
+      return `${100 + i} 1 254:0 / ${point} ${m.readOnly ? 'ro' : 'rw'},relatime - ext4 /dev/vda rw`;
+    })
+    .join('\n');
+  assert.deepEqual(verifyMounts(layout, parseMountinfo(mountinfo)), []);
+  // A writable mount the layout does not have (under the jail) is refused; one outside it is not ours.
+  const extra = `${mountinfo}\n300 1 254:0 / ${layout.root}/volumes rw - ext4 /dev/vda rw\n301 1 0:5 / /home rw - ext4 /dev/vda rw`;
+  assert.deepEqual(verifyMounts(layout, parseMountinfo(extra)), ['/volumes is writable']);
+});

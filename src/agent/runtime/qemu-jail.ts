@@ -2,7 +2,8 @@
  * The jail of one VM's QEMU: a private mount namespace whose root (chroot) holds only what that QEMU
  * needs. QEMU sees the host's /usr (read-only), the image's kernel and initrd (read-only, as
  * /image/kernel and /image/initrd), a few device nodes (null, zero, random, urandom, net/tun, and kvm
- * when the accelerator is KVM) and its own run directory (its sockets). Nothing else exists for it: no
+ * when the accelerator is KVM), its own run directory (its sockets) and the files of its attached
+ * volumes (read-write, each as /volumes/<id>: the LUKS file itself, opened and decrypted by QEMU). Nothing else exists for it: no
  * /home, /root, /etc/shadow, no other VM's files, no agent data, no /proc and no /sys (QEMU 7.2 with
  * this command line needs neither; measured with strace: it falls back from /proc/self/exe to argv[0]).
  *
@@ -14,9 +15,10 @@
  *     (util-linux unshare execs in place, so the holder is the child the agent spawned).
  *  3. One `nsenter --target <holder> --mount -- mount --fstab <vmDir>/jail.fstab --all` populates it
  *     with bind mounts. The first entry binds the jail root onto itself read-only, so everything QEMU
- *     can reach is read-only except its run directory and the device nodes. libmount (2.38) turns
+ *     can reach is read-only except its run directory, its volume files and the device nodes. libmount (2.38) turns
  *     `bind,ro,...` into a bind followed by a read-only remount; the agent then reads the holder's
- *     mountinfo and refuses to go on unless every mount is there with the expected read-only flag.
+ *     mountinfo and refuses to go on unless every mount is there with the expected read-only flag and
+ *     nothing else under the jail is writable.
  *  4. QEMU is started as `nsenter --target <holder> --mount [--net=/run/netns/NS] -- chroot <jail>
  *     prlimit ... setpriv ... qemu ...`: every step execs in place, so the pid the agent tracks is QEMU's.
  *  5. Once QEMU's /proc/<pid>/ns/mnt is the holder's, the holder is killed. From then on the namespace
@@ -46,6 +48,9 @@ import { run, spawnDetached } from '../../common/subprocess.js';
 /** Where the image files appear inside the jail (QEMU's -kernel and -initrd). */
 export const JAIL_KERNEL = '/image/kernel';
 export const JAIL_INITRD = '/image/initrd';
+/** Where the volume files appear inside the jail: /volumes/<volume id>. */
+export const JAIL_VOLUMES = '/volumes';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** How long the holder lives at most (if the agent dies mid-start it goes away by itself). */
 const HOLDER_SECONDS = 30;
@@ -55,7 +60,7 @@ const MOUNT_TIMEOUT_MS = 15_000;
 const SYSTEM_TOP_LEVEL = ['bin', 'sbin', 'lib', 'lib64'] as const;
 const DEVICES = ['null', 'zero', 'urandom', 'random', 'net/tun'] as const;
 /** Top-level names of the skeleton: a mirrored run directory must not start with one of them. */
-const RESERVED_TOP_LEVEL = new Set<string>([...SYSTEM_TOP_LEVEL, 'usr', 'dev', 'etc', 'image']);
+const RESERVED_TOP_LEVEL = new Set<string>([...SYSTEM_TOP_LEVEL, 'usr', 'dev', 'etc', 'image', 'volumes']);
 
 export interface JailBinaries {
   nsenter: string;
@@ -83,6 +88,14 @@ export interface JailSpec {
   kernelPath: string;
   initrdPath: string;
   kvm: boolean;
+  /** The VM's volume files on the host (regular LUKS files, owned by the VM's uid), in order. */
+  volumes?: readonly JailVolume[];
+}
+
+export interface JailVolume {
+  id: string;
+  /** The file on the host. */
+  source: string;
 }
 
 /** Something the skeleton holds, by its absolute path inside the jail. */
@@ -109,6 +122,7 @@ const RO = ['bind', 'ro', 'nosuid', 'nodev'];
 const RO_NOEXEC = [...RO, 'noexec'];
 const DEVICE = ['bind', 'nosuid', 'noexec'];
 const RUN = ['bind', 'nosuid', 'nodev', 'noexec'];
+const VOLUME = ['bind', 'nosuid', 'nodev', 'noexec'];
 
 export function jailRoot(vmDir: string): string {
   return join(vmDir, 'jail');
@@ -117,6 +131,12 @@ export function jailRoot(vmDir: string): string {
 /** Where the run directory appears inside the jail: at its host path (see the module comment). */
 export function jailRunDir(runDir: string): string {
   return runDir;
+}
+
+/** Where a volume's file appears inside the jail (its id is checked: it becomes a path). */
+export function jailVolumePath(id: string): string {
+  if (!UUID.test(id)) throw new Error(`bad volume id ${JSON.stringify(id.slice(0, 64))}`);
+  return `${JAIL_VOLUMES}/${id}`;
 }
 
 /** A host path as seen from inside the jail: binaries must live under /usr (or a link into it). */
@@ -184,6 +204,12 @@ export function jailLayout(spec: JailSpec, facts: HostRootFacts): JailLayout {
   mounts.push({ source: spec.initrdPath, target: JAIL_INITRD, options: RO_NOEXEC, readOnly: true });
   addDir(run);
   mounts.push({ source: spec.runDir, target: run, options: RUN, readOnly: false });
+  for (const volume of spec.volumes ?? []) {
+    const target = jailVolumePath(volume.id);
+    if (!isAbsolute(volume.source)) throw new Error(`volume file ${volume.source} is not an absolute path`);
+    addFile(target);
+    mounts.push({ source: volume.source, target, options: VOLUME, readOnly: false });
+  }
   return { root, skeleton, mounts };
 }
 
@@ -248,17 +274,25 @@ export function parseMountinfo(text: string): MountinfoEntry[] {
 /**
  * Differences between the mounts a namespace should hold (seen from outside the jail, as absolute
  * host paths under the root) and what its mountinfo says; empty when all is right. The last mount on
- * a point is the visible one.
+ * a point is the visible one. Nothing else mounted under the jail root may be writable: only the
+ * layout's writable mounts (run directory, device nodes, volume files) are.
  */
 export function verifyMounts(layout: JailLayout, mountinfo: readonly MountinfoEntry[]): string[] {
   const visible = new Map<string, MountinfoEntry>();
   for (const entry of mountinfo) visible.set(entry.path, entry);
   const problems: string[] = [];
+  const expected = new Set<string>();
   for (const mount of layout.mounts) {
     const point = mount.target === '/' ? layout.root : join(layout.root, mount.target);
+    expected.add(point);
     const found = visible.get(point);
     if (!found) problems.push(`${mount.target} is not mounted`);
     else if (mount.readOnly && !found.readOnly) problems.push(`${mount.target} is not read-only`);
+  }
+  for (const [path, entry] of visible) {
+    const inside = path === layout.root || path.startsWith(`${layout.root}/`);
+    if (inside && !entry.readOnly && !expected.has(path))
+      problems.push(`${path.slice(layout.root.length) || '/'} is writable`);
   }
   return problems;
 }

@@ -12,14 +12,36 @@
  * checked. After QEMU exits its cgroups are removed.
  *
  * Jail: QEMU runs in a private mount namespace, chrooted into vms/<id>/jail, which holds only the
- * host's /usr (read-only), the image's kernel and initrd, a few device nodes and run/ (see
- * qemu-jail.ts). The namespace lives exactly as long as QEMU.
+ * host's /usr (read-only), the image's kernel and initrd, a few device nodes, run/ and the VM's
+ * volume files (see qemu-jail.ts). The namespace lives exactly as long as QEMU.
+ *
+ * Volumes: before each start every volume of the intent is created (or grown) as a LUKS file, given
+ * to the VM's uid and bound into the jail; each passphrase is written to run/volume-<n>.key (the VM's
+ * uid, 0600) for QEMU's `secret` object, and those files are deleted as soon as QMP answers (QEMU has
+ * read them by then), or when the start fails. The passphrases live only in memory otherwise:
+ * state.json holds the intent without them (a restarted agent re-adopts a running QEMU, which needs
+ * none; every start comes with a fresh intent from the server). A volume leaving the intent, or the
+ * VM being removed, gives the file back to root (erasing it is the server's explicit request).
  */
 import { checkImageTrustOnAgent } from './image-trust-check.js';
 import { verifyImage } from './image-verification.js';
 import type { HostNetwork } from './host-network.js';
 import { EventEmitter } from 'node:events';
-import { chownSync, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  fchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { writeNoFollow } from '../../common/no-follow.js';
 import type { Socket } from 'node:net';
 import { tryConnect } from '../../common/unix-socket.js';
@@ -44,6 +66,7 @@ import {
   JAIL_INITRD,
   JAIL_KERNEL,
   inJailBinary,
+  jailVolumePath,
   jailRoot,
   jailRunDir,
   prepareJail,
@@ -52,6 +75,7 @@ import {
   type PreparedJail,
 } from './qemu-jail.js';
 import { QmpClient } from '../qemu/qmp-client.js';
+import type { VolumeFiles } from '../storage/volume-files.js';
 import { ConsoleLog } from './console-log.js';
 import { identify, isAlive, type ProcessIdentity } from './process-info.js';
 
@@ -87,7 +111,20 @@ export interface VmRuntimeEnv {
   cgroups: VmCgroups;
   /** Taps on tenant bridges, and the network namespace QEMU runs in. */
   network: HostNetwork;
+  /** The host's volume files (LUKS), attached to VMs by their intents. */
+  volumes: VolumeFiles;
   log: Logger;
+}
+
+/** The key file of the n-th volume in the run directory (QEMU's `secret` object reads it). */
+const VOLUME_KEY_FILE = /^volume-\d+\.key$/;
+
+/** The intent as persisted: without the volume keys (they are never written to disk). */
+export function intentWithoutKeys(intent: VmIntent): VmIntent {
+  if (!intent.volumes) return intent;
+  // The type keeps `key`; state read back from disk has none (start() refuses a volume without one).
+  const volumes = intent.volumes.map(({ id, sizeGiB }) => ({ id, sizeGiB })) as VmIntent['volumes'];
+  return { ...intent, volumes };
 }
 
 interface GuestHeartbeat {
@@ -130,6 +167,8 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   private verifyConfinementOnQmp = false;
   /** Why QEMU was stopped for not being confined; becomes the crash error. */
   private confinementFailure: string | null = null;
+  /** A start is in progress (its volumes may be in preparation). */
+  private starting = false;
 
   constructor(
     private state: PersistedVm,
@@ -184,8 +223,10 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
 
   /** Moves the VM towards the server's intent; resolves once the immediate step has been taken. */
   async reconcile(intent: VmIntent): Promise<VmStatus> {
+    const previous = this.state.intent;
     this.state.intent = intent;
     this.persist();
+    await this.reclaimVolumes(previous, intent);
     const alive = this.state.process !== null && isAlive(this.state.process);
     if (intent.power === 'stopped') {
       if (alive) await this.stop(intent.stopTimeoutMs);
@@ -263,12 +304,19 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.shutdownRuntime();
     this.releaseCgroups();
     await this.cgroupRelease;
+    await this.reclaimVolumes(this.state.intent, null);
     rmSync(this.dir, { recursive: true, force: true });
   }
 
   /** What the server last asked of this VM. */
   get intent(): VmIntent {
     return this.state.intent;
+  }
+
+  /** Whether this VM's QEMU runs (or is being started) with the volume attached. */
+  usesVolume(volumeId: string): boolean {
+    if (!(this.state.intent.volumes ?? []).some((v) => v.id === volumeId)) return false;
+    return this.starting || (this.state.process !== null && isAlive(this.state.process));
   }
 
   /** The hardening self-check of the running QEMU (what the kernel and QEMU report, judged). */
@@ -308,6 +356,15 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   // ------------------------------------------------------------------ lifecycle steps
 
   private async start(): Promise<void> {
+    this.starting = true;
+    try {
+      await this.startSteps();
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async startSteps(): Promise<void> {
     const problem = await verifyImage(this.state.intent.image);
     if (problem) {
       this.failStart(problem, true);
@@ -333,6 +390,13 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       this.failStart(`network ports could not be set up: ${(error as Error).message}`);
       return;
     }
+    let volumes: Array<{ id: string; source: string; keyFile: string }>;
+    try {
+      volumes = await this.prepareVolumes(intent);
+    } catch (error) {
+      this.failStart(`volumes could not be prepared: ${(error as Error).message}`);
+      return;
+    }
     // QEMU sees only its jail: the image files and the run directory under their paths inside it.
     const args = buildQemuArgs({
       id: intent.id,
@@ -351,6 +415,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
         prefixLength: p.prefixLength,
         gateway: p.gateway,
       })),
+      volumes: volumes.map((v) => ({ id: v.id, path: jailVolumePath(v.id), keyFile: v.keyFile })),
     });
     const groups = this.env.accelerator === 'kvm' && this.env.kvmGroup !== null ? [this.env.kvmGroup] : [];
     const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);
@@ -374,6 +439,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
           kernelPath: intent.image.kernelPath,
           initrdPath: intent.image.initrdPath,
           kvm: this.env.accelerator === 'kvm',
+          volumes: volumes.map((v) => ({ id: v.id, source: v.source })),
         },
         this.env.jail,
         facts,
@@ -452,6 +518,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.persist();
     this.reportStatus(true);
     if (!identity) {
+      this.removeKeyFiles();
       this.releaseCgroups();
       return;
     }
@@ -468,6 +535,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
    * the reason; `fatal` when retrying cannot help (the server then applies no restart policy).
    */
   private failStart(reason: string, fatal = false): void {
+    this.removeKeyFiles();
     this.env.log.error({ vmId: this.id, reason }, 'VM not started');
     Object.assign(this.state, {
       process: null,
@@ -485,6 +553,71 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.persist();
     this.reportStatus(true);
     this.releaseCgroups();
+  }
+
+  /**
+   * Every volume of the intent made ready for this start: created or grown (LUKS), given to the VM's
+   * uid, and its key written to run/volume-<n>.key (the VM's uid, 0600; created exclusively, never
+   * through a link). Returns the host files and the key files' paths (the same inside the jail).
+   */
+  private async prepareVolumes(
+    intent: VmIntent,
+  ): Promise<Array<{ id: string; source: string; keyFile: string }>> {
+    const volumes = intent.volumes ?? [];
+    const prepared: Array<{ id: string; source: string; keyFile: string }> = [];
+    for (const [index, volume] of volumes.entries()) {
+      // Keys are never persisted: a start from state read back from disk has none.
+      if (typeof volume.key !== 'string') throw new Error(`no key for volume ${volume.id}`);
+      const { path } = await this.env.volumes.ensureVolume(volume.id, volume.sizeGiB, volume.key);
+      await this.env.volumes.assignTo(volume.id, this.state.uid);
+      const keyFile = join(jailRunDir(this.runDir), `volume-${index}.key`);
+      const hostKeyFile = join(this.runDir, `volume-${index}.key`);
+      rmSync(hostKeyFile, { force: true });
+      const fd = openSync(
+        hostKeyFile,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o600,
+      );
+      try {
+        fchownSync(fd, this.state.uid, this.state.uid);
+        writeSync(fd, volume.key);
+      } finally {
+        closeSync(fd);
+      }
+      prepared.push({ id: volume.id, source: path, keyFile });
+    }
+    return prepared;
+  }
+
+  /** Deletes the volume key files from the run directory (QEMU has read them, or will never run). */
+  private removeKeyFiles(): void {
+    let entries: string[];
+    try {
+      entries = readdirSync(this.runDir);
+    } catch {
+      return; // no run directory: no key files
+    }
+    for (const entry of entries)
+      if (VOLUME_KEY_FILE.test(entry)) rmSync(join(this.runDir, entry), { force: true });
+  }
+
+  /**
+   * Volumes no longer attached to this VM (`next` null: the VM goes away) go back to root. Not erased:
+   * that is only ever on the server's explicit request.
+   */
+  private async reclaimVolumes(previous: VmIntent, next: VmIntent | null): Promise<void> {
+    const kept = new Set((next?.volumes ?? []).map((v) => v.id));
+    for (const volume of previous.volumes ?? []) {
+      if (kept.has(volume.id)) continue;
+      try {
+        await this.env.volumes.reclaim(volume.id, this.state.uid);
+      } catch (error) {
+        this.env.log.warn(
+          { vmId: this.id, volumeId: volume.id, err: (error as Error).message },
+          'could not give a volume file back to root',
+        );
+      }
+    }
   }
 
   /** Whether the intent asks for other limits than the ones in force for the running QEMU. */
@@ -630,6 +763,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.releaseCgroups();
     this.env.log.info({ vmId: this.id, phase: this.state.phase, error: this.state.error }, 'QEMU exited');
     this.removeSockets();
+    this.removeKeyFiles();
     if (!this.removed) {
       this.persist();
       this.reportStatus(true);
@@ -698,6 +832,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
           continue;
         }
         const qmp = await QmpClient.connect(path, { connectTimeoutMs: 5000, commandTimeoutMs: 10_000 });
+        this.removeKeyFiles(); // QEMU answers: it read its volume keys when it created its objects
         if (this.verifyConfinementOnQmp) {
           this.verifyConfinementOnQmp = false;
           if (!this.verifyConfinement()) {
@@ -721,6 +856,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
         await sleep(20);
       }
     }
+    this.removeKeyFiles();
     for (const waiter of this.qmpWaiters.splice(0)) waiter(null);
   }
 
@@ -806,6 +942,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     mkdirSync(this.runDir, { recursive: true, mode: 0o700 });
     chownSync(this.runDir, this.state.uid, this.state.uid);
     this.removeSockets();
+    this.removeKeyFiles();
   }
 
   private removeSockets(): void {
@@ -841,7 +978,9 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   persist(): void {
     if (this.removed) return;
     const file = join(this.dir, 'state.json');
-    writeNoFollow(`${file}.tmp`, JSON.stringify(this.state), 'truncate');
+    // Never the volume keys: they exist only in memory (and briefly in the key files).
+    const persisted: PersistedVm = { ...this.state, intent: intentWithoutKeys(this.state.intent) };
+    writeNoFollow(`${file}.tmp`, JSON.stringify(persisted), 'truncate');
     renameSync(`${file}.tmp`, file);
   }
 }

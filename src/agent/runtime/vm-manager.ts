@@ -190,6 +190,12 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     });
   }
 
+  /** The VM of this host whose QEMU runs (or is being started) with the volume attached, if any. */
+  volumeUser(volumeId: string): string | null {
+    for (const instance of this.instances.values()) if (instance.usesVolume(volumeId)) return instance.id;
+    return null;
+  }
+
   detachAll(): void {
     for (const instance of this.instances.values()) instance.detach();
   }
