@@ -108,6 +108,10 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/volumes/:ref/snapshots/:snapshot': 'PA TA OP ME VI AU SR',
   'DELETE /v1/volumes/:ref/snapshots/:snapshot': 'PA TA ME',
   'POST /v1/volumes/:ref/restore': 'PA TA ME',
+  'POST /v1/volumes/:ref/backups': 'PA TA ME',
+  'GET /v1/backups': 'PA TA OP ME VI AU SR',
+  'GET /v1/backups/:ref': 'PA TA OP ME VI AU SR',
+  'DELETE /v1/backups/:ref': 'PA TA ME',
   'POST /v1/vms/:ref/volumes': 'PA TA ME',
   'DELETE /v1/vms/:ref/volumes/:volume': 'PA TA ME',
   'GET /v1/networks': 'PA TA OP ME VI AU SR',
@@ -250,6 +254,7 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     '/allowed-addresses': { allowedAddresses: [] },
     '/volumes': { volume: 'no-such-volume' },
     '/snapshots': { name: 'snap' },
+    '/backups': { name: 'backup' },
     '/restore': { snapshot: 'no-such-snapshot' },
   };
   const validBody = Object.entries(validBodies).find(([suffix]) => route.endsWith(suffix))?.[1];

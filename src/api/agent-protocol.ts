@@ -294,6 +294,26 @@ export const VolumeCloneRequest = Type.Object({
   sourceKey: Passphrase,
   volume: VolumeIntent,
 });
+const ServerPath = Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 });
+
+/**
+ * Copies a volume's encrypted file to a new file the server names (a backup). Agents reach the server's
+ * storage by path today (one machine or a shared filesystem), as they do the image cache.
+ */
+export const VolumeExportRequest = Type.Object({
+  type: Type.Literal('volume.export'),
+  id: Type.Integer(),
+  volumeId: Uuid,
+  path: ServerPath,
+});
+/** A new volume from a verified backup at `path`, re-encrypted under the new volume's own key. */
+export const VolumeImportRequest = Type.Object({
+  type: Type.Literal('volume.import'),
+  id: Type.Integer(),
+  path: ServerPath,
+  sourceKey: Passphrase,
+  volume: VolumeIntent,
+});
 /** Securely erases a snapshot's file (zeros, then removed). */
 export const SnapshotEraseRequest = Type.Object({
   type: Type.Literal('snapshot.erase'),
@@ -315,6 +335,8 @@ export const AgentRequest = Type.Union([
   VolumeRestoreRequest,
   VolumeCloneRequest,
   SnapshotEraseRequest,
+  VolumeExportRequest,
+  VolumeImportRequest,
 ]);
 export type AgentRequest = Static<typeof AgentRequest>;
 export type AgentRequestType = AgentRequest['type'];
@@ -335,6 +357,8 @@ export interface AgentResults {
   'volume.restore': { bytes: number };
   'volume.clone': { bytes: number };
   'snapshot.erase': { existed: boolean; bytes: number };
+  'volume.export': { bytes: number };
+  'volume.import': { bytes: number };
 }
 
 // ---- agent -> server messages

@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   RAMPART_PAYLOAD_TOO_LARGE: 413,
   /** A stored image failed its integrity check (tampered or unreadable ciphertext, key or cache). */
   RAMPART_IMAGE_INTEGRITY: 422,
+  /** A backup's file or signed manifest does not verify (tampered, truncated or not the platform's). */
+  RAMPART_BACKUP_INTEGRITY: 422,
   /** The image is quarantined (malware scan hit) or not ready (still importing, failed import). */
   RAMPART_IMAGE_UNAVAILABLE: 409,
   RAMPART_RATE_LIMITED: 429,

@@ -16,6 +16,7 @@ export const QUOTA_RESOURCES = [
   'apiTokens',
   'volumes',
   'volumeGiB',
+  'backups',
 ] as const;
 export type QuotaResource = (typeof QUOTA_RESOURCES)[number];
 
@@ -45,6 +46,7 @@ export const Quota = Type.Object({
     apiTokens: usageEntry,
     volumes: usageEntry,
     volumeGiB: usageEntry,
+    backups: usageEntry,
   }),
 });
 export type Quota = Static<typeof Quota>;
@@ -65,6 +67,7 @@ export const QuotaUpdate = Type.Object(
     apiTokens: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
     volumes: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
     volumeGiB: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
+    backups: Type.Optional(Type.Union([QuotaLimit, Type.Null()])),
   },
   { additionalProperties: false, minProperties: 1 },
 );

@@ -30,8 +30,15 @@ export const Volume = Type.Object(
     /** The host holding its file (null until first attached: it lives where its first VM runs). */
     hostId: Type.Union([Id, Type.Null()]),
     encryption: Type.Literal('luks'),
-    /** A clone's lineage: the snapshot and volume it was made from (null: created empty). */
-    origin: Type.Union([Type.Object({ snapshotId: Id, volumeId: Id }), Type.Null()]),
+    /** Lineage: the volume it was made from, through a snapshot (clone) or a backup (restore). */
+    origin: Type.Union([
+      Type.Object({
+        volumeId: Id,
+        snapshotId: Type.Union([Id, Type.Null()]),
+        backupId: Type.Union([Id, Type.Null()]),
+      }),
+      Type.Null(),
+    ]),
     createdAt: Timestamp,
     updatedAt: Timestamp,
   },
@@ -46,6 +53,10 @@ export const VolumeCreate = Type.Object(
     sizeGiB: Type.Optional(Type.Integer(VOLUME_SIZE)),
     /** Clone: the id of a snapshot (of any of the tenant's volumes) to copy, re-encrypted under a new key. */
     snapshot: Type.Optional(Id),
+    /** Restore: the id of a backup (verified first), re-encrypted under a new key. */
+    backup: Type.Optional(Id),
+    /** Where a restored backup goes (platform admins only; default: the online host with fewest volumes). */
+    host: Type.Optional(Id),
   },
   { additionalProperties: false },
 );
@@ -83,3 +94,23 @@ export type VolumeSnapshotCreate = Static<typeof VolumeSnapshotCreate>;
 /** Put a snapshot's content back into its volume (its VM stopped; the volume's size unchanged since). */
 export const VolumeRestore = Type.Object({ snapshot: Ref }, { additionalProperties: false });
 export type VolumeRestore = Static<typeof VolumeRestore>;
+
+export const VolumeBackup = Type.Object(
+  {
+    id: Id,
+    name: Name,
+    /** The volume it was taken from (it may be gone since). */
+    volume: Type.Object({ id: Id, name: Name }),
+    sizeGiB: Type.Integer(VOLUME_SIZE),
+    status: Type.Union([Type.Literal('creating'), Type.Literal('available')]),
+    bytes: Type.Union([Type.Integer(), Type.Null()]),
+    /** SHA-256 of the backup file, covered by the platform's signature over the manifest. */
+    sha256: Type.Union([Type.String(), Type.Null()]),
+    createdBy: Type.String(),
+    createdAt: Timestamp,
+  },
+  { $id: 'VolumeBackup' },
+);
+export type VolumeBackup = Static<typeof VolumeBackup>;
+
+export const VolumeBackupCreate = Type.Object({ name: Name }, { additionalProperties: false });

@@ -25,7 +25,7 @@ export const EXIT_CODES_HELP = [
   '  5  not authenticated or forbidden',
   '  6  --wait failed (the VM went to error) or timed out',
   '  7  server unreachable',
-  '  8  verification failed (an audit record or checkpoint, an image signature or a stored image, does not verify)',
+  '  8  verification failed (an audit record or checkpoint, an image signature, a stored image or a backup does not verify)',
 ].join('\n');
 
 /** The exit code for an API error answer, by its RAMPART_* code first and its HTTP status otherwise. */
@@ -46,6 +46,7 @@ export function exitCodeForApiError(status: number, code: string): ExitCode {
     case 'RAMPART_IMAGE_UNAVAILABLE':
       return ExitCode.CONFLICT;
     case 'RAMPART_IMAGE_INTEGRITY':
+    case 'RAMPART_BACKUP_INTEGRITY':
       return ExitCode.VERIFY_FAILED;
   }
   if (code.startsWith('RAMPART_')) return ExitCode.ERROR;

@@ -186,6 +186,7 @@ void describe('detail views', () => {
           apiTokens: entry(20, 1, false),
           volumes: entry(20, 0, false),
           volumeGiB: entry(1000, 0, false),
+          backups: entry(20, 0, false),
         },
       },
       plain,
@@ -195,6 +196,6 @@ void describe('detail views', () => {
     assert.equal(lines[1], 'vms                  5           2      override');
     assert.equal(lines[2], 'vcpus                unlimited   4      override');
     assert.equal(lines[3], 'memoryMiB            81920       512    default');
-    assert.equal(lines.length, 15);
+    assert.equal(lines.length, 16);
   });
 });

@@ -26,6 +26,7 @@ import { ConsoleHub } from './console/console-hub.js';
 import { AgentFleet } from './agent-link/agent-fleet.js';
 import { VolumeService } from './volumes/volume-service.js';
 import { VolumeSnapshotService } from './volumes/volume-snapshots.js';
+import { VolumeBackupService } from './volumes/volume-backups.js';
 import { buildApp } from './http/app.js';
 import { registerDefaultImage } from './images/image-catalog.js';
 import { openImageServices } from './images/image-services.js';
@@ -152,6 +153,19 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     { db, keyring: images.keyring, quotas, agents: fleet, audit, log: log.child({ component: 'snapshots' }) },
     volumes,
   );
+  const backups = new VolumeBackupService(
+    {
+      db,
+      keyring: images.keyring,
+      quotas,
+      agents: fleet,
+      audit,
+      log: log.child({ component: 'backups' }),
+      signer: images.signer,
+      dataDir: config.dataDir,
+    },
+    volumes,
+  );
   vms = new VmService(db, fleet, metrics, log.child({ component: 'compute' }), {
     defaultStopTimeoutSeconds: config.stopTimeoutSeconds,
     quotas,
@@ -243,6 +257,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       networks,
       volumes,
       snapshots,
+      backups,
       quotas,
       overcommit: config.overcommit,
       version: RAMPART_VERSION,

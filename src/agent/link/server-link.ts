@@ -170,6 +170,23 @@ export class ServerLink {
         );
         return done;
       }
+      case 'volume.export': {
+        if (!this.volumes) throw new Error('this host has no volume storage');
+        const user = this.vms.volumeUser(request.volumeId);
+        if (user)
+          throw new Error(
+            `volume ${request.volumeId} is in use by running VM ${user} on this host: stop it first`,
+          );
+        const done = await this.volumes.exportTo(request.volumeId, request.path);
+        this.log.info({ volumeId: request.volumeId, ...done }, 'volume exported');
+        return done;
+      }
+      case 'volume.import': {
+        if (!this.volumes) throw new Error('this host has no volume storage');
+        const done = await this.volumes.importFrom(request.path, request.sourceKey, request.volume);
+        this.log.info({ volumeId: request.volume.id, ...done }, 'volume imported');
+        return done;
+      }
       case 'snapshot.erase': {
         if (!this.volumes) throw new Error('this host has no volume storage');
         const erased = await this.volumes.eraseSnapshot(request.snapshotId);

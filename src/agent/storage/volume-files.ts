@@ -26,7 +26,6 @@ import {
   fchmodSync,
   fchownSync,
   fstatSync,
-  fsyncSync,
   lstatSync,
   mkdirSync,
   mkdtempSync,
@@ -36,13 +35,12 @@ import {
   rmSync,
   renameSync,
   chmodSync,
-  unlinkSync,
   writeSync,
 } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { assertSafeId } from '../../common/ids.js';
 import { KeyedMutex } from '../../common/keyed-mutex.js';
+import { eraseFileInPlace, type ErasedFile } from '../../common/secure-erase.js';
 import { CommandError, run } from '../../common/subprocess.js';
 
 /** The first bytes of every LUKS (v1 and v2) header. */
@@ -50,9 +48,6 @@ export const LUKS_MAGIC = Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]);
 const GiB = 1024 ** 3;
 const KEY = /^[A-Za-z0-9+/]{43}=$/;
 const KEY_DIR_PREFIX = '.key-';
-const ERASE_CHUNK_BYTES = 4 * 1024 * 1024;
-/** Within a chunk, what is written when it holds anything but zeros. */
-const ERASE_BLOCK_BYTES = 64 * 1024;
 const QEMU_IMG_TIMEOUT_MS = 120_000;
 /** qemu-img's PBKDF benchmark fails now and then on a busy host ("Unable to get accurate CPU usage"). */
 const PBKDF_ATTEMPTS = 20;
@@ -75,10 +70,7 @@ export interface EnsuredVolume {
   grown: boolean;
 }
 
-export interface ErasedVolume {
-  existed: boolean;
-  bytes: number;
-}
+export type ErasedVolume = ErasedFile;
 
 function assertKey(key: string): void {
   if (!KEY.test(key)) throw new Error('the volume key is not a base64 32-byte passphrase');
@@ -177,14 +169,25 @@ export class VolumeFiles {
     sourceKey: string,
     volume: { id: string; sizeGiB: number; key: string },
   ): Promise<{ bytes: number }> {
-    const snapshot = this.snapshotPath(snapshotId);
+    return this.importFrom(this.snapshotPath(snapshotId), sourceKey, volume);
+  }
+
+  /**
+   * A new volume from any LUKS file of the platform's (a snapshot, a verified backup), re-encrypted
+   * under the new volume's own key; grown to `sizeGiB` if larger.
+   */
+  importFrom(
+    source: string,
+    sourceKey: string,
+    volume: { id: string; sizeGiB: number; key: string },
+  ): Promise<{ bytes: number }> {
     const target = this.path(volume.id);
     assertKey(sourceKey);
     assertKey(volume.key);
     assertSize(volume.sizeGiB);
     return this.mutex
       .run(volume.id, async () => {
-        this.checkLuks(snapshot);
+        this.checkLuks(source);
         if (lstatSync(target, { throwIfNoEntry: false }))
           throw new Error(`volume ${volume.id} exists already`);
         try {
@@ -198,7 +201,7 @@ export class VolumeFiles {
                 '--object',
                 `secret,id=dst,file=${targetFile},format=raw`,
                 '--image-opts',
-                `driver=luks,key-secret=src,file.filename=${snapshot}`,
+                `driver=luks,key-secret=src,file.filename=${source}`,
                 '-O',
                 'luks',
                 '-o',
@@ -210,24 +213,36 @@ export class VolumeFiles {
           chmodSync(target, 0o600);
           this.checkLuks(target);
         } catch (error) {
-          rmSync(target, { force: true }); // a half-made clone is never used
+          rmSync(target, { force: true }); // a half-made volume is never used
           throw error;
         }
         return { bytes: lstatSync(target).size };
       })
       .then(async (result) => {
-        // Larger than its snapshot: grown like any volume (outside the lock ensureVolume takes itself).
+        // Larger than its source: grown like any volume (ensureVolume takes the lock itself).
         const grown = await this.ensureVolume(volume.id, volume.sizeGiB, volume.key);
         return grown.grown ? { bytes: lstatSync(target).size } : result;
       });
   }
 
+  /**
+   * Copies the volume's encrypted file to `target` (a backup the server keeps): a new file, never a
+   * link or an existing one.
+   */
+  exportTo(volumeId: string, target: string): Promise<{ bytes: number }> {
+    const source = this.path(volumeId);
+    return this.mutex.run(volumeId, async () => {
+      this.checkLuks(source);
+      if (lstatSync(target, { throwIfNoEntry: false })) throw new Error(`${target} exists already`);
+      await this.copyFile(source, target);
+      return { bytes: lstatSync(target).size };
+    });
+  }
+
   /** Secure erase of a snapshot's file (as for volumes). */
   eraseSnapshot(snapshotId: string): Promise<ErasedVolume> {
     const path = this.snapshotPath(snapshotId);
-    return this.mutex.run(`snapshot:${snapshotId}`, () =>
-      this.eraseFile(path, `snapshot ${snapshotId}`, this.snapshotsDir),
-    );
+    return this.mutex.run(`snapshot:${snapshotId}`, () => eraseFileInPlace(path, `snapshot ${snapshotId}`));
   }
 
   private async copyFile(source: string, target: string): Promise<void> {
@@ -302,68 +317,12 @@ export class VolumeFiles {
   }
 
   /**
-   * Secure erase: every byte of the file zeroed in place (same inode, never truncated), fsynced, then
-   * the file removed. A link (never followed) or anything but a regular file is refused.
-   *
-   * Chunk by chunk over the file's whole length: a chunk that holds anything but zeros is overwritten
-   * with zeros; one that already reads as zeros is left as it is — a hole of the sparse file (never
-   * written: no block on disk to erase) or zeros already — so the erase never allocates the volume's
-   * unwritten space (a mostly empty 1 TiB volume would otherwise fill the host's disk). `bytes` is the
-   * length made (and verified) zero: the whole file. Asynchronous I/O: the agent stays responsive.
+   * Secure erase (src/common/secure-erase.ts): every byte zeroed in place, fsynced, then removed; holes
+   * stay holes, so a mostly empty 1 TiB volume never fills the host's disk.
    */
   eraseVolume(id: string): Promise<ErasedVolume> {
     const path = this.path(id);
-    return this.mutex.run(id, () => this.eraseFile(path, `volume ${id}`, this.dir));
-  }
-
-  private async eraseFile(path: string, id: string, dir: string): Promise<ErasedVolume> {
-    const seen = lstatSync(path, { throwIfNoEntry: false });
-    if (!seen) return { existed: false, bytes: 0 };
-    if (seen.isSymbolicLink()) throw new Error(`${id}: a link in place of its file, refused`);
-    if (!seen.isFile()) throw new Error(`${id}: not a regular file, refused`);
-    let file: FileHandle;
-    try {
-      // O_RDWR without O_TRUNC or O_CREAT: the same inode, zeroed in place.
-      file = await open(path, constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return { existed: false, bytes: 0 };
-      if (code === 'ELOOP') throw new Error(`${id}: a link in place of its file, refused`, { cause: error });
-      throw error;
-    }
-    let bytes = 0;
-    try {
-      const stat = await file.stat();
-      if (!stat.isFile()) throw new Error(`${id}: not a regular file, refused`);
-      const zeros = Buffer.alloc(ERASE_CHUNK_BYTES);
-      const chunk = Buffer.alloc(ERASE_CHUNK_BYTES);
-      while (bytes < stat.size) {
-        const length = Math.min(ERASE_CHUNK_BYTES, stat.size - bytes);
-        const { bytesRead } = await file.read(chunk, 0, length, bytes);
-        if (bytesRead !== length) throw new Error(`${id}: short read at ${bytes}`);
-        // Only the blocks that hold something are written (a written hole would be allocated).
-        for (let at = 0; at < length; at += ERASE_BLOCK_BYTES) {
-          const end = Math.min(at + ERASE_BLOCK_BYTES, length);
-          if (chunk.subarray(at, end).equals(zeros.subarray(at, end))) continue;
-          const { bytesWritten } = await file.write(zeros, at, end - at, bytes + at);
-          if (bytesWritten !== end - at) throw new Error(`${id}: short write at ${bytes + at}`);
-        }
-        bytes += length;
-      }
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    // Only the name that was overwritten goes (a link swapped in meanwhile is refused, not followed).
-    const now = lstatSync(path, { throwIfNoEntry: false });
-    if (now?.isFile()) unlinkSync(path);
-    const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-    try {
-      fsyncSync(dirFd);
-    } finally {
-      closeSync(dirFd);
-    }
-    return { existed: true, bytes };
+    return this.mutex.run(id, () => eraseFileInPlace(path, `volume ${id}`));
   }
 
   /** Gives the volume's file to a VM's uid (uid:uid, 0600), before that VM's QEMU starts. */

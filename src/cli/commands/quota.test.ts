@@ -24,6 +24,7 @@ function quotaFixture(overrides: Partial<Quota['resources']> = {}): Quota {
       apiTokens: entry(2, 4, true),
       volumes: entry(20),
       volumeGiB: entry(1000),
+      backups: entry(20),
       ...overrides,
     },
   };
@@ -44,6 +45,7 @@ const TABLE = [
   'apiTokens            2           4      override',
   'volumes              20          0      default',
   'volumeGiB            1000        0      default',
+  'backups              20          0      default',
   '',
 ].join('\n');
 

@@ -4,7 +4,7 @@
  * next start. Delete erases the volume's file on its host (zeros, then removed).
  */
 import type { Command } from 'commander';
-import { VOLUME_SIZE, type Volume, type VolumeSnapshot } from '../../api/volume.js';
+import { VOLUME_SIZE, type Volume, type VolumeBackup, type VolumeSnapshot } from '../../api/volume.js';
 import type { CommandDeps } from '../context.js';
 import { formatAge, formatKeyValue, formatTable, shortId } from '../output.js';
 import { UsageError } from '../errors.js';
@@ -78,22 +78,36 @@ export function registerVolumeCommands(program: Command, deps: CommandDeps): voi
       size,
     )
     .option('--from-snapshot <id>', 'clone this snapshot (its id, as in `volume snapshot list`)')
-    .action(async (name: string, opts: { size?: number; fromSnapshot?: string }, cmd: Command) => {
-      if (opts.fromSnapshot !== undefined && !isUuid(opts.fromSnapshot))
-        throw new UsageError('--from-snapshot takes a snapshot id');
-      if (opts.size === undefined && opts.fromSnapshot === undefined)
-        throw new UsageError('give --size (or --from-snapshot to clone)');
-      const ctx = deps.context(cmd);
-      const created = await ctx.client.request<Volume>('POST', '/v1/volumes', {
-        body: {
-          name,
-          ...(opts.size !== undefined ? { sizeGiB: opts.size } : {}),
-          ...(opts.fromSnapshot !== undefined ? { snapshot: opts.fromSnapshot } : {}),
-        },
-      });
-      if (ctx.out.json) ctx.out.printJson(created);
-      else ctx.out.print(`volume ${created.name} created (${created.sizeGiB} GiB, ${created.id})`);
-    });
+    .option('--from-backup <id>', 'restore this backup (its id, as in `volume backup list`); verified first')
+    .option('--host <id>', 'with --from-backup: the host to restore on (platform admins)')
+    .action(
+      async (
+        name: string,
+        opts: { size?: number; fromSnapshot?: string; fromBackup?: string; host?: string },
+        cmd: Command,
+      ) => {
+        for (const [flag, value] of [
+          ['--from-snapshot', opts.fromSnapshot],
+          ['--from-backup', opts.fromBackup],
+          ['--host', opts.host],
+        ] as const)
+          if (value !== undefined && !isUuid(value)) throw new UsageError(`${flag} takes an id`);
+        if (opts.size === undefined && opts.fromSnapshot === undefined && opts.fromBackup === undefined)
+          throw new UsageError('give --size (or --from-snapshot to clone, --from-backup to restore)');
+        const ctx = deps.context(cmd);
+        const created = await ctx.client.request<Volume>('POST', '/v1/volumes', {
+          body: {
+            name,
+            ...(opts.size !== undefined ? { sizeGiB: opts.size } : {}),
+            ...(opts.fromSnapshot !== undefined ? { snapshot: opts.fromSnapshot } : {}),
+            ...(opts.fromBackup !== undefined ? { backup: opts.fromBackup } : {}),
+            ...(opts.host !== undefined ? { host: opts.host } : {}),
+          },
+        });
+        if (ctx.out.json) ctx.out.printJson(created);
+        else ctx.out.print(`volume ${created.name} created (${created.sizeGiB} GiB, ${created.id})`);
+      },
+    );
 
   volume
     .command('show')
@@ -226,5 +240,63 @@ export function registerVolumeCommands(program: Command, deps: CommandDeps): voi
       );
       if (ctx.out.json) ctx.out.printJson(deleting);
       else ctx.out.print(`snapshot ${deleting.name} is being erased and deleted`);
+    });
+
+  const backup = volume
+    .command('backup')
+    .description('backups of volumes (signed, encrypted, restorable on any host)');
+  backup
+    .command('create')
+    .description("back up a volume (its VM stopped) into the server's backup store")
+    .argument('<volume>', 'volume name or id', parseRef)
+    .argument('<name>', 'backup name (a DNS label)', parseName)
+    .action(async (ref: string, name: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const created = await ctx.client.request<VolumeBackup>('POST', `${path(ref)}/backups`, {
+        body: { name },
+      });
+      if (ctx.out.json) ctx.out.printJson(created);
+      else
+        ctx.out.print(
+          `backup ${created.name} of ${created.volume.name} created (${created.id}, sha256 ${created.sha256})`,
+        );
+    });
+  backup
+    .command('list')
+    .alias('ls')
+    .description("list the tenant's backups")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const list = await ctx.client.request<{ items: VolumeBackup[] }>('GET', '/v1/backups');
+      if (ctx.out.json) ctx.out.printJson(list);
+      else
+        ctx.out.print(
+          formatTable(
+            ['NAME', 'ID', 'VOLUME', 'SIZE', 'STATUS', 'AGE'],
+            list.items.map((b) => [
+              b.name,
+              b.id,
+              b.volume.name,
+              `${b.sizeGiB} GiB`,
+              b.status,
+              formatAge(b.createdAt, ctx.now()),
+            ]),
+            ctx.out.color,
+          ),
+        );
+    });
+  backup
+    .command('delete')
+    .alias('rm')
+    .description('delete a backup (its file is overwritten with zeros, then removed)')
+    .argument('<backup>', 'backup name or id', parseRef)
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const deleted = await ctx.client.request<VolumeBackup>(
+        'DELETE',
+        `/v1/backups/${encodeURIComponent(ref)}`,
+      );
+      if (ctx.out.json) ctx.out.printJson(deleted);
+      else ctx.out.print(`backup ${deleted.name} erased and deleted`);
     });
 }

@@ -1,6 +1,7 @@
 /** What route handlers may use: the services of the control plane, handed over explicitly. */
 import type { VolumeService } from '../volumes/volume-service.js';
 import type { VolumeSnapshotService } from '../volumes/volume-snapshots.js';
+import type { VolumeBackupService } from '../volumes/volume-backups.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { VmService } from '../compute/vm-service.js';
 import type { ConsoleHub } from '../console/console-hub.js';
@@ -33,6 +34,7 @@ export interface AppContext {
   networks: NetworkService;
   volumes: VolumeService;
   snapshots: VolumeSnapshotService;
+  backups: VolumeBackupService;
   overcommit: Overcommit;
   version: string;
 }

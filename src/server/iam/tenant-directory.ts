@@ -111,6 +111,12 @@ export class TenantDirectory {
       .where('tenantId', '=', id)
       .executeTakeFirst();
     if (volume) throw new ConflictError('the tenant still has volumes; delete them first');
+    const backup = await this.db
+      .selectFrom('volumeBackups')
+      .select('id')
+      .where('tenantId', '=', id)
+      .executeTakeFirst();
+    if (backup) throw new ConflictError('the tenant still has backups; delete them first');
     await this.db.transaction().execute(async (trx) => {
       await trx.deleteFrom('roleBindings').where('scope', '=', id).execute();
       await trx.deleteFrom('tenants').where('id', '=', id).execute();

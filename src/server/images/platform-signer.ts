@@ -11,7 +11,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { keyIdOf, serializeEnvelope, trustedKey, type TrustedKey } from '../../common/dsse.js';
+import { keyIdOf, serializeEnvelope, signDsse, trustedKey, type TrustedKey } from '../../common/dsse.js';
 import { imageStatement, signStatement, type ImageSignatureFormat } from '../../common/in-toto.js';
 import { createSecretFile, readSecretFile } from '../../common/secret-file.js';
 
@@ -104,6 +104,11 @@ export class PlatformSigner {
       signedAt: (input.signedAt ?? new Date()).toISOString(),
     });
     return serializeEnvelope(signStatement(statement, this.#privateKey));
+  }
+
+  /** Signs any platform statement (e.g. a backup manifest): the serialized DSSE envelope. */
+  sign(payloadType: string, payload: Uint8Array): string {
+    return serializeEnvelope(signDsse(payloadType, payload, this.#privateKey));
   }
 
   toJSON(): { keyid: string } {

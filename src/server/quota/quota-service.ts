@@ -34,6 +34,7 @@ export const DEFAULT_QUOTA: Readonly<QuotaLimits> = {
   apiTokens: 20,
   volumes: 20,
   volumeGiB: 1_000,
+  backups: 20,
 };
 
 export interface QuotaOptions {
@@ -102,6 +103,11 @@ export class QuotaService {
       .select((eb) => eb.fn.countAll<number>().as('n'))
       .where('tenantId', '=', tenantId)
       .executeTakeFirstOrThrow();
+    const backups = await db
+      .selectFrom('volumeBackups')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('tenantId', '=', tenantId)
+      .executeTakeFirstOrThrow();
     const rules = await db
       .selectFrom('securityGroupRules')
       .innerJoin('securityGroups', 'securityGroups.id', 'securityGroupRules.groupId')
@@ -125,6 +131,7 @@ export class QuotaService {
       // Volumes being erased still hold their storage until the host has finished.
       volumes: Number(volumes.n),
       volumeGiB: Number(volumes.gib),
+      backups: Number(backups.n),
     };
   }
 

@@ -723,6 +723,33 @@ migrations['0019_volume_snapshots'] = {
   },
 };
 
+migrations['0020_volume_backups'] = {
+  async up(db: Kysely<unknown>) {
+    // Backups: a volume's encrypted file kept by the server, with a manifest signed by the platform key
+    // (its digest and size). The volume's wrapped key is kept with it (bound to the source volume id), so
+    // a backup restores after its volume is gone.
+    await db.schema
+      .createTable('volume_backups')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('volume_id', 'text', (c) => c.notNull())
+      .addColumn('volume_name', 'text', (c) => c.notNull())
+      .addColumn('size_gib', 'integer', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull().check(sql`status IN ('creating', 'available')`))
+      .addColumn('bytes', 'integer')
+      .addColumn('sha256', 'text')
+      .addColumn('manifest', 'text')
+      .addColumn('wrapped_key', 'text', (c) => c.notNull())
+      .addColumn('key_version', 'integer', (c) => c.notNull())
+      .addColumn('created_by', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addUniqueConstraint('volume_backups_tenant_name', ['tenant_id', 'name'])
+      .execute();
+    await db.schema.alterTable('volumes').addColumn('source_backup_id', 'text').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -183,8 +183,27 @@ export interface VolumesTable {
   /** Lineage of a clone (null for a volume created empty). */
   sourceSnapshotId?: string | null;
   sourceVolumeId?: string | null;
+  sourceBackupId?: string | null;
   createdAt: string;
   updatedAt: string;
+}
+
+export interface VolumeBackupsTable {
+  id: string;
+  tenantId: string;
+  name: string;
+  volumeId: string;
+  volumeName: string;
+  sizeGib: number;
+  status: 'creating' | 'available';
+  bytes: number | null;
+  sha256: string | null;
+  /** The DSSE envelope (platform key) over the backup's manifest. */
+  manifest: string | null;
+  wrappedKey: string;
+  keyVersion: number;
+  createdBy: string;
+  createdAt: string;
 }
 
 export interface VolumeSnapshotsTable {
@@ -343,6 +362,7 @@ export interface Database {
   placementGroups: PlacementGroupsTable;
   volumes: VolumesTable;
   volumeSnapshots: VolumeSnapshotsTable;
+  volumeBackups: VolumeBackupsTable;
   securityGroups: SecurityGroupsTable;
   securityGroupRules: SecurityGroupRulesTable;
   ports: PortsTable;

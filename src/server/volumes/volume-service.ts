@@ -51,10 +51,13 @@ function toApi(row: JoinedVolume): Volume {
     vm: row.vmId && row.vmName ? { id: row.vmId, name: row.vmName } : null,
     hostId: row.hostId,
     encryption: 'luks',
-    origin:
-      row.sourceSnapshotId && row.sourceVolumeId
-        ? { snapshotId: row.sourceSnapshotId, volumeId: row.sourceVolumeId }
-        : null,
+    origin: row.sourceVolumeId
+      ? {
+          volumeId: row.sourceVolumeId,
+          snapshotId: row.sourceSnapshotId ?? null,
+          backupId: row.sourceBackupId ?? null,
+        }
+      : null,
     createdAt: row.createdAt,
     updatedAt: row.updatedAt,
   };

@@ -7,6 +7,8 @@ import { TenantQuery } from '../../../api/iam.js';
 import {
   Volume,
   VolumeAttach,
+  VolumeBackup,
+  VolumeBackupCreate,
   VolumeCreate,
   VolumeRestore,
   VolumeSnapshot,
@@ -15,6 +17,7 @@ import {
 } from '../../../api/volume.js';
 import { auditActor } from '../../iam/principal.js';
 import { requirePrincipal, requireTenant } from '../access-control.js';
+import { InvalidInputError } from '../../../api/errors.js';
 import type { AppContext } from '../context.js';
 
 const errors = {
@@ -57,10 +60,27 @@ export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Prom
       },
     },
     async (request, reply) => {
-      const created = await ctx.volumes.create(request.body, requireTenant(request).id);
+      const tenantId = requireTenant(request).id;
+      const principal = requirePrincipal(request);
+      // Choosing where a restored volume goes is a platform decision (it places data on a host).
+      const platformHosts =
+        ctx.roles.policy.platformPermissions(principal.userId).has('platform:host:update') &&
+        (!principal.token || principal.token.permissions.has('platform:host:update'));
+      if (request.body.host !== undefined && request.body.backup === undefined)
+        throw new InvalidInputError('host is only given with backup (where the restored volume goes)');
+      if (request.body.backup !== undefined && request.body.snapshot !== undefined)
+        throw new InvalidInputError('give a snapshot (clone) or a backup (restore), not both');
+      const created =
+        request.body.backup !== undefined
+          ? await ctx.backups.restore(request.body, request.body.backup, tenantId, platformHosts)
+          : await ctx.volumes.create(request.body, tenantId);
       request.auditInfo!.target = created.id;
       request.auditInfo!.detail = `${created.name} (${created.sizeGiB} GiB)${
-        created.origin ? `, cloned from snapshot ${created.origin.snapshotId}` : ''
+        created.origin?.snapshotId
+          ? `, cloned from snapshot ${created.origin.snapshotId}`
+          : created.origin?.backupId
+            ? `, restored from backup ${created.origin.backupId} on host ${created.hostId}`
+            : ''
       }`;
       return reply.status(201).send(created);
     },
@@ -268,6 +288,78 @@ export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Prom
       request.auditInfo!.target = restored.volume.id;
       request.auditInfo!.detail = `restored to snapshot ${restored.name}`;
       return restored;
+    },
+  );
+
+  app.post(
+    '/v1/volumes/:ref/backups',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary:
+          "Back up a volume (its VM stopped): its encrypted file into the server's backup store, with a manifest signed by the platform key",
+        params: RefParams,
+        querystring: TenantQuery,
+        body: VolumeBackupCreate,
+        response: { 201: VolumeBackup, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const created = await ctx.backups.create(
+        request.params.ref,
+        request.body.name,
+        requireTenant(request).id,
+        auditActor(requirePrincipal(request)),
+      );
+      request.auditInfo!.target = created.id;
+      request.auditInfo!.detail = `${created.name} of volume ${created.volume.name} (sha256 ${created.sha256})`;
+      return reply.status(201).send(created);
+    },
+  );
+
+  app.get(
+    '/v1/backups',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary: "List the tenant's volume backups (restore one with POST /v1/volumes {name, backup})",
+        querystring: TenantQuery,
+        response: { 200: listOf(VolumeBackup), ...errors },
+      },
+    },
+    async (request) => ({ items: await ctx.backups.list(requireTenant(request).id) }),
+  );
+
+  app.get(
+    '/v1/backups/:ref',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary: 'Show a backup',
+        params: RefParams,
+        querystring: TenantQuery,
+        response: { 200: VolumeBackup, ...errors },
+      },
+    },
+    async (request) => ctx.backups.get(request.params.ref, requireTenant(request).id),
+  );
+
+  app.delete(
+    '/v1/backups/:ref',
+    {
+      schema: {
+        tags: ['volumes'],
+        summary: 'Delete a backup: its file is overwritten with zeros, then removed',
+        params: RefParams,
+        querystring: TenantQuery,
+        response: { 200: VolumeBackup, ...errors },
+      },
+    },
+    async (request) => {
+      const { backup, bytes } = await ctx.backups.delete(request.params.ref, requireTenant(request).id);
+      request.auditInfo!.target = backup.id;
+      request.auditInfo!.detail = `${backup.name}: ${bytes} bytes overwritten with zeros, then removed`;
+      return backup;
     },
   );
 }
