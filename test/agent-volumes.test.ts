@@ -17,7 +17,6 @@ import {
   mkdtempSync,
   openSync,
   readFileSync,
-  readSync,
   readdirSync,
   rmSync,
   rmdirSync,
@@ -30,6 +29,7 @@ import type { VmIntent, VmStatus } from '../src/api/agent-protocol.js';
 import { bundleDigest } from '../src/common/image-digest.js';
 import { readJsonLines, writeJsonLine } from '../src/common/json-lines.js';
 import { CLI_MAIN, GUEST_IMAGE_DIR } from './helpers/repo.js';
+import { fileContains } from './helpers/file-bytes.js';
 
 const PARENT = `rampart-test-${randomBytes(6).toString('hex')}`;
 const BOOT_TIMEOUT_MS = 180_000;
@@ -168,22 +168,6 @@ function intent(bootId: number, power: 'running' | 'stopped', attached = true): 
     stopTimeoutMs: 30_000,
     limits: { cpuPercent: 100, cpuWeight: 100, pidsMax: 256 },
   };
-}
-
-function fileContains(path: string, needle: Buffer): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const chunk = Buffer.alloc(8 * 1024 * 1024);
-    for (let offset = 0; ;) {
-      const read = readSync(fd, chunk, 0, chunk.length, offset);
-      if (read === 0) return false;
-      if (chunk.subarray(0, read).includes(needle)) return true;
-      if (read < chunk.length) return false;
-      offset += read - needle.length;
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function qemuPids(): number[] {

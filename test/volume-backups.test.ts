@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import type { Host } from '../src/api/host.js';
 import type { Volume, VolumeBackup } from '../src/api/volume.js';
 import { runCli } from './helpers/cli-runner.js';
-import { GuestConsole } from './helpers/guest-console.js';
+import { withRunningGuest } from './helpers/guest-console.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
 let harness: RampartHarness;
@@ -54,26 +54,13 @@ async function vmOn(host: string, name: string): Promise<void> {
   assert.equal(created.body.hostId, hostIds.get(host));
 }
 
-async function withGuest(vm: string, work: (shell: GuestConsole) => Promise<void>): Promise<void> {
-  assert.equal((await harness.api('POST', `/v1/vms/${vm}/start`)).status, 202);
-  await harness.waitForState(vm, 'running');
-  const shell = await GuestConsole.open(harness, vm);
-  try {
-    await work(shell);
-  } finally {
-    shell.close();
-  }
-  assert.equal((await harness.api('POST', `/v1/vms/${vm}/stop`)).status, 202);
-  await harness.waitForState(vm, 'stopped');
-}
-
 let backup: VolumeBackup;
 
 test('a backup made on one host restores and boots on another, under a new key', async () => {
   await vmOn('host-a', 'writer');
   assert.equal((await harness.api('POST', '/v1/volumes', { name: 'source', sizeGiB: 1 })).status, 201);
   assert.equal((await harness.api('POST', '/v1/vms/writer/volumes', { volume: 'source' })).status, 200);
-  await withGuest('writer', async (shell) => {
+  await withRunningGuest(harness, 'writer', async (shell) => {
     const wrote = await shell.run(
       `echo ${marker} | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync`,
     );
@@ -120,7 +107,7 @@ test('a backup made on one host restores and boots on another, under a new key',
 
   await vmOn('host-b', 'reader');
   assert.equal((await harness.api('POST', '/v1/vms/reader/volumes', { volume: 'restored' })).status, 200);
-  await withGuest('reader', async (shell) => {
+  await withRunningGuest(harness, 'reader', async (shell) => {
     const read = await shell.run('dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 80');
     assert.match(read.output, new RegExp(marker), 'the data came across, readable with the new key');
   });

@@ -9,23 +9,15 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  linkSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  readSync,
-  statSync,
-} from 'node:fs';
+import { existsSync, linkSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Volume, VolumeSnapshot } from '../src/api/volume.js';
 import type { VmHardening } from '../src/api/hardening.js';
 import { runCli } from './helpers/cli-runner.js';
-import { GuestConsole } from './helpers/guest-console.js';
+import { GuestConsole, withRunningGuest } from './helpers/guest-console.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
+import { allZero, fileContains, head } from './helpers/file-bytes.js';
 
 let harness: RampartHarness;
 const marker = `RAMPART-VOLUME-MARKER-${randomBytes(6).toString('hex')}`;
@@ -38,72 +30,12 @@ after(async () => {
   await harness?.cleanup();
 });
 
-/** The first `n` bytes of a file (volume files are too large to read whole). */
-function head(path: string, n: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buffer = Buffer.alloc(n);
-    return buffer.subarray(0, readSync(fd, buffer, 0, n, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function volumeFile(id: string): string {
   return join(harness.agentDir, 'volumes', `${id}.luks`);
 }
 
 function snapshotFile(id: string): string {
   return join(harness.agentDir, 'snapshots', `${id}.luks`);
-}
-
-/** Starts a stopped VM, runs `work` on its console, and stops it again. */
-async function bootAnd(vm: string, work: (shell: GuestConsole) => Promise<void>): Promise<void> {
-  assert.equal((await harness.api('POST', `/v1/vms/${vm}/start`)).status, 202);
-  await harness.waitForState(vm, 'running');
-  const shell = await GuestConsole.open(harness, vm);
-  try {
-    await work(shell);
-  } finally {
-    shell.close();
-  }
-  assert.equal((await harness.api('POST', `/v1/vms/${vm}/stop`)).status, 202);
-  await harness.waitForState(vm, 'stopped');
-}
-
-/** Whether `needle` occurs anywhere in the file (read in chunks, with overlap). */
-function fileContains(path: string, needle: string): boolean {
-  const wanted = Buffer.from(needle);
-  const fd = openSync(path, 'r');
-  try {
-    const chunk = Buffer.alloc(8 * 1024 * 1024);
-    let carry = Buffer.alloc(0);
-    for (let offset = 0; ;) {
-      const n = readSync(fd, chunk, 0, chunk.length, offset);
-      if (n === 0) return false;
-      const window = Buffer.concat([carry, chunk.subarray(0, n)]);
-      if (window.includes(wanted)) return true;
-      carry = window.subarray(Math.max(0, window.length - wanted.length));
-      offset += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function allZero(path: string): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const chunk = Buffer.alloc(8 * 1024 * 1024);
-    for (let offset = 0; ;) {
-      const n = readSync(fd, chunk, 0, chunk.length, offset);
-      if (n === 0) return true;
-      for (let i = 0; i < n; i++) if (chunk[i] !== 0) return false;
-      offset += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 test('volumes are created, validated, counted in quotas and listed', async () => {
@@ -205,7 +137,7 @@ test('a guest writes to its volume; the data survives restarts and never reaches
     false,
     'snapshots stay encrypted',
   );
-  await bootAnd('disk1', async (shell) => {
+  await withRunningGuest(harness, 'disk1', async (shell) => {
     await shell.run(
       `echo CHANGED-${marker.slice(-6)} | dd of=/dev/vda bs=512 count=1 conv=sync 2>/dev/null; sync`,
     );
@@ -216,7 +148,7 @@ test('a guest writes to its volume; the data survives restarts and never reaches
   });
   const restore = await runCli(harness, ['volume', 'restore', 'data', '--snapshot', 'before']);
   assert.equal(restore.code, 0, restore.stderr);
-  await bootAnd('disk1', async (shell) => {
+  await withRunningGuest(harness, 'disk1', async (shell) => {
     const read = await shell.run('dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 80');
     assert.match(read.output, new RegExp(marker));
     assert.doesNotMatch(read.output, /CHANGED-/);
@@ -226,14 +158,14 @@ test('a guest writes to its volume; the data survives restarts and never reaches
   const snapshotId = snapshots.body.items[0]!.id;
   const clone = await harness.api<Volume>('POST', '/v1/volumes', { name: 'copy', snapshot: snapshotId });
   assert.equal(clone.status, 201, JSON.stringify(clone.body));
-  assert.deepEqual(clone.body.origin, { snapshotId, volumeId: attached.id });
+  assert.deepEqual(clone.body.origin, { snapshotId, volumeId: attached.id, backupId: null });
   assert.equal(clone.body.hostId, attached.hostId);
   const cloneFile = volumeFile(clone.body.id);
   assert.equal(fileContains(cloneFile, marker), false);
   // LUKS headers differ (own salt, own master key digest): nothing is shared with the origin.
   assert.notDeepEqual(head(cloneFile, 4096), head(file, 4096));
   assert.equal((await harness.api('POST', '/v1/vms/disk1/volumes', { volume: 'copy' })).status, 200);
-  await bootAnd('disk1', async (shell) => {
+  await withRunningGuest(harness, 'disk1', async (shell) => {
     const read = await shell.run('dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -c 80');
     assert.match(read.output, new RegExp(marker), 'the clone decrypts with its own key to the same data');
   });

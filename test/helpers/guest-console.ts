@@ -61,3 +61,25 @@ export class GuestConsole {
     this.ws.close();
   }
 }
+
+/** Starts a stopped VM, runs `work` on its serial console, then stops it again (and waits for both). */
+export async function withRunningGuest(
+  harness: RampartHarness,
+  vm: string,
+  work: (shell: GuestConsole) => Promise<void>,
+): Promise<void> {
+  const started = await harness.api('POST', `/v1/vms/${vm}/start`);
+  if (started.status !== 202)
+    throw new Error(`start ${vm}: ${started.status} ${JSON.stringify(started.body)}`);
+  await harness.waitForState(vm, 'running');
+  const shell = await GuestConsole.open(harness, vm);
+  try {
+    await work(shell);
+  } finally {
+    shell.close();
+  }
+  const stopped = await harness.api('POST', `/v1/vms/${vm}/stop`);
+  if (stopped.status !== 202)
+    throw new Error(`stop ${vm}: ${stopped.status} ${JSON.stringify(stopped.body)}`);
+  await harness.waitForState(vm, 'stopped');
+}

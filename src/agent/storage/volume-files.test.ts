@@ -6,14 +6,11 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
-  closeSync,
   existsSync,
   linkSync,
   lstatSync,
   mkdtempSync,
-  openSync,
   readFileSync,
-  readSync,
   readdirSync,
   rmSync,
   statSync,
@@ -24,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { LUKS_MAGIC, VolumeFiles } from './volume-files.js';
+import { allZero, fileContains, head } from '../../../test/helpers/file-bytes.js';
 
 const QEMU_IMG = '/usr/bin/qemu-img';
 const QEMU_IO = '/usr/bin/qemu-io';
@@ -32,17 +30,6 @@ const GiB = 1024 ** 3;
 const root = mkdtempSync(join(tmpdir(), 'rampart-volume-files-test-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const volumes = new VolumeFiles({ dir: join(root, 'volumes'), qemuImg: QEMU_IMG });
-
-/** The first `n` bytes of a file (volume files are too large to read whole). */
-function head(path: string, n: number): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buffer = Buffer.alloc(n);
-    return buffer.subarray(0, readSync(fd, buffer, 0, n, 0));
-  } finally {
-    closeSync(fd);
-  }
-}
 
 function newKey(): string {
   return randomBytes(32).toString('base64');
@@ -112,40 +99,6 @@ function readDecrypted(path: string, key: string, length: number): Buffer {
 function virtualSize(path: string, key: string): number {
   const out = execFileSync(QEMU_IMG, ['info', '--output=json', ...openArgs(path, key)], { encoding: 'utf8' });
   return (JSON.parse(out) as { 'virtual-size': number })['virtual-size'];
-}
-
-/** Whether `needle` occurs anywhere in the file (read in chunks that overlap by the needle's length). */
-function fileContains(path: string, needle: Buffer): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const chunk = Buffer.alloc(8 * 1024 * 1024);
-    let offset = 0;
-    for (;;) {
-      const read = readSync(fd, chunk, 0, chunk.length, offset);
-      if (read === 0) return false;
-      if (chunk.subarray(0, read).includes(needle)) return true;
-      if (read < chunk.length) return false;
-      offset += read - needle.length;
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function allZeros(path: string): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const chunk = Buffer.alloc(8 * 1024 * 1024);
-    let offset = 0;
-    for (;;) {
-      const read = readSync(fd, chunk, 0, chunk.length, offset);
-      if (read === 0) return true;
-      for (let i = 0; i < read; i++) if (chunk[i] !== 0) return false;
-      offset += read;
-    }
-  } finally {
-    closeSync(fd);
-  }
 }
 
 test('the volume directory is root-only', () => {
@@ -248,7 +201,7 @@ test('erase overwrites the file in place with zeros, then removes it', async () 
   const eraseMs = Date.now() - started;
   assert.equal(existsSync(path), false);
   assert.equal(statSync(keep).size, size);
-  assert.ok(allZeros(keep), 'every byte of the inode is zero');
+  assert.ok(allZero(keep), 'every byte of the inode is zero');
   // Holes were not filled in: erasing a mostly empty volume does not allocate its whole size.
   assert.ok(statSync(keep).blocks * 512 <= allocatedBefore + 8 * 1024 * 1024, 'no hole was allocated');
   rmSync(keep);

@@ -29,7 +29,6 @@ import { eraseFileInPlace } from '../../common/secure-erase.js';
 import type { PlatformSigner } from '../images/platform-signer.js';
 import { nowIso, type Db } from '../store/database.js';
 import type { VolumeBackupsTable } from '../store/schema.js';
-import { newWrappedVolumeKey, volumePassphrase } from './volume-keys.js';
 import type { VolumeService, VolumeServiceDeps } from './volume-service.js';
 
 export const BACKUP_PAYLOAD_TYPE = 'application/vnd.rampart.volume-backup+json';
@@ -198,65 +197,15 @@ export class VolumeBackupService {
       throw new InvalidInputError(
         `a restored volume is at least as large as its backup (${backup.sizeGib} GiB)`,
       );
-    const hostId = input.host ?? (await this.leastUsedHost());
-    const agent = this.deps.agents.connectionFor(hostId);
-    if (!agent) throw new HostUnavailableError(`host ${hostId} is not connected`);
-    const id = newId();
-    const dataKey = await this.deps.keyring.dataKey(tenantId);
-    const sourceDataKey = await this.deps.keyring.dataKey(tenantId, backup.keyVersion);
-    let wrappedKey: string;
-    let key: string;
-    let sourceKey: string;
-    try {
-      wrappedKey = newWrappedVolumeKey(id, dataKey);
-      key = volumePassphrase(id, wrappedKey, dataKey);
-      sourceKey = volumePassphrase(backup.volumeId, backup.wrappedKey, sourceDataKey);
-    } finally {
-      dataKey.key.fill(0);
-      sourceDataKey.key.fill(0);
-    }
-    const now = nowIso();
-    await this.deps.db.transaction().execute(async (trx) => {
-      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: sizeGiB });
-      const taken = await trx
-        .selectFrom('volumes')
-        .select('id')
-        .where('tenantId', '=', tenantId)
-        .where('name', '=', input.name)
-        .executeTakeFirst();
-      if (taken) throw new ConflictError(`a volume named ${input.name} already exists`);
-      await trx
-        .insertInto('volumes')
-        .values({
-          id,
-          tenantId,
-          name: input.name,
-          sizeGib: sizeGiB,
-          status: 'creating',
-          hostId,
-          vmId: null,
-          attachedAt: null,
-          wrappedKey,
-          keyVersion: dataKey.version,
-          sourceVolumeId: backup.volumeId,
-          sourceBackupId: backup.id,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .execute();
+    return this.volumes.createFilled({
+      tenantId,
+      name: input.name,
+      sizeGiB,
+      hostId: input.host ?? (await this.leastUsedHost()),
+      source: { ...backup, backupId: backup.id },
+      fill: (agent, sourceKey, volume) =>
+        agent.request('volume.import', { path, sourceKey, volume }, 3_600_000),
     });
-    try {
-      await agent.request('volume.import', { path, sourceKey, volume: { id, sizeGiB, key } }, 3_600_000);
-    } catch (error) {
-      await this.deps.db.deleteFrom('volumes').where('id', '=', id).execute();
-      throw error;
-    }
-    await this.deps.db
-      .updateTable('volumes')
-      .set({ status: 'available', updatedAt: nowIso() })
-      .where('id', '=', id)
-      .execute();
-    return this.volumes.get(id, tenantId);
   }
 
   /** Erases the backup's file (zeros in place), then forgets it. */

@@ -9,6 +9,7 @@
  * when it reconnects.
  */
 import type { VolumeIntent } from '../../api/agent-protocol.js';
+import type { AgentConnection } from '../agent-link/agent-connection.js';
 import {
   ConflictError,
   ForbiddenError,
@@ -84,36 +85,9 @@ export class VolumeService {
     if (input.snapshot !== undefined) return this.clone(input, input.snapshot, tenantId);
     if (input.sizeGiB === undefined)
       throw new InvalidInputError('sizeGiB is required (or a snapshot to clone)');
-    const sizeGiB = input.sizeGiB;
-    const id = newId();
-    const dataKey = await this.deps.keyring.dataKey(tenantId);
-    let wrappedKey: string;
-    try {
-      wrappedKey = newWrappedVolumeKey(id, dataKey);
-    } finally {
-      dataKey.key.fill(0);
-    }
-    const now = nowIso();
-    await this.deps.db.transaction().execute(async (trx) => {
-      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: sizeGiB });
-      await this.assertNameFree(trx, tenantId, input.name);
-      await trx
-        .insertInto('volumes')
-        .values({
-          id,
-          tenantId,
-          name: input.name,
-          sizeGib: sizeGiB,
-          status: 'available',
-          hostId: null,
-          vmId: null,
-          attachedAt: null,
-          wrappedKey,
-          keyVersion: dataKey.version,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .execute();
+    const { id } = await this.insertVolume(tenantId, input.name, input.sizeGiB, {
+      status: 'available',
+      hostId: null,
     });
     return this.get(id, tenantId);
   }
@@ -151,52 +125,54 @@ export class VolumeService {
     const sizeGiB = input.sizeGiB ?? snapshot.sizeGib;
     if (sizeGiB < snapshot.sizeGib)
       throw new InvalidInputError(`a clone is at least as large as its snapshot (${snapshot.sizeGib} GiB)`);
-    const agent = this.deps.agents.connectionFor(snapshot.hostId);
-    if (!agent) throw new HostUnavailableError("the snapshot's host is not connected");
-    const id = newId();
-    const dataKey = await this.deps.keyring.dataKey(tenantId);
-    let wrappedKey: string;
-    let key: string;
+    return this.createFilled({
+      tenantId,
+      name: input.name,
+      sizeGiB,
+      hostId: snapshot.hostId,
+      source: { ...snapshot, snapshotId: snapshot.id },
+      fill: (agent, sourceKey, volume) =>
+        agent.request('volume.clone', { snapshotId: snapshot.id, sourceKey, volume }, 3_600_000),
+    });
+  }
+
+  /**
+   * A new volume filled on `hostId` from existing encrypted data (a snapshot's or a backup's), under a
+   * key of its own: `fill` asks the host to decrypt with the source volume's key and write with the new
+   * one. The row is `creating` meanwhile and removed again if the host fails.
+   */
+  async createFilled(spec: {
+    tenantId: string;
+    name: string;
+    sizeGiB: number;
+    hostId: string;
+    source: {
+      volumeId: string;
+      wrappedKey: string;
+      keyVersion: number;
+      snapshotId?: string;
+      backupId?: string;
+    };
+    fill: (agent: AgentConnection, sourceKey: string, volume: VolumeIntent) => Promise<unknown>;
+  }): Promise<Volume> {
+    const agent = this.deps.agents.connectionFor(spec.hostId);
+    if (!agent) throw new HostUnavailableError(`host ${spec.hostId} is not connected`);
+    const sourceDataKey = await this.deps.keyring.dataKey(spec.tenantId, spec.source.keyVersion);
     let sourceKey: string;
-    const sourceDataKey = await this.deps.keyring.dataKey(tenantId, snapshot.keyVersion);
     try {
-      wrappedKey = newWrappedVolumeKey(id, dataKey);
-      key = volumePassphrase(id, wrappedKey, dataKey);
-      sourceKey = volumePassphrase(snapshot.volumeId, snapshot.wrappedKey, sourceDataKey);
+      sourceKey = volumePassphrase(spec.source.volumeId, spec.source.wrappedKey, sourceDataKey);
     } finally {
-      dataKey.key.fill(0);
       sourceDataKey.key.fill(0);
     }
-    const now = nowIso();
-    await this.deps.db.transaction().execute(async (trx) => {
-      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: sizeGiB });
-      await this.assertNameFree(trx, tenantId, input.name);
-      await trx
-        .insertInto('volumes')
-        .values({
-          id,
-          tenantId,
-          name: input.name,
-          sizeGib: sizeGiB,
-          status: 'creating',
-          hostId: snapshot.hostId,
-          vmId: null,
-          attachedAt: null,
-          wrappedKey,
-          keyVersion: dataKey.version,
-          sourceSnapshotId: snapshot.id,
-          sourceVolumeId: snapshot.volumeId,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .execute();
+    const { id, key } = await this.insertVolume(spec.tenantId, spec.name, spec.sizeGiB, {
+      status: 'creating',
+      hostId: spec.hostId,
+      sourceVolumeId: spec.source.volumeId,
+      sourceSnapshotId: spec.source.snapshotId ?? null,
+      sourceBackupId: spec.source.backupId ?? null,
     });
     try {
-      await agent.request(
-        'volume.clone',
-        { snapshotId: snapshot.id, sourceKey, volume: { id, sizeGiB, key } },
-        3_600_000,
-      );
+      await spec.fill(agent, sourceKey, { id, sizeGiB: spec.sizeGiB, key });
     } catch (error) {
       await this.deps.db.deleteFrom('volumes').where('id', '=', id).execute();
       throw error;
@@ -206,7 +182,51 @@ export class VolumeService {
       .set({ status: 'available', updatedAt: nowIso() })
       .where('id', '=', id)
       .execute();
-    return this.get(id, tenantId);
+    return this.get(id, spec.tenantId);
+  }
+
+  /** Admits and inserts a volume row with a fresh wrapped key; answers its id and passphrase. */
+  private async insertVolume(
+    tenantId: string,
+    name: string,
+    sizeGiB: number,
+    placement: Pick<
+      VolumesTable,
+      'status' | 'hostId' | 'sourceVolumeId' | 'sourceSnapshotId' | 'sourceBackupId'
+    >,
+  ): Promise<{ id: string; key: string }> {
+    const id = newId();
+    const dataKey = await this.deps.keyring.dataKey(tenantId);
+    let wrappedKey: string;
+    let key: string;
+    try {
+      wrappedKey = newWrappedVolumeKey(id, dataKey);
+      key = volumePassphrase(id, wrappedKey, dataKey);
+    } finally {
+      dataKey.key.fill(0);
+    }
+    const now = nowIso();
+    await this.deps.db.transaction().execute(async (trx) => {
+      await this.deps.quotas.admit(trx, tenantId, { volumes: 1, volumeGiB: sizeGiB });
+      await this.assertNameFree(trx, tenantId, name);
+      await trx
+        .insertInto('volumes')
+        .values({
+          id,
+          tenantId,
+          name,
+          sizeGib: sizeGiB,
+          vmId: null,
+          attachedAt: null,
+          wrappedKey,
+          keyVersion: dataKey.version,
+          createdAt: now,
+          updatedAt: now,
+          ...placement,
+        })
+        .execute();
+    });
+    return { id, key };
   }
 
   private async assertNameFree(db: Db, tenantId: string, name: string): Promise<void> {
