@@ -12,6 +12,9 @@ PACKAGES=(
   cgroup-tools                      # cgexec: QEMU joins its cgroups before it execs (resource limits)
   clamav zstd                       # image scanning (clamscan) and at-rest compression (zstd)
   python3 make g++                  # node-gyp, if better-sqlite3 has to build from source
+  debootstrap e2fsprogs fdisk       # the optional Debian 12 disk image (guest/debian/build.sh)
+  genisoimage dosfstools mtools     # NoCloud seeds (cidata ISO or vfat) for the Debian image and its test
+  openssh-client                    # ssh, ssh-keygen: the Debian image test logs in with a seeded key
 )
 
 missing=()
@@ -44,4 +47,6 @@ fi
 echo "setup: building"
 npm run --silent build
 bash guest/build.sh >/dev/null
-echo "setup: ready (guest image in guest/out/tiny)"
+# The optional Debian 12 image (debootstrap; about a minute cold, skipped when its inputs are unchanged).
+bash guest/debian/build.sh
+echo "setup: ready (guest images in guest/out/tiny and guest/out/debian12)"

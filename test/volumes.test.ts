@@ -188,8 +188,29 @@ test('a guest writes to its volume; the data survives restarts and never reaches
   const grown = await runCli(harness, ['volume', 'resize', 'data', '--size', '2']);
   assert.equal(grown.code, 0, grown.stderr);
   assert.equal((await harness.api('PATCH', '/v1/volumes/data', { sizeGiB: 1 })).status, 400, 'never shrinks');
+  // And a flavor whose disks are throttled to 1 MiB/s (a QEMU throttle group per disk).
+  const slow = await runCli(harness, [
+    'flavor',
+    'create',
+    'slowdisk',
+    '--vcpus',
+    '1',
+    '--memory',
+    '128',
+    '--disk',
+    '1',
+    '--disk-mibps',
+    '1',
+  ]);
+  assert.equal(slow.code, 0, slow.stderr);
+  assert.equal((await harness.api('POST', '/v1/vms/disk1/resize', { flavor: 'slowdisk' })).status, 200);
   assert.equal((await harness.api('POST', '/v1/vms/disk1/start')).status, 202);
-  await harness.waitForState('disk1', 'running');
+  const throttled = await harness.waitForState('disk1', 'running');
+  assert.equal(throttled.diskMiBps, 1);
+  assert.match(
+    readFileSync(`/proc/${throttled.pid!}/cmdline`, 'utf8'),
+    /throttle-group,id=tg-vol0,x-bps-total=1048576/,
+  );
   const again = await GuestConsole.open(harness, 'disk1');
   try {
     const read = await again.run('dd if=/dev/vda bs=512 count=1 2>/dev/null | head -c 80');
@@ -197,6 +218,14 @@ test('a guest writes to its volume; the data survives restarts and never reaches
     const size = await again.run('cat /sys/block/vda/size');
     // 2 GiB in 512-byte sectors, minus nothing: LUKS's header is outside the guest's view.
     assert.match(size.output, /^4194304$/m);
+    // 4 MiB written through to the disk at 1 MiB/s cannot take less than about 3 seconds (a lower
+    // bound only: a busy host makes it slower, never faster).
+    const timed = await again.run(
+      's=$(date +%s); dd if=/dev/zero of=/dev/vda bs=1M count=4 seek=16 conv=fsync 2>/dev/null; echo ELAPSED=$(( $(date +%s) - s ))',
+      60_000,
+    );
+    const elapsed = Number(/ELAPSED=(\d+)/.exec(timed.output)?.[1]);
+    assert.ok(elapsed >= 3, `4 MiB at 1 MiB/s took ${elapsed} s: ${timed.output}`);
   } finally {
     again.close();
   }

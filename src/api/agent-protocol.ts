@@ -42,6 +42,9 @@ export const VmLimits = Type.Object(
     pidsMax: Type.Integer({ minimum: 16, maximum: 65_536 }),
     /** Rate limit of each port per direction in Mbit/s (tbf on the tap, ifb for the guest's side). */
     networkMbps: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    /** Limits of each disk (a QEMU throttle group per disk): operations and bytes per second. */
+    diskIops: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000 })),
+    diskBytesPerSecond: Type.Optional(Type.Integer({ minimum: 4096, maximum: 100 * 1024 ** 3 })),
   },
   { additionalProperties: false },
 );

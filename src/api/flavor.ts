@@ -14,6 +14,10 @@ export const LIMITS = {
   pidsMax: { minimum: 16, maximum: 65_536 },
   /** Network rate limit of each of the VM's ports, per direction, in Mbit/s. */
   networkMbps: { minimum: 1, maximum: 100_000 },
+  /** I/O operations per second of each of the VM's disks (reads and writes together). */
+  diskIops: { minimum: 1, maximum: 1_000_000 },
+  /** MiB per second of each of the VM's disks (reads and writes together). */
+  diskMiBps: { minimum: 1, maximum: 102_400 },
 } as const;
 
 /**
@@ -39,6 +43,9 @@ export const Flavor = Type.Object(
     pidsMax: Type.Integer(LIMITS.pidsMax),
     /** null: the VM's network is not rate limited. */
     networkMbps: Type.Union([Type.Integer(LIMITS.networkMbps), Type.Null()]),
+    /** null: the VM's disks are not throttled. */
+    diskIops: Type.Union([Type.Integer(LIMITS.diskIops), Type.Null()]),
+    diskMiBps: Type.Union([Type.Integer(LIMITS.diskMiBps), Type.Null()]),
     cpuPolicy: CpuPolicy,
     createdAt: Timestamp,
   },
@@ -56,6 +63,8 @@ export const FlavorCreate = Type.Object(
     cpuWeight: Type.Optional(Type.Integer(LIMITS.cpuWeight)),
     pidsMax: Type.Optional(Type.Integer(LIMITS.pidsMax)),
     networkMbps: Type.Optional(Type.Integer(LIMITS.networkMbps)),
+    diskIops: Type.Optional(Type.Integer(LIMITS.diskIops)),
+    diskMiBps: Type.Optional(Type.Integer(LIMITS.diskMiBps)),
     cpuPolicy: Type.Optional(CpuPolicy),
   },
   { additionalProperties: false },

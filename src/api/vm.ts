@@ -57,6 +57,9 @@ export const Vm = Type.Object(
     pidsMax: Type.Integer(),
     /** Rate limit of each network port per direction (Mbit/s); null: unshaped. */
     networkMbps: Type.Union([Type.Integer(), Type.Null()]),
+    /** I/O limits of each of its disks (from the flavor); null: unlimited. */
+    diskIops: Type.Union([Type.Integer(), Type.Null()]),
+    diskMiBps: Type.Union([Type.Integer(), Type.Null()]),
     /** Host CPUs the VM has to itself (dedicated CPU policy); null: it runs on the shared pool. */
     pinnedCpus: Type.Union([Type.Array(Type.Integer()), Type.Null()]),
     restartPolicy: RestartPolicySchema,

@@ -183,6 +183,8 @@ export function vmFixture(overrides: Partial<Vm> = {}): Vm {
     cpuWeight: 100,
     pidsMax: 512,
     networkMbps: null,
+    diskIops: null,
+    diskMiBps: null,
     pinnedCpus: null,
     restartPolicy: 'never',
     restartCount: 0,

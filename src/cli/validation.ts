@@ -21,6 +21,8 @@ export const FLAVOR_LIMITS = {
   cpuWeight: { minimum: 1, maximum: 10_000 },
   pidsMax: { minimum: 16, maximum: 65_536 },
   networkMbps: { minimum: 1, maximum: 100_000 },
+  diskIops: { minimum: 1, maximum: 1_000_000 },
+  diskMiBps: { minimum: 1, maximum: 102_400 },
 } as const;
 /** src/api/flavor.ts DEFAULT_CPU_WEIGHT and DEFAULT_PIDS_MAX: what a flavor gets when they are not given. */
 export const FLAVOR_DEFAULTS = { cpuWeight: 100, pidsMax: 512 } as const;

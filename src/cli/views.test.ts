@@ -107,6 +107,8 @@ void describe('resource tables', () => {
           cpuWeight: 100,
           pidsMax: 512,
           networkMbps: null,
+          diskIops: null,
+          diskMiBps: null,
           cpuPolicy: 'shared',
           createdAt: '2026-01-01T11:00:00Z',
         },
@@ -152,6 +154,8 @@ void describe('detail views', () => {
       cpuWeight: 200,
       pidsMax: 1024,
       networkMbps: null,
+      diskIops: 500,
+      diskMiBps: null,
       cpuPolicy: 'shared' as const,
       createdAt: '2026-01-01T11:00:00Z',
     };

@@ -119,6 +119,7 @@ export function vmDetails(vm: Vm, options: ViewOptions): string {
       ['CPU weight', orDash(vm.cpuWeight)],
       ['PIDs max', orDash(vm.pidsMax)],
       ['Network limit', vm.networkMbps === null ? '-' : `${vm.networkMbps} Mbit/s per direction`],
+      ['Disk limit', diskLimit(vm.diskIops, vm.diskMiBps)],
       ['Pinned CPUs', vm.pinnedCpus ? vm.pinnedCpus.join(',') : 'no (shared pool)'],
       ['Restart policy', orDash(vm.restartPolicy)],
       ['Restarts', orDash(vm.restartCount)],
@@ -215,6 +216,13 @@ export function flavorTable(flavors: readonly Flavor[], options: ViewOptions): s
   );
 }
 
+function diskLimit(iops: number | null, mibps: number | null): string {
+  const parts = [iops === null ? null : `${iops} IOPS`, mibps === null ? null : `${mibps} MiB/s`].filter(
+    (p) => p !== null,
+  );
+  return parts.length > 0 ? `${parts.join(', ')} per disk` : '-';
+}
+
 export function flavorDetails(flavor: Flavor, options: ViewOptions): string {
   return formatKeyValue(
     [
@@ -227,6 +235,7 @@ export function flavorDetails(flavor: Flavor, options: ViewOptions): string {
       ['CPU weight', orDash(flavor.cpuWeight)],
       ['PIDs max', orDash(flavor.pidsMax)],
       ['Network limit', flavor.networkMbps === null ? '-' : `${flavor.networkMbps} Mbit/s per direction`],
+      ['Disk limit', diskLimit(flavor.diskIops, flavor.diskMiBps)],
       ['CPU policy', flavor.cpuPolicy],
       ['Created', timestamp(flavor.createdAt, options.now)],
     ],

@@ -317,6 +317,29 @@ void describe('volumes', () => {
     );
   });
 
+  void test('disk limits: each volume behind a throttle node of its own group; the device uses it', () => {
+    const args = buildQemuArgs({ ...SPEC, volumes, diskLimits: { iops: 200, bytesPerSecond: 1048576 } });
+    assert.deepEqual(valuesOf(args, '-object').slice(-3), [
+      'throttle-group,id=tg-vol0,x-iops-total=200,x-bps-total=1048576',
+      `secret,id=volsec1,file=${SPEC.runDir}/volume-1.key,format=raw`,
+      'throttle-group,id=tg-vol1,x-iops-total=200,x-bps-total=1048576',
+    ]);
+    assert.ok(
+      valuesOf(args, '-blockdev').includes(
+        'driver=throttle,node-name=throttle-vol0,throttle-group=tg-vol0,file=vol0',
+      ),
+    );
+    assert.deepEqual(valuesOf(args, '-device').slice(-2), [
+      'virtio-blk-pci,drive=throttle-vol0,serial=11111111-2222-4333-8',
+      'virtio-blk-pci,drive=throttle-vol1,serial=aaaaaaaa-bbbb-4ccc-8',
+    ]);
+    assert.ok(
+      !buildQemuArgs({ ...SPEC, volumes, diskLimits: {} })
+        .join(' ')
+        .includes('throttle'),
+    );
+  });
+
   void test('no volume: no block device at all', () => {
     const args = buildQemuArgs(SPEC);
     assert.ok(!args.includes('-blockdev') && !args.includes('-object'));

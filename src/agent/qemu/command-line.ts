@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { NAME_PATTERN } from '../../api/common.js';
 import type { Accelerator } from '../../api/host.js';
 import { TCG_TRANSLATION_CACHE_MIB } from './memory-overhead.js';
+import { blockThrottleArgs, throttleNodeName } from './block-throttle.js';
 
 export const GUEST_AGENT_PORT_NAME = 'org.rampart.agent.0';
 export const SANDBOX = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
@@ -41,6 +42,13 @@ export interface QemuSpec {
   nested?: boolean;
   /** Attached volumes in order (/dev/vda, /dev/vdb, ... in the guest). */
   volumes?: readonly QemuVolume[];
+  /** I/O limits of each disk (a throttle group per disk); absent: unthrottled. */
+  diskLimits?: DiskLimits;
+}
+
+export interface DiskLimits {
+  iops?: number;
+  bytesPerSecond?: number;
 }
 
 export interface QemuVolume {
@@ -156,9 +164,11 @@ const VOLUME_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 /**
  * Per volume: a secret read from its key file, a LUKS block node on the file, and a virtio-blk device
- * whose serial is the start of the volume id (the guest finds it under /dev/disk/by-id).
+ * whose serial is the start of the volume id (the guest finds it under /dev/disk/by-id). With disk
+ * limits, a throttle filter node (its own throttle group) sits between the LUKS node and the device.
  */
-export function volumeArgs(volumes: readonly QemuVolume[]): string[] {
+export function volumeArgs(volumes: readonly QemuVolume[], limits: DiskLimits = {}): string[] {
+  const throttled = limits.iops !== undefined || limits.bytesPerSecond !== undefined;
   return volumes.flatMap((volume, index) => {
     if (!VOLUME_ID.test(volume.id))
       throw new Error(`bad volume id ${JSON.stringify(volume.id.slice(0, 64))}`);
@@ -169,13 +179,24 @@ export function volumeArgs(volumes: readonly QemuVolume[]): string[] {
       'key-secret': `volsec${index}`,
       file: { driver: 'file', filename: assertOptionSafe(volume.path, 'volume path') },
     };
+    const throttle = throttled
+      ? blockThrottleArgs(
+          {
+            id: `vol${index}`,
+            ...(limits.iops !== undefined ? { iopsTotal: limits.iops } : {}),
+            ...(limits.bytesPerSecond !== undefined ? { bpsTotal: limits.bytesPerSecond } : {}),
+          },
+          `vol${index}`,
+        )
+      : [];
     return [
       '-object',
       `secret,id=volsec${index},file=${keyFile},format=raw`,
       '-blockdev',
       JSON.stringify(blockdev),
+      ...throttle,
       '-device',
-      `virtio-blk-pci,drive=vol${index},serial=${volume.id.slice(0, 20)}`,
+      `virtio-blk-pci,drive=${throttled ? throttleNodeName(`vol${index}`) : `vol${index}`},serial=${volume.id.slice(0, 20)}`,
     ];
   });
 }
@@ -224,7 +245,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     '-device',
     `virtserialport,bus=vser0.0,chardev=ga0,name=${GUEST_AGENT_PORT_NAME}`,
     ...nicArgs(spec),
-    ...volumeArgs(spec.volumes ?? []),
+    ...volumeArgs(spec.volumes ?? [], spec.diskLimits),
     '-sandbox',
     SANDBOX,
     '-msg',

@@ -416,6 +416,12 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
         gateway: p.gateway,
       })),
       volumes: volumes.map((v) => ({ id: v.id, path: jailVolumePath(v.id), keyFile: v.keyFile })),
+      diskLimits: {
+        ...(intent.limits.diskIops !== undefined ? { iops: intent.limits.diskIops } : {}),
+        ...(intent.limits.diskBytesPerSecond !== undefined
+          ? { bytesPerSecond: intent.limits.diskBytesPerSecond }
+          : {}),
+      },
     });
     const groups = this.env.accelerator === 'kvm' && this.env.kvmGroup !== null ? [this.env.kvmGroup] : [];
     const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);

@@ -13,6 +13,8 @@ interface CreateFlags {
   cpuWeight?: number;
   pidsMax?: number;
   networkMbps?: number;
+  diskIops?: number;
+  diskMibps?: number;
   cpuPolicy?: 'shared' | 'dedicated';
 }
 
@@ -41,7 +43,8 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       else ctx.out.print(flavorDetails(found, { now: ctx.now(), color: ctx.out.color }));
     });
 
-  const { vcpus, memoryMiB, diskGiB, cpuLimitPercent, cpuWeight, pidsMax, networkMbps } = FLAVOR_LIMITS;
+  const { vcpus, memoryMiB, diskGiB, cpuLimitPercent, cpuWeight, pidsMax, networkMbps, diskIops, diskMiBps } =
+    FLAVOR_LIMITS;
   flavor
     .command('create')
     .description('create a flavor')
@@ -83,6 +86,16 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       integerIn(networkMbps.minimum, networkMbps.maximum),
     )
     .option(
+      '--disk-iops <n>',
+      `I/O operations per second of each disk (${diskIops.minimum}-${diskIops.maximum}; default none)`,
+      integerIn(diskIops.minimum, diskIops.maximum),
+    )
+    .option(
+      '--disk-mibps <n>',
+      `MiB per second of each disk (${diskMiBps.minimum}-${diskMiBps.maximum}; default none)`,
+      integerIn(diskMiBps.minimum, diskMiBps.maximum),
+    )
+    .option(
       '--cpu-policy <policy>',
       'shared (vCPUs float over the shared CPUs; default) or dedicated (whole physical cores of its own, pinned)',
       (value: string) => {
@@ -100,6 +113,8 @@ export function registerFlavorCommands(program: Command, deps: CommandDeps): voi
       if (opts.pidsMax !== undefined) body.pidsMax = opts.pidsMax;
       if (opts.networkMbps !== undefined) body.networkMbps = opts.networkMbps;
       if (opts.cpuPolicy !== undefined) body.cpuPolicy = opts.cpuPolicy;
+      if (opts.diskIops !== undefined) body.diskIops = opts.diskIops;
+      if (opts.diskMibps !== undefined) body.diskMiBps = opts.diskMibps;
       const created = await ctx.client.createFlavor(body);
       if (ctx.out.json) ctx.out.printJson(created);
       else ctx.out.print(`flavor ${created.name} created (${created.id})`);

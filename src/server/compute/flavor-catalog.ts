@@ -22,6 +22,8 @@ export function flavorToApi(row: FlavorsTable): Flavor {
     cpuWeight: row.cpuWeight,
     pidsMax: row.pidsMax,
     networkMbps: row.networkMbps,
+    diskIops: row.diskIops ?? null,
+    diskMiBps: row.diskMibps ?? null,
     cpuPolicy: row.cpuPolicy ?? 'shared',
     createdAt: row.createdAt,
   };
@@ -74,6 +76,8 @@ export async function createFlavor(db: Db, input: FlavorCreate): Promise<Flavor>
     cpuWeight: input.cpuWeight ?? DEFAULT_CPU_WEIGHT,
     pidsMax: input.pidsMax ?? DEFAULT_PIDS_MAX,
     networkMbps: input.networkMbps ?? null,
+    diskIops: input.diskIops ?? null,
+    diskMibps: input.diskMiBps ?? null,
     cpuPolicy: input.cpuPolicy ?? 'shared',
     createdAt: nowIso(),
   };

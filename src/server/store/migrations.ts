@@ -750,6 +750,16 @@ migrations['0020_volume_backups'] = {
   },
 };
 
+migrations['0021_disk_limits'] = {
+  async up(db: Kysely<unknown>) {
+    // Disk I/O limits per disk of the VM (QEMU throttle groups); null: unlimited.
+    for (const table of ['flavors', 'vms']) {
+      await db.schema.alterTable(table).addColumn('disk_iops', 'integer').execute();
+      await db.schema.alterTable(table).addColumn('disk_mibps', 'integer').execute();
+    }
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

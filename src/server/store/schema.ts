@@ -12,6 +12,9 @@ export interface FlavorsTable {
   pidsMax: number;
   /** 'dedicated': the VM gets whole physical cores of its own (pinned); 'shared': the shared pool. */
   cpuPolicy?: 'shared' | 'dedicated';
+  /** I/O operations and MiB per second for each of the VM's disks; null: unlimited. */
+  diskIops?: number | null;
+  diskMibps?: number | null;
   createdAt: string;
 }
 
@@ -140,6 +143,9 @@ export interface VmsTable {
   placementGroupId?: string | null;
   /** JSON array of the host CPUs the VM has to itself (dedicated CPU policy); null: shared pool. */
   pinnedCpus?: string | null;
+  /** Per-disk I/O limits from the flavor; null: unlimited. */
+  diskIops?: number | null;
+  diskMibps?: number | null;
   vcpus: number;
   memoryMib: number;
   diskGib: number;
