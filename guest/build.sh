@@ -26,14 +26,9 @@ BUSYBOX=${RAMPART_BUSYBOX:-/bin/busybox}
 MODULES=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
 	failover net_failover virtio_net virtio_console virtio_blk button evdev)
 
-die() {
-	echo "guest/build.sh: error: $*" >&2
-	exit 1
-}
-log() { echo "guest/build.sh: $*" >&2; }
-need_cmd() {
-	command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install the Debian package '$2' (apt-get install $2)"
-}
+SCRIPT=guest/build.sh
+# shellcheck source=guest/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_cmd cpio cpio
 need_cmd gzip gzip

@@ -40,14 +40,9 @@ PACKAGES=(
 	procps less ca-certificates                   # basic administration
 )
 
-die() {
-	echo "guest/debian/build.sh: error: $*" >&2
-	exit 1
-}
-log() { echo "guest/debian/build.sh: $*" >&2; }
-need_cmd() {
-	command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install the Debian package '$2' (apt-get install $2)"
-}
+SCRIPT=guest/debian/build.sh
+# shellcheck source=guest/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 need_cmd debootstrap debootstrap
 need_cmd mkfs.ext4 e2fsprogs

@@ -14,36 +14,15 @@ import type { CgroupSetup } from './cgroup-load.js';
 import { CgroupV1Driver } from './cgroup-v1.js';
 import { fakeCgroupTree, type FakeCgroupTree } from './fake-cgroup-tree.js';
 import { limitsFor, VmCgroups } from './vm-cgroups.js';
+import { vmIntentFixture } from '../testing.js';
 
 const MIB = 1024 * 1024;
-const INTENT: VmIntent = {
-  id: '0f8e2c7a-1b2c-4d5e-8f90-123456789abc',
+const INTENT: VmIntent = vmIntentFixture({
   name: 'capped',
-  vcpus: 1,
-  memoryMiB: 128,
-  image: {
-    format: 'kernel-initrd',
-    sha256: 'a'.repeat(64),
-    kernelPath: '/images/vmlinuz',
-    initrdPath: '/images/initrd.img',
-    kernelSha256: 'b'.repeat(64),
-    initrdSha256: 'c'.repeat(64),
-    trust: {
-      rules: { requireSignatures: true, acceptPlatformImages: true },
-      trustedKeys: [],
-      attestations: [],
-      platformKeys: [],
-      platformSignature: null,
-      platformImage: true,
-    },
-  },
-  ports: [],
   power: 'running',
   bootId: 1,
-  rebootId: 0,
-  stopTimeoutMs: 0,
   limits: { cpuPercent: 20, cpuWeight: 100, pidsMax: 256 },
-};
+});
 const QEMU = ['/usr/bin/setpriv', '--reuid', '3000', '--', '/usr/bin/qemu-system-x86_64', '-m', '128'];
 const log = pino({ level: 'silent' });
 

@@ -12,37 +12,15 @@ import type { VmIntent } from '../../api/agent-protocol.js';
 import { createLogger } from '../../common/logger.js';
 import type { VmRuntimeEnv } from './vm-instance.js';
 import { VmManager } from './vm-manager.js';
+import { vmIntentFixture } from '../testing.js';
 
 function intent(id: string, tenant: string, dedicatedHosts: boolean): VmIntent {
-  return {
+  return vmIntentFixture({
     id,
     name: `vm-${id.slice(0, 4)}`,
-    vcpus: 1,
-    memoryMiB: 128,
-    image: {
-      format: 'kernel-initrd',
-      sha256: 'a'.repeat(64),
-      kernelPath: '/nonexistent/k',
-      initrdPath: '/nonexistent/i',
-      kernelSha256: 'b'.repeat(64),
-      initrdSha256: 'c'.repeat(64),
-      trust: {
-        rules: { requireSignatures: true, acceptPlatformImages: true },
-        trustedKeys: [],
-        attestations: [],
-        platformKeys: [],
-        platformSignature: null,
-        platformImage: true,
-      },
-    },
+    image: { ...vmIntentFixture().image, kernelPath: '/nonexistent/k', initrdPath: '/nonexistent/i' },
     tenant: { id: tenant, dedicatedHosts },
-    ports: [],
-    power: 'stopped',
-    bootId: 0,
-    rebootId: 0,
-    stopTimeoutMs: 0,
-    limits: { cpuPercent: 100, cpuWeight: 100, pidsMax: 512 },
-  };
+  });
 }
 
 /** A runtime without QEMU: the VMs stay powered off; cgroups only record the CPU plan and refreshes. */
