@@ -28,7 +28,9 @@ export async function findHost(client: ApiClient, ref: string): Promise<Host> {
 }
 
 export function registerHostCommands(program: Command, deps: CommandDeps): void {
-  const host = program.command('host').description('list and inspect hypervisor hosts');
+  const host = program
+    .command('host')
+    .description('list and inspect hypervisor hosts, put them into maintenance, evacuate them');
 
   host
     .command('list')

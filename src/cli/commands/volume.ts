@@ -53,7 +53,7 @@ const path = (ref: string) => `/v1/volumes/${encodeURIComponent(ref)}`;
 export function registerVolumeCommands(program: Command, deps: CommandDeps): void {
   const volume = program
     .command('volume')
-    .description('encrypted volumes: create, attach to VMs, grow, delete');
+    .description('encrypted volumes: create, attach to VMs, grow, snapshot, clone, back up, delete');
 
   volume
     .command('list')
@@ -69,7 +69,7 @@ export function registerVolumeCommands(program: Command, deps: CommandDeps): voi
   volume
     .command('create')
     .description(
-      'create a volume, empty or cloned from a snapshot under a key of its own (counted in the volumes and volumeGiB quotas)',
+      'create a volume: empty, cloned from a snapshot or restored from a backup, always under a key of its own (counted in the volumes and volumeGiB quotas)',
     )
     .argument('<name>', 'volume name (a DNS label)', parseName)
     .option(
