@@ -66,8 +66,7 @@ async function baselineBoot(setup: Setup, name: string): Promise<number> {
       vcpus: setup.vcpus,
       memoryMiB: setup.memoryMiB,
       accelerator: setup.accelerator,
-      kernelPath: setup.kernelPath,
-      initrdPath: setup.initrdPath,
+      kernel: { kernelPath: setup.kernelPath, initrdPath: setup.initrdPath },
       runDir,
     });
     qemu.spawn(setup.setprivBinary, [

@@ -163,8 +163,7 @@ function qemuArgs(name: string, kernelPath: string, initrdPath: string, runDir: 
     vcpus: VCPUS,
     memoryMiB: MEMORY_MIB,
     accelerator: 'tcg',
-    kernelPath,
-    initrdPath,
+    kernel: { kernelPath, initrdPath },
     runDir,
   });
 }
@@ -194,8 +193,7 @@ async function startJailed(qemu: BenchQemu, setup: Setup, name: string, runDir: 
     {
       vmDir: qemu.dir,
       runDir,
-      kernelPath: setup.kernelPath,
-      initrdPath: setup.initrdPath,
+      kernel: { kernelPath: setup.kernelPath, initrdPath: setup.initrdPath },
       kvm: false,
     },
     setup.jail,

@@ -13,7 +13,8 @@ PACKAGES=(
   clamav zstd                       # image scanning (clamscan) and at-rest compression (zstd)
   python3 make g++                  # node-gyp, if better-sqlite3 has to build from source
   debootstrap e2fsprogs fdisk       # the optional Debian 12 disk image (guest/debian/build.sh)
-  genisoimage dosfstools mtools     # NoCloud seeds (cidata ISO or vfat) for the Debian image and its test
+  syslinux syslinux-common          # its boot loader (SYSLINUX on a FAT partition, MBR boot code)
+  genisoimage dosfstools mtools     # NoCloud seeds (cidata ISO or vfat); the Debian image's FAT boot partition
   openssh-client                    # ssh, ssh-keygen: the Debian image test logs in with a seeded key
 )
 

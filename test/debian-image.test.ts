@@ -1,5 +1,5 @@
-// The optional Debian 12 image (guest/debian/build.sh), booted for real under TCG with QEMU directly:
-// its NoCloud reader applies the seed (hostname, root's SSH key, network), the guest agent sends
+// The optional Debian 12 image (guest/debian/build.sh), booted for real under TCG with QEMU directly and
+// from the disk alone (SeaBIOS -> MBR -> SYSLINUX on the FAT partition 1, root on vda2): its NoCloud reader applies the seed (hostname, root's SSH key, network), the guest agent sends
 // heartbeats over virtio-serial, SSH is key-only, and a clone booted with a new instance-id gets a new
 // machine-id and new SSH host keys. Never skipped: without the image the tests fail and say how to build it.
 import { test, after } from 'node:test';
@@ -103,6 +103,7 @@ void test('the Debian 12 image is built (run `bash guest/debian/build.sh`)', asy
   const manifest = await requireDebianImage();
   assert.equal(manifest.name, 'debian12');
   assert.equal(manifest.format, 'qcow2');
+  assert.equal(manifest.boot, 'bios');
   assert.match(manifest.kernelVersion, /^\d+\.\d+\.\d+-.+-cloud-amd64$/);
   const info = await run('qemu-img', ['info', '--output=json', path.join(DEBIAN_IMAGE_DIR, manifest.disk)]);
   assert.equal(info.code, 0, info.stderr);
@@ -193,7 +194,7 @@ void test(
         sshArgs(
           target,
           [],
-          'cat /etc/machine-id; cat /var/lib/rampart-nocloud/instance-id; systemctl is-active rampart-guest-agent rampart-nocloud ssh; passwd -S root; ip route show default',
+          'cat /etc/machine-id; cat /var/lib/rampart-nocloud/instance-id; systemctl is-active rampart-guest-agent rampart-nocloud ssh; passwd -S root; ip route show default; findmnt -n -o SOURCE /; cat /proc/cmdline',
         ),
       );
       assert.equal(facts.code, 0, `${facts.stdout}${facts.stderr}`);
@@ -203,6 +204,10 @@ void test(
       assert.deepEqual(lines.slice(2, 5), ['active', 'active', 'active']);
       assert.match(lines[5] ?? '', /^root L /, 'root password locked');
       assert.match(lines[6] ?? '', /^default via 10\.0\.2\.2 /);
+      // The root is the disk's partition 2, and SYSLINUX (not QEMU's -kernel) started the kernel with
+      // the manifest's command line.
+      assert.equal(lines[7], '/dev/vda2', 'root filesystem');
+      assert.equal(lines[8], `BOOT_IMAGE=/vmlinuz ${manifest.cmdline} initrd=/initrd.img`, '/proc/cmdline');
       first = {
         manifest,
         key,

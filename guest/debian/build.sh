@@ -2,22 +2,35 @@
 # Build Rampart's optional Debian 12 (bookworm) disk image with debootstrap, from Debian's archive.
 #
 # Output (default guest/out/debian12, override with RAMPART_DEBIAN_OUT):
-#   disk.qcow2     qcow2 (no backing file, no encryption, zlib-compressed clusters), MBR with one
-#                  ext4 partition (label rampart-root) filling the disk (RAMPART_DEBIAN_SIZE, default 4G)
-#   vmlinuz        the image's kernel (linux-image-cloud-amd64), for direct kernel boot
-#   initrd.img     the image's initramfs (virtio disk drivers), for direct kernel boot
-#   manifest.json  {"cmdline","disk","format","initrd","kernel","kernelVersion","name","sha256"} (keys sorted)
+#   disk.qcow2     qcow2 (no backing file, no encryption, zlib-compressed clusters) of RAMPART_DEBIAN_SIZE
+#                  (default 4G), bootable by the BIOS (SeaBIOS): MBR with SYSLINUX's mbr.bin and
+#                    partition 1  FAT (label RAMPARTBOOT), 64 MiB from 1 MiB, bootable flag, type c:
+#                                 ldlinux.sys + ldlinux.c32 (syslinux --install), syslinux.cfg, vmlinuz,
+#                                 initrd.img
+#                    partition 2  ext4 (label rampart-root), the root filesystem, filling the rest
+#   vmlinuz        the image's kernel (linux-image-cloud-amd64), also usable for direct kernel boot
+#   initrd.img     the image's initramfs (virtio disk drivers), also usable for direct kernel boot
+#   manifest.json  {"boot","cmdline","disk","format","initrd","kernel","kernelVersion","name","sha256"}
+#                  (keys sorted; boot is "bios": the disk boots by itself, no -kernel needed)
 #   inputs.sha256  hash of this script, guest/debian/files/** and the guest agent: when it matches, the
 #                  whole build is skipped (RAMPART_DEBIAN_REBUILD=1 forces one)
 #
-# Boot it with e.g.  -kernel vmlinuz -initrd initrd.img -append "root=/dev/vda1 ro console=ttyS0"
-# plus a NoCloud seed (see guest/README.md). No loop devices and no mounts of the image: the root tree
-# is built with debootstrap in a directory, turned into an ext4 image with `mkfs.ext4 -d`, placed at
-# 1 MiB of a sparse raw disk partitioned with sfdisk, and converted with qemu-img.
+# Boot it from the disk alone (SeaBIOS -> mbr.bin -> SYSLINUX -> kernel with the manifest's cmdline,
+# root=LABEL=rampart-root, resolved by the initramfs' udev/blkid), e.g. as a virtio-blk disk with
+# bootindex=0, plus a NoCloud seed (see guest/README.md). Direct kernel boot with vmlinuz, initrd.img and
+# the manifest's cmdline works too. No loop devices and no mounts of the image: the root tree is built
+# with debootstrap in a directory, turned into an ext4 image with `mkfs.ext4 -d`; the boot partition is
+# a FAT image made with mkfs.vfat, `syslinux --install` (which writes through mtools) and mcopy; both
+# are placed into a sparse raw disk partitioned with sfdisk, and converted with qemu-img.
 #
-# Needs root and the Debian packages debootstrap, e2fsprogs, fdisk, qemu-utils (and network access to
-# the Debian archive). Optional: RAMPART_DEBIAN_MIRROR, RAMPART_DEBIAN_SECURITY_MIRROR (default: the
-# ones apt uses on this machine, else deb.debian.org).
+# The FAT partition holds a copy of the kernel and initramfs made at build time and is not mounted in
+# the guest (its /boot stays in the ext4 root): a kernel upgraded inside the guest does not update the
+# copy SYSLINUX boots. The platform rebuilds images instead of upgrading kernels in place.
+#
+# Needs root and the Debian packages debootstrap, e2fsprogs, fdisk, qemu-utils, syslinux,
+# syslinux-common, dosfstools, mtools (and network access to the Debian archive). Optional:
+# RAMPART_DEBIAN_MIRROR, RAMPART_DEBIAN_SECURITY_MIRROR (default: the ones apt uses on this machine,
+# else deb.debian.org).
 set -euo pipefail
 export LC_ALL=C
 umask 022
@@ -31,7 +44,9 @@ CACHE=${RAMPART_DEBIAN_CACHE:-$GUEST_DIR/out/.cache/debootstrap}
 SUITE=bookworm
 SIZE=${RAMPART_DEBIAN_SIZE:-4G}
 LABEL=rampart-root
-CMDLINE="root=/dev/vda1 ro console=ttyS0"
+BOOT_LABEL=RAMPARTBOOT
+MBR_BIN=/usr/lib/syslinux/mbr/mbr.bin
+CMDLINE="root=LABEL=$LABEL ro console=ttyS0"
 PACKAGES=(
 	linux-image-cloud-amd64 initramfs-tools zstd # kernel + initramfs (virtio modules)
 	systemd systemd-sysv udev dbus libpam-systemd # init, devices, logind (ACPI power button)
@@ -48,6 +63,10 @@ need_cmd debootstrap debootstrap
 need_cmd mkfs.ext4 e2fsprogs
 need_cmd sfdisk fdisk
 need_cmd qemu-img qemu-utils
+need_cmd syslinux syslinux
+need_cmd mkfs.vfat dosfstools
+need_cmd mcopy mtools
+[[ -f $MBR_BIN ]] || die "missing $MBR_BIN: install the Debian package 'syslinux-common' (apt-get install syslinux-common)"
 need_cmd sha256sum coreutils
 need_cmd chroot coreutils
 need_cmd find findutils
@@ -198,18 +217,45 @@ install -m 0644 "$KERNEL" "$WORK/vmlinuz"
 install -m 0644 "$ROOT/boot/initrd.img-$KVER" "$WORK/initrd.img"
 
 # --- disk -------------------------------------------------------------------------------------
-# MBR, one Linux partition from 1 MiB to the end, holding an ext4 filesystem made from the tree.
+# MBR (SYSLINUX's boot code), partition 1: FAT boot partition (64 MiB from 1 MiB, active), partition
+# 2: ext4 root made from the tree, to the end of the disk.
 DISK_BYTES=$((${SIZE%G} * 1024 * 1024 * 1024))
-PART_START=$((1024 * 1024))
+MIB=$((1024 * 1024))
+BOOT_START=$MIB
+BOOT_BYTES=$((64 * MIB))
+PART_START=$((BOOT_START + BOOT_BYTES))
 PART_BYTES=$((DISK_BYTES - PART_START))
+
+# The boot partition: FAT with SYSLINUX (ldlinux.sys is installed through mtools, no mount). The hidden
+# sectors (-h) must be the partition's first LBA: SYSLINUX's boot sector uses them to find itself.
+truncate -s "$BOOT_BYTES" "$WORK/boot.fat"
+mkfs.vfat -h $((BOOT_START / 512)) -n "$BOOT_LABEL" "$WORK/boot.fat" >/dev/null || die "mkfs.vfat failed"
+syslinux --install "$WORK/boot.fat" || die "syslinux --install failed"
+cat >"$WORK/syslinux.cfg" <<EOF
+DEFAULT linux
+PROMPT 0
+TIMEOUT 0
+LABEL linux
+  KERNEL /vmlinuz
+  INITRD /initrd.img
+  APPEND $CMDLINE
+EOF
+MTOOLS_SKIP_CHECK=1 mcopy -i "$WORK/boot.fat" "$WORK/syslinux.cfg" "$WORK/vmlinuz" "$WORK/initrd.img" ::/ ||
+	die "mcopy to the boot partition failed (too small for the kernel and initramfs?)"
+rm -f "$WORK/syslinux.cfg"
+
 truncate -s "$PART_BYTES" "$WORK/root.ext4"
 mkfs.ext4 -q -F -L "$LABEL" -d "$ROOT" -E lazy_itable_init=1,lazy_journal_init=1 "$WORK/root.ext4" ||
 	die "mkfs.ext4 -d failed (e2fsprogs >= 1.43 needed)"
 truncate -s "$DISK_BYTES" "$WORK/disk.raw"
-printf 'label: dos\nstart=%s, size=%s, type=83, bootable\n' $((PART_START / 512)) $((PART_BYTES / 512)) |
+printf 'label: dos\nstart=%s, size=%s, type=c, bootable\nstart=%s, size=%s, type=83\n' \
+	$((BOOT_START / 512)) $((BOOT_BYTES / 512)) $((PART_START / 512)) $((PART_BYTES / 512)) |
 	sfdisk -q "$WORK/disk.raw" >/dev/null
-dd if="$WORK/root.ext4" of="$WORK/disk.raw" bs=1M seek=1 conv=sparse,notrunc status=none
-rm -f "$WORK/root.ext4"
+# Only the boot code (440 bytes): the disk signature and the partition table stay sfdisk's.
+dd if="$MBR_BIN" of="$WORK/disk.raw" bs=440 count=1 conv=notrunc status=none
+dd if="$WORK/boot.fat" of="$WORK/disk.raw" bs=1M seek=$((BOOT_START / MIB)) conv=sparse,notrunc status=none
+dd if="$WORK/root.ext4" of="$WORK/disk.raw" bs=1M seek=$((PART_START / MIB)) conv=sparse,notrunc status=none
+rm -f "$WORK/boot.fat" "$WORK/root.ext4"
 qemu-img convert -c -f raw -O qcow2 "$WORK/disk.raw" "$WORK/disk.qcow2"
 rm -f "$WORK/disk.raw"
 chmod 0644 "$WORK/disk.qcow2"
@@ -220,6 +266,7 @@ sha_k=$(sha256sum "$WORK/vmlinuz" | cut -d' ' -f1)
 # Same layout as JSON.stringify(manifest, null, 2) + "\n", keys sorted.
 cat >"$WORK/manifest.json" <<JSON
 {
+  "boot": "bios",
   "cmdline": "$CMDLINE",
   "disk": "disk.qcow2",
   "format": "qcow2",

@@ -128,6 +128,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     {
       network,
       volumes,
+      seedTools: { mkfsVfat: findExecutable('mkfs.vfat'), mcopy: findExecutable('mcopy') },
       vmsDir: join(config.dataDir, 'vms'),
       accelerator: verdict.accelerator,
       qemuBinary,

@@ -13,7 +13,7 @@ import { Type, type Static } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { DSSE_MAX_ENVELOPE_BYTES } from '../common/dsse.js';
 import { UUID_PATTERN } from '../common/ids.js';
-import { NAME_PATTERN } from './common.js';
+import { NAME_PATTERN, SSH_PUBLIC_KEY_PATTERN } from './common.js';
 import { Accelerator, HostCapacity } from './host.js';
 import { HostFirewall, PortCounters, PortIntent } from './host-network.js';
 import type { VmHardening } from './hardening.js';
@@ -95,6 +95,18 @@ export const ImageTrustMaterial = Type.Object(
 );
 export type ImageTrustMaterial = Static<typeof ImageTrustMaterial>;
 
+/** A plaintext disk image on the host (the image cache): read-only base of root-disk overlays. */
+export const BackingImage = Type.Object(
+  {
+    path: Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 }),
+    format: Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]),
+    /** The file's digest: the agent re-checks it before every start (the cache is never trusted). */
+    sha256: Sha256,
+  },
+  { additionalProperties: false },
+);
+export type BackingImage = Static<typeof BackingImage>;
+
 /**
  * A volume attached to the VM: a LUKS-encrypted file on the VM's host, created on first use. `key` is the
  * volume's LUKS passphrase, unwrapped by the server for this intent only: the agent keeps it in memory,
@@ -106,10 +118,63 @@ export const VolumeIntent = Type.Object(
     id: Uuid,
     sizeGiB: Type.Integer({ minimum: 1, maximum: 65_536 }),
     key: Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }),
+    /**
+     * The file format: raw QEMU LUKS (absent, `luks`), or qcow2 with QEMU's LUKS encryption (`qcow2`:
+     * root disks, copy-on-write overlays of their image).
+     */
+    format: Type.Optional(Type.Union([Type.Literal('luks'), Type.Literal('qcow2')])),
+    /** qcow2 only: the read-only image the overlay is based on (the VM's verified disk image). */
+    backing: Type.Optional(BackingImage),
+    /** The disk the VM boots from (first in the boot order). */
+    boot: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
 export type VolumeIntent = Static<typeof VolumeIntent>;
+
+const HostPath = Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 });
+
+/** A kernel+initrd bundle, booted directly (-kernel/-initrd). */
+export const KernelInitrdImageIntent = Type.Object({
+  format: Type.Literal('kernel-initrd'),
+  sha256: Sha256,
+  /** Absolute paths on the host, readable by the VM's uid (all-in-one: the server's image store). */
+  kernelPath: HostPath,
+  initrdPath: HostPath,
+  /** The files' own digests: the agent re-checks them before every boot (the cache is never trusted). */
+  kernelSha256: Sha256,
+  initrdSha256: Sha256,
+  /** The trust material the agent re-checks before every boot (fails closed without it). */
+  trust: ImageTrustMaterial,
+});
+
+/**
+ * A disk image (raw or qcow2) booted by the firmware (SeaBIOS) from the VM's root volume, a
+ * copy-on-write overlay of it. `sha256` is the disk file's digest: re-checked before every boot.
+ */
+export const DiskImageIntent = Type.Object({
+  format: Type.Union([Type.Literal('raw'), Type.Literal('qcow2')]),
+  sha256: Sha256,
+  diskPath: HostPath,
+  trust: ImageTrustMaterial,
+});
+
+/**
+ * A NoCloud seed (cloud-init's config drive) the agent writes for the VM: meta-data (instance-id,
+ * local-hostname), user-data (#cloud-config: hostname, ssh_authorized_keys) and network-config
+ * (version 2, from the VM's ports). A new instance-id tells the guest it is a new machine.
+ */
+export const SeedIntent = Type.Object(
+  {
+    instanceId: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' }),
+    hostname: Type.String({ pattern: NAME_PATTERN }),
+    sshKeys: Type.Array(Type.String({ pattern: SSH_PUBLIC_KEY_PATTERN, maxLength: 16_384 }), {
+      maxItems: 16,
+    }),
+  },
+  { additionalProperties: false },
+);
+export type SeedIntent = Static<typeof SeedIntent>;
 
 export const VmIntent = Type.Object(
   {
@@ -117,18 +182,7 @@ export const VmIntent = Type.Object(
     name: Type.String({ pattern: NAME_PATTERN }),
     vcpus: Type.Integer({ minimum: 1, maximum: 64 }),
     memoryMiB: Type.Integer({ minimum: 64, maximum: 262_144 }),
-    image: Type.Object({
-      format: Type.Literal('kernel-initrd'),
-      sha256: Sha256,
-      /** Absolute paths on the host, readable by the VM's uid (all-in-one: the server's image store). */
-      kernelPath: Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 }),
-      initrdPath: Type.String({ pattern: '^/[A-Za-z0-9._/-]+$', maxLength: 4096 }),
-      /** The files' own digests: the agent re-checks them before every boot (the cache is never trusted). */
-      kernelSha256: Sha256,
-      initrdSha256: Sha256,
-      /** The trust material the agent re-checks before every boot (fails closed without it). */
-      trust: ImageTrustMaterial,
-    }),
+    image: Type.Union([KernelInitrdImageIntent, DiskImageIntent]),
     /** The VM's tenant, and whether that tenant has dedicated hosts (the agent refuses to mix). */
     tenant: Type.Optional(
       Type.Object({ id: Uuid, dedicatedHosts: Type.Boolean() }, { additionalProperties: false }),
@@ -144,8 +198,15 @@ export const VmIntent = Type.Object(
     ),
     /** The VM's network interfaces (taps on the networks' bridges); none: no network device. */
     ports: Type.Array(PortIntent, { maxItems: 8 }),
-    /** Attached volumes in attachment order (virtio-blk: /dev/vda, /dev/vdb, ... in the guest). */
-    volumes: Type.Optional(Type.Array(VolumeIntent, { maxItems: 16 })),
+    /**
+     * Attached volumes in attachment order (virtio-blk: /dev/vda, /dev/vdb, ... in the guest); a root
+     * volume (`boot`) comes first.
+     */
+    volumes: Type.Optional(Type.Array(VolumeIntent, { maxItems: 17 })),
+    /** The NoCloud seed, attached as a read-only disk after the volumes (disk-image VMs). */
+    seed: Type.Optional(SeedIntent),
+    /** The VM generation id (QEMU's vmgenid device): new for a clone and after a disk restore. */
+    generationId: Type.Optional(Uuid),
     power: DesiredPower,
     bootId: Type.Integer({ minimum: 0 }),
     rebootId: Type.Integer({ minimum: 0 }),
@@ -308,6 +369,12 @@ export const VolumeExportRequest = Type.Object({
   id: Type.Integer(),
   volumeId: Uuid,
   path: ServerPath,
+  /**
+   * qcow2 volumes: the volume's key and its base image. The backup is flattened into a standalone
+   * qcow2 under the same key (it restores on a host without the image). Raw LUKS files are copied.
+   */
+  key: Type.Optional(Passphrase),
+  backing: Type.Optional(BackingImage),
 });
 /** A new volume from a verified backup at `path`, re-encrypted under the new volume's own key. */
 export const VolumeImportRequest = Type.Object({

@@ -29,3 +29,10 @@ export function listOf<T extends TSchema>(item: T) {
 
 /** The (empty) answer of a 204 No Content. */
 export const NoContent = Type.Null({ description: 'No content' });
+
+/**
+ * An OpenSSH public key line: type, base64 body, optional comment (printable ASCII without `"` and `\`,
+ * so it can be written quoted into a seed's YAML as is).
+ */
+export const SSH_PUBLIC_KEY_PATTERN =
+  '^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\\.com) [A-Za-z0-9+/]+={0,3}( [ !#-\\[\\]-~]{1,255})?$';

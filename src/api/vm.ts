@@ -3,7 +3,7 @@
  * itself lives in the server (compute/vm-state-machine.ts); these are only the words.
  */
 import { Type, type Static } from 'typebox';
-import { Id, Name, Timestamp } from './common.js';
+import { Id, Name, Ref, SSH_PUBLIC_KEY_PATTERN, Timestamp } from './common.js';
 import { Accelerator } from './host.js';
 import { TenantQuery } from './iam.js';
 
@@ -48,6 +48,10 @@ export const Vm = Type.Object(
     state: VmStateSchema,
     image: Type.Object({ id: Id, name: Name }),
     flavor: Type.Object({ id: Id, name: Name }),
+    /** The volume it boots from (disk images: an encrypted copy-on-write overlay of the image). */
+    rootVolume: Type.Union([Type.Object({ id: Id, name: Name }), Type.Null()]),
+    /** Its VM generation id (vmgenid): new for every VM, and after its root disk is restored. */
+    generationId: Type.Union([Type.String(), Type.Null()]),
     vcpus: Type.Integer(),
     memoryMiB: Type.Integer(),
     diskGiB: Type.Integer(),
@@ -82,7 +86,20 @@ export type Vm = Static<typeof Vm>;
 export const VmCreate = Type.Object(
   {
     name: Name,
-    image: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
+    /**
+     * The image (name or id). A kernel+initrd image is booted directly; a disk image (raw/qcow2) gets a
+     * root volume of the flavor's disk size: an encrypted copy-on-write overlay of the image.
+     */
+    image: Type.Optional(Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })),
+    /**
+     * Boot from an existing volume of the tenant instead (made from a disk image: a clone of a root
+     * disk's snapshot, a restored backup). The VM is placed on the volume's host. Not with `image`.
+     */
+    bootVolume: Type.Optional(Ref),
+    /** OpenSSH public keys for root, written into the VM's NoCloud seed (disk images). */
+    sshKeys: Type.Optional(
+      Type.Array(Type.String({ pattern: SSH_PUBLIC_KEY_PATTERN, maxLength: 16_384 }), { maxItems: 16 }),
+    ),
     flavor: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' }),
     restartPolicy: Type.Optional(RestartPolicySchema),
     start: Type.Optional(Type.Boolean({ default: true })),

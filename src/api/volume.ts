@@ -30,6 +30,12 @@ export const Volume = Type.Object(
     /** The host holding its file (null until first attached: it lives where its first VM runs). */
     hostId: Type.Union([Id, Type.Null()]),
     encryption: Type.Literal('luks'),
+    /** luks: a raw LUKS file; qcow2: qcow2 with LUKS encryption (root disks: an overlay of their image). */
+    format: Type.Union([Type.Literal('luks'), Type.Literal('qcow2')]),
+    /** The disk image it was made from: a VM can boot from it. null: created empty (data only). */
+    image: Type.Union([Type.Object({ id: Id, name: Type.String() }), Type.Null()]),
+    /** A VM's root disk made with the VM from its image: counted in the VM's diskGiB, erased with it. */
+    rootDisk: Type.Boolean(),
     /** Lineage: the volume it was made from, through a snapshot (clone) or a backup (restore). */
     origin: Type.Union([
       Type.Object({

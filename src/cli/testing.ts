@@ -176,6 +176,8 @@ export function vmFixture(overrides: Partial<Vm> = {}): Vm {
     state: 'running',
     image: { id: 'aaaaaaaa-2222-4333-8444-555555555555', name: 'tiny' },
     flavor: { id: 'bbbbbbbb-2222-4333-8444-555555555555', name: 'small' },
+    rootVolume: null,
+    generationId: null,
     vcpus: 1,
     memoryMiB: 256,
     diskGiB: 0,

@@ -111,6 +111,10 @@ export function vmDetails(vm: Vm, options: ViewOptions): string {
       ['State', state(vm.state)],
       ['Error', vm.error ? { text: vm.error, color: 'red' } : '-'],
       ['Image', vm.image ? `${vm.image.name} (${vm.image.id})` : '-'],
+      [
+        'Root disk',
+        vm.rootVolume ? `${vm.rootVolume.name} (${vm.rootVolume.id})` : '- (kernel booted directly)',
+      ],
       ['Flavor', vm.flavor ? `${vm.flavor.name} (${vm.flavor.id})` : '-'],
       ['vCPUs', orDash(vm.vcpus)],
       ['Memory', typeof vm.memoryMiB === 'number' ? formatMiB(vm.memoryMiB) : '-'],

@@ -28,7 +28,7 @@ import { VolumeService } from './volumes/volume-service.js';
 import { VolumeSnapshotService } from './volumes/volume-snapshots.js';
 import { VolumeBackupService } from './volumes/volume-backups.js';
 import { buildApp } from './http/app.js';
-import { registerDefaultImage } from './images/image-catalog.js';
+import { diskImageBacking, registerDefaultImage } from './images/image-catalog.js';
 import { openImageServices } from './images/image-services.js';
 import { NetworkService } from './network/network-service.js';
 import { createMetrics } from './metrics.js';
@@ -141,6 +141,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     async () => (vms ? vms.countByState() : {}),
     async () => (vms ? vms.portPacketSamples() : []),
   );
+  const imageBacking = diskImageBacking(db, images.store);
   const volumes = new VolumeService({
     db,
     keyring: images.keyring,
@@ -148,9 +149,18 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     agents: fleet,
     audit,
     log: log.child({ component: 'volumes' }),
+    imageBacking,
   });
   const snapshots = new VolumeSnapshotService(
-    { db, keyring: images.keyring, quotas, agents: fleet, audit, log: log.child({ component: 'snapshots' }) },
+    {
+      db,
+      keyring: images.keyring,
+      quotas,
+      agents: fleet,
+      audit,
+      log: log.child({ component: 'snapshots' }),
+      imageBacking,
+    },
     volumes,
   );
   const backups = new VolumeBackupService(
@@ -161,6 +171,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       agents: fleet,
       audit,
       log: log.child({ component: 'backups' }),
+      imageBacking,
       signer: images.signer,
       dataDir: config.dataDir,
     },

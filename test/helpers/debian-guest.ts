@@ -1,6 +1,6 @@
 /**
  * Boots the optional Debian 12 image (guest/debian/build.sh) with QEMU directly (TCG, -nodefaults,
- * direct kernel boot), on a throwaway qcow2 overlay so the built image is never written, with a NoCloud
+ * firmware boot: SeaBIOS boots the disk's own SYSLINUX, no -kernel), on a throwaway qcow2 overlay so the built image is never written, with a NoCloud
  * seed made here (genisoimage or mkfs.vfat + mcopy), the guest agent's virtio-serial port on a UNIX
  * socket and SSH forwarded from a loopback port.
  */
@@ -17,6 +17,8 @@ export const QEMU = 'qemu-system-x86_64';
 const AGENT_PORT = 'org.rampart.agent.0';
 
 export interface DebianManifest {
+  /** How the disk boots: "bios" (SYSLINUX on its FAT partition 1, root on partition 2). */
+  boot: string;
   cmdline: string;
   disk: string;
   format: string;
@@ -150,19 +152,19 @@ export interface DebianGuest {
   output(): string;
 }
 
-/** The QEMU command line (TCG, -nodefaults, direct kernel boot of the image's kernel and initrd). */
+/**
+ * The QEMU command line (TCG, -nodefaults, firmware boot: the root disk has bootindex 0 and SeaBIOS
+ * boots it by itself, MBR -> SYSLINUX -> the kernel and initrd on its FAT partition; strict boot order,
+ * so a disk that does not boot never falls through to the NIC's PXE ROM).
+ */
 export function debianQemuArgs(options: BootOptions): string[] {
-  const { dir, manifest } = options;
-  const image = DEBIAN_IMAGE_DIR;
+  const { dir } = options;
   // prettier-ignore
   return [
     '-M', 'pc', '-accel', 'tcg', '-cpu', 'qemu64', '-m', String(options.memoryMiB ?? 512), '-smp', '1',
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-kernel', path.join(image, manifest.kernel),
-    '-initrd', path.join(image, manifest.initrd),
-    '-append', `${manifest.cmdline} panic=-1`,
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot', '-boot', 'strict=on',
     '-drive', `file=${options.disk},if=none,id=disk0,format=qcow2`,
-    '-device', 'virtio-blk-pci,drive=disk0',
+    '-device', 'virtio-blk-pci,drive=disk0,bootindex=0',
     '-drive', `file=${options.seed},if=none,id=seed0,format=raw,readonly=on`,
     '-device', 'virtio-blk-pci,drive=seed0',
     '-chardev', `file,id=con0,path=${path.join(dir, 'console.log')}`,

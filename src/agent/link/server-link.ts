@@ -163,7 +163,12 @@ export class ServerLink {
       }
       case 'volume.clone': {
         if (!this.volumes) throw new Error('this host has no volume storage');
-        const done = await this.volumes.clone(request.snapshotId, request.sourceKey, request.volume);
+        const done = await this.volumes.clone(
+          request.snapshotId,
+          request.sourceKey,
+          request.volume,
+          request.volume.backing ? { backing: request.volume.backing } : {},
+        );
         this.log.info(
           { volumeId: request.volume.id, snapshotId: request.snapshotId, ...done },
           'volume cloned',
@@ -177,13 +182,21 @@ export class ServerLink {
           throw new Error(
             `volume ${request.volumeId} is in use by running VM ${user} on this host: stop it first`,
           );
-        const done = await this.volumes.exportTo(request.volumeId, request.path);
+        const done = await this.volumes.exportTo(request.volumeId, request.path, {
+          ...(request.key !== undefined ? { key: request.key } : {}),
+          ...(request.backing !== undefined ? { backing: request.backing } : {}),
+        });
         this.log.info({ volumeId: request.volumeId, ...done }, 'volume exported');
         return done;
       }
       case 'volume.import': {
         if (!this.volumes) throw new Error('this host has no volume storage');
-        const done = await this.volumes.importFrom(request.path, request.sourceKey, request.volume);
+        const done = await this.volumes.importFrom(
+          request.path,
+          request.sourceKey,
+          request.volume,
+          request.volume.backing ? { backing: request.volume.backing } : {},
+        );
         this.log.info({ volumeId: request.volume.id, ...done }, 'volume imported');
         return done;
       }

@@ -22,8 +22,10 @@ const SPEC: QemuSpec = {
   vcpus: 2,
   memoryMiB: 256,
   accelerator: 'tcg',
-  kernelPath: '/var/lib/rampart/images/abc/vmlinuz',
-  initrdPath: '/var/lib/rampart/images/abc/initrd.img',
+  kernel: {
+    kernelPath: '/var/lib/rampart/images/abc/vmlinuz',
+    initrdPath: '/var/lib/rampart/images/abc/initrd.img',
+  },
   runDir: '/var/lib/rampart/agent/vms/0f8e2c7a-1b2c-4d5e-8f90-123456789abc/run',
 };
 
@@ -113,8 +115,8 @@ void describe('buildQemuArgs', () => {
     // TCG's translation cache is bounded so QEMU fits its memory cgroup limit.
     assert.equal(valueOf(args, '-accel'), 'tcg,tb-size=32');
     assert.equal(valueOf(args, '-name'), 'guest=web-1,debug-threads=on');
-    assert.equal(valueOf(args, '-kernel'), SPEC.kernelPath);
-    assert.equal(valueOf(args, '-initrd'), SPEC.initrdPath);
+    assert.equal(valueOf(args, '-kernel'), SPEC.kernel!.kernelPath);
+    assert.equal(valueOf(args, '-initrd'), SPEC.kernel!.initrdPath);
     // No hypervisor inside the guest unless its tenant is allowed nested virtualization.
     assert.equal(valueOf(args, '-cpu'), 'qemu64,vmx=off,svm=off');
     const kvm = buildQemuArgs({ ...SPEC, accelerator: 'kvm' });
@@ -155,11 +157,15 @@ void describe('buildQemuArgs', () => {
     }
 
     const pathFields = ['kernelPath', 'initrdPath', 'runDir'] as const;
+    const withPath = (field: (typeof pathFields)[number], value: string): QemuSpec =>
+      field === 'runDir'
+        ? { ...SPEC, runDir: value }
+        : { ...SPEC, kernel: { ...SPEC.kernel!, [field]: value } };
     const badPaths = ['/tmp/a,b', '/tmp/a=b', '/tmp/a b', '/tmp/a\nb', '/tmp/x,readonly=off'];
     for (const field of pathFields) {
       for (const value of badPaths) {
         void test(`${field} ${JSON.stringify(value)} throws`, () => {
-          assert.throws(() => buildQemuArgs({ ...SPEC, [field]: value }), /not allowed in a QEMU option/);
+          assert.throws(() => buildQemuArgs(withPath(field, value)), /not allowed in a QEMU option/);
         });
       }
       void test(`${field} with '../' cannot add or split options`, () => {
@@ -167,8 +173,8 @@ void describe('buildQemuArgs', () => {
         // here is that the argument vector keeps exactly the same shape as with a plain path.
         const dotted = '/var/lib/rampart/../../etc/x';
         const plain = '/var/lib/rampart/zzzzz/etc/x';
-        const built = buildQemuArgs({ ...SPEC, [field]: dotted });
-        const reference = buildQemuArgs({ ...SPEC, [field]: plain });
+        const built = buildQemuArgs(withPath(field, dotted));
+        const reference = buildQemuArgs(withPath(field, plain));
         assert.ok(
           built.some((a) => a.includes(dotted)),
           'the path is used verbatim',
@@ -356,5 +362,80 @@ void describe('volumes', () => {
     );
     const args = buildQemuArgs({ ...SPEC, volumes });
     assert.ok(!args.some((a) => /data=|key=|passphrase/.test(a)));
+  });
+});
+
+void describe('disk images: firmware boot from a root overlay, seed, generation id', () => {
+  const root = {
+    id: '11111111-2222-4333-8444-555555555555',
+    path: '/volumes/11111111-2222-4333-8444-555555555555',
+    keyFile: `${SPEC.runDir}/volume-0.key`,
+    format: 'qcow2' as const,
+    backing: { path: '/image/disk-0', format: 'qcow2' as const },
+    boot: true,
+  };
+  const diskSpec: QemuSpec = { ...SPEC, volumes: [root] };
+  delete diskSpec.kernel;
+
+  void test('no -kernel: the firmware boots the root volume (bootindex 0)', () => {
+    const args = buildQemuArgs(diskSpec);
+    assert.ok(!args.includes('-kernel') && !args.includes('-initrd') && !args.includes('-append'));
+    assert.ok(
+      valuesOf(args, '-device').includes('virtio-blk-pci,drive=vol0,serial=11111111-2222-4333-8,bootindex=0'),
+    );
+    assert.throws(
+      () => buildQemuArgs({ ...diskSpec, volumes: [{ ...root, boot: false }] }),
+      /no boot volume/,
+    );
+  });
+
+  void test('the overlay is qcow2 with LUKS over an explicit read-only base node', () => {
+    const blockdevs = valuesOf(buildQemuArgs(diskSpec), '-blockdev').map((b) => JSON.parse(b) as unknown);
+    assert.deepEqual(blockdevs, [
+      {
+        driver: 'qcow2',
+        'node-name': 'base0',
+        'read-only': true,
+        file: { driver: 'file', filename: '/image/disk-0', 'read-only': true },
+      },
+      {
+        driver: 'qcow2',
+        'node-name': 'vol0',
+        encrypt: { format: 'luks', 'key-secret': 'volsec0' },
+        file: { driver: 'file', filename: root.path },
+        backing: 'base0',
+      },
+    ]);
+    // Without a base (restored from a backup): the header's backing name is never followed.
+    const { backing: _backing, ...standalone } = root;
+    const alone = valuesOf(buildQemuArgs({ ...diskSpec, volumes: [standalone] }), '-blockdev');
+    assert.equal(alone.length, 1);
+    assert.equal((JSON.parse(alone[0]!) as { backing: unknown }).backing, null);
+    assert.throws(
+      () =>
+        buildQemuArgs({ ...diskSpec, volumes: [{ ...root, backing: { ...root.backing, path: '/x,y' } }] }),
+      /not allowed/,
+    );
+  });
+
+  void test('the seed is a read-only raw disk after the volumes; vmgenid carries the generation id', () => {
+    const args = buildQemuArgs({
+      ...diskSpec,
+      seedPath: `${SPEC.runDir}/seed.img`,
+      generationId: '9b2c6f1e-3d4a-4b5c-8d6e-7f8091a2b3c4',
+    });
+    const seed = JSON.parse(valuesOf(args, '-blockdev').at(-1)!) as Record<string, unknown>;
+    assert.deepEqual(seed, {
+      driver: 'raw',
+      'node-name': 'seed0',
+      'read-only': true,
+      file: { driver: 'file', filename: `${SPEC.runDir}/seed.img`, 'read-only': true },
+    });
+    assert.deepEqual(valuesOf(args, '-device').slice(-2), [
+      'virtio-blk-pci,drive=seed0,serial=cidata',
+      'vmgenid,guid=9b2c6f1e-3d4a-4b5c-8d6e-7f8091a2b3c4',
+    ]);
+    assert.throws(() => buildQemuArgs({ ...diskSpec, generationId: 'x,guid=1' }), /UUID/);
+    assert.throws(() => buildQemuArgs({ ...diskSpec, seedPath: '/run/seed,ro=off' }), /not allowed/);
   });
 });

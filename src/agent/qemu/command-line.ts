@@ -30,8 +30,8 @@ export interface QemuSpec {
   vcpus: number;
   memoryMiB: number;
   accelerator: Accelerator;
-  kernelPath: string;
-  initrdPath: string;
+  /** Direct kernel boot (kernel+initrd images); absent: the firmware boots the `boot` volume. */
+  kernel?: { kernelPath: string; initrdPath: string };
   runDir: string;
   /**
    * Network interfaces on tenant networks (taps the agent created, owned by the VM's uid). None: one
@@ -44,6 +44,10 @@ export interface QemuSpec {
   volumes?: readonly QemuVolume[];
   /** I/O limits of each disk (a throttle group per disk); absent: unthrottled. */
   diskLimits?: DiskLimits;
+  /** The NoCloud seed image (a read-only disk after the volumes), as QEMU sees it. */
+  seedPath?: string;
+  /** The VM generation id (vmgenid device; a UUID): changes when the VM is cloned or its disk restored. */
+  generationId?: string;
 }
 
 export interface DiskLimits {
@@ -57,6 +61,12 @@ export interface QemuVolume {
   path: string;
   /** The file holding the LUKS passphrase, as QEMU sees it; QEMU reads it once, at start. */
   keyFile: string;
+  /** raw LUKS (default) or qcow2 with LUKS encryption (a root disk, maybe an overlay of `backing`). */
+  format?: 'luks' | 'qcow2';
+  /** qcow2 only: the read-only image below the overlay, as QEMU sees it. */
+  backing?: { path: string; format: 'raw' | 'qcow2' };
+  /** The disk the firmware boots (bootindex 0). */
+  boot?: boolean;
 }
 
 /**
@@ -173,12 +183,35 @@ export function volumeArgs(volumes: readonly QemuVolume[], limits: DiskLimits = 
     if (!VOLUME_ID.test(volume.id))
       throw new Error(`bad volume id ${JSON.stringify(volume.id.slice(0, 64))}`);
     const keyFile = assertOptionSafe(volume.keyFile, 'volume key file');
-    const blockdev = {
-      driver: 'luks',
-      'node-name': `vol${index}`,
-      'key-secret': `volsec${index}`,
-      file: { driver: 'file', filename: assertOptionSafe(volume.path, 'volume path') },
-    };
+    const file = { driver: 'file', filename: assertOptionSafe(volume.path, 'volume path') };
+    const base: string[] = [];
+    let blockdev: Record<string, unknown>;
+    if (volume.format === 'qcow2') {
+      // The backing is named explicitly (read-only): what the overlay's header says is never opened.
+      if (volume.backing)
+        base.push(
+          '-blockdev',
+          JSON.stringify({
+            driver: backingDriver(volume.backing.format),
+            'node-name': `base${index}`,
+            'read-only': true,
+            file: {
+              driver: 'file',
+              filename: assertOptionSafe(volume.backing.path, 'backing image path'),
+              'read-only': true,
+            },
+          }),
+        );
+      blockdev = {
+        driver: 'qcow2',
+        'node-name': `vol${index}`,
+        encrypt: { format: 'luks', 'key-secret': `volsec${index}` },
+        file,
+        backing: volume.backing ? `base${index}` : null,
+      };
+    } else {
+      blockdev = { driver: 'luks', 'node-name': `vol${index}`, 'key-secret': `volsec${index}`, file };
+    }
     const throttle = throttled
       ? blockThrottleArgs(
           {
@@ -189,16 +222,62 @@ export function volumeArgs(volumes: readonly QemuVolume[], limits: DiskLimits = 
           `vol${index}`,
         )
       : [];
+    const drive = throttled ? throttleNodeName(`vol${index}`) : `vol${index}`;
     return [
       '-object',
       `secret,id=volsec${index},file=${keyFile},format=raw`,
+      ...base,
       '-blockdev',
       JSON.stringify(blockdev),
       ...throttle,
       '-device',
-      `virtio-blk-pci,drive=${throttled ? throttleNodeName(`vol${index}`) : `vol${index}`},serial=${volume.id.slice(0, 20)}`,
+      `virtio-blk-pci,drive=${drive},serial=${volume.id.slice(0, 20)}${volume.boot ? ',bootindex=0' : ''}`,
     ];
   });
+}
+
+function backingDriver(format: string): 'raw' | 'qcow2' {
+  if (format !== 'raw' && format !== 'qcow2') throw new Error(`bad backing image format ${format}`);
+  return format;
+}
+
+/** The NoCloud seed: a read-only raw disk (the guest finds it by its CIDATA label). */
+export function seedArgs(seedPath: string): string[] {
+  return [
+    '-blockdev',
+    JSON.stringify({
+      driver: 'raw',
+      'node-name': 'seed0',
+      'read-only': true,
+      file: { driver: 'file', filename: assertOptionSafe(seedPath, 'seed path'), 'read-only': true },
+    }),
+    '-device',
+    'virtio-blk-pci,drive=seed0,serial=cidata',
+  ];
+}
+
+/** How the guest is booted: its kernel directly, or by the firmware from the boot volume. */
+function bootArgs(spec: QemuSpec): string[] {
+  if (!spec.kernel) {
+    if (!(spec.volumes ?? []).some((v) => v.boot)) throw new Error('no kernel and no boot volume');
+    return [];
+  }
+  return [
+    '-kernel',
+    assertOptionSafe(spec.kernel.kernelPath, 'kernel path'),
+    '-initrd',
+    assertOptionSafe(spec.kernel.initrdPath, 'initrd path'),
+    '-append',
+    kernelCommandLine(spec),
+  ];
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** The vmgenid device: the guest's kernel sees a new generation (reseeds its RNG) when it changes. */
+export function generationIdArgs(generationId: string): string[] {
+  if (!UUID.test(generationId)) throw new Error('the generation id must be a UUID');
+  return ['-device', `vmgenid,guid=${generationId}`];
 }
 
 export function buildQemuArgs(spec: QemuSpec): string[] {
@@ -224,12 +303,7 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     '-no-user-config',
     '-display',
     'none',
-    '-kernel',
-    assertOptionSafe(spec.kernelPath, 'kernel path'),
-    '-initrd',
-    assertOptionSafe(spec.initrdPath, 'initrd path'),
-    '-append',
-    kernelCommandLine(spec),
+    ...bootArgs(spec),
     '-chardev',
     `socket,id=console0,path=${sockets.console},server=on,wait=off`,
     '-serial',
@@ -246,6 +320,8 @@ export function buildQemuArgs(spec: QemuSpec): string[] {
     `virtserialport,bus=vser0.0,chardev=ga0,name=${GUEST_AGENT_PORT_NAME}`,
     ...nicArgs(spec),
     ...volumeArgs(spec.volumes ?? [], spec.diskLimits),
+    ...(spec.seedPath !== undefined ? seedArgs(spec.seedPath) : []),
+    ...(spec.generationId !== undefined ? generationIdArgs(spec.generationId) : []),
     '-sandbox',
     SANDBOX,
     '-msg',

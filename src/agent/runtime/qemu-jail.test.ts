@@ -23,6 +23,7 @@ import {
   JAIL_INITRD,
   JAIL_KERNEL,
   fstabEscape,
+  jailDiskImagePath,
   inJailBinary,
   jailCommand,
   jailLayout,
@@ -52,8 +53,10 @@ const SPLIT: HostRootFacts = {
 const SPEC: JailSpec = {
   vmDir: '/var/lib/rampart/agent/vms/0b0e',
   runDir: '/var/lib/rampart/agent/vms/0b0e/run',
-  kernelPath: '/var/lib/rampart/images/tiny/vmlinuz',
-  initrdPath: '/var/lib/rampart/images/tiny/initrd.img',
+  kernel: {
+    kernelPath: '/var/lib/rampart/images/tiny/vmlinuz',
+    initrdPath: '/var/lib/rampart/images/tiny/initrd.img',
+  },
   kvm: false,
 };
 
@@ -87,8 +90,8 @@ test('merged /usr: links mirrored, /usr, image files, devices and the run direct
   assert.equal(mounts['/']!.source, layout.root, 'the root is bound onto itself, read-only');
   assert.ok(mounts['/']!.readOnly && mounts['/usr']!.readOnly && mounts[JAIL_KERNEL]!.readOnly);
   assert.deepEqual(mounts['/usr']!.options, ['bind', 'ro', 'nosuid', 'nodev']);
-  assert.equal(mounts[JAIL_KERNEL]!.source, SPEC.kernelPath);
-  assert.equal(mounts[JAIL_INITRD]!.source, SPEC.initrdPath);
+  assert.equal(mounts[JAIL_KERNEL]!.source, SPEC.kernel!.kernelPath);
+  assert.equal(mounts[JAIL_INITRD]!.source, SPEC.kernel!.initrdPath);
   assert.deepEqual(mounts[SPEC.runDir]!.options, ['bind', 'nosuid', 'nodev', 'noexec']);
   assert.equal(mounts[SPEC.runDir]!.readOnly, false);
   assert.ok(!('/dev/kvm' in mounts), 'no /dev/kvm under TCG');
@@ -97,6 +100,20 @@ test('merged /usr: links mirrored, /usr, image files, devices and the run direct
   for (const target of Object.keys(mounts)) if (target !== '/') assert.ok(paths.has(target), target);
   assert.ok(layout.skeleton.some((e) => e.kind === 'file' && e.path === '/dev/net/tun'));
   assert.ok(layout.skeleton.some((e) => e.kind === 'dir' && e.path === SPEC.runDir));
+});
+
+test('disk images: each base image bound read-only at /image/disk-N, and no kernel or initrd', () => {
+  const { kernel: _kernel, ...noKernel } = SPEC;
+  const layout = jailLayout({ ...noKernel, diskImages: ['/cache/aaa', '/cache/bbb'] }, MERGED);
+  const mounts = Object.fromEntries(layout.mounts.map((m) => [m.target, m]));
+  assert.ok(!(JAIL_KERNEL in mounts) && !(JAIL_INITRD in mounts));
+  assert.equal(mounts[jailDiskImagePath(0)]!.source, '/cache/aaa');
+  assert.equal(mounts[jailDiskImagePath(1)]!.source, '/cache/bbb');
+  for (const i of [0, 1]) {
+    assert.ok(mounts[jailDiskImagePath(i)]!.readOnly);
+    assert.deepEqual(mounts[jailDiskImagePath(i)]!.options, ['bind', 'ro', 'nosuid', 'nodev', 'noexec']);
+  }
+  assert.throws(() => jailLayout({ ...noKernel, diskImages: ['relative'] }, MERGED), /absolute/);
 });
 
 test('split /usr: directories bound read-only, absent ones left out; KVM gets /dev/kvm', () => {
@@ -122,7 +139,7 @@ test('a run directory that would land on a system path of the jail is refused', 
 });
 
 test('the fstab: the jail root first, one escaped bind per line', () => {
-  const layout = jailLayout({ ...SPEC, kernelPath: '/images/a kernel' }, MERGED);
+  const layout = jailLayout({ ...SPEC, kernel: { ...SPEC.kernel!, kernelPath: '/images/a kernel' } }, MERGED);
   const lines = renderFstab(layout).trimEnd().split('\n');
   assert.equal(lines.length, layout.mounts.length);
   assert.equal(lines[0], `${layout.root} ${layout.root} none bind,ro,nosuid,nodev,noexec 0 0`);

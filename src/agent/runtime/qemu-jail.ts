@@ -1,7 +1,8 @@
 /**
  * The jail of one VM's QEMU: a private mount namespace whose root (chroot) holds only what that QEMU
  * needs. QEMU sees the host's /usr (read-only), the image's kernel and initrd (read-only, as
- * /image/kernel and /image/initrd), a few device nodes (null, zero, random, urandom, net/tun, and kvm
+ * /image/kernel and /image/initrd) or its disk (read-only, /image/disk-N: the base of the root disk's
+ * overlay), a few device nodes (null, zero, random, urandom, net/tun, and kvm
  * when the accelerator is KVM), its own run directory (its sockets) and the files of its attached
  * volumes (read-write, each as /volumes/<id>: the LUKS file itself, opened and decrypted by QEMU). Nothing else exists for it: no
  * /home, /root, /etc/shadow, no other VM's files, no agent data, no /proc and no /sys (QEMU 7.2 with
@@ -48,6 +49,11 @@ import { run, spawnDetached } from '../../common/subprocess.js';
 /** Where the image files appear inside the jail (QEMU's -kernel and -initrd). */
 export const JAIL_KERNEL = '/image/kernel';
 export const JAIL_INITRD = '/image/initrd';
+/** Where the n-th disk image (a read-only base of a disk overlay) appears inside the jail. */
+export function jailDiskImagePath(index: number): string {
+  if (!Number.isInteger(index) || index < 0 || index > 64) throw new Error(`bad disk image index ${index}`);
+  return `/image/disk-${index}`;
+}
 /** Where the volume files appear inside the jail: /volumes/<volume id>. */
 export const JAIL_VOLUMES = '/volumes';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -85,8 +91,10 @@ export interface JailSpec {
   vmDir: string;
   /** The VM's run directory on the host (its uid, 0700): QEMU's sockets. */
   runDir: string;
-  kernelPath: string;
-  initrdPath: string;
+  /** The image's kernel and initrd (kernel+initrd images). */
+  kernel?: { kernelPath: string; initrdPath: string };
+  /** Disk images on the host (read-only bases of the VM's overlays), bound at jailDiskImagePath(n). */
+  diskImages?: readonly string[];
   kvm: boolean;
   /** The VM's volume files on the host (regular LUKS files, owned by the VM's uid), in order. */
   volumes?: readonly JailVolume[];
@@ -198,10 +206,18 @@ export function jailLayout(spec: JailSpec, facts: HostRootFacts): JailLayout {
     addFile(`/dev/${device}`);
     mounts.push({ source: `/dev/${device}`, target: `/dev/${device}`, options: DEVICE, readOnly: false });
   }
-  addFile(JAIL_KERNEL);
-  mounts.push({ source: spec.kernelPath, target: JAIL_KERNEL, options: RO_NOEXEC, readOnly: true });
-  addFile(JAIL_INITRD);
-  mounts.push({ source: spec.initrdPath, target: JAIL_INITRD, options: RO_NOEXEC, readOnly: true });
+  if (spec.kernel) {
+    addFile(JAIL_KERNEL);
+    mounts.push({ source: spec.kernel.kernelPath, target: JAIL_KERNEL, options: RO_NOEXEC, readOnly: true });
+    addFile(JAIL_INITRD);
+    mounts.push({ source: spec.kernel.initrdPath, target: JAIL_INITRD, options: RO_NOEXEC, readOnly: true });
+  }
+  for (const [index, source] of (spec.diskImages ?? []).entries()) {
+    if (!isAbsolute(source)) throw new Error(`disk image ${source} is not an absolute path`);
+    const target = jailDiskImagePath(index);
+    addFile(target);
+    mounts.push({ source, target, options: RO_NOEXEC, readOnly: true });
+  }
   addDir(run);
   mounts.push({ source: spec.runDir, target: run, options: RUN, readOnly: false });
   for (const volume of spec.volumes ?? []) {

@@ -46,7 +46,14 @@ import { writeNoFollow } from '../../common/no-follow.js';
 import type { Socket } from 'node:net';
 import { tryConnect } from '../../common/unix-socket.js';
 import { join } from 'node:path';
-import type { VmIntent, VmPhase, VmResources, VmStatus } from '../../api/agent-protocol.js';
+import type {
+  BackingImage,
+  SeedIntent,
+  VmIntent,
+  VmPhase,
+  VmResources,
+  VmStatus,
+} from '../../api/agent-protocol.js';
 import type { Accelerator } from '../../api/host.js';
 import { readJsonLines } from '../../common/json-lines.js';
 import type { Logger } from '../../common/logger.js';
@@ -64,6 +71,7 @@ import { hardeningNotRunning, type VmHardening } from '../../api/hardening.js';
 import { inspectProcess, pciDevices } from './hardening.js';
 import {
   JAIL_INITRD,
+  jailDiskImagePath,
   JAIL_KERNEL,
   inJailBinary,
   jailVolumePath,
@@ -76,6 +84,7 @@ import {
 } from './qemu-jail.js';
 import { QmpClient } from '../qemu/qmp-client.js';
 import type { VolumeFiles } from '../storage/volume-files.js';
+import { seedFiles, writeSeedImage, type SeedTools } from '../storage/nocloud-seed.js';
 import { ConsoleLog } from './console-log.js';
 import { identify, isAlive, type ProcessIdentity } from './process-info.js';
 
@@ -113,8 +122,23 @@ export interface VmRuntimeEnv {
   network: HostNetwork;
   /** The host's volume files (LUKS), attached to VMs by their intents. */
   volumes: VolumeFiles;
+  /** mkfs.vfat and mcopy: the NoCloud seed of disk-image VMs. */
+  seedTools: SeedTools;
   log: Logger;
 }
+
+/** A volume ready for this start: its host file, its key file, and how QEMU opens it. */
+interface PreparedVolume {
+  id: string;
+  source: string;
+  keyFile: string;
+  format: 'luks' | 'qcow2';
+  backing: BackingImage | null;
+  boot: boolean;
+}
+
+/** The NoCloud seed image in the run directory. */
+const SEED_FILE = 'seed.img';
 
 /** The key file of the n-th volume in the run directory (QEMU's `secret` object reads it). */
 const VOLUME_KEY_FILE = /^volume-\d+\.key$/;
@@ -123,7 +147,7 @@ const VOLUME_KEY_FILE = /^volume-\d+\.key$/;
 export function intentWithoutKeys(intent: VmIntent): VmIntent {
   if (!intent.volumes) return intent;
   // The type keeps `key`; state read back from disk has none (start() refuses a volume without one).
-  const volumes = intent.volumes.map(({ id, sizeGiB }) => ({ id, sizeGiB })) as VmIntent['volumes'];
+  const volumes = intent.volumes.map(({ key: _key, ...rest }) => rest) as VmIntent['volumes'];
   return { ...intent, volumes };
 }
 
@@ -365,7 +389,7 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   }
 
   private async startSteps(): Promise<void> {
-    const problem = await verifyImage(this.state.intent.image);
+    const problem = await this.verifyFiles(this.state.intent);
     if (problem) {
       this.failStart(problem, true);
       return;
@@ -390,13 +414,25 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       this.failStart(`network ports could not be set up: ${(error as Error).message}`);
       return;
     }
-    let volumes: Array<{ id: string; source: string; keyFile: string }>;
+    let volumes: PreparedVolume[];
     try {
       volumes = await this.prepareVolumes(intent);
     } catch (error) {
       this.failStart(`volumes could not be prepared: ${(error as Error).message}`);
       return;
     }
+    let seedPath: string | undefined;
+    if (intent.seed) {
+      try {
+        seedPath = await this.writeSeed(intent, intent.seed);
+      } catch (error) {
+        this.failStart(`the NoCloud seed could not be written: ${(error as Error).message}`);
+        return;
+      }
+    }
+    // The read-only bases of the overlays, each bound once into the jail.
+    const diskImages = [...new Set(volumes.flatMap((v) => (v.backing ? [v.backing.path] : [])))];
+    const image = intent.image;
     // QEMU sees only its jail: the image files and the run directory under their paths inside it.
     const args = buildQemuArgs({
       id: intent.id,
@@ -404,8 +440,9 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       vcpus: intent.vcpus,
       memoryMiB: intent.memoryMiB,
       accelerator: this.env.accelerator,
-      kernelPath: JAIL_KERNEL,
-      initrdPath: JAIL_INITRD,
+      ...(image.format === 'kernel-initrd'
+        ? { kernel: { kernelPath: JAIL_KERNEL, initrdPath: JAIL_INITRD } }
+        : {}),
       runDir: jailRunDir(this.runDir),
       nested: intent.nestedVirtualization === true,
       nics: intent.ports.map((p) => ({
@@ -415,13 +452,29 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
         prefixLength: p.prefixLength,
         gateway: p.gateway,
       })),
-      volumes: volumes.map((v) => ({ id: v.id, path: jailVolumePath(v.id), keyFile: v.keyFile })),
+      volumes: volumes.map((v) => ({
+        id: v.id,
+        path: jailVolumePath(v.id),
+        keyFile: v.keyFile,
+        format: v.format,
+        boot: v.boot,
+        ...(v.backing
+          ? {
+              backing: {
+                path: jailDiskImagePath(diskImages.indexOf(v.backing.path)),
+                format: v.backing.format,
+              },
+            }
+          : {}),
+      })),
       diskLimits: {
         ...(intent.limits.diskIops !== undefined ? { iops: intent.limits.diskIops } : {}),
         ...(intent.limits.diskBytesPerSecond !== undefined
           ? { bytesPerSecond: intent.limits.diskBytesPerSecond }
           : {}),
       },
+      ...(seedPath !== undefined ? { seedPath } : {}),
+      ...(intent.generationId !== undefined ? { generationId: intent.generationId } : {}),
     });
     const groups = this.env.accelerator === 'kvm' && this.env.kvmGroup !== null ? [this.env.kvmGroup] : [];
     const prefix = unprivilegedPrefix(this.state.uid, this.state.uid, groups);
@@ -442,8 +495,10 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
         {
           vmDir: this.dir,
           runDir: this.runDir,
-          kernelPath: intent.image.kernelPath,
-          initrdPath: intent.image.initrdPath,
+          ...(image.format === 'kernel-initrd'
+            ? { kernel: { kernelPath: image.kernelPath, initrdPath: image.initrdPath } }
+            : {}),
+          diskImages,
           kvm: this.env.accelerator === 'kvm',
           volumes: volumes.map((v) => ({ id: v.id, source: v.source })),
         },
@@ -562,19 +617,45 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   }
 
   /**
-   * Every volume of the intent made ready for this start: created or grown (LUKS), given to the VM's
-   * uid, and its key written to run/volume-<n>.key (the VM's uid, 0600; created exclusively, never
-   * through a link). Returns the host files and the key files' paths (the same inside the jail).
+   * The image's files and every overlay's backing image, re-hashed against the digests the server sent
+   * (the cache is never trusted): null when all verify, else why not.
    */
-  private async prepareVolumes(
-    intent: VmIntent,
-  ): Promise<Array<{ id: string; source: string; keyFile: string }>> {
+  private async verifyFiles(intent: VmIntent): Promise<string | null> {
+    const problem = await verifyImage(intent.image);
+    if (problem) return problem;
+    const checked = new Set(intent.image.format === 'kernel-initrd' ? [] : [intent.image.diskPath]);
+    for (const volume of intent.volumes ?? []) {
+      const backing = volume.backing;
+      if (!backing || checked.has(backing.path)) continue;
+      const failed = await verifyImage({
+        format: backing.format,
+        sha256: backing.sha256,
+        diskPath: backing.path,
+      });
+      if (failed) return `${failed} (the base image of volume ${volume.id})`;
+      checked.add(backing.path);
+    }
+    return null;
+  }
+
+  /**
+   * Every volume of the intent made ready for this start: created or grown (raw LUKS, or a qcow2 with
+   * LUKS encryption over its backing image), given to the VM's uid, and its key written to
+   * run/volume-<n>.key (the VM's uid, 0600; created exclusively, never through a link). Returns the
+   * host files and the key files' paths (the same inside the jail).
+   */
+  private async prepareVolumes(intent: VmIntent): Promise<PreparedVolume[]> {
     const volumes = intent.volumes ?? [];
-    const prepared: Array<{ id: string; source: string; keyFile: string }> = [];
+    const prepared: PreparedVolume[] = [];
     for (const [index, volume] of volumes.entries()) {
       // Keys are never persisted: a start from state read back from disk has none.
       if (typeof volume.key !== 'string') throw new Error(`no key for volume ${volume.id}`);
-      const { path } = await this.env.volumes.ensureVolume(volume.id, volume.sizeGiB, volume.key);
+      const format = volume.format ?? 'luks';
+      const backing = format === 'qcow2' && volume.backing ? volume.backing : null;
+      const { path } = await this.env.volumes.ensureVolume(volume.id, volume.sizeGiB, volume.key, {
+        format,
+        ...(backing ? { backing: { path: backing.path, format: backing.format } } : {}),
+      });
       await this.env.volumes.assignTo(volume.id, this.state.uid);
       const keyFile = join(jailRunDir(this.runDir), `volume-${index}.key`);
       const hostKeyFile = join(this.runDir, `volume-${index}.key`);
@@ -590,9 +671,19 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
       } finally {
         closeSync(fd);
       }
-      prepared.push({ id: volume.id, source: path, keyFile });
+      prepared.push({ id: volume.id, source: path, keyFile, format, backing, boot: volume.boot === true });
     }
     return prepared;
+  }
+
+  /** The NoCloud seed for this start, in the run directory (the VM's uid, read-only). */
+  private async writeSeed(intent: VmIntent, seed: SeedIntent): Promise<string> {
+    const files = seedFiles(seed, intent.ports);
+    await writeSeedImage(join(this.runDir, SEED_FILE), files, this.env.seedTools, {
+      uid: this.state.uid,
+      gid: this.state.uid,
+    });
+    return join(jailRunDir(this.runDir), SEED_FILE);
   }
 
   /** Deletes the volume key files from the run directory (QEMU has read them, or will never run). */

@@ -18,7 +18,11 @@ function intent(id: string, tenant: string, dedicatedHosts: boolean): VmIntent {
   return vmIntentFixture({
     id,
     name: `vm-${id.slice(0, 4)}`,
-    image: { ...vmIntentFixture().image, kernelPath: '/nonexistent/k', initrdPath: '/nonexistent/i' },
+    image: {
+      ...(vmIntentFixture().image as Extract<VmIntent['image'], { format: 'kernel-initrd' }>),
+      kernelPath: '/nonexistent/k',
+      initrdPath: '/nonexistent/i',
+    },
     tenant: { id: tenant, dedicatedHosts },
   });
 }

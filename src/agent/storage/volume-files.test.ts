@@ -1,10 +1,11 @@
 /**
  * Volume files with the real qemu-img (and qemu-io to look through the decrypted view): LUKS creation,
- * growth, refusal of planted files, ownership, and the secure erase.
+ * growth, refusal of planted files, ownership, and the secure erase; qcow2+LUKS overlays of a backing
+ * image: reads through, copy-on-write, growth, snapshots, clones, flattened exports and imports.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
   linkSync,
@@ -20,7 +21,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { LUKS_MAGIC, VolumeFiles } from './volume-files.js';
+import { LUKS_MAGIC, QCOW2_MAGIC, VolumeFiles, type BackingImage } from './volume-files.js';
 import { allZero, fileContains, head } from '../../../test/helpers/file-bytes.js';
 
 const QEMU_IMG = '/usr/bin/qemu-img';
@@ -282,4 +283,358 @@ test('a clone is re-encrypted under its own key: same data, nothing shared with 
     'wrong origin key',
   );
   await assert.rejects(volumes.clone(snapshotId, key, clone), /exists already/);
+});
+
+// ------------------------------------------------------------------ qcow2 overlays of a backing image
+
+const MiB = 1024 ** 2;
+/** A short PBKDF iteration time: these tests open many volumes (the 200 ms default is tested above). */
+const qv = new VolumeFiles({ dir: join(root, 'qcow2-volumes'), qemuImg: QEMU_IMG, iterTimeMs: 20 });
+
+/** Two small plaintext backing images (raw and qcow2) with 0x5a in their first MiB. */
+function makeBacking(format: 'raw' | 'qcow2', sizeMiB = 64): BackingImage {
+  const path = join(root, `backing-${randomBytes(4).toString('hex')}.${format}`);
+  execFileSync(QEMU_IMG, ['create', '-q', '-f', format, path, `${sizeMiB}M`], { stdio: 'pipe' });
+  execFileSync(QEMU_IO, ['-f', format, '-c', 'write -P 0x5a 0 1M', path], { stdio: 'pipe' });
+  return { path, format };
+}
+const rawBacking = makeBacking('raw');
+const qcow2Backing = makeBacking('qcow2');
+
+function sha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** qemu-io/qemu-img arguments opening a qcow2+LUKS file, its backing named explicitly (or none). */
+function qcow2Args(path: string, key: string, backing: BackingImage | null): string[] {
+  const backingOpts = backing
+    ? `,backing.driver=${backing.format},backing.file.filename=${backing.path}`
+    : '';
+  return [
+    '--object',
+    `secret,id=sec0,file=${keyFile(key)},format=raw`,
+    '--image-opts',
+    `driver=qcow2,encrypt.key-secret=sec0,file.filename=${path}${backingOpts}`,
+  ];
+}
+
+/** Runs qemu-io commands on a qcow2+LUKS file (throws if one fails, e.g. a `read -P` mismatch). */
+function qio(path: string, key: string, backing: BackingImage | null, ...commands: string[]): string {
+  const out = execFileSync(
+    QEMU_IO,
+    [...qcow2Args(path, key, backing), ...commands.flatMap((c) => ['-c', c])],
+    {
+      encoding: 'utf8',
+      stdio: 'pipe',
+    },
+  );
+  assert.doesNotMatch(out, /fail|error|Pattern verification/i, out);
+  return out;
+}
+
+/** The header as qemu-img info reads it (no key, no backing opened). */
+function qcow2Info(path: string): Record<string, unknown> {
+  return JSON.parse(
+    execFileSync(QEMU_IMG, ['info', '--output=json', '-f', 'qcow2', path], { encoding: 'utf8' }),
+  ) as Record<string, unknown>;
+}
+
+/** Writes a distinctive marker (64 KiB of a repeated text) at `offset` of the decrypted view. */
+function writeMarker(path: string, key: string, backing: BackingImage | null, offset: number): Buffer {
+  const text = Buffer.from(`RAMPART-OVERLAY-MARKER-${randomBytes(8).toString('hex')}-`);
+  const data = Buffer.alloc(64 * 1024);
+  for (let at = 0; at < data.length; at += text.length) text.copy(data, at);
+  const file = join(root, `marker-${randomBytes(4).toString('hex')}.bin`);
+  writeFileSync(file, data);
+  qio(path, key, backing, `write -s ${file} ${offset} ${data.length}`);
+  return text;
+}
+
+/** Reads `length` bytes at `offset` of a qcow2+LUKS file's decrypted view. */
+function readQcow2(
+  path: string,
+  key: string,
+  backing: BackingImage | null,
+  offset: number,
+  length: number,
+): Buffer {
+  const out = qio(path, key, backing, `read -v ${offset} ${length}`);
+  const bytes: number[] = [];
+  for (const line of out.split('\n')) {
+    const match = /^[0-9a-f]{8}:\s+((?:[0-9a-f]{2} ?)+)/.exec(line);
+    if (match)
+      bytes.push(
+        ...match[1]!
+          .trim()
+          .split(/\s+/)
+          .map((h) => parseInt(h, 16)),
+      );
+  }
+  return Buffer.from(bytes.slice(0, length));
+}
+
+test('a qcow2 overlay reads through to its backing image, writes only into itself, encrypted', async () => {
+  const id = newId();
+  const key = newKey();
+  const backingHash = sha256(rawBacking.path);
+  const made = await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking });
+  assert.deepEqual(made, { path: join(qv.dir, `${id}.qcow2`), created: true, grown: false });
+  assert.equal(qv.formatOf(id), 'qcow2');
+  assert.equal(qv.path(id), made.path);
+  assert.equal(qv.pathFor(id, 'luks'), join(qv.dir, `${id}.luks`));
+  const stat = lstatSync(made.path);
+  assert.equal(stat.mode & 0o777, 0o600);
+  assert.ok(head(made.path, 4).equals(QCOW2_MAGIC));
+  const info = qcow2Info(made.path);
+  assert.equal(info['encrypted'], true);
+  assert.equal(info['backing-filename'], rawBacking.path);
+  assert.equal(info['virtual-size'], GiB);
+  assert.equal(await qv.virtualSizeOf(id, key, rawBacking), GiB);
+  assert.deepEqual(
+    readdirSync(qv.dir).filter((f) => f.startsWith(id)),
+    [`${id}.qcow2`],
+  );
+
+  qio(made.path, key, rawBacking, 'read -P 0x5a 0 1M', 'read -P 0 1M 1M');
+  qio(made.path, key, rawBacking, 'write -P 0xa5 2M 1M');
+  const marker = writeMarker(made.path, key, rawBacking, 4 * MiB);
+  qio(made.path, key, rawBacking, 'read -P 0x5a 0 1M', 'read -P 0xa5 2M 1M');
+  assert.ok(readQcow2(made.path, key, rawBacking, 4 * MiB, marker.length).equals(marker));
+  assert.equal(sha256(rawBacking.path), backingHash, 'the backing image is unchanged');
+  assert.equal(fileContains(made.path, marker), false, 'the marker is not in the overlay file');
+  assert.equal(fileContains(made.path, Buffer.alloc(4096, 0xa5)), false, 'nor the pattern');
+  assert.ok(statSync(made.path).size < 16 * MiB, 'only what was written is in the overlay');
+  assert.throws(() => qio(made.path, newKey(), rawBacking, 'read 0 512'), /Invalid password|cannot unlock/i);
+
+  // Ensuring again changes nothing; the wrong backing, none, or the other format is refused.
+  assert.deepEqual(await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking }), {
+    path: made.path,
+    created: false,
+    grown: false,
+  });
+  await assert.rejects(qv.ensureVolume(id, 1, key, { format: 'qcow2' }), /expected none/);
+  await assert.rejects(qv.ensureVolume(id, 1, key, { backing: qcow2Backing }), /backing file/);
+  await assert.rejects(qv.ensureVolume(id, 1, key), /expected none/);
+  await assert.rejects(qv.ensureVolume(id, 1, key, { format: 'luks' }), /qcow2 volume, not a luks/);
+
+  // A qcow2 backing image works the same.
+  const other = newId();
+  const { path } = await qv.ensureVolume(other, 1, key, { format: 'qcow2', backing: qcow2Backing });
+  qio(path, key, qcow2Backing, 'read -P 0x5a 0 1M');
+  assert.equal(qcow2Info(path)['backing-filename'], qcow2Backing.path);
+});
+
+test('a qcow2 overlay grows (its data kept), never shrinks; a backing larger than the volume is refused', async () => {
+  const id = newId();
+  const key = newKey();
+  const { path } = await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking });
+  qio(path, key, rawBacking, 'write -P 0xa5 2M 1M');
+  assert.deepEqual(await qv.ensureVolume(id, 2, key, { format: 'qcow2', backing: rawBacking }), {
+    path,
+    created: false,
+    grown: true,
+  });
+  assert.equal(qcow2Info(path)['virtual-size'], 2 * GiB);
+  assert.equal(qcow2Info(path)['backing-filename'], rawBacking.path);
+  qio(path, key, rawBacking, 'read -P 0x5a 0 1M', 'read -P 0xa5 2M 1M');
+  assert.deepEqual(await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking }), {
+    path,
+    created: false,
+    grown: false,
+  });
+  assert.equal(qcow2Info(path)['virtual-size'], 2 * GiB);
+
+  const big = makeBacking('raw', 1536);
+  await assert.rejects(
+    qv.ensureVolume(newId(), 1, key, { format: 'qcow2', backing: big }),
+    /larger than the volume/,
+  );
+  for (const path of ['relative.raw', '/a/../b.raw', '/images/a,b.raw', '/images/nbd:x.raw'])
+    assert.throws(
+      () => qv.ensureVolume(newId(), 1, key, { format: 'qcow2', backing: { path, format: 'raw' } }),
+      /bad backing image path/,
+    );
+  const link = join(root, `backing-link-${randomBytes(4).toString('hex')}.raw`);
+  symlinkSync(rawBacking.path, link);
+  await assert.rejects(
+    qv.ensureVolume(newId(), 1, key, { format: 'qcow2', backing: { path: link, format: 'raw' } }),
+    /not a regular file/,
+  );
+  assert.deepEqual(
+    readdirSync(qv.dir).filter((f) => f.startsWith('.key-')),
+    [],
+  );
+});
+
+test('qcow2 snapshots keep their format; restore brings the old data back and refuses a format mismatch', async () => {
+  const id = newId();
+  const key = newKey();
+  const { path } = await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking });
+  qio(path, key, rawBacking, 'write -P 0x11 2M 64k');
+  const snapshotId = newId();
+  await qv.snapshot(id, snapshotId);
+  assert.equal(qv.snapshotPath(snapshotId), join(qv.snapshotsDir, `${snapshotId}.qcow2`));
+  assert.equal(statSync(qv.snapshotPath(snapshotId)).mode & 0o777, 0o600);
+  qio(path, key, rawBacking, 'write -P 0x22 2M 64k', 'write -P 0x33 0 64k');
+  await qv.restore(id, snapshotId);
+  qio(path, key, rawBacking, 'read -P 0x11 2M 64k', 'read -P 0x5a 0 1M');
+
+  const luksId = newId();
+  await qv.ensureVolume(luksId, 1, newKey());
+  const luksSnapshot = newId();
+  await qv.snapshot(luksId, luksSnapshot);
+  await assert.rejects(qv.restore(id, luksSnapshot), /is a luks file/);
+  await assert.rejects(qv.restore(luksId, snapshotId), /is a qcow2 file/);
+
+  assert.equal((await qv.eraseSnapshot(snapshotId)).existed, true);
+  assert.equal(existsSync(qv.snapshotPathFor(snapshotId, 'qcow2')), false);
+});
+
+test('qcow2 clones: an overlay of the same backing under its own key, or standalone', async () => {
+  const id = newId();
+  const key = newKey();
+  const { path } = await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking });
+  qio(path, key, rawBacking, 'write -P 0xa5 2M 1M');
+  const snapshotId = newId();
+  await qv.snapshot(id, snapshotId);
+
+  const overlay = { id: newId(), sizeGiB: 2, key: newKey() };
+  await qv.clone(snapshotId, key, overlay, { backing: rawBacking });
+  const overlayPath = qv.path(overlay.id);
+  assert.equal(overlayPath, join(qv.dir, `${overlay.id}.qcow2`));
+  assert.equal(statSync(overlayPath).mode & 0o777, 0o600);
+  qio(overlayPath, overlay.key, rawBacking, 'read -P 0x5a 0 1M', 'read -P 0xa5 2M 1M');
+  assert.throws(() => qio(overlayPath, key, rawBacking, 'read 0 512'), /Invalid password|cannot unlock/i);
+  const info = qcow2Info(overlayPath);
+  assert.equal(info['backing-filename'], rawBacking.path, 'still an overlay');
+  assert.equal(info['virtual-size'], 2 * GiB, 'grown to the size asked for');
+  assert.ok(statSync(overlayPath).size < 8 * MiB, 'only what differs from the backing is written');
+
+  const standalone = { id: newId(), sizeGiB: 1, key: newKey() };
+  await qv.clone(snapshotId, key, standalone);
+  const standalonePath = qv.path(standalone.id);
+  assert.equal(qcow2Info(standalonePath)['backing-filename'], undefined, 'standalone');
+  qio(standalonePath, standalone.key, null, 'read -P 0x5a 0 1M', 'read -P 0xa5 2M 1M');
+
+  await assert.rejects(qv.clone(snapshotId, key, overlay, { backing: rawBacking }), /exists already/);
+  await assert.rejects(
+    qv.clone(snapshotId, newKey(), { ...overlay, id: newId() }, { backing: rawBacking }),
+    /./,
+    'wrong origin key',
+  );
+  await assert.rejects(
+    qv.clone(snapshotId, key, { ...overlay, id: newId() }, { backing: qcow2Backing }),
+    /is an overlay of/,
+  );
+  assert.deepEqual(
+    readdirSync(qv.dir).filter((f) => f.startsWith('.')),
+    [],
+    'no half-made clone or key left',
+  );
+});
+
+test('a qcow2 export is flattened under the same key; importing it gives a volume under a new key', async () => {
+  const id = newId();
+  const key = newKey();
+  const { path } = await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking });
+  qio(path, key, rawBacking, 'write -P 0xa5 2M 1M');
+  const target = join(root, `export-${id}.qcow2`);
+  await assert.rejects(qv.exportTo(id, target), /needs its key/);
+  assert.equal(existsSync(target), false);
+  const exported = await qv.exportTo(id, target, { key, backing: rawBacking });
+  assert.equal(exported.bytes, statSync(target).size);
+  assert.equal(statSync(target).mode & 0o777, 0o600);
+  assert.equal(qcow2Info(target)['backing-filename'], undefined, 'standalone');
+  assert.equal(qcow2Info(target)['encrypted'], true);
+  qio(target, key, null, 'read -P 0x5a 0 1M', 'read -P 0xa5 2M 1M', 'read -P 0 4M 1M');
+  await assert.rejects(qv.exportTo(id, target, { key, backing: rawBacking }), /exists already/);
+  await assert.rejects(
+    qv.exportTo(id, join(root, `x-${id}`), { key, backing: qcow2Backing }),
+    /is an overlay of/,
+  );
+
+  const imported = { id: newId(), sizeGiB: 2, key: newKey() };
+  await qv.importFrom(target, key, imported);
+  const importedPath = qv.path(imported.id);
+  assert.equal(qv.formatOf(imported.id), 'qcow2');
+  assert.equal(qcow2Info(importedPath)['virtual-size'], 2 * GiB);
+  qio(importedPath, imported.key, null, 'read -P 0x5a 0 1M', 'read -P 0xa5 2M 1M');
+  assert.throws(() => qio(importedPath, key, null, 'read 0 512'), /Invalid password|cannot unlock/i);
+
+  // Imported back onto the image: an overlay again, holding only what differs from it.
+  const rebased = { id: newId(), sizeGiB: 1, key: newKey() };
+  await qv.importFrom(target, key, rebased, { backing: rawBacking });
+  assert.equal(qcow2Info(qv.path(rebased.id))['backing-filename'], rawBacking.path);
+  qio(qv.path(rebased.id), rebased.key, rawBacking, 'read -P 0x5a 0 1M', 'read -P 0xa5 2M 1M');
+});
+
+test('planted qcow2 files are refused: unencrypted, another backing, a link', async () => {
+  const key = newKey();
+  const plain = newId();
+  execFileSync(QEMU_IMG, ['create', '-q', '-f', 'qcow2', qv.pathFor(plain, 'qcow2'), '1G']);
+  await assert.rejects(qv.ensureVolume(plain, 1, key, { format: 'qcow2' }), /not a LUKS-encrypted qcow2/);
+  await assert.rejects(qv.ensureVolume(plain, 1, key), /not a LUKS-encrypted qcow2/);
+  await assert.rejects(
+    qv.importFrom(qv.pathFor(plain, 'qcow2'), key, { id: newId(), sizeGiB: 1, key: newKey() }),
+    /not a LUKS-encrypted qcow2/,
+  );
+
+  const elsewhere = newId();
+  execFileSync(QEMU_IMG, [
+    'create',
+    '-q',
+    '-f',
+    'qcow2',
+    '--object',
+    `secret,id=sec0,file=${keyFile(key)},format=raw`,
+    '-o',
+    `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,backing_file=${qcow2Backing.path},backing_fmt=qcow2`,
+    '-u',
+    qv.pathFor(elsewhere, 'qcow2'),
+    '1G',
+  ]);
+  await assert.rejects(
+    qv.ensureVolume(elsewhere, 1, key, { format: 'qcow2', backing: rawBacking }),
+    /has backing file .* expected/,
+  );
+  await assert.rejects(qv.virtualSizeOf(elsewhere, key, rawBacking), /has backing file/);
+
+  const other = new VolumeFiles({ dir: join(root, 'other-qcow2'), qemuImg: QEMU_IMG });
+  const real = newId();
+  await other.ensureVolume(real, 1, key, { format: 'qcow2', backing: rawBacking });
+  symlinkSync(other.path(real), qv.pathFor(real, 'qcow2'));
+  assert.equal(qv.formatOf(real), 'qcow2', 'the link is seen, not followed');
+  await assert.rejects(
+    qv.ensureVolume(real, 1, key, { format: 'qcow2', backing: rawBacking }),
+    /cannot be opened/,
+  );
+  await assert.rejects(qv.snapshot(real, newId()), /cannot be opened/);
+  await assert.rejects(
+    qv.importFrom(qv.pathFor(real, 'qcow2'), key, { id: newId(), sizeGiB: 1, key: newKey() }),
+    /cannot be opened/,
+  );
+  await assert.rejects(qv.assignTo(real, 4242), /volume/);
+  await assert.rejects(qv.eraseVolume(real), /link in place/);
+  assert.ok(existsSync(other.path(real)));
+});
+
+test('a qcow2 volume changes hands and is erased like a luks one', async () => {
+  const id = newId();
+  const key = newKey();
+  const { path } = await qv.ensureVolume(id, 1, key, { format: 'qcow2', backing: rawBacking });
+  await qv.assignTo(id, 4242);
+  assert.deepEqual([lstatSync(path).uid, lstatSync(path).mode & 0o777], [4242, 0o600]);
+  await qv.reclaim(id, 4242);
+  assert.equal(lstatSync(path).uid, 0);
+
+  qio(path, key, rawBacking, 'write -P 0xa5 2M 1M', 'write -P 0x5a 1020M 4M');
+  const size = statSync(path).size;
+  const keep = join(root, `hardlink-${id}`);
+  linkSync(path, keep);
+  assert.deepEqual(await qv.eraseVolume(id), { existed: true, bytes: size });
+  assert.equal(existsSync(path), false);
+  assert.equal(qv.formatOf(id), null);
+  assert.ok(allZero(keep), 'every byte of the inode is zero');
+  rmSync(keep);
+  assert.deepEqual(await qv.eraseVolume(id), { existed: false, bytes: 0 });
 });

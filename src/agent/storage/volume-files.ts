@@ -1,20 +1,38 @@
 /**
- * The host's volume files: one LUKS-encrypted file per volume (QEMU's native LUKS format, opened by
- * QEMU itself: the host never sees the plaintext), `<agentDataDir>/volumes/<id>.luks`, in a directory
- * only root can enter (0700).
+ * The host's volume files, in a directory only root can enter (0700), in one of two formats (both
+ * encrypted by QEMU itself: the host never sees the plaintext):
+ *
+ * - `luks`: `<agentDataDir>/volumes/<id>.luks`, a raw LUKS file (QEMU's native LUKS format).
+ * - `qcow2`: `<agentDataDir>/volumes/<id>.qcow2`, qcow2 with QEMU's LUKS encryption
+ *   (`encrypt.format=luks`), used for VM root disks as copy-on-write overlays of a read-only, plaintext,
+ *   verified disk image (raw or qcow2: the "backing image"). The overlay holds only what the guest
+ *   wrote, encrypted; what it never wrote reads through from the backing image.
  *
  * - A volume is created on first use with the passphrase the server sent (never on a command line and
  *   never logged: qemu-img reads it from a 0600 file in a root-only temporary directory, removed right
- *   after), grown when the intent asks for more (never shrunk), and refused if the file there is not a
- *   LUKS file (a planted file never reaches QEMU).
+ *   after), grown when the intent asks for more (never shrunk), and refused if the file there is not
+ *   what it should be (a planted file never reaches QEMU): never a link (O_NOFOLLOW, lstat); a `.luks`
+ *   file starts with the LUKS magic; a `.qcow2` file starts with the qcow2 magic and `qemu-img info`
+ *   (which reads the header only: it opens no backing or data file) shows it LUKS-encrypted, with no
+ *   external data file, and with exactly the expected backing file (or none).
+ * - Every qemu-img call that opens a qcow2 volume with its key names the backing image explicitly
+ *   (`backing.driver=…,backing.file.driver=file,backing.file.filename=…`): the path in the header is
+ *   checked, but never what decides which file is opened. Backing images are absolute paths of regular
+ *   files (no link), raw or qcow2 without a backing or data file of their own, and never larger than the
+ *   volume.
  * - While a VM may use it, the file belongs to that VM's uid (0600); otherwise to root.
  * - Erasing overwrites the file in place with zeros (same inode, no O_TRUNC), fsyncs, then unlinks it;
  *   a link or anything but a regular file in its place is refused.
  *
- * - Snapshots are copies of a volume's encrypted file in `<agentDataDir>/snapshots/<id>.luks` (root
- *   0700 directory, files 0600): taken and restored while no VM runs on the volume, erased like volumes.
- *   A clone is re-encrypted (qemu-img convert, decrypting with the origin's passphrase and writing under
- *   the clone's own), so it shares no key material with its origin.
+ * - Snapshots are copies of a volume's encrypted file in `<agentDataDir>/snapshots/<id>.<format>` (root
+ *   0700 directory, files 0600): taken and restored while no VM runs on the volume, erased like volumes;
+ *   a qcow2 snapshot is an overlay of the same backing image as its volume. A clone is re-encrypted
+ *   (qemu-img convert, decrypting with the origin's passphrase and writing under the clone's own), so it
+ *   shares no key material with its origin: luks to luks; qcow2 to qcow2, either an overlay of the same
+ *   backing image (only what differs from it is written) or flattened into a standalone file.
+ * - An export is a backup the server keeps: a luks volume's file copied as it is; a qcow2 volume
+ *   flattened into a standalone qcow2+LUKS file under the same key, so it restores on a host without
+ *   the backing image.
  *
  * The passphrase is the base64 text itself (QEMU reads the secret file as raw bytes), the same at
  * creation and at every start. It is 32 random bytes: the PBKDF iteration time adds no strength to
@@ -37,7 +55,7 @@ import {
   chmodSync,
   writeSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join, normalize } from 'node:path';
 import { assertSafeId } from '../../common/ids.js';
 import { KeyedMutex } from '../../common/keyed-mutex.js';
 import { eraseFileInPlace, type ErasedFile } from '../../common/secure-erase.js';
@@ -45,12 +63,25 @@ import { CommandError, run } from '../../common/subprocess.js';
 
 /** The first bytes of every LUKS (v1 and v2) header. */
 export const LUKS_MAGIC = Buffer.from([0x4c, 0x55, 0x4b, 0x53, 0xba, 0xbe]);
+/** The first bytes of every qcow2 (and qcow) header: `QFI\xfb`. */
+export const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]);
 const GiB = 1024 ** 3;
 const KEY = /^[A-Za-z0-9+/]{43}=$/;
 const KEY_DIR_PREFIX = '.key-';
 const QEMU_IMG_TIMEOUT_MS = 120_000;
+/** Converting (cloning, importing, exporting) a large volume takes a while. */
+const QEMU_IMG_CONVERT_TIMEOUT_MS = 3_600_000;
 /** qemu-img's PBKDF benchmark fails now and then on a busy host ("Unable to get accurate CPU usage"). */
 const PBKDF_ATTEMPTS = 20;
+const FORMATS: readonly VolumeFormat[] = ['qcow2', 'luks'];
+
+export type VolumeFormat = 'luks' | 'qcow2';
+
+/** A read-only, plaintext, verified disk image a qcow2 volume is an overlay of. */
+export interface BackingImage {
+  path: string;
+  format: 'raw' | 'qcow2';
+}
 
 export interface VolumeFilesOptions {
   /** `<agentDataDir>/volumes`: created root 0700. */
@@ -70,7 +101,23 @@ export interface EnsuredVolume {
   grown: boolean;
 }
 
+export interface EnsureVolumeOptions {
+  /** Default: the format of the file there, else `luks`. */
+  format?: VolumeFormat;
+  /** qcow2 only: the image the volume is an overlay of (none: a standalone qcow2 volume). */
+  backing?: BackingImage;
+}
+
 export type ErasedVolume = ErasedFile;
+
+/** What `qemu-img info` says of a qcow2 volume file's header (verified). */
+interface Qcow2Header {
+  virtualSize: number;
+  backing: BackingImage | null;
+}
+
+/** The expected backing of a qcow2 file: an image, none (`null`), or not checked (`undefined`). */
+type ExpectedBacking = BackingImage | null | undefined;
 
 function assertKey(key: string): void {
   if (!KEY.test(key)) throw new Error('the volume key is not a base64 32-byte passphrase');
@@ -79,6 +126,74 @@ function assertKey(key: string): void {
 function assertSize(sizeGiB: number): void {
   if (!Number.isInteger(sizeGiB) || sizeGiB < 1 || sizeGiB > 65_536)
     throw new Error(`bad volume size ${sizeGiB} GiB`);
+}
+
+function assertFormat(format: string): asserts format is VolumeFormat {
+  if (format !== 'luks' && format !== 'qcow2') throw new Error(`bad volume format ${format}`);
+}
+
+/**
+ * A backing image's path is absolute and normalised, and holds nothing QEMU could read as an option
+ * separator (`,`) or a protocol prefix (`nbd:`, `json:`…).
+ */
+function assertBacking(backing: BackingImage): void {
+  if (backing.format !== 'raw' && backing.format !== 'qcow2')
+    throw new Error(`bad backing image format ${String(backing.format)}`);
+  const path = backing.path;
+  if (
+    typeof path !== 'string' ||
+    !isAbsolute(path) ||
+    normalize(path) !== path ||
+    path.endsWith('/') ||
+    /[,:\p{Cc}]/u.test(path)
+  )
+    throw new Error(`bad backing image path ${JSON.stringify(String(path).slice(0, 200))}`);
+}
+
+function sameBacking(a: BackingImage | null, b: BackingImage | null): boolean {
+  return a === null || b === null ? a === b : a.path === b.path && a.format === b.format;
+}
+
+function describeBacking(backing: BackingImage | null): string {
+  return backing ? `${backing.path} (${backing.format})` : 'none';
+}
+
+/** A value inside a QEMU option string (`a=b,c=d`): commas doubled. */
+function opt(value: string): string {
+  return value.replaceAll(',', ',,');
+}
+
+/** `--image-opts` for a qcow2+LUKS file, its backing image named explicitly (or none opened). */
+function qcow2ImageOpts(path: string, secretId: string, backing: BackingImage | null): string {
+  const base = `driver=qcow2,encrypt.key-secret=${secretId},file.driver=file,file.filename=${opt(path)}`;
+  return backing
+    ? `${base},backing.driver=${backing.format},backing.file.driver=file,backing.file.filename=${opt(backing.path)}`
+    : base;
+}
+
+function luksImageOpts(path: string, secretId: string): string {
+  return `driver=luks,key-secret=${secretId},file.driver=file,file.filename=${opt(path)}`;
+}
+
+function secretObject(id: string, keyFile: string): string[] {
+  return ['--object', `secret,id=${id},file=${opt(keyFile)},format=raw`];
+}
+
+/** Reads the first bytes of a regular file without following a link. */
+function readHead(path: string, length: number, what: string): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    throw new Error(`${what} ${path} cannot be opened: ${(error as Error).message}`, { cause: error });
+  }
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${what} ${path} is not a regular file`);
+    const head = Buffer.alloc(length);
+    return head.subarray(0, readSync(fd, head, 0, length, 0));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function isPbkdfFlake(error: unknown): boolean {
@@ -114,23 +229,48 @@ export class VolumeFiles {
       if (entry.startsWith(KEY_DIR_PREFIX)) rmSync(join(this.dir, entry), { recursive: true, force: true });
   }
 
-  /** The host path of a volume's file. */
+  /** The host path of a volume's file: `<id>.qcow2` if there is one (even a link: never followed), else `<id>.luks`. */
   path(id: string): string {
-    return join(this.dir, `${assertSafeId(id)}.luks`);
+    return this.pathFor(id, this.formatOf(id) ?? 'luks');
   }
 
-  /** The host path of a snapshot's file. */
+  /** The host path of a volume's file in the given format. */
+  pathFor(id: string, format: VolumeFormat): string {
+    assertFormat(format);
+    return join(this.dir, `${assertSafeId(id)}.${format}`);
+  }
+
+  /** The volume's format, by which file is there (lstat: a link is not followed); null: neither. */
+  formatOf(id: string): VolumeFormat | null {
+    return this.existingFormat((format) => this.pathFor(id, format));
+  }
+
+  /** The host path of a snapshot's file: `<id>.qcow2` if there is one, else `<id>.luks`. */
   snapshotPath(id: string): string {
-    return join(this.snapshotsDir, `${assertSafeId(id)}.luks`);
+    return this.snapshotPathFor(id, this.snapshotFormatOf(id) ?? 'luks');
+  }
+
+  /** The host path of a snapshot's file in the given format. */
+  snapshotPathFor(id: string, format: VolumeFormat): string {
+    assertFormat(format);
+    return join(this.snapshotsDir, `${assertSafeId(id)}.${format}`);
+  }
+
+  /** The snapshot's format, by which file is there (null: neither). */
+  snapshotFormatOf(id: string): VolumeFormat | null {
+    return this.existingFormat((format) => this.snapshotPathFor(id, format));
   }
 
   /** Copies the volume's encrypted file into a new snapshot file (sparse; a reflink where possible). */
   snapshot(volumeId: string, snapshotId: string): Promise<{ bytes: number }> {
-    const source = this.path(volumeId);
-    const target = this.snapshotPath(snapshotId);
+    assertSafeId(volumeId);
+    assertSafeId(snapshotId);
     return this.mutex.run(volumeId, async () => {
-      this.checkLuks(source);
-      if (lstatSync(target, { throwIfNoEntry: false }))
+      const format = this.formatOf(volumeId) ?? 'luks';
+      const source = this.pathFor(volumeId, format);
+      const target = this.snapshotPathFor(snapshotId, format);
+      await this.verify(source, format, undefined);
+      if (this.snapshotFormatOf(snapshotId) !== null)
         throw new Error(`snapshot ${snapshotId} exists already`);
       await this.copyFile(source, target);
       return { bytes: lstatSync(target).size };
@@ -140,15 +280,24 @@ export class VolumeFiles {
   /**
    * Replaces the volume's content with the snapshot's: copied beside it, then renamed over it (a crash
    * leaves either the old or the new content, never a mix). The copy belongs to root until the next
-   * start hands it to the VM's uid.
+   * start hands it to the VM's uid. The snapshot must be of the volume's format (and, for qcow2, an
+   * overlay of the same backing image).
    */
   restore(volumeId: string, snapshotId: string): Promise<{ bytes: number }> {
-    const volume = this.path(volumeId);
-    const snapshot = this.snapshotPath(snapshotId);
+    assertSafeId(volumeId);
+    assertSafeId(snapshotId);
     return this.mutex.run(volumeId, async () => {
-      this.checkLuks(volume);
-      this.checkLuks(snapshot);
-      const staged = join(this.dir, `.restore-${assertSafeId(volumeId)}`);
+      const format = this.formatOf(volumeId) ?? 'luks';
+      const volume = this.pathFor(volumeId, format);
+      const snapshotFormat = this.snapshotFormatOf(snapshotId);
+      if (snapshotFormat !== null && snapshotFormat !== format)
+        throw new Error(
+          `snapshot ${snapshotId} is a ${snapshotFormat} file, volume ${volumeId} a ${format} one`,
+        );
+      const snapshot = this.snapshotPathFor(snapshotId, format);
+      const header = await this.verify(volume, format, undefined);
+      await this.verify(snapshot, format, header ? header.backing : undefined);
+      const staged = join(this.dir, `.restore-${volumeId}`);
       rmSync(staged, { force: true });
       try {
         await this.copyFile(snapshot, staged);
@@ -162,56 +311,81 @@ export class VolumeFiles {
 
   /**
    * A new volume from a snapshot, re-encrypted: decrypted with the origin's passphrase, written under
-   * the clone's own (fresh LUKS header, salt and master key), then grown to `sizeGiB` if larger.
+   * the clone's own (fresh LUKS header, salt and master key), then grown to `sizeGiB` if larger. A
+   * qcow2 snapshot gives a qcow2 volume: an overlay of `options.backing` if given, else standalone.
    */
   clone(
     snapshotId: string,
     sourceKey: string,
     volume: { id: string; sizeGiB: number; key: string },
+    options: { backing?: BackingImage } = {},
   ): Promise<{ bytes: number }> {
-    return this.importFrom(this.snapshotPath(snapshotId), sourceKey, volume);
+    return this.importFrom(this.snapshotPath(snapshotId), sourceKey, volume, options);
   }
 
   /**
-   * A new volume from any LUKS file of the platform's (a snapshot, a verified backup), re-encrypted
-   * under the new volume's own key; grown to `sizeGiB` if larger.
+   * A new volume from any volume file of the platform's (a snapshot, a verified backup), re-encrypted
+   * under the new volume's own key; grown to `sizeGiB` if larger. The source's format is told by its
+   * magic: a LUKS file gives a luks volume; a qcow2+LUKS file a qcow2 volume, an overlay of
+   * `options.backing` (only what differs from it is written) if given, else standalone (flattened).
+   *
+   * A qcow2 source that is an overlay is opened with its backing image named explicitly: the one given
+   * (its header must name that one), or else the one its (verified) header names.
    */
   importFrom(
     source: string,
     sourceKey: string,
     volume: { id: string; sizeGiB: number; key: string },
+    options: { backing?: BackingImage } = {},
   ): Promise<{ bytes: number }> {
-    const target = this.path(volume.id);
     assertKey(sourceKey);
     assertKey(volume.key);
     assertSize(volume.sizeGiB);
+    assertSafeId(volume.id);
+    const backing = options.backing ?? null;
+    if (backing) assertBacking(backing);
+    let format: VolumeFormat = 'luks';
     return this.mutex
       .run(volume.id, async () => {
-        this.checkLuks(source);
-        if (lstatSync(target, { throwIfNoEntry: false }))
-          throw new Error(`volume ${volume.id} exists already`);
+        format = this.sourceFormat(source);
+        if (format === 'luks' && backing)
+          throw new Error(`${source} is a LUKS file: it cannot become an overlay of a backing image`);
+        const target = this.pathFor(volume.id, format);
+        if (this.formatOf(volume.id) !== null) throw new Error(`volume ${volume.id} exists already`);
+        if (format === 'luks') this.checkLuks(source);
+        const sourceBacking =
+          format === 'qcow2' ? await this.sourceBacking(source, backing ?? undefined) : null;
+        if (backing) await this.checkBackingImage(backing, volume.sizeGiB);
         try {
           await this.withKeyFile(sourceKey, (sourceFile) =>
             this.withKeyFile(volume.key, (targetFile) =>
-              this.qemuImgRetried([
-                'convert',
-                '-q',
-                '--object',
-                `secret,id=src,file=${sourceFile},format=raw`,
-                '--object',
-                `secret,id=dst,file=${targetFile},format=raw`,
-                '--image-opts',
-                `driver=luks,key-secret=src,file.filename=${source}`,
-                '-O',
-                'luks',
-                '-o',
-                `key-secret=dst,iter-time=${this.iterTimeMs}`,
-                target,
-              ]),
+              this.qemuImgRetried(
+                [
+                  'convert',
+                  '-q',
+                  ...secretObject('src', sourceFile),
+                  ...secretObject('dst', targetFile),
+                  '--image-opts',
+                  format === 'luks'
+                    ? luksImageOpts(source, 'src')
+                    : qcow2ImageOpts(source, 'src', sourceBacking),
+                  ...(format === 'luks'
+                    ? ['-O', 'luks', '-o', `key-secret=dst,iter-time=${this.iterTimeMs}`]
+                    : [
+                        '-O',
+                        'qcow2',
+                        '-o',
+                        `encrypt.format=luks,encrypt.key-secret=dst,encrypt.iter-time=${this.iterTimeMs}`,
+                        ...(backing ? ['-B', backing.path, '-F', backing.format] : []),
+                      ]),
+                  target,
+                ],
+                QEMU_IMG_CONVERT_TIMEOUT_MS,
+              ),
             ),
           );
           chmodSync(target, 0o600);
-          this.checkLuks(target);
+          await this.verify(target, format, backing);
         } catch (error) {
           rmSync(target, { force: true }); // a half-made volume is never used
           throw error;
@@ -220,29 +394,90 @@ export class VolumeFiles {
       })
       .then(async (result) => {
         // Larger than its source: grown like any volume (ensureVolume takes the lock itself).
-        const grown = await this.ensureVolume(volume.id, volume.sizeGiB, volume.key);
-        return grown.grown ? { bytes: lstatSync(target).size } : result;
+        const grown = await this.ensureVolume(volume.id, volume.sizeGiB, volume.key, {
+          format,
+          ...(backing ? { backing } : {}),
+        });
+        return grown.grown ? { bytes: lstatSync(grown.path).size } : result;
       });
   }
 
   /**
-   * Copies the volume's encrypted file to `target` (a backup the server keeps): a new file, never a
-   * link or an existing one.
+   * A backup the server keeps, at `target` (a new file, never a link or an existing one, 0600): a luks
+   * volume's encrypted file copied as it is; a qcow2 volume flattened (its backing image's content
+   * included) into a standalone qcow2+LUKS file under the same key, which needs `options.key`. The
+   * backing image is named explicitly: `options.backing` (the header must name that one), or else the
+   * one the volume's verified header names.
    */
-  exportTo(volumeId: string, target: string): Promise<{ bytes: number }> {
-    const source = this.path(volumeId);
+  exportTo(
+    volumeId: string,
+    target: string,
+    options: { key?: string; backing?: BackingImage } = {},
+  ): Promise<{ bytes: number }> {
+    assertSafeId(volumeId);
+    if (options.key !== undefined) assertKey(options.key);
+    if (options.backing) assertBacking(options.backing);
     return this.mutex.run(volumeId, async () => {
-      this.checkLuks(source);
-      if (lstatSync(target, { throwIfNoEntry: false })) throw new Error(`${target} exists already`);
-      await this.copyFile(source, target);
+      const format = this.formatOf(volumeId) ?? 'luks';
+      const source = this.pathFor(volumeId, format);
+      if (format === 'luks') {
+        this.checkLuks(source);
+        if (lstatSync(target, { throwIfNoEntry: false })) throw new Error(`${target} exists already`);
+        await this.copyFile(source, target);
+        return { bytes: lstatSync(target).size };
+      }
+      const key = options.key;
+      if (key === undefined)
+        throw new Error(`volume ${volumeId} is a qcow2 volume: its export needs its key (to flatten it)`);
+      const sourceBacking = await this.sourceBacking(source, options.backing);
+      // The name claimed first (O_EXCL, no link followed, 0600): qemu-img then writes into that file.
+      let fd: number;
+      try {
+        fd = openSync(
+          target,
+          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+          0o600,
+        );
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST')
+          throw new Error(`${target} exists already`, { cause: error });
+        throw error;
+      }
+      closeSync(fd);
+      try {
+        await this.withKeyFile(key, (keyFile) =>
+          this.qemuImgRetried(
+            [
+              'convert',
+              '-q',
+              ...secretObject('src', keyFile),
+              '--image-opts',
+              qcow2ImageOpts(source, 'src', sourceBacking),
+              '-O',
+              'qcow2',
+              '-o',
+              `encrypt.format=luks,encrypt.key-secret=src,encrypt.iter-time=${this.iterTimeMs}`,
+              target,
+            ],
+            QEMU_IMG_CONVERT_TIMEOUT_MS,
+          ),
+        );
+        chmodSync(target, 0o600);
+        await this.verify(target, 'qcow2', null);
+      } catch (error) {
+        rmSync(target, { force: true }); // a half-made backup is never kept
+        throw error;
+      }
       return { bytes: lstatSync(target).size };
     });
   }
 
-  /** Secure erase of a snapshot's file (as for volumes). */
+  /** Secure erase of a snapshot's file (as for volumes; whichever format is there). */
   eraseSnapshot(snapshotId: string): Promise<ErasedVolume> {
-    const path = this.snapshotPath(snapshotId);
-    return this.mutex.run(`snapshot:${snapshotId}`, () => eraseFileInPlace(path, `snapshot ${snapshotId}`));
+    assertSafeId(snapshotId);
+    return this.mutex.run(`snapshot:${snapshotId}`, () =>
+      this.eraseAll((format) => this.snapshotPathFor(snapshotId, format), `snapshot ${snapshotId}`),
+    );
   }
 
   private async copyFile(source: string, target: string): Promise<void> {
@@ -255,28 +490,61 @@ export class VolumeFiles {
 
   /**
    * Creates the volume if missing, grows it if smaller than `sizeGiB` (never shrinks), and checks that
-   * what is there is a LUKS file. The key only travels through a root-only temporary file.
+   * what is there is a volume file of the format (for qcow2: LUKS-encrypted, an overlay of exactly
+   * `options.backing`, or standalone without it). The key only travels through a root-only temporary
+   * file.
    */
-  ensureVolume(id: string, sizeGiB: number, key: string): Promise<EnsuredVolume> {
-    const path = this.path(id);
+  ensureVolume(
+    id: string,
+    sizeGiB: number,
+    key: string,
+    options: EnsureVolumeOptions = {},
+  ): Promise<EnsuredVolume> {
+    assertSafeId(id);
     assertSize(sizeGiB);
     assertKey(key);
+    if (options.format !== undefined) assertFormat(options.format);
+    const backing = options.backing ?? null;
+    if (backing) assertBacking(backing);
+    if (backing && options.format === 'luks') throw new Error('a luks volume has no backing image');
     return this.mutex.run(id, async () => {
-      const existing = lstatSync(path, { throwIfNoEntry: false });
-      if (!existing) {
+      const existingFormat = this.formatOf(id);
+      const format = options.format ?? existingFormat ?? (backing ? 'qcow2' : 'luks');
+      if (existingFormat !== null && existingFormat !== format)
+        throw new Error(`volume ${id} is a ${existingFormat} volume, not a ${format} one`);
+      if (format === 'luks' && backing) throw new Error('a luks volume has no backing image');
+      const path = this.pathFor(id, format);
+      if (existingFormat === null) {
+        if (backing) await this.checkBackingImage(backing, sizeGiB);
         const created = this.withKeyFile(key, (keyFile) =>
-          this.qemuImgRetried([
-            'create',
-            '-q',
-            '-f',
-            'luks',
-            '--object',
-            `secret,id=sec0,file=${keyFile},format=raw`,
-            '-o',
-            `key-secret=sec0,iter-time=${this.iterTimeMs}`,
-            path,
-            `${sizeGiB}G`,
-          ]),
+          this.qemuImgRetried(
+            format === 'luks'
+              ? [
+                  'create',
+                  '-q',
+                  '-f',
+                  'luks',
+                  ...secretObject('sec0', keyFile),
+                  '-o',
+                  `key-secret=sec0,iter-time=${this.iterTimeMs}`,
+                  path,
+                  `${sizeGiB}G`,
+                ]
+              : [
+                  'create',
+                  '-q',
+                  '-f',
+                  'qcow2',
+                  ...secretObject('sec0', keyFile),
+                  '-o',
+                  `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=${this.iterTimeMs}` +
+                    (backing ? `,backing_file=${opt(backing.path)},backing_fmt=${backing.format}` : ''),
+                  // The backing image is not opened (its size was checked above).
+                  ...(backing ? ['-u'] : []),
+                  path,
+                  `${sizeGiB}G`,
+                ],
+          ),
         );
         await created.catch((error: unknown) => {
           rmSync(path, { force: true }); // a half-made file is never reused
@@ -284,24 +552,26 @@ export class VolumeFiles {
         });
         try {
           chmodSync(path, 0o600);
-          this.checkLuks(path);
+          await this.verify(path, format, backing);
         } catch (error) {
           rmSync(path, { force: true }); // half-made by this call: never reused
           throw error;
         }
         return { path, created: true, grown: false };
       }
-      this.checkLuks(path);
-      const virtualSize = await this.withKeyFile(key, (keyFile) => this.virtualSize(path, keyFile));
+      const header = await this.verify(path, format, backing);
+      const virtualSize = header
+        ? header.virtualSize
+        : await this.withKeyFile(key, (keyFile) => this.luksVirtualSize(path, keyFile));
       if (virtualSize >= sizeGiB * GiB) return { path, created: false, grown: false };
+      if (backing) await this.checkBackingImage(backing, sizeGiB);
       await this.withKeyFile(key, (keyFile) =>
         this.qemuImgRetried([
           'resize',
           '-q',
-          '--object',
-          `secret,id=sec0,file=${keyFile},format=raw`,
+          ...secretObject('sec0', keyFile),
           '--image-opts',
-          `driver=luks,key-secret=sec0,file.filename=${path}`,
+          format === 'luks' ? luksImageOpts(path, 'sec0') : qcow2ImageOpts(path, 'sec0', backing),
           `${sizeGiB}G`,
         ]),
       );
@@ -309,20 +579,28 @@ export class VolumeFiles {
     });
   }
 
-  /** The volume's size as the guest sees it (bytes), read with its key. */
-  virtualSizeOf(id: string, key: string): Promise<number> {
-    const path = this.path(id);
+  /**
+   * The volume's size as the guest sees it (bytes): a luks volume's read with its key; a qcow2
+   * volume's from its verified header (which names `backing`, if given, as its backing image).
+   */
+  async virtualSizeOf(id: string, key: string, backing?: BackingImage): Promise<number> {
     assertKey(key);
-    return this.withKeyFile(key, (keyFile) => this.virtualSize(path, keyFile));
+    if (backing) assertBacking(backing);
+    const format = this.formatOf(id) ?? 'luks';
+    const path = this.pathFor(id, format);
+    if (format === 'luks') return this.withKeyFile(key, (keyFile) => this.luksVirtualSize(path, keyFile));
+    const header = await this.verify(path, 'qcow2', backing);
+    return header!.virtualSize;
   }
 
   /**
-   * Secure erase (src/common/secure-erase.ts): every byte zeroed in place, fsynced, then removed; holes
-   * stay holes, so a mostly empty 1 TiB volume never fills the host's disk.
+   * Secure erase (src/common/secure-erase.ts) of the volume's file, whichever format is there: every
+   * byte zeroed in place, fsynced, then removed; holes stay holes, so a mostly empty 1 TiB volume never
+   * fills the host's disk.
    */
   eraseVolume(id: string): Promise<ErasedVolume> {
-    const path = this.path(id);
-    return this.mutex.run(id, () => eraseFileInPlace(path, `volume ${id}`));
+    assertSafeId(id);
+    return this.mutex.run(id, () => this.eraseAll((format) => this.pathFor(id, format), `volume ${id}`));
   }
 
   /** Gives the volume's file to a VM's uid (uid:uid, 0600), before that VM's QEMU starts. */
@@ -340,6 +618,21 @@ export class VolumeFiles {
   }
 
   // ------------------------------------------------------------------ helpers
+
+  private existingFormat(pathOf: (format: VolumeFormat) => string): VolumeFormat | null {
+    for (const format of FORMATS) if (lstatSync(pathOf(format), { throwIfNoEntry: false })) return format;
+    return null;
+  }
+
+  private async eraseAll(pathOf: (format: VolumeFormat) => string, what: string): Promise<ErasedVolume> {
+    const result: ErasedVolume = { existed: false, bytes: 0 };
+    for (const format of FORMATS) {
+      const erased = await eraseFileInPlace(pathOf(format), what);
+      result.existed ||= erased.existed;
+      result.bytes += erased.bytes;
+    }
+    return result;
+  }
 
   private chown(id: string, uid: number, onlyFrom: number | null): void {
     let fd: number;
@@ -360,33 +653,144 @@ export class VolumeFiles {
     }
   }
 
-  /** Refuses anything but a regular file that starts with the LUKS magic (never follows a link). */
-  private checkLuks(path: string): void {
-    let fd: number;
-    try {
-      fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch (error) {
-      throw new Error(`volume file ${path} cannot be opened: ${(error as Error).message}`, { cause: error });
-    }
-    try {
-      if (!fstatSync(fd).isFile()) throw new Error(`volume file ${path} is not a regular file`);
-      const head = Buffer.alloc(LUKS_MAGIC.length);
-      const read = readSync(fd, head, 0, head.length, 0);
-      if (read !== head.length || !head.equals(LUKS_MAGIC))
-        throw new Error(`volume file ${path} is not a LUKS volume: refused`);
-    } finally {
-      closeSync(fd);
-    }
+  /** A source file's format, by its magic (never following a link). */
+  private sourceFormat(path: string): VolumeFormat {
+    const head = readHead(path, LUKS_MAGIC.length, 'volume file');
+    if (head.length >= LUKS_MAGIC.length && head.equals(LUKS_MAGIC)) return 'luks';
+    if (head.length >= QCOW2_MAGIC.length && head.subarray(0, QCOW2_MAGIC.length).equals(QCOW2_MAGIC))
+      return 'qcow2';
+    throw new Error(`volume file ${path} is neither a LUKS nor a qcow2 volume: refused`);
   }
 
-  private async virtualSize(path: string, keyFile: string): Promise<number> {
+  /**
+   * The backing image a qcow2 source is opened with: `given` (its header must name exactly that one or
+   * none), or else the one its verified header names (checked like any backing image).
+   */
+  private async sourceBacking(path: string, given: BackingImage | undefined): Promise<BackingImage | null> {
+    const header = (await this.verify(path, 'qcow2', undefined))!;
+    if (header.backing === null) return null;
+    if (given) {
+      if (!sameBacking(header.backing, given))
+        throw new Error(
+          `volume file ${path} is an overlay of ${describeBacking(header.backing)}, not of ${describeBacking(given)}: refused`,
+        );
+      return given;
+    }
+    assertBacking(header.backing);
+    await this.checkBackingImage(header.backing, null);
+    return header.backing;
+  }
+
+  /** Verifies a volume file of the format; for qcow2, returns what its header says. */
+  private async verify(
+    path: string,
+    format: VolumeFormat,
+    backing: ExpectedBacking,
+  ): Promise<Qcow2Header | null> {
+    if (format === 'luks') {
+      this.checkLuks(path);
+      return null;
+    }
+    return this.checkQcow2(path, backing);
+  }
+
+  /** Refuses anything but a regular file that starts with the LUKS magic (never follows a link). */
+  private checkLuks(path: string): void {
+    const head = readHead(path, LUKS_MAGIC.length, 'volume file');
+    if (head.length !== LUKS_MAGIC.length || !head.equals(LUKS_MAGIC))
+      throw new Error(`volume file ${path} is not a LUKS volume: refused`);
+  }
+
+  /**
+   * Refuses anything but a regular file (never following a link) with the qcow2 magic whose header
+   * (`qemu-img info -f qcow2`, which opens neither backing nor data file, and needs no key) says: LUKS
+   * encryption, no external data file, and the expected backing file.
+   */
+  private async checkQcow2(path: string, expected: ExpectedBacking): Promise<Qcow2Header> {
+    const head = readHead(path, QCOW2_MAGIC.length, 'volume file');
+    if (!head.equals(QCOW2_MAGIC)) throw new Error(`volume file ${path} is not a qcow2 volume: refused`);
     const { stdout } = await this.qemuImgRetried([
       'info',
       '--output=json',
-      '--object',
-      `secret,id=sec0,file=${keyFile},format=raw`,
       '--image-opts',
-      `driver=luks,key-secret=sec0,file.filename=${path}`,
+      `driver=qcow2,file.driver=file,file.filename=${opt(path)}`,
+    ]);
+    const info = JSON.parse(stdout) as {
+      format?: unknown;
+      'virtual-size'?: unknown;
+      encrypted?: unknown;
+      'backing-filename'?: unknown;
+      'backing-filename-format'?: unknown;
+      'format-specific'?: {
+        type?: unknown;
+        data?: { encrypt?: { format?: unknown }; 'data-file'?: unknown };
+      };
+    };
+    const specific = info['format-specific'];
+    if (
+      info.format !== 'qcow2' ||
+      info.encrypted !== true ||
+      specific?.type !== 'qcow2' ||
+      specific.data?.encrypt?.format !== 'luks'
+    )
+      throw new Error(`volume file ${path} is not a LUKS-encrypted qcow2 volume: refused`);
+    if (specific.data['data-file'] !== undefined)
+      throw new Error(`volume file ${path} has an external data file: refused`);
+    const size = info['virtual-size'];
+    if (typeof size !== 'number') throw new Error(`qemu-img info gave no virtual size for ${path}`);
+    const backingPath = info['backing-filename'];
+    const backingFormat = info['backing-filename-format'];
+    let backing: BackingImage | null = null;
+    if (backingPath !== undefined) {
+      if (typeof backingPath !== 'string' || (backingFormat !== 'raw' && backingFormat !== 'qcow2'))
+        throw new Error(`volume file ${path} names a backing file of no known format: refused`);
+      backing = { path: backingPath, format: backingFormat };
+    }
+    if (expected !== undefined && !sameBacking(backing, expected))
+      throw new Error(
+        `volume file ${path} has backing file ${describeBacking(backing)}, expected ${describeBacking(expected)}: refused`,
+      );
+    return { virtualSize: size, backing };
+  }
+
+  /**
+   * A backing image is a regular file (not a link), of its declared format, with no backing or data
+   * file of its own, and (when `sizeGiB` is given) no larger than the volume.
+   */
+  private async checkBackingImage(backing: BackingImage, sizeGiB: number | null): Promise<void> {
+    const stat = lstatSync(backing.path, { throwIfNoEntry: false });
+    if (!stat) throw new Error(`backing image ${backing.path} does not exist`);
+    if (!stat.isFile()) throw new Error(`backing image ${backing.path} is not a regular file (or is a link)`);
+    const { stdout } = await this.qemuImgRetried([
+      'info',
+      '--output=json',
+      '--image-opts',
+      `driver=${backing.format},file.driver=file,file.filename=${opt(backing.path)}`,
+    ]);
+    const info = JSON.parse(stdout) as {
+      'virtual-size'?: unknown;
+      'backing-filename'?: unknown;
+      encrypted?: unknown;
+      'format-specific'?: { data?: { 'data-file'?: unknown } };
+    };
+    if (info['backing-filename'] !== undefined || info['format-specific']?.data?.['data-file'] !== undefined)
+      throw new Error(`backing image ${backing.path} has a backing or data file of its own: refused`);
+    if (info.encrypted === true) throw new Error(`backing image ${backing.path} is encrypted: refused`);
+    const size = info['virtual-size'];
+    if (typeof size !== 'number') throw new Error(`qemu-img info gave no virtual size for ${backing.path}`);
+    if (sizeGiB !== null && size > sizeGiB * GiB)
+      throw new Error(
+        `backing image ${backing.path} (${size} bytes) is larger than the volume (${sizeGiB} GiB)`,
+      );
+  }
+
+  private async luksVirtualSize(path: string, keyFile: string): Promise<number> {
+    const { stdout } = await this.qemuImgRetried([
+      'info',
+      '--output=json',
+      ...secretObject('sec0', keyFile),
+      '--image-opts',
+      luksImageOpts(path, 'sec0'),
     ]);
     const size = (JSON.parse(stdout) as { 'virtual-size'?: unknown })['virtual-size'];
     if (typeof size !== 'number') throw new Error(`qemu-img info gave no virtual size for ${path}`);
@@ -418,10 +822,10 @@ export class VolumeFiles {
     }
   }
 
-  private async qemuImgRetried(args: string[]): Promise<{ stdout: string }> {
+  private async qemuImgRetried(args: string[], timeoutMs = QEMU_IMG_TIMEOUT_MS): Promise<{ stdout: string }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await run(this.qemuImg, args, { timeoutMs: QEMU_IMG_TIMEOUT_MS, env: {} });
+        return await run(this.qemuImg, args, { timeoutMs, env: {} });
       } catch (error) {
         if (attempt >= PBKDF_ATTEMPTS || !isPbkdfFlake(error)) throw error;
         await sleep(50);

@@ -1,5 +1,6 @@
 /** `rampart vm ...`: create, list, show, power actions, resize, delete and the serial console. */
-import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { RestartPolicy, Vm, VmCreate, VmStopBody } from '../../api/vm.js';
 import type { CliContext, CommandDeps } from '../context.js';
 import { followConsole } from '../console-stream.js';
@@ -25,7 +26,9 @@ interface WaitFlags {
 
 interface CreateFlags extends WaitFlags {
   placementGroup?: string;
-  image: string;
+  image?: string;
+  bootVolume?: string;
+  sshKey?: string[];
   flavor: string;
   restartPolicy?: RestartPolicy;
   start: boolean;
@@ -76,15 +79,44 @@ async function finishVmOperation(
   if (ctx.out.json) ctx.out.printJson(final ?? accepted);
 }
 
+/** Reads an OpenSSH public key file (one key line) for --ssh-key; the server validates the key. */
+function collectKeyFiles(file: string, previous: string[] = []): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new InvalidArgumentError(
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
+  }
+  const keys = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  if (keys.length === 0) throw new InvalidArgumentError(`${file} holds no public key`);
+  return [...previous, ...keys];
+}
 export function registerVmCommands(program: Command, deps: CommandDeps): void {
   const vm = program.command('vm').description('manage virtual machines');
 
   addWaitOptions(
     vm
       .command('create')
-      .description('create a VM from an image and a flavor, and start it unless --no-start')
+      .description(
+        'create a VM from an image (or boot volume) and a flavor, and start it unless --no-start. A disk image (raw/qcow2) gets an encrypted root disk of the flavor’s size (a copy-on-write overlay of the image) and a NoCloud seed (hostname, SSH keys, network)',
+      )
       .argument('<name>', 'VM name: lowercase letters, digits and dashes (a DNS label)', parseName)
-      .requiredOption('--image <image>', 'image name or id', parseRef)
+      .option('--image <image>', 'image name or id (kernel+initrd, or a raw/qcow2 disk image)', parseRef)
+      .option(
+        '--boot-volume <volume>',
+        'boot from this volume instead of an image (a clone of a root disk snapshot, a restored backup), name or id',
+        parseRef,
+      )
+      .option(
+        '--ssh-key <file>',
+        'an OpenSSH public key file for root (disk images, via the seed); repeat for more',
+        collectKeyFiles,
+      )
       .requiredOption('--flavor <flavor>', 'flavor name or id', parseRef)
       .addOption(
         new Option('--restart-policy <policy>', 'what to do when the VM stops on its own').choices(
@@ -110,7 +142,12 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
     'running (stopped with --no-start)',
   ).action(async (name: string, opts: CreateFlags, cmd: Command) => {
     const ctx = deps.context(cmd);
-    const body: VmCreate = { name, image: opts.image, flavor: opts.flavor };
+    if ((opts.image === undefined) === (opts.bootVolume === undefined))
+      throw new UsageError('give --image or --boot-volume (one of them)');
+    const body: VmCreate = { name, flavor: opts.flavor };
+    if (opts.image !== undefined) body.image = opts.image;
+    if (opts.bootVolume !== undefined) body.bootVolume = opts.bootVolume;
+    if (opts.sshKey !== undefined) body.sshKeys = opts.sshKey;
     if (opts.restartPolicy !== undefined) body.restartPolicy = opts.restartPolicy;
     if (!opts.start) body.start = false;
     if (opts.securityGroup !== undefined && opts.network === undefined)

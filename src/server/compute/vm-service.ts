@@ -41,6 +41,8 @@ import type { VolumeService } from '../volumes/volume-service.js';
 import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
 
 /** Where the service finds the agent of a host (all-in-one: the one local agent). */
+
+const GIB = 1024 ** 3;
 export interface AgentDirectory {
   connectionFor(hostId: string): AgentConnection | null;
 }
@@ -122,12 +124,31 @@ export class VmService {
         throw new InvalidInputError(`${kind} ${JSON.stringify(ref)} not found`);
       throw error;
     };
-    const [image, flavor] = await Promise.all([
-      findImage(this.db, input.image, tenantId).catch(bodyRef('image', input.image)),
-      findFlavor(this.db, input.flavor).catch(bodyRef('flavor', input.flavor)),
-    ]);
+    if ((input.image === undefined) === (input.bootVolume === undefined))
+      throw new InvalidInputError('give an image or a bootVolume (exactly one of them)');
+    const flavor = await findFlavor(this.db, input.flavor).catch(bodyRef('flavor', input.flavor));
+    // Booting from a volume: the image is the one it was made from (its trust is checked as for any).
+    const bootVolume =
+      input.bootVolume !== undefined ? await this.options.volumes.bootable(input.bootVolume, tenantId) : null;
+    const image = bootVolume
+      ? await this.db
+          .selectFrom('images')
+          .selectAll()
+          .where('id', '=', bootVolume.imageId!)
+          .executeTakeFirstOrThrow()
+      : await findImage(this.db, input.image!, tenantId).catch(bodyRef('image', input.image!));
     // Usable (not quarantined), and trusted under the tenant's policy: 409 / 403 otherwise.
     await this.admitImage(image, tenantId);
+    const diskImage = image.format !== 'kernel-initrd';
+    if (diskImage && !bootVolume && image.virtualSizeBytes && image.virtualSizeBytes > flavor.diskGib * GIB)
+      throw new InvalidInputError(
+        `flavor ${flavor.name} has a ${flavor.diskGib} GiB disk; image ${image.name} needs ${Math.ceil(image.virtualSizeBytes / GIB)} GiB`,
+      );
+    if (!diskImage && input.sshKeys !== undefined)
+      throw new InvalidInputError(
+        `sshKeys go into the NoCloud seed of disk-image VMs; ${image.name} is a kernel+initrd image`,
+      );
+    const rootDisk = diskImage && !bootVolume ? await this.options.volumes.newRootDisk(tenantId) : null;
     const start = input.start ?? true;
     const id = newId();
     const now = nowIso();
@@ -151,6 +172,7 @@ export class VmService {
         memoryMiB: flavor.memoryMib,
         dedicatedCpus: flavor.cpuPolicy === 'dedicated',
         group: placement ? { ...placement.group, memberHosts: placement.memberHosts } : null,
+        ...(bootVolume?.hostId ? { onlyHost: bootVolume.hostId } : {}),
       });
       failpoint('create:after-admission');
       row = {
@@ -185,6 +207,9 @@ export class VmService {
         guestUptimeSeconds: null,
         bootMs: null,
         error: null,
+        rootVolumeId: rootDisk?.id ?? bootVolume?.id ?? null,
+        sshKeys: input.sshKeys ? JSON.stringify(input.sshKeys) : null,
+        generationId: diskImage ? newId() : null,
         createdAt: now,
         updatedAt: now,
       };
@@ -198,6 +223,16 @@ export class VmService {
             throw new ConflictError(`a VM named ${input.name} already exists`);
           throw error;
         });
+      if (rootDisk)
+        await this.options.volumes.insertRootDisk(trx, rootDisk, {
+          id,
+          tenantId,
+          name: input.name,
+          hostId: host.id,
+          imageId: image.id,
+          sizeGiB: flavor.diskGib,
+        });
+      if (bootVolume) await this.options.volumes.attachBoot(trx, bootVolume.id, { id, hostId: host.id });
       if (input.network !== undefined)
         await this.options.networks.createPort(trx, tenantId, id, input.network, input.securityGroups);
       else if (input.securityGroups !== undefined)
@@ -208,7 +243,13 @@ export class VmService {
     if (start) await this.mutex.run(id, () => this.pushIntent(id));
     failpoint('create:after-apply');
     // Not started: nothing changed since the insert, so answer from the row (no second read).
-    if (!start && row) return toApi({ ...(row as VmsTable), imageName: image.name, flavorName: flavor.name });
+    if (!start && row && !rootDisk && !bootVolume)
+      return toApi({
+        ...(row as VmsTable),
+        imageName: image.name,
+        flavorName: flavor.name,
+        rootVolumeName: null,
+      });
     return this.get(id);
   }
 
@@ -295,6 +336,25 @@ export class VmService {
           memoryMiB: flavor.memoryMib - current.memoryMib,
           diskGiB: flavor.diskGib - current.diskGib,
         });
+        // A root disk made with the VM follows the flavor's disk: it grows (at the next start), never shrinks.
+        const root = current.rootVolumeId
+          ? await trx
+              .selectFrom('volumes')
+              .select(['id', 'sizeGib', 'vmRoot'])
+              .where('id', '=', current.rootVolumeId)
+              .executeTakeFirst()
+          : undefined;
+        if (root?.vmRoot === 1) {
+          if (flavor.diskGib < root.sizeGib)
+            throw new ConflictError(
+              `flavor ${flavor.name} has a ${flavor.diskGib} GiB disk; this VM's root disk has ${root.sizeGib} GiB and a disk never shrinks`,
+            );
+          await trx
+            .updateTable('volumes')
+            .set({ sizeGib: flavor.diskGib, updatedAt: nowIso() })
+            .where('id', '=', root.id)
+            .execute();
+        }
         if (current.hostId) {
           const host = await trx
             .selectFrom('hosts')
@@ -337,6 +397,20 @@ export class VmService {
 
   async delete(ref: string, tenantId?: string): Promise<Vm> {
     const row = await this.findRow(ref, tenantId);
+    // Its root disk goes with it (erased): snapshots of that disk must go first, as for any volume.
+    if (row.rootVolumeId) {
+      const snapshot = await this.db
+        .selectFrom('volumeSnapshots')
+        .innerJoin('volumes', 'volumes.id', 'volumeSnapshots.volumeId')
+        .select('volumeSnapshots.name')
+        .where('volumes.id', '=', row.rootVolumeId)
+        .where('volumes.vmRoot', '=', 1)
+        .executeTakeFirst();
+      if (snapshot)
+        throw new ConflictError(
+          `the root disk of VM ${row.name} has snapshots (${snapshot.name}); delete them (or clone them into volumes) first`,
+        );
+    }
     await this.mutex.run(row.id, async () => {
       const current = await this.findRow(row.id);
       const rule = planUserAction('delete', current.state as VmState);
@@ -492,6 +566,8 @@ export class VmService {
       dedicatedCpus: boolean;
       group: (PlacementGroupsTable & { memberHosts: Set<string> }) | null;
       excludeHost?: string;
+      /** The VM must go to this host (its boot volume's file is there). */
+      onlyHost?: string;
     },
   ): Promise<{ host: HostsTable; pinnedCpus: number[] | null }> {
     const hosts = await trx.selectFrom('hosts').selectAll().execute();
@@ -502,7 +578,9 @@ export class VmService {
       .executeTakeFirst();
     const allocations = await hostAllocations(trx);
     const host = pickHost(
-      hosts.filter((h) => h.id !== spec.excludeHost),
+      hosts.filter(
+        (h) => h.id !== spec.excludeHost && (spec.onlyHost === undefined || h.id === spec.onlyHost),
+      ),
       allocations,
       {
         vcpus: spec.vcpus,
@@ -843,10 +921,6 @@ export class VmService {
   /** May this tenant boot this image now? Active (not quarantined), bootable, trusted by its policy. */
   private async admitImage(image: ImagesTable, tenantId: string): Promise<void> {
     assertImageUsable(image);
-    if (image.format !== 'kernel-initrd')
-      throw new InvalidInputError(
-        `image ${image.name} is a ${image.format} disk image; VMs boot kernel-initrd images (disk boot comes with volumes)`,
-      );
     await assertImageTrusted(this.db, image, tenantId, this.options.images.platformKeys);
   }
 
@@ -921,6 +995,10 @@ export class VmService {
 
   private async prepareImage(image: ImagesTable): Promise<void> {
     const domain = keyDomainOf(image.tenantId);
+    if (image.format !== 'kernel-initrd') {
+      await this.options.images.store.materialize(domain, image.diskSha256 ?? '');
+      return;
+    }
     await this.options.images.store.materialize(domain, image.kernelSha256);
     await this.options.images.store.materialize(domain, image.initrdSha256);
   }
@@ -940,8 +1018,13 @@ export class VmService {
       .selectFrom('vms')
       .innerJoin('images', 'images.id', 'vms.imageId')
       .innerJoin('flavors', 'flavors.id', 'vms.flavorId')
+      .leftJoin('volumes as rootVolumes', 'rootVolumes.id', 'vms.rootVolumeId')
       .selectAll('vms')
-      .select(['images.name as imageName', 'flavors.name as flavorName']);
+      .select([
+        'images.name as imageName',
+        'flavors.name as flavorName',
+        'rootVolumes.name as rootVolumeName',
+      ]);
   }
 
   private async findJoined(ref: string, tenantId?: string): Promise<JoinedVm> {
@@ -953,7 +1036,7 @@ export class VmService {
   }
 }
 
-type JoinedVm = VmsTable & { imageName: string; flavorName: string };
+type JoinedVm = VmsTable & { imageName: string; flavorName: string; rootVolumeName: string | null };
 
 function pick(row: VmsTable, patch: Partial<VmsTable>): Partial<VmsTable> {
   return Object.fromEntries(Object.keys(patch).map((k) => [k, row[k as keyof VmsTable]]));
@@ -965,20 +1048,41 @@ function toIntent(
   store: ImageStore,
   trust: NonNullable<VmIntent['image']['trust']>,
 ): Omit<VmIntent, 'ports'> {
+  const disk = image.format !== 'kernel-initrd';
   return {
     id: row.id,
     name: row.name,
     vcpus: row.vcpus,
     memoryMiB: row.memoryMib,
-    image: {
-      format: 'kernel-initrd',
-      sha256: image.sha256,
-      kernelPath: store.cachePath(image.kernelSha256),
-      initrdPath: store.cachePath(image.initrdSha256),
-      kernelSha256: image.kernelSha256,
-      initrdSha256: image.initrdSha256,
-      trust,
-    },
+    image:
+      image.format === 'kernel-initrd'
+        ? {
+            format: 'kernel-initrd',
+            sha256: image.sha256,
+            kernelPath: store.cachePath(image.kernelSha256),
+            initrdPath: store.cachePath(image.initrdSha256),
+            kernelSha256: image.kernelSha256,
+            initrdSha256: image.initrdSha256,
+            trust,
+          }
+        : {
+            format: image.format,
+            sha256: image.sha256,
+            diskPath: store.cachePath(image.diskSha256 ?? image.sha256),
+            trust,
+          },
+    // Disk images read their identity from a NoCloud seed: the VM id is the instance id (a clone is
+    // another VM: a new instance), the VM name its hostname.
+    ...(disk
+      ? {
+          seed: {
+            instanceId: row.id,
+            hostname: row.name,
+            sshKeys: row.sshKeys ? (JSON.parse(row.sshKeys) as string[]) : [],
+          },
+        }
+      : {}),
+    ...(row.generationId ? { generationId: row.generationId } : {}),
     power: row.power as VmIntent['power'],
     bootId: row.bootId,
     rebootId: row.rebootId,
@@ -1003,6 +1107,9 @@ function toApi(row: JoinedVm): Vm {
     state: row.state as VmState,
     image: { id: row.imageId, name: row.imageName },
     flavor: { id: row.flavorId, name: row.flavorName },
+    rootVolume:
+      row.rootVolumeId && row.rootVolumeName ? { id: row.rootVolumeId, name: row.rootVolumeName } : null,
+    generationId: row.generationId ?? null,
     vcpus: row.vcpus,
     memoryMiB: row.memoryMib,
     diskGiB: row.diskGib,

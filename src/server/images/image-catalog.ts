@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sql } from 'kysely';
+import type { BackingImage } from '../../api/agent-protocol.js';
 import type { Image } from '../../api/image.js';
 import { ConflictError, InvalidInputError, NotFoundError } from '../../api/errors.js';
 import { isUuid } from '../../common/ids.js';
@@ -254,4 +255,19 @@ export async function publishImage(db: Db, ref: string): Promise<ImagesTable> {
   const image = rows[0]!;
   await db.updateTable('images').set({ visibility: 'public' }).where('id', '=', image.id).execute();
   return { ...image, visibility: 'public' };
+}
+
+/**
+ * The plaintext file of a disk image on the hosts, rebuilt in the cache from the encrypted store when
+ * missing or altered: the read-only base of the root-disk overlays made from it.
+ */
+export function diskImageBacking(db: Db, store: ImageStore): (imageId: string) => Promise<BackingImage> {
+  return async (imageId) => {
+    const image = await db.selectFrom('images').selectAll().where('id', '=', imageId).executeTakeFirst();
+    if (!image) throw new NotFoundError('image');
+    if (image.format === 'kernel-initrd' || !image.diskSha256)
+      throw new InvalidInputError(`image ${image.name} is not a disk image`);
+    const path = await store.materialize(keyDomainOf(image.tenantId), image.diskSha256);
+    return { path, format: image.format, sha256: image.diskSha256 };
+  };
 }

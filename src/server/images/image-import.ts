@@ -172,14 +172,18 @@ export class ImageImporter {
 
   private async ingest(image: ImagesTable, part: ImagePart, staged: StagedFile): Promise<ImagesTable> {
     const { db, store, log } = this.deps;
+    let virtualSizeBytes: number | null = image.virtualSizeBytes ?? null;
     try {
       if (staged.sizeBytes === 0) throw new InvalidInputError(`the ${part} file is empty`);
       if (part === 'disk') {
-        await this.deps.inspectDisk(staged.path, image.format as DiskFormat).catch((error: unknown) => {
-          if (error instanceof DiskImageRejected)
-            throw new InvalidInputError(`disk image refused: ${error.reason}`);
-          throw error;
-        });
+        const inspection = await this.deps
+          .inspectDisk(staged.path, image.format as DiskFormat)
+          .catch((error: unknown) => {
+            if (error instanceof DiskImageRejected)
+              throw new InvalidInputError(`disk image refused: ${error.reason}`);
+            throw error;
+          });
+        virtualSizeBytes = inspection.virtualSizeBytes;
       }
       const tenantId = image.tenantId;
       if (tenantId !== null) {
@@ -207,6 +211,7 @@ export class ImageImporter {
         ...image,
         [partColumn(part)]: staged.sha256,
         sizeBytes: image.sizeBytes + staged.sizeBytes,
+        virtualSizeBytes,
         ...combine(image, scan),
       };
       const complete = partsOf(image.format).every((p) => partSha(next, p) !== null);
@@ -323,6 +328,16 @@ export class ImageImporter {
         .executeTakeFirst();
       if (user)
         throw new ConflictError(`image ${image.name} is used by VM ${user.name}; delete the VM first`);
+      // Volumes made from it: overlays need its file; the others would lose their bootable origin.
+      const volume = await this.deps.db
+        .selectFrom('volumes')
+        .select('name')
+        .where('imageId', '=', image.id)
+        .executeTakeFirst();
+      if (volume)
+        throw new ConflictError(
+          `image ${image.name} is the base of volume ${volume.name}; delete the volume first`,
+        );
       await this.deps.db.transaction().execute(async (trx) => {
         await trx.deleteFrom('imageShares').where('imageId', '=', image.id).execute();
         await trx.deleteFrom('imageSignatures').where('imageId', '=', image.id).execute();
@@ -374,6 +389,7 @@ function pickMutable(image: ImagesTable): Partial<ImagesTable> {
     scanDatabase: image.scanDatabase,
     scannedAt: image.scannedAt,
     platformSignature: image.platformSignature,
+    virtualSizeBytes: image.virtualSizeBytes ?? null,
   };
 }
 

@@ -97,6 +97,8 @@ export class QuotaService {
         eb.fn.coalesce(eb.fn.sum<number>('sizeGib'), eb.lit(0)).as('gib'),
       ])
       .where('tenantId', '=', tenantId)
+      // A root disk made with its VM counts in the VM's diskGiB, not as a volume.
+      .where('vmRoot', '=', 0)
       .executeTakeFirstOrThrow();
     const snapshots = await db
       .selectFrom('volumeSnapshots')

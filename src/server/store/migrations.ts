@@ -760,6 +760,39 @@ migrations['0021_disk_limits'] = {
   },
 };
 
+migrations['0022_root_disks'] = {
+  async up(db: Kysely<unknown>) {
+    // A disk image's guest-visible size (qemu-img), so a flavor's root disk can be checked against it.
+    await db.schema.alterTable('images').addColumn('virtual_size_bytes', 'integer').execute();
+    // Volume file format: 'luks' (raw LUKS) or 'qcow2' (qcow2 with LUKS encryption); the image it was
+    // made from (bootable), whether its file is an overlay of that image, and whether it is a VM's root
+    // disk made from the image with the VM (counted in the VM's diskGiB, erased with the VM).
+    await db.schema
+      .alterTable('volumes')
+      .addColumn('format', 'text', (c) => c.notNull().defaultTo('luks'))
+      .execute();
+    await db.schema.alterTable('volumes').addColumn('image_id', 'text').execute();
+    await db.schema
+      .alterTable('volumes')
+      .addColumn('image_backed', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    await db.schema
+      .alterTable('volumes')
+      .addColumn('vm_root', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+    // A backup keeps what its volume was made from: a restored volume stays bootable.
+    await db.schema.alterTable('volume_backups').addColumn('image_id', 'text').execute();
+    await db.schema
+      .alterTable('volume_backups')
+      .addColumn('format', 'text', (c) => c.notNull().defaultTo('luks'))
+      .execute();
+    // The VM's root disk (a volume), the SSH keys for its seed (public keys, JSON), its generation id.
+    await db.schema.alterTable('vms').addColumn('root_volume_id', 'text').execute();
+    await db.schema.alterTable('vms').addColumn('ssh_keys', 'text').execute();
+    await db.schema.alterTable('vms').addColumn('generation_id', 'text').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -47,6 +47,8 @@ export interface ImagesTable {
   scannedAt: string | null;
   /** DSSE envelope signed with the platform key, for images the platform produced or imported. */
   platformSignature: string | null;
+  /** A disk image's guest-visible size (qemu-img info); null for bundles and older imports. */
+  virtualSizeBytes?: number | null;
 }
 
 export type ImageStatus = 'queued' | 'importing' | 'active' | 'quarantined' | 'error';
@@ -146,6 +148,12 @@ export interface VmsTable {
   /** Per-disk I/O limits from the flavor; null: unlimited. */
   diskIops?: number | null;
   diskMibps?: number | null;
+  /** The volume it boots from (disk images); null: a kernel+initrd image, booted directly. */
+  rootVolumeId?: string | null;
+  /** JSON array of OpenSSH public keys for its NoCloud seed; null: none. */
+  sshKeys?: string | null;
+  /** Its VM generation id (vmgenid): new for a clone and after its root disk is restored. */
+  generationId?: string | null;
   vcpus: number;
   memoryMib: number;
   diskGib: number;
@@ -190,6 +198,14 @@ export interface VolumesTable {
   sourceSnapshotId?: string | null;
   sourceVolumeId?: string | null;
   sourceBackupId?: string | null;
+  /** 'luks': raw LUKS file; 'qcow2': qcow2 with LUKS encryption (root disks). */
+  format?: 'luks' | 'qcow2';
+  /** The disk image it was made from (a bootable volume); null for a volume created empty. */
+  imageId?: string | null;
+  /** 1: its file is a copy-on-write overlay of that image (the image must stay on its host). */
+  imageBacked?: number;
+  /** 1: a VM's root disk made from its image with the VM (counted in the VM's diskGiB, erased with it). */
+  vmRoot?: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -210,6 +226,9 @@ export interface VolumeBackupsTable {
   keyVersion: number;
   createdBy: string;
   createdAt: string;
+  /** What the backed-up volume was made from and its file format (a restore stays bootable). */
+  imageId?: string | null;
+  format?: 'luks' | 'qcow2';
 }
 
 export interface VolumeSnapshotsTable {

@@ -29,7 +29,7 @@ import { eraseFileInPlace } from '../../common/secure-erase.js';
 import type { PlatformSigner } from '../images/platform-signer.js';
 import { nowIso, type Db } from '../store/database.js';
 import type { VolumeBackupsTable } from '../store/schema.js';
-import type { VolumeService, VolumeServiceDeps } from './volume-service.js';
+import type { JoinedVolume, VolumeService, VolumeServiceDeps } from './volume-service.js';
 
 export const BACKUP_PAYLOAD_TYPE = 'application/vnd.rampart.volume-backup+json';
 
@@ -107,6 +107,7 @@ export class VolumeBackupService {
     const id = newId();
     let hostId = '';
     let manifestBase: Omit<BackupManifest, 'bytes' | 'sha256'> | null = null;
+    let source: JoinedVolume | null = null;
     await this.deps.db.transaction().execute(async (trx) => {
       const volume = await this.volumes.quietRow(volumeRef, tenantId, 'back up', trx);
       if (!volume.hostId)
@@ -146,14 +147,26 @@ export class VolumeBackupService {
           keyVersion: volume.keyVersion,
           createdBy: actor,
           createdAt,
+          imageId: volume.imageId ?? null,
+          format: volume.format ?? 'luks',
         })
         .execute();
+      source = volume;
     });
     const path = this.path(id);
     try {
       const agent = this.deps.agents.connectionFor(hostId);
       if (!agent) throw new HostUnavailableError("the volume's host is not connected");
-      await agent.request('volume.export', { volumeId: manifestBase!.volumeId, path }, 3_600_000);
+      // A qcow2 volume is flattened under its own key (the host needs the key and the image for that).
+      const file = await this.volumes.fileIntent(source!);
+      const access =
+        file.format === 'qcow2'
+          ? {
+              key: await this.volumes.passphrase(source!),
+              ...(file.backing ? { backing: file.backing } : {}),
+            }
+          : {};
+      await agent.request('volume.export', { volumeId: manifestBase!.volumeId, path, ...access }, 3_600_000);
       chmodSync(path, 0o600);
       const manifest: BackupManifest = {
         ...manifestBase!,
@@ -203,6 +216,8 @@ export class VolumeBackupService {
       sizeGiB,
       hostId: input.host ?? (await this.leastUsedHost()),
       source: { ...backup, backupId: backup.id },
+      // A backup is standalone (an overlay is flattened when backed up): no base image below it.
+      file: { format: backup.format ?? 'luks', imageId: backup.imageId ?? null, imageBacked: 0 },
       fill: (agent, sourceKey, volume) =>
         agent.request('volume.import', { path, sourceKey, volume }, 3_600_000),
     });

@@ -8,7 +8,7 @@
  * then is the row deleted and the erase written to the audit log. A host that is away finishes the erase
  * when it reconnects.
  */
-import type { VolumeIntent } from '../../api/agent-protocol.js';
+import type { BackingImage, VolumeIntent } from '../../api/agent-protocol.js';
 import type { AgentConnection } from '../agent-link/agent-connection.js';
 import {
   ConflictError,
@@ -39,9 +39,16 @@ export interface VolumeServiceDeps {
   agents: AgentDirectory;
   audit: AuditLog;
   log: Logger;
+  /** The plaintext file of a disk image on the hosts (materialized in the cache), for overlays. */
+  imageBacking: (imageId: string) => Promise<BackingImage>;
 }
 
-export type JoinedVolume = VolumesTable & { vmName: string | null };
+export type JoinedVolume = VolumesTable & { vmName: string | null; imageName: string | null };
+
+/** The name of a VM's root disk: `<vm>-root` (a DNS label: the VM name shortened when needed). */
+export function rootDiskName(vmName: string): string {
+  return `${vmName.slice(0, 58).replace(/-+$/, '')}-root`;
+}
 
 function toApi(row: JoinedVolume): Volume {
   return {
@@ -52,6 +59,9 @@ function toApi(row: JoinedVolume): Volume {
     vm: row.vmId && row.vmName ? { id: row.vmId, name: row.vmName } : null,
     hostId: row.hostId,
     encryption: 'luks',
+    format: row.format ?? 'luks',
+    image: row.imageId ? { id: row.imageId, name: row.imageName ?? row.imageId } : null,
+    rootDisk: row.vmRoot === 1,
     origin: row.sourceVolumeId
       ? {
           volumeId: row.sourceVolumeId,
@@ -116,6 +126,9 @@ export class VolumeService {
         'volumes.id as volumeId',
         'volumes.wrappedKey',
         'volumes.keyVersion',
+        'volumes.format',
+        'volumes.imageId',
+        'volumes.imageBacked',
       ])
       .where('volumeSnapshots.id', '=', snapshotId)
       .where('volumeSnapshots.tenantId', '=', tenantId)
@@ -131,6 +144,12 @@ export class VolumeService {
       sizeGiB,
       hostId: snapshot.hostId,
       source: { ...snapshot, snapshotId: snapshot.id },
+      // A clone of an overlay stays an overlay of the same image (only what differs is copied).
+      file: {
+        format: snapshot.format ?? 'luks',
+        imageId: snapshot.imageId ?? null,
+        imageBacked: snapshot.imageBacked ?? 0,
+      },
       fill: (agent, sourceKey, volume) =>
         agent.request('volume.clone', { snapshotId: snapshot.id, sourceKey, volume }, 3_600_000),
     });
@@ -153,6 +172,8 @@ export class VolumeService {
       snapshotId?: string;
       backupId?: string;
     };
+    /** The new volume's file: its format, the image it comes from, whether it overlays that image. */
+    file: Pick<Required<VolumesTable>, 'format' | 'imageId' | 'imageBacked'>;
     fill: (agent: AgentConnection, sourceKey: string, volume: VolumeIntent) => Promise<unknown>;
   }): Promise<Volume> {
     const agent = this.deps.agents.connectionFor(spec.hostId);
@@ -170,9 +191,15 @@ export class VolumeService {
       sourceVolumeId: spec.source.volumeId,
       sourceSnapshotId: spec.source.snapshotId ?? null,
       sourceBackupId: spec.source.backupId ?? null,
+      ...spec.file,
     });
     try {
-      await spec.fill(agent, sourceKey, { id, sizeGiB: spec.sizeGiB, key });
+      await spec.fill(agent, sourceKey, {
+        id,
+        sizeGiB: spec.sizeGiB,
+        key,
+        ...(await this.fileIntent(spec.file)),
+      });
     } catch (error) {
       await this.deps.db.deleteFrom('volumes').where('id', '=', id).execute();
       throw error;
@@ -192,7 +219,14 @@ export class VolumeService {
     sizeGiB: number,
     placement: Pick<
       VolumesTable,
-      'status' | 'hostId' | 'sourceVolumeId' | 'sourceSnapshotId' | 'sourceBackupId'
+      | 'status'
+      | 'hostId'
+      | 'sourceVolumeId'
+      | 'sourceSnapshotId'
+      | 'sourceBackupId'
+      | 'format'
+      | 'imageId'
+      | 'imageBacked'
     >,
   ): Promise<{ id: string; key: string }> {
     const id = newId();
@@ -302,6 +336,10 @@ export class VolumeService {
       const row = await this.find(volumeRef, tenantId, trx);
       id = row.id;
       if (row.vmId !== vm.id) throw new NotFoundError('volume attachment');
+      if (vm.rootVolumeId === row.id)
+        throw new ConflictError(
+          `volume ${row.name} is the root disk of VM ${vm.name}: it cannot be detached`,
+        );
       await this.requireStopped(trx, vm.id, 'detached');
       await trx
         .updateTable('volumes')
@@ -312,13 +350,131 @@ export class VolumeService {
     return this.get(id, tenantId);
   }
 
-  /** A deleted VM lets go of its volumes (they stay, available, on its host). */
+  /**
+   * A deleted VM lets go of its volumes: they stay, available, on its host; except the root disk made
+   * with it from its image, which is erased like a deleted volume.
+   */
   async releaseVm(vmId: string): Promise<void> {
+    const now = nowIso();
+    const roots = await this.deps.db
+      .updateTable('volumes')
+      .set({ status: 'deleting', vmId: null, attachedAt: null, updatedAt: now })
+      .where('vmId', '=', vmId)
+      .where('vmRoot', '=', 1)
+      .returning('id')
+      .execute();
     await this.deps.db
       .updateTable('volumes')
-      .set({ status: 'available', vmId: null, attachedAt: null, updatedAt: nowIso() })
+      .set({ status: 'available', vmId: null, attachedAt: null, updatedAt: now })
       .where('vmId', '=', vmId)
       .execute();
+    for (const root of roots) void this.finishDelete(root.id);
+  }
+
+  /**
+   * A new root disk for a VM being created from a disk image: its key (wrapped) made now, outside the
+   * create transaction; the row is written by insertRootDisk inside it.
+   */
+  async newRootDisk(tenantId: string): Promise<{ id: string; wrappedKey: string; keyVersion: number }> {
+    const id = newId();
+    const dataKey = await this.deps.keyring.dataKey(tenantId);
+    try {
+      return { id, wrappedKey: newWrappedVolumeKey(id, dataKey), keyVersion: dataKey.version };
+    } finally {
+      dataKey.key.fill(0);
+    }
+  }
+
+  /**
+   * Writes the root disk row (in the VM's create transaction): attached to the VM on its host, a qcow2
+   * overlay of the image (created by the host at the first start), counted in the VM's diskGiB.
+   */
+  async insertRootDisk(
+    trx: Db,
+    disk: { id: string; wrappedKey: string; keyVersion: number },
+    vm: { id: string; tenantId: string; name: string; hostId: string; imageId: string; sizeGiB: number },
+  ): Promise<void> {
+    const name = rootDiskName(vm.name);
+    await this.assertNameFree(trx, vm.tenantId, name);
+    const now = nowIso();
+    await trx
+      .insertInto('volumes')
+      .values({
+        id: disk.id,
+        tenantId: vm.tenantId,
+        name,
+        sizeGib: vm.sizeGiB,
+        status: 'attached',
+        hostId: vm.hostId,
+        vmId: vm.id,
+        attachedAt: now,
+        wrappedKey: disk.wrappedKey,
+        keyVersion: disk.keyVersion,
+        format: 'qcow2',
+        imageId: vm.imageId,
+        imageBacked: 1,
+        vmRoot: 1,
+        createdAt: now,
+        updatedAt: now,
+      })
+      .execute();
+  }
+
+  /**
+   * A volume a new VM boots from (`bootVolume`): the tenant's, available, made from a disk image. Its
+   * host (if it has a file already) is where the VM must go.
+   */
+  async bootable(ref: string, tenantId: string): Promise<JoinedVolume> {
+    const row = await this.find(ref, tenantId).catch((error: unknown) => {
+      if (error instanceof NotFoundError)
+        throw new InvalidInputError(`volume ${JSON.stringify(ref)} not found`);
+      throw error;
+    });
+    if (!row.imageId)
+      throw new InvalidInputError(
+        `volume ${row.name} was created empty: only a volume made from a disk image boots`,
+      );
+    if (row.status !== 'available')
+      throw new ConflictError(
+        row.vmId
+          ? `volume ${row.name} is attached to VM ${row.vmName ?? row.vmId}`
+          : `volume ${row.name} is ${row.status}`,
+      );
+    return row;
+  }
+
+  /** Attaches the boot volume to the VM being created (in its transaction); refused if it was taken. */
+  async attachBoot(trx: Db, volumeId: string, vm: { id: string; hostId: string }): Promise<void> {
+    const now = nowIso();
+    const result = await trx
+      .updateTable('volumes')
+      .set({ status: 'attached', vmId: vm.id, hostId: vm.hostId, attachedAt: now, updatedAt: now })
+      .where('id', '=', volumeId)
+      .where('status', '=', 'available')
+      .executeTakeFirst();
+    if (Number(result.numUpdatedRows) !== 1)
+      throw new ConflictError('the boot volume was taken concurrently');
+  }
+
+  /** How a host opens a volume's file beyond its key: its format, and the image below an overlay. */
+  async fileIntent(
+    file: Pick<VolumesTable, 'format' | 'imageId' | 'imageBacked'>,
+  ): Promise<Pick<VolumeIntent, 'format' | 'backing'>> {
+    if ((file.format ?? 'luks') === 'luks') return {};
+    if (file.imageBacked !== 1 || !file.imageId) return { format: 'qcow2' };
+    return { format: 'qcow2', backing: await this.deps.imageBacking(file.imageId) };
+  }
+
+  /** The volume's passphrase (for host operations that decrypt it: a qcow2 backup is flattened). */
+  async passphrase(
+    row: Pick<VolumesTable, 'id' | 'tenantId' | 'wrappedKey' | 'keyVersion'>,
+  ): Promise<string> {
+    const dataKey = await this.deps.keyring.dataKey(row.tenantId, row.keyVersion);
+    try {
+      return volumePassphrase(row.id, row.wrappedKey, dataKey);
+    } finally {
+      dataKey.key.fill(0);
+    }
   }
 
   /** Whether a VM has volumes (they pin it to its host). */
@@ -366,7 +522,10 @@ export class VolumeService {
     for (const row of await query.execute()) await this.finishDelete(row.id);
   }
 
-  /** The volumes of a VM for its intent, in attachment order, each with its passphrase. */
+  /**
+   * The volumes of a VM for its intent, each with its passphrase: the root disk first (the firmware
+   * boots it), then the others in attachment order.
+   */
   async intentsFor(vm: VmsTable): Promise<VolumeIntent[]> {
     const rows = await this.deps.db
       .selectFrom('volumes')
@@ -375,18 +534,16 @@ export class VolumeService {
       .orderBy('attachedAt')
       .orderBy('id')
       .execute();
+    rows.sort((a, b) => Number(b.id === vm.rootVolumeId) - Number(a.id === vm.rootVolumeId));
     const intents: VolumeIntent[] = [];
     for (const row of rows) {
-      const dataKey = await this.deps.keyring.dataKey(row.tenantId, row.keyVersion);
-      try {
-        intents.push({
-          id: row.id,
-          sizeGiB: row.sizeGib,
-          key: volumePassphrase(row.id, row.wrappedKey, dataKey),
-        });
-      } finally {
-        dataKey.key.fill(0);
-      }
+      intents.push({
+        id: row.id,
+        sizeGiB: row.sizeGib,
+        key: await this.passphrase(row),
+        ...(await this.fileIntent(row)),
+        ...(row.id === vm.rootVolumeId ? { boot: true } : {}),
+      });
     }
     return intents;
   }
@@ -466,8 +623,9 @@ export class VolumeService {
     return db
       .selectFrom('volumes')
       .leftJoin('vms', 'vms.id', 'volumes.vmId')
+      .leftJoin('images', 'images.id', 'volumes.imageId')
       .selectAll('volumes')
-      .select('vms.name as vmName');
+      .select(['vms.name as vmName', 'images.name as imageName']);
   }
 
   private async find(ref: string, tenantId: string, db: Db = this.deps.db): Promise<JoinedVolume> {

@@ -108,6 +108,12 @@ export class VolumeSnapshotService {
       { volumeId: volume.id, snapshotId: snapshot.id },
       3_600_000,
     );
+    // A VM whose root disk went back in time is told so: a new generation id (vmgenid) at its next boot.
+    await this.deps.db
+      .updateTable('vms')
+      .set({ generationId: newId(), updatedAt: nowIso() })
+      .where('rootVolumeId', '=', volume.id)
+      .execute();
     return toApi(snapshot);
   }
 
