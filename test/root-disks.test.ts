@@ -109,7 +109,8 @@ async function portOf(name: string): Promise<Port> {
 function bridgeClient(host: HostName, networkId: string): void {
   if (bridged.has(host)) return;
   const bridge = `rpb${networkId.replace(/-/g, '').slice(0, 12)}`;
-  const inside = `rptc${host === 'host-a' ? 'a' : 'b'}${tag}`;
+  // Not "rpt…": the host firewall drops frames of tap-like names it does not know.
+  const inside = `rdc${host === 'host-a' ? 'a' : 'b'}${tag}`;
   sh(
     'ip',
     '-n',
@@ -150,8 +151,12 @@ async function ssh(name: string, command: string, timeoutMs = 240_000): Promise<
   for (;;) {
     const result = await run('ip', args, 60_000);
     if (result.code === 0) return result;
-    if (Date.now() > deadline)
-      throw new Error(`ssh ${name} (${port.ipv4}) never succeeded: ${result.stderr.trim()}`);
+    if (Date.now() > deadline) {
+      const tail = await harness.api<{ data: string }>('GET', `/v1/vms/${name}/console?bytes=6000`);
+      throw new Error(
+        `ssh ${name} (${port.ipv4}) never succeeded: ${result.stderr.trim()}\n--- console:\n${tail.body.data}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 3_000));
   }
 }
