@@ -222,6 +222,7 @@ void describe('OpenAPI document', () => {
     assert.equal(schema.additionalProperties, false);
     const properties = schema.properties as Record<string, unknown>;
     assert.deepEqual(Object.keys(properties).sort(), [
+      'bootVolume',
       'flavor',
       'image',
       'name',
@@ -229,9 +230,11 @@ void describe('OpenAPI document', () => {
       'placementGroup',
       'restartPolicy',
       'securityGroups',
+      'sshKeys',
       'start',
     ]);
-    assert.deepEqual([...(schema.required as string[])].sort(), ['flavor', 'image', 'name']);
+    // An image or a boot volume: exactly one, checked by the service (400 naming both).
+    assert.deepEqual([...(schema.required as string[])].sort(), ['flavor', 'name']);
   });
 });
 

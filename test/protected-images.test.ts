@@ -217,7 +217,7 @@ test('a blob at rest is compressed and encrypted: no plaintext, RPTENC1 magic', 
   assert.equal(platformBlob.equals(blob), false);
 });
 
-test('EICAR in a raw disk quarantines the image (visible, not downloadable, audited, event); a clean raw is active but not bootable', async () => {
+test('EICAR in a raw disk quarantines the image (visible, not downloadable, audited, event); a clean raw is active and meets the same trust policy as any image to boot', async () => {
   const created = await createImage('alpha', 'eicar-disk', 'raw');
   assert.equal(created.status, 201, JSON.stringify(created.body));
   const infected = await upload('alpha', created.body.id, 'disk', rawDisk(EICAR));
@@ -289,8 +289,10 @@ test('EICAR in a raw disk quarantines the image (visible, not downloadable, audi
     flavor: 'tiny',
     start: false,
   });
-  assert.ok([400, 409].includes(vm.status), JSON.stringify(vm.body));
-  assert.match(vm.body.error.message, /raw disk image; VMs boot kernel-initrd images/);
+  // Disk images boot (root disks), under the same trust policy: alpha requires signatures.
+  assert.equal(vm.status, 403, JSON.stringify(vm.body));
+  assert.equal(vm.body.error.code, 'RAMPART_UNTRUSTED_IMAGE');
+  assert.match(vm.body.error.message, /clean-disk is not trusted by this tenant/);
   const quarantinedVm = await harness.api<ErrorAnswer>('POST', '/v1/vms?tenant=alpha', {
     name: 'from-eicar',
     image: 'eicar-disk',

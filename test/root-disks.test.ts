@@ -341,6 +341,7 @@ test('a clone differs from its origin in MAC, instance-id, machine-id and host k
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   assert.equal(created.body.rootVolume?.name, 'c1-root');
+  assert.equal(created.body.diskGiB, 0, 'its disk is the volume (counted in volumeGiB), not the flavor’s');
   assert.equal(created.body.hostId, hostIds[hostOfD1], 'placed where its volume is');
   const d1 = await vm('d1');
   assert.notEqual(created.body.generationId, d1.generationId);

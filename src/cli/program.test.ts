@@ -1,5 +1,8 @@
 import { after, before, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { run } from './program.js';
 import {
   apiError,
@@ -21,6 +24,15 @@ void describe('argument validation (no server needed)', () => {
     ['invalid ref', ['vm', 'show', '../etc']],
     ['invalid name', ['vm', 'create', 'Web_1', '--image', 'tiny', '--flavor', 'small']],
     ['missing required option', ['vm', 'create', 'web1', '--image', 'tiny']],
+    ['neither image nor boot volume', ['vm', 'create', 'web1', '--flavor', 'small']],
+    [
+      'image and boot volume',
+      ['vm', 'create', 'web1', '--image', 'tiny', '--boot-volume', 'v', '--flavor', 'small'],
+    ],
+    [
+      'unreadable ssh key file',
+      ['vm', 'create', 'web1', '--image', 'deb', '--flavor', 'small', '--ssh-key', '/nonexistent/key.pub'],
+    ],
     [
       'bad restart policy',
       ['vm', 'create', 'web1', '--image', 'tiny', '--flavor', 'small', '--restart-policy', 'sometimes'],
@@ -200,6 +212,25 @@ void describe('commands against a fake API', () => {
     );
     assert.equal((JSON.parse(api.requests[0]?.body ?? '') as { start?: boolean }).start, false);
     assert.equal((JSON.parse(io.stdout.text) as { state: string }).state, 'stopped');
+  });
+
+  void it('boots from a volume with SSH keys read from files', async () => {
+    handler = (req) =>
+      req.method === 'POST' ? { status: 201, body: vmFixture({ state: 'stopped' }) } : undefined;
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-cli-key-'));
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKQ9 me@laptop';
+    writeFileSync(join(dir, 'id.pub'), `# my key\n${key}\n`);
+    try {
+      const io = testIo(env());
+      const argv = ['vm', 'create', 'web1', '--boot-volume', 'web-root', '--flavor', 'small'];
+      assert.equal(await run([...argv, '--ssh-key', join(dir, 'id.pub'), '--no-start', '-o', 'json'], io), 0);
+      const body = JSON.parse(api.requests[0]?.body ?? '') as Record<string, unknown>;
+      assert.equal(body['bootVolume'], 'web-root');
+      assert.equal(body['image'], undefined);
+      assert.deepEqual(body['sshKeys'], [key]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   void it('fails a wait with exit code 6 when the VM goes to error', async () => {

@@ -25,6 +25,13 @@ export function volumeTable(volumes: readonly Volume[], nowMs: number, color = f
   );
 }
 
+function originText(origin: Volume['origin']): string {
+  if (!origin) return '-';
+  if (origin.snapshotId) return `clone of snapshot ${origin.snapshotId} of volume ${origin.volumeId}`;
+  if (origin.backupId) return `restored from backup ${origin.backupId} of volume ${origin.volumeId}`;
+  return `made from volume ${origin.volumeId}`;
+}
+
 export function volumeDetails(volume: Volume, color = false): string {
   return formatKeyValue(
     [
@@ -35,12 +42,10 @@ export function volumeDetails(volume: Volume, color = false): string {
       ['VM', volume.vm ? `${volume.vm.name} (${volume.vm.id})` : '-'],
       ['Host', volume.hostId ?? '- (created on the host of the first VM it is attached to)'],
       ['Encryption', `${volume.encryption} (a key of its own, wrapped by the tenant key)`],
-      [
-        'Origin',
-        volume.origin
-          ? `clone of snapshot ${volume.origin.snapshotId} of volume ${volume.origin.volumeId}`
-          : '-',
-      ],
+      ['Format', volume.format === 'qcow2' ? 'qcow2 with LUKS encryption (copy-on-write)' : 'raw LUKS file'],
+      ['Image', volume.image ? `${volume.image.name} (${volume.image.id}): bootable` : '- (created empty)'],
+      ['Root disk', volume.rootDisk ? 'yes: made with its VM, erased with it' : 'no'],
+      ['Origin', originText(volume.origin)],
       ['Created', volume.createdAt],
     ],
     color,

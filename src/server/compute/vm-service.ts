@@ -160,7 +160,7 @@ export class VmService {
         vms: 1,
         vcpus: flavor.vcpus,
         memoryMiB: flavor.memoryMib,
-        diskGiB: flavor.diskGib,
+        diskGiB: bootVolume ? 0 : flavor.diskGib,
       });
       const placement =
         input.placementGroup !== undefined
@@ -185,7 +185,8 @@ export class VmService {
         pinnedCpus: pinnedCpus ? JSON.stringify(pinnedCpus) : null,
         vcpus: flavor.vcpus,
         memoryMib: flavor.memoryMib,
-        diskGib: flavor.diskGib,
+        // Booted from a volume: its disk is that volume (counted in volumeGiB), not the flavor's.
+        diskGib: bootVolume ? 0 : flavor.diskGib,
         cpuLimitPercent: flavor.cpuLimitPercent,
         networkMbps: flavor.networkMbps,
         diskIops: flavor.diskIops ?? null,
@@ -331,11 +332,6 @@ export class VmService {
           throw new ConflictError(
             'a resize keeps the CPU policy, and a dedicated-CPU VM keeps its vCPUs (its cores are pinned); create a new VM instead',
           );
-        await this.options.quotas.admit(trx, tenantId, {
-          vcpus: flavor.vcpus - current.vcpus,
-          memoryMiB: flavor.memoryMib - current.memoryMib,
-          diskGiB: flavor.diskGib - current.diskGib,
-        });
         // A root disk made with the VM follows the flavor's disk: it grows (at the next start), never shrinks.
         const root = current.rootVolumeId
           ? await trx
@@ -344,6 +340,13 @@ export class VmService {
               .where('id', '=', current.rootVolumeId)
               .executeTakeFirst()
           : undefined;
+        // A VM booted from a volume has no disk of its flavor's (its volume counts in volumeGiB).
+        const diskGib = root && root.vmRoot !== 1 ? 0 : flavor.diskGib;
+        await this.options.quotas.admit(trx, tenantId, {
+          vcpus: flavor.vcpus - current.vcpus,
+          memoryMiB: flavor.memoryMib - current.memoryMib,
+          diskGiB: diskGib - current.diskGib,
+        });
         if (root?.vmRoot === 1) {
           if (flavor.diskGib < root.sizeGib)
             throw new ConflictError(
@@ -378,7 +381,7 @@ export class VmService {
             flavorId: flavor.id,
             vcpus: flavor.vcpus,
             memoryMib: flavor.memoryMib,
-            diskGib: flavor.diskGib,
+            diskGib,
             cpuLimitPercent: flavor.cpuLimitPercent,
             networkMbps: flavor.networkMbps,
             diskIops: flavor.diskIops ?? null,
