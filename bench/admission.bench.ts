@@ -33,6 +33,7 @@ import type { Host } from '../src/api/host.js';
 import type { Quota } from '../src/api/quota.js';
 import type { Vm } from '../src/api/vm.js';
 import { RampartHarness } from '../test/helpers/rampart-harness.js';
+import { intFromEnv, median } from './lib/stats.js';
 
 const TARGET_COST = 0.2;
 const TARGET_P99_MS = 50;
@@ -74,21 +75,6 @@ interface Measurement {
   p50: number;
   p99: number;
   max: number;
-}
-
-function intFromEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new Error(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  return value;
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** Nearest-rank percentile of sorted values. */

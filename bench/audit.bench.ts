@@ -23,25 +23,11 @@ import { performance } from 'node:perf_hooks';
 import { recordHash, verifyExport } from '../src/common/audit-chain.js';
 import { AuditLog, type AuditEntry } from '../src/server/audit/audit-log.js';
 import { openDatabase, rawSqlite } from '../src/server/store/database.js';
+import { intFromEnv, median } from './lib/stats.js';
 
 const TARGET_APPENDS_PER_S = 20_000;
 const TARGET_VERIFY_RATIO = 0.5;
 const RUNS = 5;
-
-function intFromEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new Error(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  return value;
-}
-
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 function entry(i: number): AuditEntry {
   return {

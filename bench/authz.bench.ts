@@ -41,6 +41,7 @@ import {
   type PolicySnapshot,
   type RoleBinding,
 } from '../src/server/iam/policy-engine.js';
+import { prng } from './lib/stats.js';
 
 const TENANTS = 10;
 const USERS = 1000;
@@ -79,18 +80,6 @@ interface Query {
   dom: string;
   obj: string;
   act: string;
-}
-
-/** mulberry32: a small seeded PRNG, so every run benchmarks the same policy and queries. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const random = prng(0x5eed);

@@ -21,31 +21,11 @@
 import { DetectionEngine } from '../src/server/security/detection/rule-engine.js';
 import { SHIPPED_RULES_TEXT } from '../src/server/security/detection/shipped-rules.js';
 import type { DetectionEvent } from '../src/server/security/detection/rule-loader.js';
+import { intFromEnv, median, prng } from './lib/stats.js';
 
 const TARGET_EVENTS_PER_S = 100_000;
 const TARGET_RATIO = 3;
 const RUNS = 5;
-
-function intFromEnv(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max)
-    throw new Error(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  return value;
-}
-
-/** mulberry32: a small seeded PRNG, so every run benchmarks the same events. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const random = prng(0xde7ec7);
 const int = (n: number): number => Math.floor(random() * n);
@@ -264,11 +244,6 @@ function seconds(fn: () => number): { s: number; result: number } {
   const t0 = process.hrtime.bigint();
   const result = fn();
   return { s: Number(process.hrtime.bigint() - t0) / 1e9, result };
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
 }
 
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');

@@ -66,6 +66,7 @@ import { run, runSettled } from '../src/common/subprocess.js';
 import { HostFirewallManager } from '../src/agent/net/firewall.js';
 import { buildModel, numberToIpv4, renderRuleset } from '../src/agent/net/nft-ruleset.js';
 import { ensureBridge } from '../src/agent/net/port-devices.js';
+import { median } from './lib/stats.js';
 
 const PORTS = 500;
 const PORTS_PER_BRIDGE = 100;
@@ -201,11 +202,6 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   const value = await fn();
   return { ms: performance.now() - started, value };
 }
-
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
 
 async function addNetns(created: string[], name: string): Promise<string> {
   await ip('netns', 'add', name);

@@ -59,6 +59,7 @@ import { MasterKey, TenantKeyring } from '../src/server/images/crypto/envelope-k
 import { ImageStore, sha256OfFile } from '../src/server/images/image-store.js';
 import { scanFile } from '../src/server/images/scanner.js';
 import { nowIso, openDatabase } from '../src/server/store/database.js';
+import { median } from './lib/stats.js';
 
 const EXTENT = 64 * 1024;
 const DISK_BYTES = Number(process.env.RAMPART_BENCH_DISK_MIB ?? '256') * 1024 * 1024;
@@ -141,11 +142,6 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   const value = await fn();
   return { ms: performance.now() - started, value };
 }
-
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
 
 async function main(): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'rampart-bench-import-'));

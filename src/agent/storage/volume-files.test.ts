@@ -4,7 +4,7 @@
  * image: reads through, copy-on-write, growth, snapshots, clones, flattened exports and imports.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -25,6 +25,21 @@ import { LUKS_MAGIC, QCOW2_MAGIC, VolumeFiles, type BackingImage } from './volum
 import { allZero, fileContains, head } from '../../../test/helpers/file-bytes.js';
 
 const QEMU_IMG = '/usr/bin/qemu-img';
+
+/**
+ * qemu-img, synchronously, retried when its PBKDF benchmark flakes on a busy host ("Unable to get
+ * accurate CPU usage", more likely with the short iteration times used here).
+ */
+function qemuImgSync(args: readonly string[], options: ExecFileSyncOptions = {}): string {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return execFileSync(QEMU_IMG, args, { stdio: 'pipe', encoding: 'utf8', ...options }).toString();
+    } catch (error) {
+      const stderr = String((error as { stderr?: unknown }).stderr ?? '');
+      if (attempt >= 20 || !/accurate CPU usage/i.test(stderr)) throw error;
+    }
+  }
+}
 const QEMU_IO = '/usr/bin/qemu-io';
 const GiB = 1024 ** 3;
 
@@ -77,12 +92,8 @@ function writeDecrypted(path: string, key: string, data: Buffer): void {
   );
 }
 
-/** Reads `length` bytes at offset 0 of the decrypted view (qemu-io's hex dump). */
-function readDecrypted(path: string, key: string, length: number): Buffer {
-  const out = execFileSync(QEMU_IO, [...openArgs(path, key), '-c', `read -v 0 ${length}`], {
-    encoding: 'utf8',
-    stdio: 'pipe',
-  });
+/** The first `length` bytes of a `qemu-io read -v` hex dump. */
+function parseHexDump(out: string, length: number): Buffer {
   const bytes: number[] = [];
   for (const line of out.split('\n')) {
     const match = /^[0-9a-f]{8}:\s+((?:[0-9a-f]{2} ?)+)/.exec(line);
@@ -97,8 +108,17 @@ function readDecrypted(path: string, key: string, length: number): Buffer {
   return Buffer.from(bytes.slice(0, length));
 }
 
+/** Reads `length` bytes at offset 0 of the decrypted view (qemu-io's hex dump). */
+function readDecrypted(path: string, key: string, length: number): Buffer {
+  const out = execFileSync(QEMU_IO, [...openArgs(path, key), '-c', `read -v 0 ${length}`], {
+    encoding: 'utf8',
+    stdio: 'pipe',
+  });
+  return parseHexDump(out, length);
+}
+
 function virtualSize(path: string, key: string): number {
-  const out = execFileSync(QEMU_IMG, ['info', '--output=json', ...openArgs(path, key)], { encoding: 'utf8' });
+  const out = qemuImgSync(['info', '--output=json', ...openArgs(path, key)], { encoding: 'utf8' });
   return (JSON.parse(out) as { 'virtual-size': number })['virtual-size'];
 }
 
@@ -294,7 +314,7 @@ const qv = new VolumeFiles({ dir: join(root, 'qcow2-volumes'), qemuImg: QEMU_IMG
 /** Two small plaintext backing images (raw and qcow2) with 0x5a in their first MiB. */
 function makeBacking(format: 'raw' | 'qcow2', sizeMiB = 64): BackingImage {
   const path = join(root, `backing-${randomBytes(4).toString('hex')}.${format}`);
-  execFileSync(QEMU_IMG, ['create', '-q', '-f', format, path, `${sizeMiB}M`], { stdio: 'pipe' });
+  qemuImgSync(['create', '-q', '-f', format, path, `${sizeMiB}M`], { stdio: 'pipe' });
   execFileSync(QEMU_IO, ['-f', format, '-c', 'write -P 0x5a 0 1M', path], { stdio: 'pipe' });
   return { path, format };
 }
@@ -335,7 +355,7 @@ function qio(path: string, key: string, backing: BackingImage | null, ...command
 /** The header as qemu-img info reads it (no key, no backing opened). */
 function qcow2Info(path: string): Record<string, unknown> {
   return JSON.parse(
-    execFileSync(QEMU_IMG, ['info', '--output=json', '-f', 'qcow2', path], { encoding: 'utf8' }),
+    qemuImgSync(['info', '--output=json', '-f', 'qcow2', path], { encoding: 'utf8' }),
   ) as Record<string, unknown>;
 }
 
@@ -359,18 +379,7 @@ function readQcow2(
   length: number,
 ): Buffer {
   const out = qio(path, key, backing, `read -v ${offset} ${length}`);
-  const bytes: number[] = [];
-  for (const line of out.split('\n')) {
-    const match = /^[0-9a-f]{8}:\s+((?:[0-9a-f]{2} ?)+)/.exec(line);
-    if (match)
-      bytes.push(
-        ...match[1]!
-          .trim()
-          .split(/\s+/)
-          .map((h) => parseInt(h, 16)),
-      );
-  }
-  return Buffer.from(bytes.slice(0, length));
+  return parseHexDump(out, length);
 }
 
 test('a qcow2 overlay reads through to its backing image, writes only into itself, encrypted', async () => {
@@ -571,7 +580,7 @@ test('a qcow2 export is flattened under the same key; importing it gives a volum
 test('planted qcow2 files are refused: unencrypted, another backing, a link', async () => {
   const key = newKey();
   const plain = newId();
-  execFileSync(QEMU_IMG, ['create', '-q', '-f', 'qcow2', qv.pathFor(plain, 'qcow2'), '1G']);
+  qemuImgSync(['create', '-q', '-f', 'qcow2', qv.pathFor(plain, 'qcow2'), '1G']);
   await assert.rejects(qv.ensureVolume(plain, 1, key, { format: 'qcow2' }), /not a LUKS-encrypted qcow2/);
   await assert.rejects(qv.ensureVolume(plain, 1, key), /not a LUKS-encrypted qcow2/);
   await assert.rejects(
@@ -580,7 +589,7 @@ test('planted qcow2 files are refused: unencrypted, another backing, a link', as
   );
 
   const elsewhere = newId();
-  execFileSync(QEMU_IMG, [
+  qemuImgSync([
     'create',
     '-q',
     '-f',

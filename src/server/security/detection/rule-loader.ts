@@ -14,6 +14,7 @@ import { Compile } from 'typebox/compile';
 import { locate, scanJson, type Position, type ScanResult } from './json-positions.js';
 import {
   FIELD_ROOTS,
+  RESPONSE_ACTIONS,
   RULE_FILE_VERSION,
   RuleFile,
   SEVERITIES,
@@ -114,14 +115,10 @@ export const MAX_ERRORS = 50;
 const validator = Compile(RuleFile);
 
 const SEVERITY_RANK: Record<string, number> = { info: 0, low: 1, medium: 2, high: 3, critical: 4 };
-const TARGETED_ACTIONS = new Set<ResponseAction>([
-  'pause-vm',
-  'isolate-vm',
-  'snapshot-vm',
-  'stop-vm',
-  'disable-user',
-  'revoke-token',
-]);
+/** Every action but `alert` and `webhook` acts on something the event names (`target`). */
+const TARGETED_ACTIONS = new Set<ResponseAction>(
+  RESPONSE_ACTIONS.filter((a) => a !== 'alert' && a !== 'webhook'),
+);
 const OPERATOR_KEYS = new Set(['in', 'ne', 'gt', 'gte', 'lt', 'lte', 'regex', 'flags', 'exists']);
 
 interface PointedError {
