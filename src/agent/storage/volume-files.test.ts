@@ -35,7 +35,8 @@ function qemuImgSync(args: readonly string[], options: ExecFileSyncOptions = {})
     try {
       return execFileSync(QEMU_IMG, args, { stdio: 'pipe', encoding: 'utf8', ...options }).toString();
     } catch (error) {
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '');
+      const raw = (error as { stderr?: Buffer | string }).stderr;
+      const stderr = raw === undefined ? '' : raw.toString();
       if (attempt >= 20 || !/accurate CPU usage/i.test(stderr)) throw error;
     }
   }
