@@ -87,6 +87,11 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/audit/export/checkpoints': 'PA',
   'GET /v1/security/events': 'PA TA AU SR',
   'GET /v1/platform/security/events': 'PA',
+  'GET /v1/security/alerts': 'PA TA AU SR',
+  'GET /v1/security/alerts/:id': 'PA TA AU SR',
+  'PATCH /v1/security/alerts/:id': 'PA TA SR',
+  'GET /v1/platform/security/alerts': 'PA',
+  'PATCH /v1/platform/security/alerts/:id': 'PA',
   'GET /v1/images': 'PA TA OP ME VI AU SR',
   'GET /v1/images/:ref': 'PA TA OP ME VI AU SR',
   'PATCH /v1/images/:ref': 'PA TA ME',
@@ -256,6 +261,7 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     '/snapshots': { name: 'snap' },
     '/backups': { name: 'backup' },
     '/restore': { snapshot: 'no-such-snapshot' },
+    '/alerts/:id': { status: 'acknowledged' },
   };
   const validBody = Object.entries(validBodies).find(([suffix]) => route.endsWith(suffix))?.[1];
   const body = writes ? (withBody ? { unexpectedField: true } : validBody) : undefined;

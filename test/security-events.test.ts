@@ -1,8 +1,8 @@
 /**
  * The security event stream over HTTP and the CLI, against the real server: a tenant sees its own
  * events only (never another tenant's or the platform-wide ones), members without security:read are
- * refused, the platform view shows everything and narrows with ?tenant=. Nothing records events yet,
- * so the test writes them into the server's database directly.
+ * refused, the platform view shows everything and narrows with ?tenant=. The test writes image events
+ * into the server's database directly (after the logins of its setup have recorded theirs).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -57,6 +57,15 @@ function insertEvent(event: {
   }
 }
 
+/** The seqs of the four image events the setup wrote, oldest first. */
+async function insertedSeqs(): Promise<number[]> {
+  const all = await harness.api<List>('GET', '/v1/platform/security/events?limit=1000');
+  return all.body.items
+    .filter((e) => e.kind.startsWith('image.'))
+    .map((e) => e.seq)
+    .sort((a, b) => a - b);
+}
+
 function as(role: string) {
   return { authorization: `Bearer ${sessions.get(role)!}` };
 }
@@ -71,6 +80,14 @@ before(async () => {
   for (const role of ['tenant-admin', 'auditor', 'member']) {
     sessions.set(role, await harness.createMember(`sec-${role}`, PASSWORD, 'alpha', role));
   }
+  // Logins record auth.login_succeeded events: let them land before writing into the same table.
+  await harness.waitFor(
+    async () =>
+      (await harness.api<List>('GET', '/v1/platform/security/events?kind=auth.login_succeeded')).body.items
+        .length >= 4,
+    10_000,
+    'the setup logins recorded',
+  );
   insertEvent({
     tenant: 'alpha',
     kind: 'image.quarantined',
@@ -125,16 +142,17 @@ test('filters: kind, and tailing with after (oldest first) and limit', async () 
     byKind.body.items.map((e) => e.kind),
     ['image.quarantined'],
   );
-  const tail = await harness.api<List>('GET', '/v1/platform/security/events?after=1&limit=2');
+  const seqs = await insertedSeqs();
+  const tail = await harness.api<List>(`GET`, `/v1/platform/security/events?after=${seqs[0]}&limit=2`);
   assert.equal(tail.status, 200);
   assert.deepEqual(
     tail.body.items.map((e) => e.seq),
-    [2, 3],
+    [seqs[1], seqs[2]],
   );
   const newest = await harness.api<List>('GET', '/v1/platform/security/events?limit=1');
   assert.deepEqual(
     newest.body.items.map((e) => e.seq),
-    [4],
+    [seqs[3]],
   );
   for (const query of ['limit=abc', 'after=-1', 'kind=Bad%20Kind', 'unknown=1']) {
     const bad = await harness.api('GET', `/v1/platform/security/events?${query}`);
@@ -160,11 +178,14 @@ test('without security:read: 403; in a foreign tenant: 404', async () => {
 test('the platform view shows every event, platform-wide ones included; ?tenant= narrows', async () => {
   const all = await harness.api<List>('GET', '/v1/platform/security/events');
   assert.equal(all.status, 200, JSON.stringify(all.body));
+  const seqs = await insertedSeqs();
+  const images = all.body.items.filter((e) => e.kind.startsWith('image.'));
   assert.deepEqual(
-    all.body.items.map((e) => e.seq),
-    [4, 3, 2, 1],
+    images.map((e) => e.seq),
+    [...seqs].reverse(),
   );
-  assert.equal(all.body.items[1]!.tenantId, null);
+  assert.equal(images[1]!.tenantId, null, 'a platform-wide event');
+  assert.ok(all.body.items.some((e) => e.kind === 'auth.login_succeeded' && e.tenantId === null));
   for (const ref of ['beta', tenantIds.get('beta')!]) {
     const beta = await harness.api<List>('GET', `/v1/platform/security/events?tenant=${ref}`);
     assert.equal(beta.status, 200);

@@ -62,3 +62,73 @@ export const SecurityEventList = Type.Object({
   items: Type.Array(SecurityEvent),
 });
 export type SecurityEventList = Static<typeof SecurityEventList>;
+
+export const AlertStatus = Type.Union([
+  Type.Literal('open'),
+  Type.Literal('acknowledged'),
+  Type.Literal('resolved'),
+]);
+export type AlertStatus = Static<typeof AlertStatus>;
+
+/** An alert raised by a detection rule (src/server/security/detection); repeats count up while open. */
+export const SecurityAlert = Type.Object(
+  {
+    id: Id,
+    ruleId: Type.String(),
+    severity: SecuritySeveritySchema,
+    status: AlertStatus,
+    tenantId: Type.Union([Type.String(), Type.Null()]),
+    /** The rule's grouping of its events, e.g. `detail.sourceIp=203.0.113.9`. */
+    groupKey: Type.String(),
+    summary: Type.String(),
+    subjectType: Type.String(),
+    subjectId: Type.Union([Type.String(), Type.Null()]),
+    /** seq of the security events behind it (the latest, bounded): GET /v1/security/events. */
+    eventSeqs: Type.Array(Type.Integer()),
+    /** How many times the rule fired for this group while the alert was open. */
+    count: Type.Integer(),
+    firstAt: Timestamp,
+    lastAt: Timestamp,
+    /** The automatic response: what the rule asked, on what, and what happened. */
+    response: Type.Object({
+      action: Type.String(),
+      target: Type.Union([Type.String(), Type.Null()]),
+      outcome: Type.String(),
+    }),
+    assignee: Type.Union([Type.String(), Type.Null()]),
+    notes: Type.Array(Type.Object({ at: Timestamp, author: Type.String(), text: Type.String() })),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
+  { $id: 'SecurityAlert' },
+);
+export type SecurityAlert = Static<typeof SecurityAlert>;
+
+export const SecurityAlertList = Type.Object({ items: Type.Array(SecurityAlert) });
+
+export const SecurityAlertQuery = Type.Object(
+  {
+    tenant: Type.Optional(Type.String({ maxLength: 63, pattern: '^[a-z0-9][a-z0-9-]{0,62}$' })),
+    status: Type.Optional(AlertStatus),
+    /** 1..1000, default 100; newest first. */
+    limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,4}$' })),
+  },
+  { additionalProperties: false },
+);
+export type SecurityAlertQuery = Static<typeof SecurityAlertQuery>;
+
+/** Acknowledge / resolve / reopen, (un)assign, and add a note, in one request. */
+export const SecurityAlertUpdate = Type.Object(
+  {
+    status: Type.Optional(AlertStatus),
+    assignee: Type.Optional(
+      Type.Union([
+        Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9][a-z0-9._@-]*$' }),
+        Type.Null(),
+      ]),
+    ),
+    note: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type SecurityAlertUpdate = Static<typeof SecurityAlertUpdate>;

@@ -15,6 +15,7 @@ import { registerQuotaCommands } from './commands/quota.js';
 import { registerRoleCommands } from './commands/role.js';
 import { registerSecgroupCommands } from './commands/secgroup.js';
 import { registerSecurityCommands } from './commands/security.js';
+import { registerAlertCommands } from './commands/alert.js';
 import { registerPlacementGroupCommands } from './commands/placement-group.js';
 import { registerVolumeCommands } from './commands/volume.js';
 import { registerServerCommand } from './commands/server.js';
@@ -103,6 +104,7 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
   registerTokenCommands(program, deps);
   registerAuditCommands(program, deps);
   registerSecurityCommands(program, deps);
+  registerAlertCommands(program, deps);
   registerPlacementGroupCommands(program, deps);
   registerVolumeCommands(program, deps);
   registerServerCommand(program, deps);

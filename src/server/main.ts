@@ -17,6 +17,10 @@ import { TenantDirectory } from './iam/tenant-directory.js';
 import { UserDirectory } from './iam/user-directory.js';
 import { QuotaService } from './quota/quota-service.js';
 import { SecurityEventLog } from './security/security-events.js';
+import { AlertStore } from './security/alerts.js';
+import { DetectionService } from './security/detection-service.js';
+import { detectionResponder } from './security/detection-responder.js';
+import { loginEvent, vmExitEvent } from './security/event-producers.js';
 import { armedFailpoints } from './failpoints.js';
 import { seedFlavors } from './compute/flavor-catalog.js';
 import { markHostOffline, recordHostHello } from './compute/host-registry.js';
@@ -117,6 +121,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     new SessionTokenSigner(loadSessionKey(config.dataDir)),
     config.auth,
     quotas,
+    (attempt) =>
+      void securityEvents
+        .record(loginEvent(attempt))
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed')),
   );
 
   if (!config.quota.enforce)
@@ -184,6 +192,11 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     images: { store: images.store, platformKeys: images.platformKeys },
     networks,
     volumes,
+    onCrash: async (vm, reason) => {
+      await securityEvents
+        .record(vmExitEvent(vm, reason))
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
+    },
     // A VM that failed for good (its image did not verify) is audited and raises a security event.
     onFatal: async (vm, reason) => {
       log.warn({ vmId: vm.id, reason }, 'VM failed on its host');
@@ -215,6 +228,16 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     },
   });
   const vmService = vms;
+  const alerts = new AlertStore(db);
+  const detection = new DetectionService({
+    events: securityEvents,
+    alerts,
+    audit,
+    log: log.child({ component: 'detection' }),
+    responder: detectionResponder({ db, vms: vmService, users }),
+    ...(process.env['RAMPART_DETECTION_RULES'] ? { rulesFile: process.env['RAMPART_DETECTION_RULES'] } : {}),
+  });
+  detection.start();
 
   fleet.on('connected', (connection, host) => {
     metrics.agentConnected.set(fleet.connectedCount);
@@ -264,6 +287,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       tenants,
       audit,
       securityEvents,
+      alerts,
       images,
       networks,
       volumes,

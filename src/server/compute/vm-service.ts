@@ -53,6 +53,8 @@ export interface VmServiceOptions {
   overcommit: Overcommit;
   /** Told once when a VM fails for good on its host (e.g. image verification): audit, security events. */
   onFatal?: (vm: VmsTable, reason: string) => Promise<void>;
+  /** A running VM's QEMU went away without being asked to (crash, kill, seccomp): once per boot. */
+  onCrash?: (vm: VmsTable, reason: string) => Promise<void>;
   /** The encrypted image store (the verified cache is filled from it) and the platform's signing keys. */
   images: { store: ImageStore; platformKeys: readonly TrustedKey[] };
   /** Networks, ports and security groups: VM ports are created with the VM; hosts get their firewall. */
@@ -711,6 +713,8 @@ export class VmService {
     }
     if (next !== current)
       this.log.info({ vmId: row.id, from: current, to: next, phase: status.phase }, 'VM state');
+    if (status.phase === 'crashed' && !status.fatal && current !== next)
+      await this.options.onCrash?.(row, patch.error ?? 'QEMU exited unexpectedly');
     if (restart) this.scheduleRestart(row.id, status.phase === 'crashed' ? 'crash' : 'guest-shutdown');
   }
 

@@ -15,6 +15,7 @@ import type { Overcommit } from '../compute/scheduler.js';
 import type { QuotaService } from '../quota/quota-service.js';
 import type { ImageServices } from '../images/image-services.js';
 import type { NetworkService } from '../network/network-service.js';
+import type { AlertStore } from '../security/alerts.js';
 import type { SecurityEventLog } from '../security/security-events.js';
 
 export interface AppContext {
@@ -29,6 +30,8 @@ export interface AppContext {
   audit: AuditLog;
   /** The security event stream (one per server; services that record events get it at construction). */
   securityEvents: SecurityEventLog;
+  /** Alerts raised by the detection engine. */
+  alerts: AlertStore;
   quotas: QuotaService;
   images: ImageServices;
   networks: NetworkService;

@@ -103,6 +103,13 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/security/events': tenant('security:read'),
   'GET /v1/platform/security/events': platform('platform:security:read'),
+  'GET /v1/security/alerts': tenant('security:read'),
+  'GET /v1/security/alerts/:id': tenant('security:read'),
+  'PATCH /v1/security/alerts/:id': tenant('security:respond', { action: 'security:alert:update' }),
+  'GET /v1/platform/security/alerts': platform('platform:security:read'),
+  'PATCH /v1/platform/security/alerts/:id': platform('platform:security:respond', {
+    action: 'platform:security:alert:update',
+  }),
 
   'GET /v1/images': tenant('image:read'),
   'GET /v1/images/:ref': tenant('image:read'),

@@ -49,6 +49,17 @@ export interface LoginAuditInfo {
   detail: string | null;
 }
 
+/** One password login attempt, as the security event stream records it (never the password). */
+export interface LoginAttempt {
+  ok: boolean;
+  username: string;
+  sourceIp: string;
+  /** Why it failed; null when it succeeded. */
+  reason: 'unknown-user' | 'bad-password' | 'disabled' | 'bad-otp' | 'throttled' | null;
+  userId: string | null;
+  mfa: boolean;
+}
+
 export class Authenticator {
   readonly throttle: LoginThrottle;
 
@@ -59,6 +70,8 @@ export class Authenticator {
     private readonly signer: SessionTokenSigner,
     private readonly config: AuthConfig,
     private readonly quotas: QuotaService,
+    /** Told of every login attempt (the security event stream: brute-force detection). */
+    private readonly onLoginAttempt: (attempt: LoginAttempt) => void = () => undefined,
   ) {
     this.throttle = new LoginThrottle({
       accountThreshold: config.loginAccountThreshold,
@@ -100,7 +113,17 @@ export class Authenticator {
     const account = input.username.toLowerCase();
     audit.actor = account.slice(0, 64);
     const gate = this.throttle.check(account, source);
+    const failed = (reason: LoginAttempt['reason'], userId: string | null) =>
+      this.onLoginAttempt({
+        ok: false,
+        username: account.slice(0, 64),
+        sourceIp: source,
+        reason,
+        userId,
+        mfa: false,
+      });
     if (!gate.allowed) {
+      failed('throttled', null);
       audit.detail = `throttled (${gate.scope})`;
       throw new RateLimitedError(
         'too many failed logins; try again later',
@@ -112,22 +135,26 @@ export class Authenticator {
       if (!user) {
         await burnVerification(input.password);
         audit.detail = 'unknown user';
+        failed('unknown-user', null);
         throw new UnauthenticatedError('invalid username or password');
       }
       audit.actorId = user.id;
       const passwordOk = await verifyPassword(user.passwordHash, input.password);
       if (!passwordOk) {
         audit.detail = 'wrong password';
+        failed('bad-password', user.id);
         throw new UnauthenticatedError('invalid username or password');
       }
       if (user.disabled === 1) {
         audit.detail = 'user disabled';
+        failed('disabled', user.id);
         throw new UnauthenticatedError('invalid username or password');
       }
       try {
         await this.users.checkSecondFactor(user, input.totp, input.recoveryCode);
       } catch (error) {
         audit.detail = (error as Error).message;
+        failed('bad-otp', user.id);
         throw error;
       }
     } catch (error) {
@@ -136,6 +163,14 @@ export class Authenticator {
     }
     this.throttle.recordSuccess(account, source);
     const mfa = user.totpSecret !== null;
+    this.onLoginAttempt({
+      ok: true,
+      username: account.slice(0, 64),
+      sourceIp: source,
+      reason: null,
+      userId: user.id,
+      mfa,
+    });
     audit.detail = mfa ? (input.recoveryCode !== undefined ? 'mfa: recovery code' : 'mfa: totp') : null;
     return this.openSession(user, source, mfa);
   }

@@ -84,6 +84,8 @@ export const PLATFORM_PERMISSIONS = [
   'platform:audit:read',
   /** Read the security event stream of every tenant and the platform-wide events. */
   'platform:security:read',
+  /** Acknowledge, resolve, assign and annotate any alert, platform-wide ones included. */
+  'platform:security:respond',
   'platform:metrics:read',
 ] as const;
 

@@ -793,6 +793,48 @@ migrations['0022_root_disks'] = {
   },
 };
 
+migrations['0023_security_alerts'] = {
+  async up(db: Kysely<unknown>) {
+    // Alerts raised by the detection engine: one per rule and group while open (repeats count up),
+    // with a lifecycle (open, acknowledged, resolved), an assignee, notes, and the response taken.
+    await db.schema
+      .createTable('security_alerts')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('tenant_id', 'text')
+      .addColumn('rule_id', 'text', (c) => c.notNull())
+      .addColumn('severity', 'text', (c) =>
+        c.notNull().check(sql`severity IN ('info', 'low', 'medium', 'high', 'critical')`),
+      )
+      .addColumn('status', 'text', (c) =>
+        c.notNull().check(sql`status IN ('open', 'acknowledged', 'resolved')`),
+      )
+      .addColumn('group_key', 'text', (c) => c.notNull())
+      .addColumn('summary', 'text', (c) => c.notNull())
+      .addColumn('subject_type', 'text', (c) => c.notNull())
+      .addColumn('subject_id', 'text')
+      .addColumn('event_seqs', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('count', 'integer', (c) => c.notNull().defaultTo(1))
+      .addColumn('first_at', 'text', (c) => c.notNull())
+      .addColumn('last_at', 'text', (c) => c.notNull())
+      .addColumn('response', 'text', (c) => c.notNull().defaultTo('{}'))
+      .addColumn('assignee', 'text')
+      .addColumn('notes', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('security_alerts_open')
+      .on('security_alerts')
+      .columns(['rule_id', 'group_key', 'status'])
+      .execute();
+    await db.schema
+      .createIndex('security_alerts_tenant')
+      .on('security_alerts')
+      .columns(['tenant_id', 'created_at'])
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

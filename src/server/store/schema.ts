@@ -79,6 +79,32 @@ export interface SecurityEventsTable {
   detail: string;
 }
 
+export interface SecurityAlertsTable {
+  id: string;
+  /** The tenant the alert concerns (from its events); null: platform-wide. */
+  tenantId: string | null;
+  ruleId: string;
+  severity: SecuritySeverity;
+  status: 'open' | 'acknowledged' | 'resolved';
+  /** The rule's grouping of the events (e.g. a source address): one open alert per rule and group. */
+  groupKey: string;
+  summary: string;
+  subjectType: string;
+  subjectId: string | null;
+  /** JSON array of the seqs of the events behind it (bounded). */
+  eventSeqs: string;
+  count: number;
+  firstAt: string;
+  lastAt: string;
+  /** JSON: { action, target, outcome, at } of the automatic response. */
+  response: string;
+  assignee: string | null;
+  /** JSON array of { at, author, text }. */
+  notes: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
 export type ImageVisibility = 'private' | 'shared' | 'public';
 
 /** A tenant an image with visibility 'shared' is shared with. */
@@ -383,6 +409,7 @@ export interface Database {
   imageSignatures: ImageSignaturesTable;
   imageBlobs: ImageBlobsTable;
   securityEvents: SecurityEventsTable;
+  securityAlerts: SecurityAlertsTable;
   networks: NetworksTable;
   placementGroups: PlacementGroupsTable;
   volumes: VolumesTable;

@@ -2,17 +2,27 @@
  * /v1/security/events: the request tenant's security events (security:read); /v1/platform/security/events:
  * every event, platform-wide ones included (platform:security:read), ?tenant= narrows to one tenant.
  * Newest first; with ?after=<seq> the events after it, oldest first (tailing).
+ *
+ * /v1/security/alerts: the alerts the detection engine raised for the request tenant (security:read;
+ * acknowledge, resolve, reopen, assign, annotate with security:respond); /v1/platform/security/alerts:
+ * every alert, platform-wide ones (e.g. login brute force) included.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorSchema } from '../../../api/common.js';
 import { NotFoundError } from '../../../api/errors.js';
+import { Type } from 'typebox';
 import {
+  SecurityAlert,
+  SecurityAlertList,
+  SecurityAlertQuery,
+  SecurityAlertUpdate,
   SecurityEventList,
   SecurityEventQuery,
   type SecurityEventQuery as Query,
 } from '../../../api/security.js';
 import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from '../../security/security-events.js';
+import { auditActor } from '../../iam/principal.js';
 import { requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
 
@@ -69,6 +79,115 @@ export async function securityRoutes(base: FastifyInstance, ctx: AppContext): Pr
         tenantId = tenant.id;
       }
       return { items: await ctx.securityEvents.list({ tenantId, ...filters(request.query) }) };
+    },
+  );
+
+  const AlertParams = Type.Object({ id: Type.String({ maxLength: 64 }) }, { additionalProperties: false });
+  const alertLimit = (limit: string | undefined) =>
+    limit === undefined ? LIST_LIMIT_DEFAULT : Math.min(Math.max(Number(limit), 1), LIST_LIMIT_MAX);
+  const author = (request: FastifyRequest) => (request.principal ? auditActor(request.principal) : 'unknown');
+
+  app.get(
+    '/v1/security/alerts',
+    {
+      schema: {
+        tags: ['security'],
+        summary: "The request tenant's security alerts, newest first (?status= filters)",
+        querystring: SecurityAlertQuery,
+        response: { 200: SecurityAlertList, ...errors },
+      },
+    },
+    async (request) => ({
+      items: await ctx.alerts.list({
+        tenantId: requireTenant(request).id,
+        ...(request.query.status !== undefined ? { status: request.query.status } : {}),
+        limit: alertLimit(request.query.limit),
+      }),
+    }),
+  );
+
+  app.get(
+    '/v1/security/alerts/:id',
+    {
+      schema: {
+        tags: ['security'],
+        summary: 'One alert of the request tenant, with its events, response and notes',
+        params: AlertParams,
+        querystring: SecurityAlertQuery,
+        response: { 200: SecurityAlert, ...errors },
+      },
+    },
+    async (request) => ctx.alerts.get(request.params.id, requireTenant(request).id),
+  );
+
+  app.patch(
+    '/v1/security/alerts/:id',
+    {
+      schema: {
+        tags: ['security'],
+        summary: 'Acknowledge, resolve or reopen an alert, (un)assign it, add a note (audited)',
+        params: AlertParams,
+        querystring: SecurityAlertQuery,
+        body: SecurityAlertUpdate,
+        response: { 200: SecurityAlert, ...errors },
+      },
+    },
+    async (request) => {
+      const updated = await ctx.alerts.update(
+        request.params.id,
+        request.body,
+        author(request),
+        requireTenant(request).id,
+      );
+      request.auditInfo!.target = updated.id;
+      request.auditInfo!.detail = `${updated.ruleId}: ${updated.status}${updated.assignee ? `, assigned to ${updated.assignee}` : ''}`;
+      return updated;
+    },
+  );
+
+  app.get(
+    '/v1/platform/security/alerts',
+    {
+      schema: {
+        tags: ['security'],
+        summary: 'Every security alert (platform), platform-wide ones included; ?tenant= narrows',
+        querystring: SecurityAlertQuery,
+        response: { 200: SecurityAlertList, ...errors },
+      },
+    },
+    async (request) => {
+      let tenantId: string | undefined;
+      if (request.query.tenant !== undefined) {
+        const tenant = await ctx.tenants.find(request.query.tenant);
+        if (!tenant) throw new NotFoundError('tenant');
+        tenantId = tenant.id;
+      }
+      return {
+        items: await ctx.alerts.list({
+          ...(tenantId !== undefined ? { tenantId } : {}),
+          ...(request.query.status !== undefined ? { status: request.query.status } : {}),
+          limit: alertLimit(request.query.limit),
+        }),
+      };
+    },
+  );
+
+  app.patch(
+    '/v1/platform/security/alerts/:id',
+    {
+      schema: {
+        tags: ['security'],
+        summary: 'Acknowledge, resolve, reopen, assign or annotate any alert (platform; audited)',
+        params: AlertParams,
+        body: SecurityAlertUpdate,
+        response: { 200: SecurityAlert, ...errors },
+      },
+    },
+    async (request) => {
+      const updated = await ctx.alerts.update(request.params.id, request.body, author(request));
+      request.auditInfo!.target = updated.id;
+      request.auditInfo!.detail = `${updated.ruleId}: ${updated.status}${updated.assignee ? `, assigned to ${updated.assignee}` : ''}`;
+      return updated;
     },
   );
 }

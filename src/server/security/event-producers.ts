@@ -1,0 +1,63 @@
+/**
+ * Security events made from what the control plane sees (the stable schema is documented in
+ * security-events.ts and detection/shipped-rules.ts): login attempts and unexpected QEMU exits.
+ */
+import type { LoginAttempt } from '../iam/authenticator.js';
+import type { VmsTable } from '../store/schema.js';
+import type { SecurityEventInput } from './security-events.js';
+
+/** auth.login_failed / auth.login_succeeded: who, from where, why not (never the password). */
+export function loginEvent(attempt: LoginAttempt): SecurityEventInput {
+  return attempt.ok
+    ? {
+        kind: 'auth.login_succeeded',
+        severity: 'info',
+        tenantId: null,
+        subjectType: 'user',
+        subjectId: attempt.userId,
+        summary: `login of ${attempt.username} from ${attempt.sourceIp}`,
+        detail: {
+          username: attempt.username,
+          sourceIp: attempt.sourceIp,
+          userId: attempt.userId,
+          mfa: attempt.mfa,
+        },
+      }
+    : {
+        kind: 'auth.login_failed',
+        severity: 'low',
+        tenantId: null,
+        subjectType: 'user',
+        subjectId: attempt.userId,
+        summary: `failed login for ${attempt.username} from ${attempt.sourceIp} (${attempt.reason ?? 'unknown'})`,
+        detail: { username: attempt.username, sourceIp: attempt.sourceIp, reason: attempt.reason },
+      };
+}
+
+const SIGNAL = /killed by (SIG[A-Z0-9]+)/;
+const EXIT_CODE = /exit code (\d+)/;
+
+/** vm.exit for a QEMU that went away without being asked to: a crash, a kill, a seccomp kill (SIGSYS). */
+export function vmExitEvent(vm: VmsTable, reason: string): SecurityEventInput {
+  const signal = SIGNAL.exec(reason)?.[1] ?? null;
+  const exitCode = EXIT_CODE.exec(reason)?.[1];
+  const kind = signal === 'SIGSYS' ? 'seccomp' : signal !== null ? 'signal' : 'crash';
+  return {
+    kind: 'vm.exit',
+    severity: kind === 'seccomp' ? 'critical' : 'high',
+    tenantId: vm.tenantId,
+    subjectType: 'vm',
+    subjectId: vm.id,
+    summary: `QEMU of VM ${vm.name} exited unexpectedly: ${reason}`,
+    detail: {
+      vmId: vm.id,
+      vmName: vm.name,
+      hostId: vm.hostId ?? null,
+      expected: false,
+      reason: kind,
+      signal,
+      exitCode: exitCode === undefined ? null : Number(exitCode),
+      message: reason.slice(0, 512),
+    },
+  };
+}
