@@ -2,6 +2,7 @@
  * The detection engine in the running server, triggered for real:
  * - 20 failed logins from one address: throttled (429) and the brute-force rules raise platform alerts
  *   (one alert per rule and group, never duplicated while open), with the login events behind them.
+ * - A guest printing a kernel oops on its serial console: a `guest.console` event, a guest-kernel-oops alert.
  * - A QEMU killed from outside: a `vm.exit` event and an `qemu-unexpected-exit` alert in its tenant.
  * - Alerts move through their lifecycle (ack with a note, assign, resolve) through the CLI and the API,
  *   audited; a tenant sees only its own alerts.
@@ -17,6 +18,7 @@ import type { SecurityAlert, SecurityEvent } from '../src/api/security.js';
 import type { Vm } from '../src/api/vm.js';
 import { SHIPPED_RULES_TEXT } from '../src/server/security/detection/shipped-rules.js';
 import { runCli } from './helpers/cli-runner.js';
+import { GuestConsole } from './helpers/guest-console.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
 let harness: RampartHarness;
@@ -148,7 +150,7 @@ test('alerts move through their lifecycle (ack with a note, assign, resolve), au
   assert.equal((await harness.api('GET', `/v1/security/alerts/${alert.id}`)).status, 404);
 });
 
-test('a QEMU killed from outside raises a vm.exit event and a qemu-unexpected-exit alert', async () => {
+test('a guest printing a kernel oops on its console raises a guest-kernel-oops alert', async () => {
   const created = await harness.api<Vm>('POST', '/v1/vms', {
     name: 'victim',
     image: 'tiny',
@@ -156,6 +158,28 @@ test('a QEMU killed from outside raises a vm.exit event and a qemu-unexpected-ex
     restartPolicy: 'never',
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
+  await harness.waitForState('victim', 'running');
+  const shell = await GuestConsole.open(harness, 'victim');
+  try {
+    // Split in the typed command, whole in the output: only the printed line matches.
+    await shell.run("printf 'Oo%s\\n' 'ps: 0002 [#1] PREEMPT SMP NOPTI'");
+  } finally {
+    shell.close();
+  }
+  const alert = await waitAlert('guest-kernel-oops', true);
+  assert.equal(alert.subjectId, created.body.id);
+  assert.equal(alert.severity, 'high');
+  assert.equal(alert.response.action, 'snapshot-vm');
+  const events = await harness.api<{ items: SecurityEvent[] }>(
+    'GET',
+    '/v1/security/events?kind=guest.console',
+  );
+  const line = events.body.items.find((e) => e.subjectId === created.body.id)?.detail['line'];
+  assert.match(String(line), /Oops: 0002 \[#1\] PREEMPT SMP NOPTI/);
+  assert.equal(events.body.items.length, 1, 'the typed command line is not an event');
+});
+
+test('a QEMU killed from outside raises a vm.exit event and a qemu-unexpected-exit alert', async () => {
   const running = await harness.waitForState('victim', 'running');
   process.kill(running.pid!, 'SIGKILL');
   const alert = await waitAlert('qemu-unexpected-exit', true);

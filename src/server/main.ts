@@ -18,6 +18,7 @@ import { UserDirectory } from './iam/user-directory.js';
 import { QuotaService } from './quota/quota-service.js';
 import { SecurityEventLog } from './security/security-events.js';
 import { AlertStore } from './security/alerts.js';
+import { ConsoleWatch } from './security/console-watch.js';
 import { DetectionService } from './security/detection-service.js';
 import { detectionResponder } from './security/detection-responder.js';
 import { loginEvent, vmExitEvent } from './security/event-producers.js';
@@ -238,11 +239,21 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     ...(process.env['RAMPART_DETECTION_RULES'] ? { rulesFile: process.env['RAMPART_DETECTION_RULES'] } : {}),
   });
   detection.start();
+  // Kernel trouble on a guest console (oops, panic, segfaults, OOM) becomes guest.console events.
+  const consoleWatch = new ConsoleWatch({
+    vmOf: (vmId) =>
+      db.selectFrom('vms').select(['id', 'name', 'tenantId']).where('id', '=', vmId).executeTakeFirst(),
+    record: (event) => securityEvents.record(event),
+    log: log.child({ component: 'console-watch' }),
+  });
 
   fleet.on('connected', (connection, host) => {
     metrics.agentConnected.set(fleet.connectedCount);
     connection.on('status', (status) => vmService.onStatus(status, host.hostId));
-    connection.on('console', (vmId, data) => consoleHub.publish(vmId, data));
+    connection.on('console', (vmId, data) => {
+      consoleHub.publish(vmId, data);
+      consoleWatch.feed(vmId, data);
+    });
     connection.on('event', (event) => {
       log.info({ kind: event.kind, vmId: event.vmId, data: event.data }, 'host event');
       // Someone changed the host's ruleset by hand (or another tool did): repaired, and worth a look.
