@@ -131,6 +131,7 @@ const EXPECTED: Record<string, string> = {
   'POST /v1/security-groups/:ref/rules': 'PA TA ME',
   'DELETE /v1/security-groups/:ref/rules/:rule': 'PA TA ME',
   'GET /v1/vms/:ref/ports': 'PA TA OP ME VI AU SR',
+  'PUT /v1/vms/:ref/isolation': 'PA TA SR',
   'GET /v1/vms/:ref/hardening': 'PA TA OP ME VI AU SR',
   'PUT /v1/vms/:ref/ports/:port/security-groups': 'PA TA ME',
   'PUT /v1/platform/vms/:ref/ports/:port/allowed-addresses': 'PA',
@@ -262,6 +263,7 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     '/backups': { name: 'backup' },
     '/restore': { snapshot: 'no-such-snapshot' },
     '/alerts/:id': { status: 'acknowledged' },
+    '/isolation': { isolated: true },
   };
   const validBody = Object.entries(validBodies).find(([suffix]) => route.endsWith(suffix))?.[1];
   const body = writes ? (withBody ? { unexpectedField: true } : validBody) : undefined;

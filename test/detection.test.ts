@@ -2,7 +2,8 @@
  * The detection engine in the running server, triggered for real:
  * - 20 failed logins from one address: throttled (429) and the brute-force rules raise platform alerts
  *   (one alert per rule and group, never duplicated while open), with the login events behind them.
- * - A guest printing a kernel oops on its serial console: a `guest.console` event, a guest-kernel-oops alert.
+ * - A guest printing a kernel oops on its serial console: a `guest.console` event, a guest-kernel-oops
+ *   alert, and (the rule set to isolate-vm here) the VM isolated: a peer's pings stop, until released.
  * - A QEMU killed from outside: a `vm.exit` event and an `qemu-unexpected-exit` alert in its tenant.
  * - Alerts move through their lifecycle (ack with a note, assign, resolve) through the CLI and the API,
  *   audited; a tenant sees only its own alerts.
@@ -10,10 +11,13 @@
  *   log, and the rules in force keep working.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import type { Port } from '../src/api/network.js';
 import type { SecurityAlert, SecurityEvent } from '../src/api/security.js';
 import type { Vm } from '../src/api/vm.js';
 import { SHIPPED_RULES_TEXT } from '../src/server/security/detection/shipped-rules.js';
@@ -21,19 +25,37 @@ import { runCli } from './helpers/cli-runner.js';
 import { GuestConsole } from './helpers/guest-console.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
+const NETNS = `rpt-det-${randomBytes(3).toString('hex')}`;
 let harness: RampartHarness;
 let dir: string;
 let rulesFile: string;
 
+/** The shipped rules, with the kernel-oops rule isolating the VM (the operator's choice here). */
+const OOPS_AT = SHIPPED_RULES_TEXT.indexOf('"id": "guest-kernel-oops"');
+const RULES =
+  SHIPPED_RULES_TEXT.slice(0, OOPS_AT) +
+  SHIPPED_RULES_TEXT.slice(OOPS_AT).replace(
+    '"response": { "action": "snapshot-vm", "target": "detail.vmId" }',
+    '"response": { "action": "isolate-vm", "target": "detail.vmId" }',
+  );
+
 before(async () => {
+  assert.notEqual(RULES, SHIPPED_RULES_TEXT, 'the oops rule was found and changed');
   dir = mkdtempSync(join(tmpdir(), 'rampart-detection-'));
   rulesFile = join(dir, 'rules.json');
-  writeFileSync(rulesFile, SHIPPED_RULES_TEXT);
-  harness = await RampartHarness.start({ env: { RAMPART_DETECTION_RULES: rulesFile } });
+  writeFileSync(rulesFile, RULES);
+  execFileSync('ip', ['netns', 'add', NETNS]);
+  execFileSync('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
+  harness = await RampartHarness.start({ env: { RAMPART_DETECTION_RULES: rulesFile, RAMPART_NETNS: NETNS } });
 });
 
 after(async () => {
   await harness?.cleanup();
+  try {
+    execFileSync('ip', ['netns', 'del', NETNS]);
+  } catch {
+    // not created
+  }
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -57,6 +79,10 @@ async function waitAlert(rule: string, tenantRoute = false): Promise<SecurityAle
     `alert ${rule}`,
   );
   return found!;
+}
+
+function reach(ip: string): string {
+  return `for i in 1 2 3; do ping -c 1 -W 2 ${ip} && break; done`;
 }
 
 async function badLogin(username: string): Promise<number> {
@@ -150,33 +176,81 @@ test('alerts move through their lifecycle (ack with a note, assign, resolve), au
   assert.equal((await harness.api('GET', `/v1/security/alerts/${alert.id}`)).status, 404);
 });
 
-test('a guest printing a kernel oops on its console raises a guest-kernel-oops alert', async () => {
-  const created = await harness.api<Vm>('POST', '/v1/vms', {
-    name: 'victim',
-    image: 'tiny',
-    flavor: 'tiny',
-    restartPolicy: 'never',
+test('a guest printing a kernel oops on its console raises an alert, and isolation really stops its traffic', async () => {
+  const net = await harness.api('POST', '/v1/networks', { name: 'net', cidr: '10.60.0.0/24' });
+  assert.equal(net.status, 201, JSON.stringify(net.body));
+  const icmp = await harness.api('POST', '/v1/security-groups/default/rules', {
+    direction: 'ingress',
+    protocol: 'icmp',
+    remoteCidr: '10.60.0.0/24',
   });
-  assert.equal(created.status, 201, JSON.stringify(created.body));
-  await harness.waitForState('victim', 'running');
+  assert.equal(icmp.status, 201, JSON.stringify(icmp.body));
+  for (const name of ['victim', 'peer']) {
+    const created = await harness.api<Vm>('POST', '/v1/vms', {
+      name,
+      image: 'tiny',
+      flavor: 'tiny',
+      network: 'net',
+      restartPolicy: 'never',
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+  }
+  const victim = await harness.waitForState('victim', 'running');
+  await harness.waitForState('peer', 'running');
+  const victimIp = (await harness.api<{ items: Port[] }>('GET', '/v1/vms/victim/ports')).body.items[0]!.ipv4;
   const shell = await GuestConsole.open(harness, 'victim');
+  const peer = await GuestConsole.open(harness, 'peer');
   try {
+    const before = await peer.run(reach(victimIp));
+    assert.equal(before.status, 0, `the peer reaches the victim first: ${before.output}`);
     // Split in the typed command, whole in the output: only the printed line matches.
     await shell.run("printf 'Oo%s\\n' 'ps: 0002 [#1] PREEMPT SMP NOPTI'");
+    const alert = await waitAlert('guest-kernel-oops', true);
+    assert.equal(alert.subjectId, victim.id);
+    assert.equal(alert.severity, 'high');
+    assert.equal(alert.response.action, 'isolate-vm');
+    await harness.waitFor(
+      async () =>
+        (
+          await harness.api<SecurityAlert>('GET', `/v1/security/alerts/${alert.id}`)
+        ).body.response.outcome.startsWith('isolated'),
+      20_000,
+      'the isolation done',
+    );
+    const events = await harness.api<{ items: SecurityEvent[] }>(
+      'GET',
+      '/v1/security/events?kind=guest.console',
+    );
+    const line = events.body.items.find((e) => e.subjectId === victim.id)?.detail['line'];
+    assert.match(String(line), /Oops: 0002 \[#1\] PREEMPT SMP NOPTI/);
+    assert.equal(events.body.items.length, 1, 'the typed command line is not an event');
+
+    const ports = (await harness.api<{ items: Port[] }>('GET', '/v1/vms/victim/ports')).body.items;
+    assert.equal(ports[0]!.quarantined, true);
+    const cut = await peer.run(`ping -c 3 -W 2 ${victimIp}`);
+    assert.notEqual(cut.status, 0, `isolated: nothing gets through: ${cut.output}`);
+    const out = await shell.run(
+      `ping -c 2 -W 2 ${(await harness.api<{ items: Port[] }>('GET', '/v1/vms/peer/ports')).body.items[0]!.ipv4}`,
+    );
+    assert.notEqual(out.status, 0, 'nor out');
+    const audit = await harness.api<{ items: { actor: string; detail: string | null }[] }>(
+      'GET',
+      '/v1/audit?action=security:respond&limit=10',
+    );
+    assert.ok(
+      audit.body.items.some((r) => r.actor === 'system:detection' && /isolate-vm/.test(r.detail ?? '')),
+    );
+
+    // A person releases it: traffic flows again.
+    const released = await runCli(harness, ['vm', 'isolate', 'victim', '--off']);
+    assert.equal(released.code, 0, released.stderr);
+    const again = await peer.run(reach(victimIp));
+    assert.equal(again.status, 0, `released: ${again.output}`);
   } finally {
     shell.close();
+    peer.close();
   }
-  const alert = await waitAlert('guest-kernel-oops', true);
-  assert.equal(alert.subjectId, created.body.id);
-  assert.equal(alert.severity, 'high');
-  assert.equal(alert.response.action, 'snapshot-vm');
-  const events = await harness.api<{ items: SecurityEvent[] }>(
-    'GET',
-    '/v1/security/events?kind=guest.console',
-  );
-  const line = events.body.items.find((e) => e.subjectId === created.body.id)?.detail['line'];
-  assert.match(String(line), /Oops: 0002 \[#1\] PREEMPT SMP NOPTI/);
-  assert.equal(events.body.items.length, 1, 'the typed command line is not an event');
+  assert.equal((await harness.api('DELETE', '/v1/vms/peer')).status, 202);
 });
 
 test('a QEMU killed from outside raises a vm.exit event and a qemu-unexpected-exit alert', async () => {

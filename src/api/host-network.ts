@@ -39,6 +39,8 @@ export const PortIntent = Type.Object(
     gateway: Type.Union([Type.String({ pattern: IPV4_PATTERN }), Type.Null()]),
     /** Extra source addresses an admin allowed on this port (never 0.0.0.0/0). */
     allowedAddresses: Type.Array(Type.String({ pattern: CIDR4_PATTERN }), { maxItems: 16 }),
+    /** Isolated (quarantined by a person or a detection rule): every frame from and to it dropped. */
+    quarantined: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -117,6 +117,8 @@ export const Port = Type.Object(
     prefixLength: Type.Integer(),
     securityGroups: Type.Array(Type.Object({ id: Id, name: Name })),
     allowedAddresses: Type.Array(Type.String()),
+    /** Isolated (quarantined): the host drops every frame from and to it (PUT /v1/vms/{vm}/isolation). */
+    quarantined: Type.Boolean(),
     /** Live packet counters from the host (null when the host is not connected or the VM not placed). */
     counters: Type.Union([
       Type.Object({

@@ -56,6 +56,7 @@ table bridge rampart {
 	counter p7_router_advert {}
 	counter p7_ethertype {}
 	counter p7_ok {}
+	counter p7_quarantine {}
 	map ports_in { type ifname : verdict;
 		elements = { "rpt000000000007" : jump port_7 }
 	}
@@ -236,6 +237,18 @@ describe('renderRuleset', () => {
     assert.match(text, /set egress_l4 \{[^}]*elements = \{ 0x00010000 \. 0\.0\.0\.0\/0 \. tcp \. 443 \}/);
     assert.match(text, /"rpt000000000002" : jump port_2/);
     assert.match(text, /0x00020000 : jump deny_out_2/);
+  });
+
+  test('an isolated port drops every frame from and to it first, counted; the others are untouched', () => {
+    const model = buildModel(fw([port(1, { quarantined: true }), port(2)], []));
+    const first = (chain: string) => model.bridge.chains.get(chain)?.rules[0];
+    assert.equal(first('port_1'), 'counter name p1_quarantine drop');
+    assert.equal(first('out_1'), 'counter name p1_quarantine drop');
+    assert.match(first('port_2') ?? '', /^ether saddr != /);
+    assert.match(first('out_2') ?? '', /^meta mark set/);
+    assert.ok(
+      model.bridge.counters.includes('p1_quarantine') && model.bridge.counters.includes('p2_quarantine'),
+    );
   });
 
   test('duplicate and overlapping rules become disjoint elements', () => {

@@ -81,6 +81,10 @@ export function spoofCounterName(tag: number, reason: SpoofReason): string {
 export function okCounterName(tag: number): string {
   return `p${tag}_ok`;
 }
+/** Frames dropped because the port is isolated (quarantined). */
+export function quarantineCounterName(tag: number): string {
+  return `p${tag}_quarantine`;
+}
 export function deniedCounterName(tag: number, direction: 'ingress' | 'egress'): string {
   return `p${tag}_${direction}_denied`;
 }
@@ -440,6 +444,7 @@ export function buildModel(fw: HostFirewall): RulesetModel {
       ...ports.flatMap((p) => [
         ...SPOOF_REASONS.map((r) => spoofCounterName(p.tag, r)),
         okCounterName(p.tag),
+        quarantineCounterName(p.tag),
       ]),
     ],
     sets: new Map([
@@ -484,10 +489,12 @@ export function buildModel(fw: HostFirewall): RulesetModel {
     ]),
   };
   for (const port of ports) {
-    bridgeTable.chains.set(`port_${port.tag}`, { base: null, rules: portChainRules(port) });
+    // An isolated port: everything from and to it dropped first (established flows included).
+    const isolate = port.quarantined === true ? [`counter name ${quarantineCounterName(port.tag)} drop`] : [];
+    bridgeTable.chains.set(`port_${port.tag}`, { base: null, rules: [...isolate, ...portChainRules(port)] });
     bridgeTable.chains.set(`out_${port.tag}`, {
       base: null,
-      rules: [`meta mark set meta mark & 0xffff0000 | ${hex(port.tag)} accept`],
+      rules: [...isolate, `meta mark set meta mark & 0xffff0000 | ${hex(port.tag)} accept`],
     });
   }
 

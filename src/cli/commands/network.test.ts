@@ -29,6 +29,7 @@ function portFixture(overrides: Partial<Port> = {}): Port {
       { id: 'eeeeeeee-1111-4222-8333-444444444444', name: 'web' },
     ],
     allowedAddresses: [],
+    quarantined: false,
     counters: {
       fromGuestPackets: 10,
       spoofDrops: { 'source-ip': 3, 'source-mac': 2 },

@@ -1,6 +1,7 @@
 /** `rampart vm ...`: create, list, show, power actions, resize, delete and the serial console. */
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Port } from '../../api/network.js';
 import type { RestartPolicy, Vm, VmCreate, VmStopBody } from '../../api/vm.js';
 import type { CliContext, CommandDeps } from '../context.js';
 import { followConsole } from '../console-stream.js';
@@ -174,6 +175,24 @@ export function registerVmCommands(program: Command, deps: CommandDeps): void {
       const list = await ctx.client.listVms();
       if (ctx.out.json) ctx.out.printJson(list);
       else ctx.out.print(vmTable(list.items, viewOptions(ctx)));
+    });
+
+  vm.command('isolate')
+    .description(
+      'isolate a VM: its host drops every frame from and to its ports, established flows included (what the isolate-vm detection response does); --off releases it',
+    )
+    .argument('<ref>', 'VM name or id', parseRef)
+    .option('--off', 'release the VM from isolation')
+    .action(async (ref: string, opts: { off?: boolean }, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const ports = await ctx.client.request<{ items: Port[] }>('PUT', `/v1/vms/${ref}/isolation`, {
+        body: { isolated: opts.off !== true },
+      });
+      if (ctx.out.json) ctx.out.printJson(ports);
+      else
+        ctx.out.progress(
+          `vm ${ref}: ${opts.off === true ? 'released from isolation' : 'isolated'} (${ports.items.length} port(s))`,
+        );
     });
 
   vm.command('show')

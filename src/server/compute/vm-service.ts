@@ -895,6 +895,14 @@ export class VmService {
   }
 
   /** The VM's ports with the live counters of its host (null when the host is not reachable). */
+  /** Isolates a VM (its host drops every frame of its ports) or releases it; answers its ports. */
+  async setIsolation(vm: VmsTable, isolated: boolean): Promise<Port[]> {
+    await this.options.networks.setQuarantine(vm.id, isolated);
+    if (vm.hostId) await this.publishFirewalls([vm.hostId]);
+    this.log.warn({ vmId: vm.id, isolated }, isolated ? 'VM isolated' : 'VM released from isolation');
+    return this.portsWithCounters(vm);
+  }
+
   async portsWithCounters(vm: VmsTable): Promise<Port[]> {
     const ports = await this.options.networks.portsOfVm(vm.id);
     const agent = vm.hostId ? this.agents.connectionFor(vm.hostId) : null;

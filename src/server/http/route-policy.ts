@@ -172,6 +172,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
     action: 'secgroup:rule:delete',
   }),
   'GET /v1/vms/:ref/ports': tenant('vm:read', { action: 'vm:port:list' }),
+  'PUT /v1/vms/:ref/isolation': tenant('security:respond', { action: 'vm:isolate' }),
   'GET /v1/vms/:ref/hardening': tenant('vm:read', { action: 'vm:hardening' }),
   'PUT /v1/vms/:ref/ports/:port/security-groups': tenant('secgroup:update', {
     action: 'vm:port:security-groups',

@@ -478,6 +478,7 @@ export class NetworkService {
       prefixLength: parseCidr(r.cidr).prefixLength,
       securityGroups: links.filter((l) => l.portId === r.id).map((l) => ({ id: l.id, name: l.name })),
       allowedAddresses: JSON.parse(r.allowedAddresses) as string[],
+      quarantined: r.quarantined === 1,
     }));
   }
 
@@ -540,7 +541,18 @@ export class NetworkService {
       // Always the first address: it answers once outbound access is turned on, without a reboot.
       gateway: gatewayOf(r.cidr),
       allowedAddresses: JSON.parse(r.allowedAddresses) as string[],
+      ...(r.quarantined === 1 ? { quarantined: true } : {}),
     }));
+  }
+
+  /** Isolates (or releases) every port of a VM; answers how many ports it has. */
+  async setQuarantine(vmId: string, quarantined: boolean): Promise<number> {
+    const result = await this.db
+      .updateTable('ports')
+      .set({ quarantined: quarantined ? 1 : 0 })
+      .where('vmId', '=', vmId)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
   }
 
   /**

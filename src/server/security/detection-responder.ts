@@ -23,6 +23,13 @@ export function detectionResponder(deps: {
       const vm = await deps.vms.act(vmId, 'stop', { force: true });
       return `stopped VM ${vm.name} (start it to undo)`;
     },
+    async isolateVm(vmId) {
+      const vm = await deps.vms.findRow(vmId);
+      const ports = await deps.vms.setIsolation(vm, true);
+      return ports.length > 0
+        ? `isolated VM ${vm.name}: ${ports.length} port(s) drop everything (PUT /v1/vms/${vm.name}/isolation {"isolated":false} to undo)`
+        : `not done: VM ${vm.name} has no network port`;
+    },
     async disableUser(userId) {
       const user = await deps.users.setDisabled(userId, true);
       return `disabled user ${user.username} and revoked its sessions and tokens (re-enable to undo)`;

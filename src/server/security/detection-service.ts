@@ -26,6 +26,7 @@ import type { SecurityEventLog } from './security-events.js';
 export interface DetectionResponder {
   pauseVm(vmId: string): Promise<string>;
   stopVm(vmId: string): Promise<string>;
+  isolateVm(vmId: string): Promise<string>;
   disableUser(userId: string): Promise<string>;
   revokeToken(tokenId: string): Promise<string>;
 }
@@ -176,12 +177,14 @@ export class DetectionService {
         return responder.pauseVm(target);
       case 'stop-vm':
         return responder.stopVm(target);
+      case 'isolate-vm':
+        return responder.isolateVm(target);
       case 'disable-user':
         return responder.disableUser(target);
       case 'revoke-token':
         return responder.revokeToken(target);
       default:
-        // isolate-vm, snapshot-vm and webhook: raised as alerts until their responders exist.
+        // snapshot-vm and webhook: raised as alerts until their responders exist.
         return Promise.resolve(`not available yet: ${action} (alert only)`);
     }
   }

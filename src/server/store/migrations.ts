@@ -835,6 +835,16 @@ migrations['0023_security_alerts'] = {
   },
 };
 
+migrations['0024_port_quarantine'] = {
+  async up(db: Kysely<unknown>) {
+    // An isolated (quarantined) port: the host drops every frame from and to it.
+    await db.schema
+      .alterTable('ports')
+      .addColumn('quarantined', 'integer', (c) => c.notNull().defaultTo(0))
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

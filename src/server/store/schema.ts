@@ -475,6 +475,8 @@ export interface PortsTable {
   ipv4: string;
   /** JSON array of extra CIDRs an admin allowed as source addresses. */
   allowedAddresses: string;
+  /** 1: isolated by a person or a detection rule (every frame from and to it dropped). */
+  quarantined?: number;
   createdAt: string;
 }
 

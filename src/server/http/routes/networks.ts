@@ -246,6 +246,27 @@ export async function networkRoutes(base: FastifyInstance, ctx: AppContext): Pro
   );
 
   app.put(
+    '/v1/vms/:ref/isolation',
+    {
+      schema: {
+        tags: ['vms', 'security'],
+        summary:
+          'Isolate a VM (every frame from and to its ports dropped by its host, established flows included) or release it; what the isolate-vm detection response does',
+        params: RefParams,
+        querystring: TenantQuery,
+        body: Type.Object({ isolated: Type.Boolean() }, { additionalProperties: false }),
+        response: { 200: listOf(Port), ...errors },
+      },
+    },
+    async (request) => {
+      const vm = await ctx.vms.findRow(request.params.ref, requireTenant(request).id);
+      request.auditInfo!.target = vm.id;
+      request.auditInfo!.detail = request.body.isolated ? 'isolated' : 'released from isolation';
+      return { items: await ctx.vms.setIsolation(vm, request.body.isolated) };
+    },
+  );
+
+  app.put(
     '/v1/vms/:ref/ports/:port/security-groups',
     {
       schema: {
