@@ -7,11 +7,15 @@
  * - A QEMU killed from outside: a `vm.exit` event and an `qemu-unexpected-exit` alert in its tenant.
  * - Alerts move through their lifecycle (ack with a note, assign, resolve) through the CLI and the API,
  *   audited; a tenant sees only its own alerts.
+ * - New alerts go to a webhook (HMAC-signed body) and a syslog collector (RFC 5424 over UDP).
  * - The operator's rule file (RAMPART_DETECTION_RULES): a broken file is refused with its line in the
  *   log, and the rules in force keep working.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createSocket, type Socket } from 'node:dgram';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,12 +24,18 @@ import { after, before, test } from 'node:test';
 import type { Port } from '../src/api/network.js';
 import type { SecurityAlert, SecurityEvent } from '../src/api/security.js';
 import type { Vm } from '../src/api/vm.js';
+import { webhookSignature } from '../src/server/security/alert-export.js';
 import { SHIPPED_RULES_TEXT } from '../src/server/security/detection/shipped-rules.js';
 import { runCli } from './helpers/cli-runner.js';
 import { GuestConsole } from './helpers/guest-console.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
 const NETNS = `rpt-det-${randomBytes(3).toString('hex')}`;
+const WEBHOOK_SECRET = `hook-${randomBytes(16).toString('hex')}`;
+let hook: Server;
+let syslog: Socket;
+const deliveries: { headers: IncomingHttpHeaders; body: string }[] = [];
+const syslogLines: string[] = [];
 let harness: RampartHarness;
 let dir: string;
 let rulesFile: string;
@@ -46,11 +56,35 @@ before(async () => {
   writeFileSync(rulesFile, RULES);
   execFileSync('ip', ['netns', 'add', NETNS]);
   execFileSync('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
-  harness = await RampartHarness.start({ env: { RAMPART_DETECTION_RULES: rulesFile, RAMPART_NETNS: NETNS } });
+  // A webhook receiver and a syslog collector on loopback.
+  hook = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      deliveries.push({ headers: request.headers, body });
+      response.statusCode = 204;
+      response.end();
+    });
+  });
+  await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  syslog = createSocket('udp4');
+  syslog.on('message', (message) => syslogLines.push(message.toString()));
+  await new Promise<void>((resolve) => syslog.bind(0, '127.0.0.1', resolve));
+  harness = await RampartHarness.start({
+    env: {
+      RAMPART_DETECTION_RULES: rulesFile,
+      RAMPART_NETNS: NETNS,
+      RAMPART_ALERT_WEBHOOK_URL: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`,
+      RAMPART_ALERT_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      RAMPART_ALERT_SYSLOG: `udp://127.0.0.1:${(syslog.address() as AddressInfo).port}`,
+    },
+  });
 });
 
 after(async () => {
   await harness?.cleanup();
+  hook?.close();
+  syslog?.close();
   try {
     execFileSync('ip', ['netns', 'del', NETNS]);
   } catch {
@@ -121,6 +155,28 @@ test('20 failed logins from one address: throttled, and brute-force alerts with 
   const sample = events.body.items[0]!;
   assert.equal(sample.detail['sourceIp'], '127.0.0.1');
   assert.ok(!JSON.stringify(events.body).includes('not-the-password-1'), 'no password in any event');
+  // Exported: a webhook delivery signed with the shared secret, and an RFC 5424 syslog line.
+  await harness.waitFor(
+    async () =>
+      deliveries.some((d) => d.body.includes(alert.id)) && syslogLines.some((l) => l.includes(alert.id)),
+    20_000,
+    'the alert exported',
+  );
+  const delivery = deliveries.find((d) => d.body.includes(alert.id))!;
+  const timestamp = String(delivery.headers['x-rampart-timestamp']);
+  assert.equal(
+    delivery.headers['x-rampart-signature'],
+    webhookSignature(WEBHOOK_SECRET, timestamp, delivery.body),
+  );
+  assert.equal(
+    (JSON.parse(delivery.body) as { alert: SecurityAlert }).alert.ruleId,
+    'auth-brute-force-source',
+  );
+  assert.match(
+    syslogLines.find((l) => l.includes(alert.id))!,
+    /^<83>1 \S+ \S+ rampart \d+ alert \[rampart@32473 /,
+  );
+  assert.ok(!harness.serverOutput.includes(WEBHOOK_SECRET), 'the secret is never logged');
   const raised = await harness.api<{ items: SecurityEvent[] }>(
     'GET',
     '/v1/platform/security/events?kind=alert.raised&limit=10',

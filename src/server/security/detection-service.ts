@@ -9,6 +9,8 @@
  * reloaded on change. A file with an error is refused with its line numbers in the log, and the rules
  * in force stay active.
  *
+ * New alerts are also sent to the configured webhook and syslog collector (alert-export.ts).
+ *
  * Events are processed one at a time in stream order. Alerts raise an `alert.raised` security event
  * themselves; the engine ignores `alert.*` kinds, so a rule can never feed on its own alerts.
  */
@@ -17,6 +19,7 @@ import type { SecurityEvent } from '../../api/security.js';
 import { newId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
 import type { AuditLog } from '../audit/audit-log.js';
+import { alertExportersFromEnv, exportAlert, type AlertExporter } from './alert-export.js';
 import type { AlertResponse, AlertStore } from './alerts.js';
 import { DetectionEngine, type Detection } from './detection/rule-engine.js';
 import { SHIPPED_RULES_TEXT } from './detection/shipped-rules.js';
@@ -39,6 +42,8 @@ export interface DetectionServiceDeps {
   responder: DetectionResponder;
   /** The operator's rule file (replaces the shipped rules); watched. */
   rulesFile?: string;
+  /** Where new alerts are sent (webhook, syslog); default: as configured in the environment. */
+  exporters?: readonly AlertExporter[];
 }
 
 /** The value at a dotted path of an event (`detail.x.y`, `subjectId`, ...), as a string, or null. */
@@ -63,8 +68,11 @@ export class DetectionService {
       );
   };
 
+  private readonly exporters: readonly AlertExporter[];
+
   constructor(private readonly deps: DetectionServiceDeps) {
     this.engine = new DetectionEngine(SHIPPED_RULES_TEXT);
+    this.exporters = deps.exporters ?? alertExportersFromEnv(process.env);
     if (deps.rulesFile !== undefined) this.reload();
   }
 
@@ -158,6 +166,14 @@ export class DetectionService {
         detail: `${detection.ruleId}: ${action} ${target ?? '-'}: ${outcome} (alert ${alert.id})`,
       });
     }
+    // Sent in the background: a slow or dead collector never holds up detection.
+    if (this.exporters.length > 0)
+      void this.deps.alerts
+        .get(alert.id)
+        .then((current) => exportAlert(this.exporters, current, this.deps.log))
+        .catch((error: unknown) =>
+          this.deps.log.error({ alertId: alert.id, err: (error as Error).message }, 'alert export failed'),
+        );
     await this.deps.events.record({
       kind: 'alert.raised',
       severity: detection.severity,
