@@ -88,7 +88,7 @@ test('syslog over UDP (one datagram) and TCP (octet counting)', async () => {
   const udp = createSocket('udp4');
   await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
   const datagram = new Promise<string>((resolve) => udp.once('message', (m) => resolve(m.toString())));
-  await new SyslogExporter('udp', '127.0.0.1', (udp.address()).port).send(ALERT);
+  await new SyslogExporter('udp', '127.0.0.1', udp.address().port).send(ALERT);
   assert.match(await datagram, /^<83>1 .* rampart \d+ alert \[rampart@32473/);
   udp.close();
 
