@@ -11,6 +11,7 @@
  * - A clone (volume from the snapshot, VM booted from it) differs from its origin in MAC, instance-id,
  *   machine-id and SSH host key, but has its data.
  * - A backup of the root disk restores and boots on the other host; a flipped byte is refused.
+ * - A kernel oops on a disk VM's console: the shipped rule stops it and snapshots its root disk.
  * - Deleting the VM erases its root disk: the file's former blocks hold zeros.
  */
 import assert from 'node:assert/strict';
@@ -21,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Network, Port } from '../src/api/network.js';
+import type { SecurityAlert } from '../src/api/security.js';
 import type { Vm } from '../src/api/vm.js';
 import type { Volume, VolumeBackup, VolumeSnapshot } from '../src/api/volume.js';
 import { DEBIAN_IMAGE_DIR, requireDebianImage, run, type RunResult } from './helpers/debian-guest.js';
@@ -406,6 +408,28 @@ test('a backup of the root disk restores and boots on the other host; a flipped 
   assert.equal((await ssh('r1', 'cat /root/marker')).stdout.trim(), marker);
   await act('r1', 'stop');
   await waitState('r1', 'stopped');
+});
+
+test('a kernel oops on the console of a disk VM: the shipped rule stops it and snapshots its root disk', async () => {
+  await act('c1', 'start');
+  await waitState('c1', 'running');
+  await ssh('c1', "echo '<2>Oops: 0002 [#1] PREEMPT SMP NOPTI (rampart test)' > /dev/kmsg");
+  let alert: SecurityAlert | undefined;
+  await harness.waitFor(
+    async () => {
+      const items = (await harness.api<{ items: SecurityAlert[] }>('GET', '/v1/security/alerts')).body.items;
+      alert = items.find((a) => a.ruleId === 'guest-kernel-oops' && a.response.outcome.startsWith('stopped'));
+      return alert !== undefined;
+    },
+    180_000,
+    'the forensic snapshot',
+  );
+  assert.equal(alert!.response.action, 'snapshot-vm');
+  assert.equal((await vm('c1')).state, 'stopped');
+  const snapshots = await harness.api<{ items: VolumeSnapshot[] }>('GET', '/v1/volumes/c1-root/snapshots');
+  const forensic = snapshots.body.items.find((s) => s.name.startsWith('forensic-'));
+  assert.ok(forensic, JSON.stringify(snapshots.body));
+  assert.equal(forensic.createdBy, 'system:detection');
 });
 
 test('deleting a VM erases its root disk: the former blocks hold zeros', async () => {

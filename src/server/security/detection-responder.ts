@@ -7,14 +7,38 @@
 import { nowIso, type Db } from '../store/database.js';
 import type { VmService } from '../compute/vm-service.js';
 import type { UserDirectory } from '../iam/user-directory.js';
+import type { VolumeSnapshotService } from '../volumes/volume-snapshots.js';
 import type { DetectionResponder } from './detection-service.js';
+
+/** How long a forensic snapshot waits for the VM to stop. */
+const STOP_WAIT_MS = 120_000;
 
 export function detectionResponder(deps: {
   db: Db;
   vms: VmService;
   users: UserDirectory;
+  snapshots?: VolumeSnapshotService;
 }): DetectionResponder {
   return {
+    /**
+     * A forensic copy of the VM's root disk: the VM is stopped at once (a consistent disk; its memory is
+     * not kept), then its root volume is snapshotted (encrypted under the volume's key, on its host).
+     */
+    async snapshotVm(vmId, label) {
+      if (!deps.snapshots) return 'not available: no snapshot service';
+      const vm = await deps.vms.findRow(vmId);
+      if (!vm.rootVolumeId) return `not done: VM ${vm.name} boots a kernel+initrd image and has no root disk`;
+      if (vm.state !== 'stopped') {
+        await deps.vms.act(vm.id, 'stop', { force: true }).catch(() => undefined);
+        const deadline = Date.now() + STOP_WAIT_MS;
+        while ((await deps.vms.findRow(vm.id)).state !== 'stopped') {
+          if (Date.now() > deadline) return `failed: VM ${vm.name} did not stop`;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
+      const snapshot = await deps.snapshots.create(vm.rootVolumeId, label, vm.tenantId, 'system:detection');
+      return `stopped VM ${vm.name} and took snapshot ${snapshot.name} (${snapshot.id}) of its root disk (start it to undo the stop)`;
+    },
     async pauseVm(vmId) {
       const vm = await deps.vms.act(vmId, 'pause');
       return `paused VM ${vm.name} (resume it to undo)`;

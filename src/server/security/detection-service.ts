@@ -30,6 +30,8 @@ export interface DetectionResponder {
   pauseVm(vmId: string): Promise<string>;
   stopVm(vmId: string): Promise<string>;
   isolateVm(vmId: string): Promise<string>;
+  /** `label`: the snapshot's name (a DNS label naming the alert). */
+  snapshotVm(vmId: string, label: string): Promise<string>;
   disableUser(userId: string): Promise<string>;
   revokeToken(tokenId: string): Promise<string>;
 }
@@ -147,45 +149,53 @@ export class DetectionService {
       { alertId: alert.id, rule: detection.ruleId, severity: detection.severity, group: detection.groupKey },
       'security alert',
     );
-    let outcome = pending.outcome;
+    // The response (a forensic snapshot waits for the VM to stop), the export and the alert.raised
+    // event run in the background: detection goes on with the next events meanwhile.
+    void this.finish(detection, alert.id, action, target, pending.outcome).catch((error: unknown) =>
+      this.deps.log.error({ alertId: alert.id, err: (error as Error).message }, 'alert response failed'),
+    );
+  }
+
+  private async finish(
+    detection: Detection,
+    alertId: string,
+    action: string,
+    target: string | null,
+    initial: string,
+  ): Promise<void> {
+    let outcome = initial;
     if (action !== 'alert') {
-      outcome = await this.respond(action, target).catch(
+      outcome = await this.respond(action, target, `forensic-${alertId.slice(0, 8)}`).catch(
         (error: unknown) => `failed: ${(error as Error).message}`,
       );
-      await this.deps.alerts.setResponse(alert.id, { action, target, outcome });
+      await this.deps.alerts.setResponse(alertId, { action, target, outcome });
       await this.deps.audit.append({
         actorId: null,
         actor: 'system:detection',
         tenantId: detection.tenantId,
         action: 'security:respond',
-        target: target ?? alert.id,
+        target: target ?? alertId,
         outcome: outcome.startsWith('failed') || outcome.startsWith('not ') ? 'failure' : 'success',
         status: 0,
         source: 'detection',
         requestId: newId(),
-        detail: `${detection.ruleId}: ${action} ${target ?? '-'}: ${outcome} (alert ${alert.id})`,
+        detail: `${detection.ruleId}: ${action} ${target ?? '-'}: ${outcome} (alert ${alertId})`,
       });
     }
-    // Sent in the background: a slow or dead collector never holds up detection.
     if (this.exporters.length > 0)
-      void this.deps.alerts
-        .get(alert.id)
-        .then((current) => exportAlert(this.exporters, current, this.deps.log))
-        .catch((error: unknown) =>
-          this.deps.log.error({ alertId: alert.id, err: (error as Error).message }, 'alert export failed'),
-        );
+      await exportAlert(this.exporters, await this.deps.alerts.get(alertId), this.deps.log);
     await this.deps.events.record({
       kind: 'alert.raised',
       severity: detection.severity,
       tenantId: detection.tenantId,
       subjectType: 'alert',
-      subjectId: alert.id,
+      subjectId: alertId,
       summary: `${detection.ruleId}: ${detection.description}`,
       detail: { ruleId: detection.ruleId, groupKey: detection.groupKey, action, target, outcome },
     });
   }
 
-  private respond(action: string, target: string | null): Promise<string> {
+  private respond(action: string, target: string | null, label: string): Promise<string> {
     if (target === null) return Promise.resolve('not done: the event names no target');
     const responder = this.deps.responder;
     switch (action) {
@@ -195,12 +205,14 @@ export class DetectionService {
         return responder.stopVm(target);
       case 'isolate-vm':
         return responder.isolateVm(target);
+      case 'snapshot-vm':
+        return responder.snapshotVm(target, label);
       case 'disable-user':
         return responder.disableUser(target);
       case 'revoke-token':
         return responder.revokeToken(target);
       default:
-        // snapshot-vm and webhook: raised as alerts until their responders exist.
+        // webhook: the alert itself goes to the configured webhook (alert-export.ts).
         return Promise.resolve(`not available yet: ${action} (alert only)`);
     }
   }
