@@ -16,6 +16,7 @@ import { registerRoleCommands } from './commands/role.js';
 import { registerSecgroupCommands } from './commands/secgroup.js';
 import { registerSecurityCommands } from './commands/security.js';
 import { registerAlertCommands } from './commands/alert.js';
+import { registerComplianceCommands } from './commands/compliance.js';
 import { registerPlacementGroupCommands } from './commands/placement-group.js';
 import { registerVolumeCommands } from './commands/volume.js';
 import { registerServerCommand } from './commands/server.js';
@@ -105,6 +106,7 @@ export function buildProgram(io: CliIo, secrets: string[] = []): Command {
   registerAuditCommands(program, deps);
   registerSecurityCommands(program, deps);
   registerAlertCommands(program, deps);
+  registerComplianceCommands(program, deps);
   registerPlacementGroupCommands(program, deps);
   registerVolumeCommands(program, deps);
   registerServerCommand(program, deps);

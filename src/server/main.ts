@@ -18,6 +18,8 @@ import { UserDirectory } from './iam/user-directory.js';
 import { QuotaService } from './quota/quota-service.js';
 import { SecurityEventLog } from './security/security-events.js';
 import { AlertStore } from './security/alerts.js';
+import { ComplianceService } from './security/compliance/compliance-service.js';
+import { complianceIntervalSeconds } from './security/compliance/score.js';
 import { ConsoleWatch } from './security/console-watch.js';
 import { DetectionService } from './security/detection-service.js';
 import { detectionResponder } from './security/detection-responder.js';
@@ -235,10 +237,29 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     alerts,
     audit,
     log: log.child({ component: 'detection' }),
-    responder: detectionResponder({ db, vms: vmService, users }),
+    responder: detectionResponder({ db, vms: vmService, users, snapshots }),
     ...(process.env['RAMPART_DETECTION_RULES'] ? { rulesFile: process.env['RAMPART_DETECTION_RULES'] } : {}),
   });
   detection.start();
+  // The compliance benchmark: on a schedule (RAMPART_COMPLIANCE_INTERVAL_SECONDS, 0 = off) and on demand.
+  const compliance = new ComplianceService({
+    deps: {
+      db,
+      hardening: (vmId) => vmService.hardening(vmId),
+      firewallFor: (hostId) => networks.firewallFor(hostId, 0),
+      portIntents: (vmId) => networks.portIntents(vmId),
+      quotaLimits: (tenantId) => quotas.limits(tenantId),
+      masterKey: {
+        source: images.master.source,
+        ...(images.master.path ? { path: images.master.path } : {}),
+      },
+      uid: process.getuid?.() ?? 0,
+    },
+    verifyAudit: () => audit.verify(),
+    alerts,
+    log: log.child({ component: 'compliance' }),
+  });
+  compliance.start(complianceIntervalSeconds());
   // Kernel trouble on a guest console (oops, panic, segfaults, OOM) becomes guest.console events.
   const consoleWatch = new ConsoleWatch({
     vmOf: (vmId) =>
@@ -299,6 +320,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       audit,
       securityEvents,
       alerts,
+      compliance,
       images,
       networks,
       volumes,
@@ -339,6 +361,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     log.info({ signal }, 'shutting down (the agent and its VMs keep running)');
     fleet.stop();
     vmService.stopTimers();
+    compliance.stop();
     images.stop();
     void app
       .close()

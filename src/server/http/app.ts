@@ -27,6 +27,7 @@ import { authRoutes } from './routes/auth.js';
 import { memberRoutes } from './routes/members.js';
 import { roleRoutes } from './routes/roles.js';
 import { securityRoutes } from './routes/security.js';
+import { complianceRoutes } from './routes/compliance.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { quotaRoutes } from './routes/quotas.js';
@@ -99,6 +100,7 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     await quotaRoutes(scope, ctx);
     await auditRoutes(scope, ctx);
     await securityRoutes(scope, ctx);
+    await complianceRoutes(scope, ctx);
     await metaRoutes(scope, ctx);
     await catalogRoutes(scope, ctx);
     await imageFileRoutes(scope, ctx);

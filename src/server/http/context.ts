@@ -17,6 +17,7 @@ import type { ImageServices } from '../images/image-services.js';
 import type { NetworkService } from '../network/network-service.js';
 import type { AlertStore } from '../security/alerts.js';
 import type { SecurityEventLog } from '../security/security-events.js';
+import type { ComplianceService } from '../security/compliance/compliance-service.js';
 
 export interface AppContext {
   db: Db;
@@ -32,6 +33,8 @@ export interface AppContext {
   securityEvents: SecurityEventLog;
   /** Alerts raised by the detection engine. */
   alerts: AlertStore;
+  /** The compliance benchmark (runs, reports, history). */
+  compliance: ComplianceService;
   quotas: QuotaService;
   images: ImageServices;
   networks: NetworkService;

@@ -107,6 +107,18 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/security/alerts/:id': tenant('security:read'),
   'PATCH /v1/security/alerts/:id': tenant('security:respond', { action: 'security:alert:update' }),
   'GET /v1/platform/security/alerts': platform('platform:security:read'),
+  'GET /v1/platform/compliance/report': platform('platform:security:read', {
+    action: 'platform:compliance:read',
+  }),
+  'GET /v1/platform/compliance/report.html': platform('platform:security:read', {
+    action: 'platform:compliance:read',
+  }),
+  'GET /v1/platform/compliance/history': platform('platform:security:read', {
+    action: 'platform:compliance:read',
+  }),
+  'POST /v1/platform/compliance/runs': platform('platform:security:read', {
+    action: 'platform:compliance:run',
+  }),
   'PATCH /v1/platform/security/alerts/:id': platform('platform:security:respond', {
     action: 'platform:security:alert:update',
   }),

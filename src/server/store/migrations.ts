@@ -845,6 +845,28 @@ migrations['0024_port_quarantine'] = {
   },
 };
 
+migrations['0025_compliance'] = {
+  async up(db: Kysely<unknown>) {
+    // Runs of the compliance benchmark: the score, the counts and every check's result (JSON).
+    await db.schema
+      .createTable('compliance_runs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('started_at', 'text', (c) => c.notNull())
+      .addColumn('finished_at', 'text', (c) => c.notNull())
+      .addColumn('score', 'real', (c) => c.notNull())
+      .addColumn('passed', 'integer', (c) => c.notNull())
+      .addColumn('failed', 'integer', (c) => c.notNull())
+      .addColumn('results', 'text', (c) => c.notNull().defaultTo('[]'))
+      .addColumn('trigger', 'text', (c) => c.notNull().check(sql`"trigger" IN ('schedule', 'manual')`))
+      .execute();
+    await db.schema
+      .createIndex('compliance_runs_started')
+      .on('compliance_runs')
+      .column('started_at')
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

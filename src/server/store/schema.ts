@@ -419,6 +419,21 @@ export interface Database {
   securityGroupRules: SecurityGroupRulesTable;
   ports: PortsTable;
   portSecurityGroups: PortSecurityGroupsTable;
+  complianceRuns: ComplianceRunsTable;
+}
+
+/** One run of the compliance benchmark (migration 0025). */
+export interface ComplianceRunsTable {
+  id: string;
+  startedAt: string;
+  finishedAt: string;
+  /** Percentage of passing checks (0-100). */
+  score: number;
+  passed: number;
+  failed: number;
+  /** JSON array of the check results (api/compliance.ts ComplianceCheckResult). */
+  results: string;
+  trigger: 'schedule' | 'manual';
 }
 
 export interface PlacementGroupsTable {
