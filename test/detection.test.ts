@@ -76,7 +76,7 @@ before(async () => {
       RAMPART_NETNS: NETNS,
       RAMPART_ALERT_WEBHOOK_URL: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`,
       RAMPART_ALERT_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      RAMPART_ALERT_SYSLOG: `udp://127.0.0.1:${(syslog.address()).port}`,
+      RAMPART_ALERT_SYSLOG: `udp://127.0.0.1:${syslog.address().port}`,
     },
   });
 });
