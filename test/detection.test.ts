@@ -1,5 +1,7 @@
 /**
  * The detection engine in the running server, triggered for real:
+ * - A token probing 20 absent VM ids is revoked (api-id-probing); a member calling platform routes
+ *   raises a privilege-escalation alert.
  * - 20 failed logins from one address: throttled (429) and the brute-force rules raise platform alerts
  *   (one alert per rule and group, never duplicated while open), with the login events behind them.
  * - A guest printing a kernel oops on its serial console: a `guest.console` event, a guest-kernel-oops
@@ -130,6 +132,50 @@ async function badLogin(username: string): Promise<number> {
   );
   return answer.status;
 }
+
+test('a token probing many absent ids is revoked; reaching for platform powers raises an alert', async () => {
+  // First in this file: the brute-force test below throttles logins from this address.
+  const member = await harness.createMember('prober', 'Curious-Passw0rd-123', 'default', 'member');
+  const created = await harness.api<{ token: string; apiToken: { id: string } }>(
+    'POST',
+    '/v1/tokens',
+    { name: 'probe', permissions: ['vm:read'] },
+    { authorization: `Bearer ${member}` },
+  );
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  const bearer = { authorization: `Bearer ${created.body.token}` };
+  for (let i = 0; i < 20; i++)
+    assert.equal((await harness.api('GET', `/v1/vms/ghost-${i}`, undefined, bearer)).status, 404);
+  const probing = await waitAlert('api-id-probing', true);
+  assert.equal(probing.response.action, 'revoke-token');
+  await harness.waitFor(
+    async () =>
+      (
+        await harness.api<SecurityAlert>('GET', `/v1/security/alerts/${probing.id}`)
+      ).body.response.outcome.startsWith('revoked'),
+    20_000,
+    'the token revoked',
+  );
+  assert.equal((await harness.api('GET', '/v1/vms', undefined, bearer)).status, 401, 'the token is dead');
+  const events = await harness.api<{ items: SecurityEvent[] }>(
+    'GET',
+    '/v1/security/events?kind=api.denied&limit=100',
+  );
+  assert.ok(
+    events.body.items.some(
+      (e) => e.detail['resourceId'] === 'ghost-7' && e.detail['tokenId'] === created.body.apiToken.id,
+    ),
+  );
+
+  for (const path of ['/v1/platform/security/alerts', '/v1/platform/security/events', '/v1/platform/audit'])
+    assert.equal(
+      (await harness.api('GET', path, undefined, { authorization: `Bearer ${member}` })).status,
+      403,
+    );
+  const escalation = await waitAlert('privilege-escalation-attempts');
+  assert.equal(escalation.response.action, 'alert');
+  assert.match(escalation.groupKey, /principalId=/);
+});
 
 test('20 failed logins from one address: throttled, and brute-force alerts with their events', async () => {
   const statuses: number[] = [];

@@ -73,6 +73,23 @@ export interface AccessControlDeps {
   tenants: TenantDirectory;
   audit: AuditLog;
   limiter: RateLimiter;
+  /** Told of every request an authenticated principal was refused (403) or pointed at nothing (404). */
+  onDenied?: (denial: RequestDenial) => void;
+}
+
+/** A refused request of an authenticated principal, for the security event stream. */
+export interface RequestDenial {
+  principalId: string;
+  tokenId: string | null;
+  reason: 'forbidden' | 'not-found';
+  /** The permission the route needs (403), if the route has one. */
+  permission: string | null;
+  method: string;
+  route: string;
+  /** The id or name asked for in the path (`:ref`, `:id`, ...), if any. */
+  resourceId: string | null;
+  tenantId: string | null;
+  sourceIp: string;
 }
 
 function keyFor(method: string, url: string): string {
@@ -287,6 +304,23 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
       } catch {
         // not JSON
       }
+    }
+    if ((status === 403 || status === 404) && request.principal && deps.onDenied) {
+      const params = (request.params ?? {}) as Record<string, unknown>;
+      const resource = ['ref', 'id', 'port', 'rule', 'snapshot', 'volume', 'user', 'name']
+        .map((k) => params[k])
+        .find((v): v is string => typeof v === 'string');
+      deps.onDenied({
+        principalId: request.principal.userId,
+        tokenId: request.principal.token?.id ?? null,
+        reason: status === 403 ? 'forbidden' : 'not-found',
+        permission: status === 403 ? (policy?.permission ?? null) : null,
+        method: request.method,
+        route: request.routeOptions.url ?? 'unknown',
+        resourceId: resource?.slice(0, 128) ?? null,
+        tenantId: info.tenantId,
+        sourceIp: request.ip,
+      });
     }
     try {
       await audit.append(auditEntry(request, status, detail));

@@ -6,6 +6,7 @@
  * is the socket peer and a client's X-Forwarded-For changes nothing (audit source, login throttle,
  * rate-limit key).
  */
+import { denialEvents } from '../security/event-producers.js';
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -89,6 +90,15 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     tenants: ctx.tenants,
     audit: ctx.audit,
     limiter: new RateLimiter(http.rateLimit),
+    // Refusals feed the detection rules (id probing, privilege-escalation attempts).
+    onDenied: (denial) => {
+      for (const event of denialEvents(denial))
+        void ctx.securityEvents
+          .record(event)
+          .catch((error: unknown) =>
+            app.log.error({ err: (error as Error).message }, 'security event failed'),
+          );
+    },
   });
   await app.register(async (scope) => {
     await authRoutes(scope, ctx);

@@ -2,6 +2,7 @@
  * Security events made from what the control plane sees (the stable schema is documented in
  * security-events.ts and detection/shipped-rules.ts): login attempts and unexpected QEMU exits.
  */
+import type { RequestDenial } from '../http/access-control.js';
 import type { LoginAttempt } from '../iam/authenticator.js';
 import type { VmsTable } from '../store/schema.js';
 import type { SecurityEventInput } from './security-events.js';
@@ -60,4 +61,40 @@ export function vmExitEvent(vm: VmsTable, reason: string): SecurityEventInput {
       message: reason.slice(0, 512),
     },
   };
+}
+
+/**
+ * api.denied for every 403/404 an authenticated principal got (id probing), and auth.privilege_denied
+ * for a 403 on a route that needs a permission (privilege-escalation attempts).
+ */
+export function denialEvents(denial: RequestDenial): SecurityEventInput[] {
+  const common = {
+    principalId: denial.principalId,
+    tokenId: denial.tokenId,
+    method: denial.method,
+    route: denial.route,
+    sourceIp: denial.sourceIp,
+  };
+  const events: SecurityEventInput[] = [
+    {
+      kind: 'api.denied',
+      severity: 'info',
+      tenantId: denial.tenantId,
+      subjectType: 'user',
+      subjectId: denial.principalId,
+      summary: `${denial.method} ${denial.route}: ${denial.reason}`,
+      detail: { ...common, reason: denial.reason, resourceId: denial.resourceId },
+    },
+  ];
+  if (denial.reason === 'forbidden' && denial.permission !== null)
+    events.push({
+      kind: 'auth.privilege_denied',
+      severity: 'low',
+      tenantId: denial.tenantId,
+      subjectType: 'user',
+      subjectId: denial.principalId,
+      summary: `${denial.method} ${denial.route} refused: ${denial.permission} not held`,
+      detail: { ...common, permission: denial.permission },
+    });
+  return events;
 }

@@ -30,6 +30,12 @@
  *   host.firewall_drift          subjectType 'host', subjectId the host id, tenantId null.
  *                                detail: { differences: string[] }
  *                                The host's live ruleset differed from its intent and was repaired.
+ *   auth.login_failed, auth.login_succeeded, api.denied, auth.privilege_denied, guest.console, vm.exit
+ *                                The detection engine's inputs: their fields are documented in
+ *                                detection/shipped-rules.ts (producers: event-producers.ts,
+ *                                console-watch.ts).
+ *   alert.raised                 subjectType 'alert', subjectId the alert id (alerts.ts).
+ *                                detail: { ruleId, groupKey, action, target, outcome }
  *
  * Details must never contain secrets (tokens, passwords, key material): they are shown to tenant
  * members holding security:read and to platform admins.
@@ -50,6 +56,13 @@ export const SECURITY_EVENT_KINDS = {
   imageVerificationFailed: 'image.verification_failed',
   imageScanError: 'image.scan_error',
   hostFirewallDrift: 'host.firewall_drift',
+  loginFailed: 'auth.login_failed',
+  loginSucceeded: 'auth.login_succeeded',
+  apiDenied: 'api.denied',
+  privilegeDenied: 'auth.privilege_denied',
+  guestConsole: 'guest.console',
+  vmExit: 'vm.exit',
+  alertRaised: 'alert.raised',
 } as const;
 
 export const SECURITY_EVENTS_MAX_ENV = 'RAMPART_SECURITY_EVENTS_MAX';

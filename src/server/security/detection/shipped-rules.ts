@@ -4,7 +4,9 @@
  * is valid JSON, parsed by the same loader as an operator's file, so error lines match.
  *
  * EVENT KINDS. Recorded today (schema in ../security-events.ts): image.quarantined,
- * image.verification_failed, image.scan_error, host.firewall_drift. The kinds below are defined here
+ * image.verification_failed, image.scan_error, host.firewall_drift; and of the kinds below
+ * auth.login_failed, auth.login_succeeded, api.denied, auth.privilege_denied, guest.console and vm.exit
+ * (producers in ../event-producers.ts and ../console-watch.ts). The other kinds below are defined here
  * for their producers (still to be written); they follow the same conventions (subjectType /
  * subjectId say what the event is about; tenantId is the owner, null for platform-wide events) and
  * their `detail` fields are:
@@ -13,14 +15,14 @@
  *                            detail: { username, sourceIp, reason: 'bad-password'|'unknown-user'|
  *                                      'bad-otp'|'locked', userAgent? }
  *   auth.login_succeeded     as auth.login_failed, detail: { username, sourceIp, userId, mfa: boolean }
- *   api.denied               subjectType the resource type, subjectId the id asked for.
- *                            detail: { principalId, tokenId: string|null (the API token or session used),
- *                                      reason: 'not-found'|'forbidden', resourceType, resourceId,
- *                                      method, route, sourceIp }
- *                            One event per request answered 404/403 for an id in the path.
+ *   api.denied               subjectType 'user', subjectId the principal id.
+ *                            detail: { principalId, tokenId: string|null (the API token used; null for a
+ *                                      session), reason: 'not-found'|'forbidden', resourceId (the id or
+ *                                      name in the path, or null), method, route, sourceIp }
+ *                            One event per request of an authenticated principal answered 404 or 403.
  *   auth.privilege_denied    subjectType 'user', subjectId the principal id.
- *                            detail: { principalId, tokenId: string|null, permission (e.g. 'iam:bind',
- *                                      'platform:hosts:write'), route, sourceIp }
+ *                            detail: { principalId, tokenId: string|null, permission (e.g. 'member:create',
+ *                                      'platform:host:update'), method, route, sourceIp }
  *                            A request denied for lack of a permission.
  *   port.spoof_drop          subjectType 'vm', subjectId the VM id.
  *                            detail: { vmId, portId, hostId, reason: 'mac'|'ip'|'arp'|'nd'|'ra'|
@@ -111,14 +113,14 @@ export const SHIPPED_RULES_TEXT = String.raw`{
     },
     {
       "id": "privilege-escalation-attempts",
-      "description": "Repeated attempts at IAM or platform permissions the principal does not hold",
+      "description": "Repeated attempts at permissions that grant power (platform, members, roles, tenant settings, image trust, security response) the principal does not hold",
       "severity": "high",
       "match": {
         "kind": "auth.privilege_denied",
-        "where": { "detail.permission": { "regex": "^(?:iam|platform):" } }
+        "where": { "detail.permission": { "regex": "^(?:platform:|member:(?:create|delete)|role:(?:create|delete)|tenant:update|image:trust|security:respond)" } }
       },
       "threshold": { "count": 3, "windowSeconds": 600, "groupBy": ["detail.principalId"] },
-      "response": { "action": "disable-user", "target": "detail.principalId" },
+      "response": { "action": "alert" },
       "cooldownSeconds": 3600
     },
     {
