@@ -258,6 +258,9 @@ test('alerts move through their lifecycle (ack with a note, assign, resolve), au
   assert.equal(assigned.body.assignee, 'admin');
   assert.equal(assigned.body.notes[0]?.text, 'looking into it');
   assert.equal(assigned.body.notes[0]?.author, 'admin');
+  const metrics = await harness.api<string>('GET', '/metrics');
+  const high = /^rampart_security_alerts_open\{severity="high"\} (\d+)$/m.exec(String(metrics.body));
+  assert.ok(high && Number(high[1]) >= 1, 'unresolved alerts on /metrics');
   const bad = await harness.api('PATCH', `/v1/platform/security/alerts/${alert.id}`, { status: 'gone' });
   assert.equal(bad.status, 400);
   const resolved = await harness.api<SecurityAlert>('PATCH', `/v1/platform/security/alerts/${alert.id}`, {

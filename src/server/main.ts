@@ -148,9 +148,14 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   );
   const consoleHub = new ConsoleHub();
   let vms: VmService | null = null;
+  let securityState: { alerts: AlertStore; compliance: ComplianceService } | null = null;
   const metrics = createMetrics(
     async () => (vms ? vms.countByState() : {}),
     async () => (vms ? vms.portPacketSamples() : []),
+    async () => ({
+      alertsOpen: securityState ? await securityState.alerts.openBySeverity() : {},
+      complianceScore: securityState ? ((await securityState.compliance.latest())?.score ?? null) : null,
+    }),
   );
   const imageBacking = diskImageBacking(db, images.store);
   const volumes = new VolumeService({
@@ -260,6 +265,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     log: log.child({ component: 'compliance' }),
   });
   compliance.start(complianceIntervalSeconds());
+  securityState = { alerts, compliance };
   // Kernel trouble on a guest console (oops, panic, segfaults, OOM) becomes guest.console events.
   const consoleWatch = new ConsoleWatch({
     vmOf: (vmId) =>

@@ -10,6 +10,16 @@ export interface ServerMetrics {
   agentConnected: Gauge;
   vmRestarts: Counter<'reason'>;
   portPackets: Gauge<'tenant' | 'vm' | 'port' | 'verdict'>;
+  securityAlertsOpen: Gauge<'severity'>;
+  complianceScore: Gauge;
+}
+
+/** What the security engine reports to /metrics. */
+export interface SecuritySample {
+  /** Unresolved alerts by severity. */
+  alertsOpen: Record<string, number>;
+  /** The latest compliance score (0-100); null before the first run. */
+  complianceScore: number | null;
 }
 
 /** One packet counter of one VM port (`verdict`: accepted, spoof-<reason>, ingress-denied, egress-denied). */
@@ -24,6 +34,7 @@ export interface PortPacketSample {
 export function createMetrics(
   countVmsByState: () => Promise<Record<string, number>>,
   portPackets: () => Promise<PortPacketSample[]> = async () => [],
+  security: () => Promise<SecuritySample> = async () => ({ alertsOpen: {}, complianceScore: null }),
 ): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'rampart_server_' });
@@ -79,6 +90,28 @@ export function createMetrics(
         this.reset();
         for (const s of await portPackets())
           this.set({ tenant: s.tenantId, vm: s.vmId, port: s.portId, verdict: s.verdict }, s.packets);
+      },
+    }),
+    securityAlertsOpen: new Gauge({
+      name: 'rampart_security_alerts_open',
+      help: 'Security alerts not resolved yet (open or acknowledged), by severity',
+      labelNames: ['severity'],
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const counts = (await security()).alertsOpen;
+        for (const severity of ['info', 'low', 'medium', 'high', 'critical'])
+          this.set({ severity }, counts[severity] ?? 0);
+      },
+    }),
+    complianceScore: new Gauge({
+      name: 'rampart_compliance_score',
+      help: 'Score of the latest compliance run (percent of checks passing); absent before the first run',
+      registers: [registry],
+      async collect() {
+        this.reset();
+        const score = (await security()).complianceScore;
+        if (score !== null) this.set(score);
       },
     }),
   };
