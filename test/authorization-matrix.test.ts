@@ -87,6 +87,8 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/audit/export/checkpoints': 'PA',
   'GET /v1/security/events': 'PA TA AU SR',
   'GET /v1/platform/security/events': 'PA',
+  'GET /v1/security/events/stream': 'PA TA AU SR',
+  'GET /v1/platform/security/events/stream': 'PA',
   'GET /v1/security/alerts': 'PA TA AU SR',
   'GET /v1/security/alerts/:id': 'PA TA AU SR',
   'PATCH /v1/security/alerts/:id': 'PA TA SR',

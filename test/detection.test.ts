@@ -10,6 +10,7 @@
  * - Alerts move through their lifecycle (ack with a note, assign, resolve) through the CLI and the API,
  *   audited; a tenant sees only its own alerts.
  * - New alerts go to a webhook (HMAC-signed body) and a syslog collector (RFC 5424 over UDP).
+ * - The event stream over WebSocket (replay after a seq, then live; tenant-scoped).
  * - The operator's rule file (RAMPART_DETECTION_RULES): a broken file is refused with its line in the
  *   log, and the rules in force keep working.
  */
@@ -23,6 +24,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
 import type { Port } from '../src/api/network.js';
 import type { SecurityAlert, SecurityEvent } from '../src/api/security.js';
 import type { Vm } from '../src/api/vm.js';
@@ -397,4 +399,54 @@ test('a broken rule file is refused with its line; the rules in force keep worki
     'the old rules still detect',
   );
   assert.ok(before.length >= 1);
+});
+
+test('the event stream over WebSocket: a replay after a seq, then live events, tenant-scoped', async () => {
+  const open = (path: string) => {
+    const ws = new WebSocket(`${harness.url.replace('http', 'ws')}${path}`, {
+      headers: { authorization: `Bearer ${harness.token}` },
+    });
+    const received: SecurityEvent[] = [];
+    ws.on('message', (data: Buffer) => received.push(JSON.parse(data.toString('utf8')) as SecurityEvent));
+    return {
+      ws,
+      received,
+      ready: new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      }),
+    };
+  };
+  const tenant = open('/v1/security/events/stream?after=0&kind=api.denied');
+  const platform = open('/v1/platform/security/events/stream');
+  await Promise.all([tenant.ready, platform.ready]);
+  try {
+    await harness.waitFor(async () => tenant.received.length > 0, 10_000, 'the replay');
+    assert.ok(tenant.received.every((e) => e.kind === 'api.denied'));
+    const replayed = tenant.received.length;
+    assert.equal((await harness.api('GET', '/v1/vms/streamed-ghost')).status, 404);
+    await harness.waitFor(
+      async () => tenant.received.some((e) => e.detail['resourceId'] === 'streamed-ghost'),
+      10_000,
+      'the live event',
+    );
+    assert.ok(tenant.received.length > replayed);
+    const seqs = tenant.received.map((e) => e.seq);
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+      'in stream order, no duplicates',
+    );
+    assert.equal(new Set(seqs).size, seqs.length);
+    await harness.waitFor(
+      async () => platform.received.some((e) => e.detail['resourceId'] === 'streamed-ghost'),
+      10_000,
+      'the platform stream too',
+    );
+    // A tenant's stream never carries platform-wide events (logins are).
+    assert.ok(tenant.received.every((e) => e.tenantId !== null));
+  } finally {
+    tenant.ws.close();
+    platform.ws.close();
+  }
 });

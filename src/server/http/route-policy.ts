@@ -103,6 +103,10 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
 
   'GET /v1/security/events': tenant('security:read'),
   'GET /v1/platform/security/events': platform('platform:security:read'),
+  'GET /v1/security/events/stream': tenant('security:read', { action: 'security:events:stream' }),
+  'GET /v1/platform/security/events/stream': platform('platform:security:read', {
+    action: 'platform:security:events:stream',
+  }),
   'GET /v1/security/alerts': tenant('security:read'),
   'GET /v1/security/alerts/:id': tenant('security:read'),
   'PATCH /v1/security/alerts/:id': tenant('security:respond', { action: 'security:alert:update' }),

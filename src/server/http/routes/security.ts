@@ -8,6 +8,7 @@
  * every alert, platform-wide ones (e.g. login brute force) included.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorSchema } from '../../../api/common.js';
 import { NotFoundError } from '../../../api/errors.js';
@@ -19,6 +20,7 @@ import {
   SecurityAlertUpdate,
   SecurityEventList,
   SecurityEventQuery,
+  type SecurityEvent,
   type SecurityEventQuery as Query,
 } from '../../../api/security.js';
 import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from '../../security/security-events.js';
@@ -188,6 +190,83 @@ export async function securityRoutes(base: FastifyInstance, ctx: AppContext): Pr
       request.auditInfo!.target = updated.id;
       request.auditInfo!.detail = `${updated.ruleId}: ${updated.status}${updated.assignee ? `, assigned to ${updated.assignee}` : ''}`;
       return updated;
+    },
+  );
+
+  /**
+   * Streams events as JSON text messages: first those after ?after= (oldest first, at most one page),
+   * then every new one as it is committed; ?kind= filters. A client that does not keep up (more than
+   * 1 MiB unsent) is disconnected (close code 4008) instead of buffering without bound.
+   */
+  const stream = async (socket: WebSocket, query: Query, tenantId: string | undefined): Promise<void> => {
+    const wanted = (e: SecurityEvent) =>
+      (tenantId === undefined || e.tenantId === tenantId) &&
+      (query.kind === undefined || e.kind === query.kind);
+    const pending: SecurityEvent[] = [];
+    let lastSent = 0;
+    let live = false;
+    const send = (e: SecurityEvent) => {
+      if (e.seq <= lastSent) return;
+      if (socket.bufferedAmount > 1024 * 1024) {
+        socket.close(4008, 'too slow: reconnect with ?after=<last seq>');
+        return;
+      }
+      lastSent = e.seq;
+      socket.send(JSON.stringify(e));
+    };
+    const listener = (e: SecurityEvent) => {
+      if (!wanted(e)) return;
+      if (live) send(e);
+      else pending.push(e);
+    };
+    ctx.securityEvents.on('event', listener);
+    socket.on('close', () => ctx.securityEvents.off('event', listener));
+    if (query.after !== undefined) {
+      const replay = await ctx.securityEvents.list({ tenantId, ...filters(query) });
+      for (const e of replay) send(e);
+    }
+    live = true;
+    for (const e of pending.splice(0)) send(e);
+  };
+
+  app.get(
+    '/v1/security/events/stream',
+    {
+      websocket: true,
+      schema: {
+        tags: ['security'],
+        summary:
+          "WebSocket: the request tenant's security events as they happen (JSON messages); ?after=<seq> replays first, ?kind= filters",
+        querystring: SecurityEventQuery,
+      },
+    },
+    async (socket, request) => {
+      await stream(socket, request.query, requireTenant(request).id);
+    },
+  );
+
+  app.get(
+    '/v1/platform/security/events/stream',
+    {
+      websocket: true,
+      schema: {
+        tags: ['security'],
+        summary:
+          'WebSocket: every security event as it happens (platform), platform-wide ones included; ?tenant= narrows, ?after= replays, ?kind= filters',
+        querystring: SecurityEventQuery,
+      },
+    },
+    async (socket, request) => {
+      let tenantId: string | undefined;
+      if (request.query.tenant !== undefined) {
+        const tenant = await ctx.tenants.find(request.query.tenant);
+        if (!tenant) {
+          socket.close(4404, 'tenant not found');
+          return;
+        }
+        tenantId = tenant.id;
+      }
+      await stream(socket, request.query, tenantId);
     },
   );
 }
