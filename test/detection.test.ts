@@ -6,6 +6,7 @@
  *   (one alert per rule and group, never duplicated while open), with the login events behind them.
  * - A guest printing a kernel oops on its serial console: a `guest.console` event, a guest-kernel-oops
  *   alert, and (the rule set to isolate-vm here) the VM isolated: a peer's pings stop, until released.
+ * - A guest agent killed inside the guest: vm.heartbeat_lost and an alert.
  * - A QEMU killed from outside: a `vm.exit` event and an `qemu-unexpected-exit` alert in its tenant.
  * - Alerts move through their lifecycle (ack with a note, assign, resolve) through the CLI and the API,
  *   audited; a tenant sees only its own alerts.
@@ -81,6 +82,7 @@ before(async () => {
       RAMPART_ALERT_WEBHOOK_URL: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/alerts`,
       RAMPART_ALERT_WEBHOOK_SECRET: WEBHOOK_SECRET,
       RAMPART_ALERT_SYSLOG: `udp://127.0.0.1:${syslog.address().port}`,
+      RAMPART_HEARTBEAT_LOST_SECONDS: '15',
     },
   });
 });
@@ -358,6 +360,29 @@ test('a guest printing a kernel oops on its console raises an alert, and isolati
     peer.close();
   }
   assert.equal((await harness.api('DELETE', '/v1/vms/peer')).status, 202);
+});
+
+test('a guest agent gone silent raises vm.heartbeat_lost and an alert', async () => {
+  const running = await harness.waitForState('victim', 'running');
+  const shell = await GuestConsole.open(harness, 'victim');
+  try {
+    // The agent is a shell script (no pkill in the tiny guest): found by its command line. Short
+    // lines: busybox ash loses long ones on this console.
+    const killed = await shell.run(
+      'for p in /proc/[0-9]*;do grep -qs t-agent $p/cmdline&&kill -9 ${p##*/};done;echo ok',
+    );
+    assert.match(killed.output, /ok/);
+  } finally {
+    shell.close();
+  }
+  const alert = await waitAlert('vm-heartbeat-lost', true);
+  assert.equal(alert.subjectId, running.id);
+  const events = await harness.api<{ items: SecurityEvent[] }>(
+    'GET',
+    '/v1/security/events?kind=vm.heartbeat_lost',
+  );
+  const lost = events.body.items.find((e) => e.subjectId === running.id);
+  assert.ok(lost && Number(lost.detail['missed']) >= 15, JSON.stringify(lost));
 });
 
 test('a QEMU killed from outside raises a vm.exit event and a qemu-unexpected-exit alert', async () => {

@@ -21,6 +21,7 @@ import { AlertStore } from './security/alerts.js';
 import { ComplianceService } from './security/compliance/compliance-service.js';
 import { complianceIntervalSeconds } from './security/compliance/score.js';
 import { ConsoleWatch } from './security/console-watch.js';
+import { HeartbeatWatch, heartbeatLostAfterMs } from './security/heartbeat-watch.js';
 import { DetectionService } from './security/detection-service.js';
 import { detectionResponder } from './security/detection-responder.js';
 import { loginEvent, vmExitEvent } from './security/event-producers.js';
@@ -266,6 +267,14 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   });
   compliance.start(complianceIntervalSeconds());
   securityState = { alerts, compliance };
+  // A running VM whose guest agent went silent becomes a vm.heartbeat_lost event.
+  const heartbeats = new HeartbeatWatch({
+    db,
+    record: (event) => securityEvents.record(event),
+    log: log.child({ component: 'heartbeats' }),
+    lostAfterMs: heartbeatLostAfterMs(process.env),
+  });
+  heartbeats.start();
   // Kernel trouble on a guest console (oops, panic, segfaults, OOM) becomes guest.console events.
   const consoleWatch = new ConsoleWatch({
     vmOf: (vmId) =>
@@ -308,6 +317,22 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     metrics.agentConnected.set(fleet.connectedCount);
     log.warn({ hostId: host.hostId, hostname: host.hostname }, 'host offline');
     void markHostOffline(db, host.hostId);
+    void securityEvents
+      .record({
+        kind: 'host.heartbeat_lost',
+        severity: 'high',
+        tenantId: null,
+        subjectType: 'host',
+        subjectId: host.hostId,
+        summary: `host ${host.hostname} lost its connection to the server`,
+        detail: {
+          hostId: host.hostId,
+          hostname: host.hostname,
+          lastSeenAt: new Date().toISOString(),
+          missed: 1,
+        },
+      })
+      .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
   });
   // Until an agent says hello in this run, no host is known to be online.
   await db.updateTable('hosts').set({ state: 'offline' }).execute();
@@ -368,6 +393,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     fleet.stop();
     vmService.stopTimers();
     compliance.stop();
+    heartbeats.stop();
+    detection.stop();
     images.stop();
     void app
       .close()
