@@ -15,8 +15,8 @@ import {
   type AuditRecordView,
 } from '../../../api/audit.js';
 import type { AuditPageResult } from '../../audit/audit-log.js';
-import { NotFoundError } from '../../../api/errors.js';
 import { requireTenant } from '../access-control.js';
+import { platformTenantFilter } from '../tenant-filter.js';
 import type { AppContext } from '../context.js';
 
 const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema };
@@ -62,12 +62,7 @@ export async function auditRoutes(base: FastifyInstance, ctx: AppContext): Promi
       },
     },
     async (request) => {
-      let tenantId: string | undefined;
-      if (request.query.tenant !== undefined) {
-        const tenant = await ctx.tenants.find(request.query.tenant);
-        if (!tenant) throw new NotFoundError('tenant');
-        tenantId = tenant.id;
-      }
+      const tenantId = await platformTenantFilter(ctx.tenants, request.query.tenant);
       return page(await ctx.audit.query({ tenantId, ...filters(request.query) }));
     },
   );

@@ -11,7 +11,6 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ErrorSchema } from '../../../api/common.js';
-import { NotFoundError } from '../../../api/errors.js';
 import { Type } from 'typebox';
 import {
   SecurityAlert,
@@ -26,6 +25,7 @@ import {
 import { LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX } from '../../security/security-events.js';
 import { auditActor } from '../../iam/principal.js';
 import { requireTenant } from '../access-control.js';
+import { platformTenantFilter } from '../tenant-filter.js';
 import type { AppContext } from '../context.js';
 
 const errors = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema };
@@ -74,12 +74,7 @@ export async function securityRoutes(base: FastifyInstance, ctx: AppContext): Pr
       },
     },
     async (request) => {
-      let tenantId: string | undefined;
-      if (request.query.tenant !== undefined) {
-        const tenant = await ctx.tenants.find(request.query.tenant);
-        if (!tenant) throw new NotFoundError('tenant');
-        tenantId = tenant.id;
-      }
+      const tenantId = await platformTenantFilter(ctx.tenants, request.query.tenant);
       return { items: await ctx.securityEvents.list({ tenantId, ...filters(request.query) }) };
     },
   );
@@ -158,12 +153,7 @@ export async function securityRoutes(base: FastifyInstance, ctx: AppContext): Pr
       },
     },
     async (request) => {
-      let tenantId: string | undefined;
-      if (request.query.tenant !== undefined) {
-        const tenant = await ctx.tenants.find(request.query.tenant);
-        if (!tenant) throw new NotFoundError('tenant');
-        tenantId = tenant.id;
-      }
+      const tenantId = await platformTenantFilter(ctx.tenants, request.query.tenant);
       return {
         items: await ctx.alerts.list({
           ...(tenantId !== undefined ? { tenantId } : {}),
@@ -258,13 +248,11 @@ export async function securityRoutes(base: FastifyInstance, ctx: AppContext): Pr
     },
     async (socket, request) => {
       let tenantId: string | undefined;
-      if (request.query.tenant !== undefined) {
-        const tenant = await ctx.tenants.find(request.query.tenant);
-        if (!tenant) {
-          socket.close(4404, 'tenant not found');
-          return;
-        }
-        tenantId = tenant.id;
+      try {
+        tenantId = await platformTenantFilter(ctx.tenants, request.query.tenant);
+      } catch {
+        socket.close(4404, 'tenant not found');
+        return;
       }
       await stream(socket, request.query, tenantId);
     },
