@@ -54,7 +54,6 @@ export class HeartbeatWatch {
       .where('state', '=', 'running')
       .where('lastHeartbeatAt', 'is not', null)
       .execute();
-    this.deps.log.info({ rows: rows.length }, 'DEBUG heartbeat check');
     const running = new Set(rows.map((r) => r.id));
     for (const id of this.reported.keys()) if (!running.has(id)) this.reported.delete(id);
     let count = 0;
