@@ -34,16 +34,7 @@ export const ComplianceRunSummary = Type.Object({
 export type ComplianceRunSummary = Static<typeof ComplianceRunSummary>;
 
 export const ComplianceReport = Type.Object(
-  {
-    id: Id,
-    startedAt: Timestamp,
-    finishedAt: Timestamp,
-    trigger: ComplianceTrigger,
-    score: Type.Number(),
-    passed: Type.Integer(),
-    failed: Type.Integer(),
-    results: Type.Array(ComplianceCheckResult),
-  },
+  { ...ComplianceRunSummary.properties, results: Type.Array(ComplianceCheckResult) },
   { $id: 'ComplianceReport' },
 );
 export type ComplianceReport = Static<typeof ComplianceReport>;
