@@ -44,6 +44,8 @@ const ABBREVIATION: Record<string, Role> = {
 const EXPECTED: Record<string, string> = {
   'GET /v1/health': 'public',
   'GET /v1/openapi.json': 'public',
+  'GET /': 'public',
+  'GET /assets/*': 'public',
   'GET /metrics': 'PA',
   'POST /v1/auth/login': 'public',
   'POST /v1/auth/refresh': 'public',

@@ -3,7 +3,8 @@
  * the audit record each mutating request and each denial leaves behind.
  *
  * Order for a request: (fail closed) the audit log must be writable for a mutating request -> the
- * bearer token becomes a Principal (401) -> restricted sessions and API tokens are held to what they may
+ * bearer token (the Authorization header; for a browser's WebSocket, a subprotocol: bearerToken) becomes a
+ * Principal (401) -> restricted sessions and API tokens are held to what they may
  * do (403) -> the tenant is resolved (a tenant the caller has no part in answers 404, exactly like one
  * that does not exist) -> the permission is checked in that tenant or platform-wide (403). This all
  * runs in onRequest, before the body is even parsed. After the handler, onSend appends exactly one
@@ -106,6 +107,38 @@ function targetOf(request: FastifyRequest): string | null {
   if (!params) return null;
   const values = Object.values(params).filter((v) => typeof v === 'string');
   return values.length > 0 ? values.join('/').slice(0, 200) : null;
+}
+
+/** The subprotocol of Rampart's WebSockets; a browser offers it next to `bearer.<token>`. */
+export const WS_SUBPROTOCOL = 'rampart.v1';
+const WS_BEARER_PREFIX = 'bearer.';
+const TOKEN = /^[\x21-\x7e]{1,4096}$/;
+
+/**
+ * The bearer token of a request: the Authorization header (`Bearer <token>`); or, only for a real
+ * WebSocket upgrade (the socket came through the server's 'upgrade' event: `request.ws`) that has no
+ * Authorization header, the `bearer.<token>` subprotocol offered together with `rampart.v1` — browsers
+ * cannot set headers on a WebSocket. A plain HTTP request's Sec-WebSocket-Protocol header is ignored.
+ */
+export function bearerToken(request: FastifyRequest): string | null {
+  const header = request.headers.authorization;
+  if (header !== undefined) return /^Bearer ([\x21-\x7e]{1,4096})$/.exec(header)?.[1] ?? null;
+  if (request.ws !== true) return null;
+  const offered = request.headers['sec-websocket-protocol'];
+  if (typeof offered !== 'string') return null;
+  const protocols = offered.split(',').map((p) => p.trim());
+  const bearers = protocols.filter((p) => p.startsWith(WS_BEARER_PREFIX));
+  if (!protocols.includes(WS_SUBPROTOCOL) || bearers.length !== 1) return null;
+  const token = bearers[0]!.slice(WS_BEARER_PREFIX.length);
+  return TOKEN.test(token) ? token : null;
+}
+
+/**
+ * ws's handleProtocols: the negotiated subprotocol is `rampart.v1` when offered, else none — never the
+ * first offered one (ws's default), which would echo a `bearer.<token>` back in the answer.
+ */
+export function selectSubprotocol(protocols: Set<string>): string | false {
+  return protocols.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false;
 }
 
 export function requirePrincipal(request: FastifyRequest): Principal {
@@ -233,15 +266,14 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
     if (MUTATING.has(request.method)) audit.assertWritable();
     if (policy.scope === 'public') return;
 
-    const header = request.headers.authorization ?? '';
-    const match = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(header);
-    if (!match) {
+    const bearer = bearerToken(request);
+    if (bearer === null) {
       limitAnonymous(request);
       throw new UnauthenticatedError('missing bearer token');
     }
     let principal: Principal;
     try {
-      principal = await authenticator.authenticate(match[1]!);
+      principal = await authenticator.authenticate(bearer);
     } catch (error) {
       // A failed authentication is an anonymous request: a flood of bad tokens is limited per source.
       if (error instanceof UnauthenticatedError) limitAnonymous(request);

@@ -12,7 +12,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import type { Logger } from '../../common/logger.js';
-import { installAccessControl } from './access-control.js';
+import { installAccessControl, selectSubprotocol } from './access-control.js';
 import type { AppContext } from './context.js';
 import { installErrorHandler } from './error-handler.js';
 import { RateLimiter, type RateLimitConfig } from './rate-limit.js';
@@ -34,6 +34,7 @@ import { tokenRoutes } from './routes/tokens.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { trustRoutes } from './routes/trust.js';
 import { userRoutes } from './routes/users.js';
+import { WebConsole, webConsoleRoutes } from './web-console.js';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
 
@@ -82,8 +83,12 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
       security: [{ bearer: [] }],
     },
   });
-  await app.register(websocket, { options: { maxPayload: 64 * 1024 } });
-  installErrorHandler(app);
+  // A browser offers ["rampart.v1", "bearer.<token>"]: the answer names rampart.v1, never the token.
+  await app.register(websocket, {
+    options: { maxPayload: 64 * 1024, handleProtocols: selectSubprotocol },
+  });
+  const web = WebConsole.load();
+  installErrorHandler(app, (request, reply) => web.serveDeepLink(request, reply));
   installAccessControl(app, {
     authenticator: ctx.authenticator,
     roles: ctx.roles,
@@ -119,6 +124,7 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     await volumeRoutes(scope, ctx);
     await trustRoutes(scope, ctx);
     await vmRoutes(scope, ctx);
+    await webConsoleRoutes(scope, web);
   });
   return app;
 }

@@ -20,7 +20,10 @@ function send(
   return reply.status(status).type('application/json').send(body);
 }
 
-export function installErrorHandler(app: FastifyInstance): void {
+/** Answers a request no route matched, instead of the JSON 404 (true when it did): the console's deep links. */
+export type NotFoundFallback = (request: FastifyRequest, reply: FastifyReply) => boolean;
+
+export function installErrorHandler(app: FastifyInstance, fallback?: NotFoundFallback): void {
   app.setErrorHandler((error: FastifyError | RampartError | Error, request, reply) => {
     if (error instanceof RampartError) {
       if (error instanceof RateLimitedError) reply.header('retry-after', String(error.retryAfterSeconds));
@@ -42,7 +45,14 @@ export function installErrorHandler(app: FastifyInstance): void {
     request.log.error({ err: error }, 'unexpected error');
     return send(reply, request, 500, 'RAMPART_INTERNAL', 'internal error');
   });
-  app.setNotFoundHandler((request, reply) =>
-    send(reply, request, 404, 'RAMPART_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    if (fallback?.(request, reply)) return reply;
+    return send(
+      reply,
+      request,
+      404,
+      'RAMPART_NOT_FOUND',
+      `no route ${request.method} ${request.url.split('?')[0]}`,
+    );
+  });
 }

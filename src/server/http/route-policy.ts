@@ -47,6 +47,9 @@ const self = (action: string, extra: Partial<RoutePolicy> = {}): RoutePolicy => 
 export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/health': { scope: 'public', action: 'health' },
   'GET /v1/openapi.json': { scope: 'public', action: 'openapi' },
+  // The web console's static files (web-console.ts): public, and nothing but files built into dist/web.
+  'GET /': { scope: 'public', action: 'console:page' },
+  'GET /assets/*': { scope: 'public', action: 'console:asset' },
   'GET /metrics': platform('platform:metrics:read'),
 
   'POST /v1/auth/login': { scope: 'public', action: 'auth:login' },
