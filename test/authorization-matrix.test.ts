@@ -175,6 +175,7 @@ const EXPECTED: Record<string, string> = {
   'POST /v1/vms/:ref/pause': 'PA TA OP ME SR',
   'POST /v1/vms/:ref/resume': 'PA TA OP ME SR',
   'POST /v1/vms/:ref/resize': 'PA TA ME',
+  'GET /v1/vms/:ref/samples': 'PA TA OP ME VI AU SR',
   'GET /v1/vms/:ref/console': 'PA TA OP ME',
   'GET /v1/vms/:ref/console/stream': 'PA TA OP ME',
 };

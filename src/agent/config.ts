@@ -30,6 +30,11 @@ export interface AgentConfig {
   netns: string | null;
   /** RAMPART_FIREWALL_RECONCILE_SECONDS: how often the live ruleset is checked for drift (0: never). */
   firewallReconcileSeconds: number;
+  /**
+   * RAMPART_TELEMETRY_SECONDS: how often the agent reports anti-spoofing drops, denied flows and VM
+   * resource samples to the security engine (default 10; 0: never).
+   */
+  telemetrySeconds: number;
   /** RAMPART_HOST_NAME: the name this host reports (default: the machine's hostname). */
   hostname: string | null;
   /**
@@ -105,6 +110,7 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     cgroupParent,
     netns,
     firewallReconcileSeconds: integerEnv(env, 'RAMPART_FIREWALL_RECONCILE_SECONDS', 30, 0, 86_400),
+    telemetrySeconds: integerEnv(env, 'RAMPART_TELEMETRY_SECONDS', 10, 0, 3600),
     hostname,
     dedicatedCpus,
     cpuLimit: env.RAMPART_HOST_CPUS === undefined ? null : integerEnv(env, 'RAMPART_HOST_CPUS', 1, 1, 65_536),

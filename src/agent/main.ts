@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { TELEMETRY_EVENT_KIND } from '../api/telemetry.js';
 import { createLogger } from '../common/logger.js';
 import { RAMPART_VERSION } from '../common/version.js';
 import { loadCgroups } from './cgroups/cgroup-load.js';
@@ -25,6 +26,7 @@ import {
 import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
 import { HostNetwork } from './runtime/host-network.js';
+import { HostTelemetry } from './runtime/telemetry.js';
 import { VmManager } from './runtime/vm-manager.js';
 import { VolumeFiles } from './storage/volume-files.js';
 
@@ -167,12 +169,22 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
   // Until the server sends the firewall, the last one this host applied stays in force; drift against
   // it (or an empty one after a reboot) is repaired as soon as the first firewall arrives.
   network.startReconciling();
+  // Spoofing drops, denied flows and VM samples for the server's security engine.
+  const telemetry = new HostTelemetry({
+    firewall: () => network.telemetry(),
+    vms: () => vms.list(),
+    report: (report) => link.event(TELEMETRY_EVENT_KIND, null, report),
+    log: log.child({ component: 'telemetry' }),
+    intervalMs: config.telemetrySeconds * 1000,
+  });
+  telemetry.start();
   await link.listen();
   log.info({ socket: config.socket, vms: vms.list().length }, 'agent ready');
 
   const shutdown = (signal: string) => {
     log.info({ signal }, 'agent stopping (VMs keep running)');
     link.close();
+    telemetry.stop();
     network.stop();
     vms.detachAll();
     rmSync(pidFile, { force: true });

@@ -146,6 +146,42 @@ export const ConsoleTail = Type.Object({
 });
 export type ConsoleTail = Static<typeof ConsoleTail>;
 
+/** One resource sample of a running VM (agent telemetry, every RAMPART_TELEMETRY_SECONDS). */
+export const VmSample = Type.Object(
+  {
+    vmId: Id,
+    /** When the server received it. */
+    at: Timestamp,
+    hostId: Type.String(),
+    /** Seconds the counters cover. */
+    intervalSeconds: Type.Number(),
+    /** CPU time over the interval as a share of the VM's vCPUs (0-100). */
+    cpuPercent: Type.Number(),
+    memoryBytes: Type.Union([Type.Integer(), Type.Null()]),
+    /** Sent and received by the guest over the interval, all ports. */
+    txPackets: Type.Integer(),
+    txBytes: Type.Integer(),
+    rxPackets: Type.Integer(),
+    rxBytes: Type.Integer(),
+    txPps: Type.Number(),
+    txBps: Type.Number(),
+    rxPps: Type.Number(),
+    rxBps: Type.Number(),
+  },
+  { $id: 'VmSample' },
+);
+export type VmSample = Static<typeof VmSample>;
+
+export const VmSamplesQuery = Type.Object(
+  {
+    tenant: TenantQuery.properties.tenant,
+    /** Only samples received after this time. */
+    after: Type.Optional(Timestamp),
+  },
+  { additionalProperties: false },
+);
+export type VmSamplesQuery = Static<typeof VmSamplesQuery>;
+
 /** Query strings arrive as text: `bytes` is a decimal count from 1 to 1 MiB. */
 export const CONSOLE_TAIL_MAX_BYTES = 1_048_576;
 export const ConsoleQuery = Type.Object(

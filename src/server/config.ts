@@ -342,8 +342,10 @@ export function loadServerConfig(
     const value = env[name];
     if (value) agentEnv[name] = value;
   }
-  if (env.RAMPART_FIREWALL_RECONCILE_SECONDS)
-    agentEnv.RAMPART_FIREWALL_RECONCILE_SECONDS = env.RAMPART_FIREWALL_RECONCILE_SECONDS;
+  for (const name of ['RAMPART_FIREWALL_RECONCILE_SECONDS', 'RAMPART_TELEMETRY_SECONDS']) {
+    const value = env[name];
+    if (value) agentEnv[name] = value;
+  }
   const stopTimeout = env.RAMPART_STOP_TIMEOUT_SECONDS ?? file.stop_timeout_seconds?.toString() ?? '30';
   const stopTimeoutSeconds = /^\d{1,4}$/.test(stopTimeout) ? Number(stopTimeout) : NaN;
   if (!Number.isInteger(stopTimeoutSeconds) || stopTimeoutSeconds < 0 || stopTimeoutSeconds > 3600) {

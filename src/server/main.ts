@@ -5,6 +5,7 @@
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { TELEMETRY_EVENT_KIND } from '../api/telemetry.js';
 import { createLogger } from '../common/logger.js';
 import { newId } from '../common/ids.js';
 import { RAMPART_VERSION } from '../common/version.js';
@@ -25,10 +26,12 @@ import { HeartbeatWatch, heartbeatLostAfterMs } from './security/heartbeat-watch
 import { DetectionService } from './security/detection-service.js';
 import { detectionResponder } from './security/detection-responder.js';
 import { loginEvent, vmExitEvent } from './security/event-producers.js';
+import { TelemetryIngest } from './security/telemetry-ingest.js';
 import { armedFailpoints } from './failpoints.js';
 import { seedFlavors } from './compute/flavor-catalog.js';
 import { markHostOffline, recordHostHello } from './compute/host-registry.js';
 import { VmService } from './compute/vm-service.js';
+import { VmSampleStore } from './compute/vm-samples.js';
 import { loadServerConfig, type ServerConfigInput } from './config.js';
 import { ConsoleHub } from './console/console-hub.js';
 import { AgentFleet } from './agent-link/agent-fleet.js';
@@ -283,6 +286,24 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     log: log.child({ component: 'console-watch' }),
   });
 
+  // Agent telemetry: spoofing drops, denied flows and VM samples (security events and charts).
+  const vmSamples = new VmSampleStore();
+  const telemetry = new TelemetryIngest({
+    db,
+    events: securityEvents,
+    samples: vmSamples,
+    log: log.child({ component: 'telemetry' }),
+  });
+  const pruneSamples = setInterval(() => {
+    void db
+      .selectFrom('vms')
+      .select('id')
+      .execute()
+      .then((rows) => vmSamples.retain(new Set(rows.map((r) => r.id))))
+      .catch(() => undefined);
+  }, 600_000);
+  pruneSamples.unref();
+
   fleet.on('connected', (connection, host) => {
     metrics.agentConnected.set(fleet.connectedCount);
     connection.on('status', (status) => vmService.onStatus(status, host.hostId));
@@ -291,6 +312,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       consoleWatch.feed(vmId, data);
     });
     connection.on('event', (event) => {
+      if (event.kind === TELEMETRY_EVENT_KIND) {
+        void telemetry.ingest(host.hostId, event.data);
+        return;
+      }
       log.info({ kind: event.kind, vmId: event.vmId, data: event.data }, 'host event');
       // Someone changed the host's ruleset by hand (or another tool did): repaired, and worth a look.
       if (event.kind === 'firewall.drift')
@@ -343,6 +368,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       db,
       vms: vmService,
       consoleHub,
+      vmSamples,
       metrics,
       authenticator,
       users,

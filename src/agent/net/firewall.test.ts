@@ -224,6 +224,33 @@ describe('host firewall (real kernel)', { skip: !isRoot && 'needs root' }, () =>
     assert.notEqual((await get()).exitCode, 0);
   });
 
+  test('(g) denied flows are remembered per sender and destination port; drift ignores them', async (t) => {
+    const { ports, guests, fw } = await setup(t, ['10.0.0.5', '10.0.0.6']);
+    const [g1, g2] = guests as [string, string];
+    const icmpOut: FirewallRule = { tag: 2, direction: 'egress', protocol: 'icmp', cidr: '0.0.0.0/0' };
+    const fwState = state(ports, [egressAll(1), icmpOut]);
+    await fw.apply(fwState);
+    const connect = (from: string, to: string, port: number) =>
+      inNs(from, 'timeout', '2', 'busybox', 'nc', '-w', '1', to, String(port));
+    // g1 may send anything, but port 2 lets nothing in; port 2 may only send ICMP.
+    await Promise.all([
+      connect(g1, '10.0.0.6', 81),
+      connect(g1, '10.0.0.6', 82),
+      connect(g2, '10.0.0.5', 9000),
+    ]);
+    const { denied, counters: all } = await fw.readTelemetry();
+    const key = (d: (typeof denied)[number]) =>
+      `${d.deniedBy} ${d.srcTag}>${d.dstIp}:${d.dstPort}/${d.protocol}`;
+    assert.deepEqual(denied.map(key).sort(), [
+      'egress 2>10.0.0.5:9000/tcp',
+      'ingress 1>10.0.0.6:81/tcp',
+      'ingress 1>10.0.0.6:82/tcp',
+    ]);
+    assert.equal(denied.find((d) => d.dstPort === 81)!.dstTag, 2, 'the receiving port is named');
+    assert.ok(all.find((c) => c.tag === 2)!.ingressDenied >= 2);
+    assert.deepEqual(await fw.drift(fwState), [], 'elements of the dynamic sets are not drift');
+  });
+
   test('(c) spoofed IP, MAC and ARP from a guest are dropped and counted', async (t) => {
     const { host, ports, guests, fw } = await setup(t, ['10.0.0.5', '10.0.0.6']);
     const [p1, p2] = ports as [PortIntent, PortIntent];

@@ -21,6 +21,7 @@ import {
   FAMILIES,
   TABLE_NAME,
   buildModel,
+  DENIED_SETS,
   deniedCounterName,
   numberToIpv4,
   ipv4ToNumber,
@@ -206,7 +207,7 @@ export function compareTable(family: Family, model: RulesetModel, live: LiveTabl
     const l = live.sets.get(name);
     if (!l) continue;
     if (l.kind !== s.kind) out.push(`${where} ${name}: is a ${l.kind}, expected a ${s.kind}`);
-    out.push(...listDiff(`${where} ${s.kind} ${name}`, s.canonical, l.elements));
+    if (s.dynamic !== true) out.push(...listDiff(`${where} ${s.kind} ${name}`, s.canonical, l.elements));
   }
   out.push(...listDiff(`${where} chains`, [...want.chains.keys()], [...live.chains.keys()]));
   for (const [name, chain] of want.chains) {
@@ -245,6 +246,51 @@ export function portCountersFrom(bridge: LiveTable | null, inet: LiveTable | nul
     });
   }
   return ports.sort((a, b) => a.tag - b.tag);
+}
+
+/** A TCP/UDP flow a security group refused, as remembered in a `denied_*` set (nft-ruleset.ts). */
+export interface DeniedFlow {
+  /** Refused by the sender's own egress rules, or by the receiver's ingress rules. */
+  deniedBy: 'egress' | 'ingress';
+  /** The sending port. */
+  srcTag: number;
+  /** The receiving local port, or null (leaving the network, or not yet known at the egress check). */
+  dstTag: number | null;
+  protocol: 'tcp' | 'udp';
+  dstIp: string;
+  dstPort: number;
+}
+
+const DENIED_ELEMENT = /^(\d+) \. (\d+\.\d+\.\d+\.\d+)-\S+ \. (tcp|udp) \. (\d+)-\d+$/;
+
+/** The flows in the live `denied_*` sets of the inet table (elements of another shape are skipped). */
+export function deniedFlowsFrom(inet: LiveTable | null): DeniedFlow[] {
+  const flows: DeniedFlow[] = [];
+  for (const [deniedBy, setName] of Object.entries(DENIED_SETS) as ['egress' | 'ingress', string][]) {
+    for (const element of inet?.sets.get(setName)?.elements ?? []) {
+      const match = DENIED_ELEMENT.exec(element);
+      if (!match) continue;
+      const mark = Number(match[1]);
+      const srcTag = Math.floor(mark / 65_536);
+      if (srcTag === 0) continue;
+      const low = mark % 65_536;
+      flows.push({
+        deniedBy,
+        srcTag,
+        dstTag: low === 0 ? null : low,
+        protocol: match[3] as 'tcp' | 'udp',
+        dstIp: match[2]!,
+        dstPort: Number(match[4]),
+      });
+    }
+  }
+  return flows;
+}
+
+/** One read of the host's firewall state for the security engine. */
+export interface FirewallTelemetry {
+  counters: PortCounters[];
+  denied: DeniedFlow[];
 }
 
 export class HostFirewallManager {
@@ -346,6 +392,14 @@ export class HostFirewallManager {
     return this.lock.run('fw', async () => {
       const live = await this.readBoth();
       return portCountersFrom(live.bridge, live.inet);
+    });
+  }
+
+  /** Per-port counters and the denied flows remembered in the last minute, from one read. */
+  readTelemetry(): Promise<FirewallTelemetry> {
+    return this.lock.run('fw', async () => {
+      const live = await this.readBoth();
+      return { counters: portCountersFrom(live.bridge, live.inet), denied: deniedFlowsFrom(live.inet) };
     });
   }
 

@@ -128,6 +128,8 @@ table inet rampart {
 		elements = { 0x00070000 . 10.0.0.0/8 . udp }
 	}
 	set egress_any { type mark . ipv4_addr; flags interval; }
+	set denied_egress { typeof meta mark . ip daddr . meta l4proto . th dport; flags dynamic,timeout; timeout 60s; size 65535; }
+	set denied_ingress { typeof meta mark . ip daddr . meta l4proto . th dport; flags dynamic,timeout; timeout 60s; size 65535; }
 	map ingress_deny { type mark : verdict;
 		elements = { 0x00000007 : jump deny_in_7 }
 	}
@@ -179,9 +181,11 @@ table inet rampart {
 		iifname @bridges counter name to_host drop
 	}
 	chain deny_in_7 {
+		meta mark & 0xffff0000 != 0 meta l4proto { tcp, udp } add @denied_ingress { meta mark . ip daddr . meta l4proto . th dport }
 		counter name p7_ingress_denied drop
 	}
 	chain deny_out_7 {
+		meta l4proto { tcp, udp } add @denied_egress { meta mark . ip daddr . meta l4proto . th dport }
 		counter name p7_egress_denied drop
 	}
 }

@@ -31,6 +31,11 @@
  *   port's `deny_in_<tag>` / `deny_out_<tag>` chain, which counts it (`p<tag>_ingress_denied`,
  *   `p<tag>_egress_denied`) and drops it. The packet path has a fixed number of rules whatever the
  *   number of ports and rules: every per-port decision is a set or map lookup.
+ * - Denied TCP/UDP flows are also written, once per minute each, into two dynamic sets keyed by
+ *   `mark . daddr . l4proto . dport`: `denied_egress` (refused by the sending port's own groups) and
+ *   `denied_ingress` (refused by the receiving port's groups, when the sender is a local port). The
+ *   agent reads them for the security engine (a port scan is many destination ports); their elements
+ *   come and go with traffic, so drift detection ignores them.
  * - `input` (filter): everything arriving from a Rampart bridge is dropped and counted (`to_host`):
  *   guests never reach the host (no DHCP or metadata service yet).
  *
@@ -88,6 +93,14 @@ export function quarantineCounterName(tag: number): string {
 export function deniedCounterName(tag: number, direction: 'ingress' | 'egress'): string {
   return `p${tag}_${direction}_denied`;
 }
+
+/** The dynamic sets of denied flows (see the header), by where the flow was refused. */
+export const DENIED_SETS = { egress: 'denied_egress', ingress: 'denied_ingress' } as const;
+/** How long a denied flow stays in its set: one report per flow per this many seconds. */
+export const DENIED_TIMEOUT_SECONDS = 60;
+/** At most this many denied flows are remembered per host (nft refuses new ones when full). */
+export const DENIED_SET_SIZE = 65_535;
+const DENIED_KEY = 'meta mark . ip daddr . meta l4proto . th dport';
 
 // ---- addresses and ranges ----
 
@@ -240,6 +253,8 @@ export interface SetModel {
    * values after ` : `.
    */
   canonical: string[];
+  /** Filled by the packet path (`add @set`), not by the intent: its elements are never compared. */
+  dynamic?: boolean;
 }
 
 export interface ChainModel {
@@ -575,6 +590,17 @@ export function buildModel(fw: HostFirewall): RulesetModel {
       ['egress_l4', set('set', 'type mark . ipv4_addr . inet_proto . inet_service; flags interval;', egr.l4)],
       ['egress_proto', set('set', 'type mark . ipv4_addr . inet_proto; flags interval;', egr.proto)],
       ['egress_any', set('set', 'type mark . ipv4_addr; flags interval;', egr.any)],
+      ...Object.values(DENIED_SETS).map((name): [string, SetModel] => [
+        name,
+        {
+          ...set(
+            'set',
+            `typeof ${DENIED_KEY}; flags dynamic,timeout; timeout ${DENIED_TIMEOUT_SECONDS}s; size ${DENIED_SET_SIZE};`,
+            [],
+          ),
+          dynamic: true,
+        },
+      ]),
       [
         'ingress_deny',
         set(
@@ -683,11 +709,18 @@ export function buildModel(fw: HostFirewall): RulesetModel {
   for (const port of ports) {
     inetTable.chains.set(`deny_in_${port.tag}`, {
       base: null,
-      rules: [`counter name ${deniedCounterName(port.tag, 'ingress')} drop`],
+      rules: [
+        // Only flows from a local port are remembered: they name the VM that sent them.
+        `meta mark & 0xffff0000 != 0 meta l4proto { tcp, udp } add @${DENIED_SETS.ingress} { ${DENIED_KEY} }`,
+        `counter name ${deniedCounterName(port.tag, 'ingress')} drop`,
+      ],
     });
     inetTable.chains.set(`deny_out_${port.tag}`, {
       base: null,
-      rules: [`counter name ${deniedCounterName(port.tag, 'egress')} drop`],
+      rules: [
+        `meta l4proto { tcp, udp } add @${DENIED_SETS.egress} { ${DENIED_KEY} }`,
+        `counter name ${deniedCounterName(port.tag, 'egress')} drop`,
+      ],
     });
   }
   return { bridge: bridgeTable, inet: inetTable };

@@ -9,7 +9,7 @@
  */
 import type { HostFirewall, PortCounters, PortIntent } from '../../api/host-network.js';
 import type { Logger } from '../../common/logger.js';
-import { HostFirewallManager } from '../net/firewall.js';
+import { HostFirewallManager, type FirewallTelemetry } from '../net/firewall.js';
 import { applyShaping, removeShaping } from '../net/tap-shaper.js';
 import {
   ensurePort,
@@ -75,6 +75,12 @@ export class HostNetwork {
 
   async counters(): Promise<PortCounters[]> {
     return this.firewall.readCounters();
+  }
+
+  /** Counters and recently denied flows (empty before the first firewall: no tables yet). */
+  async telemetry(): Promise<FirewallTelemetry> {
+    if (this.intended === null || this.intended.ports.length === 0) return { counters: [], denied: [] };
+    return this.firewall.readTelemetry();
   }
 
   /**

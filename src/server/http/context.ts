@@ -12,6 +12,7 @@ import type { UserDirectory } from '../iam/user-directory.js';
 import type { ServerMetrics } from '../metrics.js';
 import type { Db } from '../store/database.js';
 import type { Overcommit } from '../compute/scheduler.js';
+import type { VmSampleStore } from '../compute/vm-samples.js';
 import type { QuotaService } from '../quota/quota-service.js';
 import type { ImageServices } from '../images/image-services.js';
 import type { NetworkService } from '../network/network-service.js';
@@ -23,6 +24,8 @@ export interface AppContext {
   db: Db;
   vms: VmService;
   consoleHub: ConsoleHub;
+  /** The last hour of resource samples per VM (agent telemetry). */
+  vmSamples: VmSampleStore;
   metrics: ServerMetrics;
   authenticator: Authenticator;
   users: UserDirectory;

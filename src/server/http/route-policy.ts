@@ -221,6 +221,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'POST /v1/vms/:ref/pause': tenant('vm:pause'),
   'POST /v1/vms/:ref/resume': tenant('vm:resume'),
   'POST /v1/vms/:ref/resize': tenant('vm:resize'),
+  'GET /v1/vms/:ref/samples': tenant('vm:read'),
   'GET /v1/vms/:ref/console': tenant('vm:console', { audit: 'always' }),
   'GET /v1/vms/:ref/console/stream': tenant('vm:console', { audit: 'always' }),
 };

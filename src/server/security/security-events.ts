@@ -183,20 +183,23 @@ export class SecurityEventLog {
     return this;
   }
 
-  /** Stores one event and answers it as stored (with id, seq and occurredAt). */
-  async record(input: SecurityEventInput): Promise<SecurityEvent> {
+  /**
+   * Stores one event and answers it as stored (with id, seq and occurredAt). `quiet`: no log line
+   * (high-volume kinds such as denied flows and VM samples; they stay queryable and streamed).
+   */
+  async record(input: SecurityEventInput, options: { quiet?: boolean } = {}): Promise<SecurityEvent> {
     // Validated before queueing (an async function runs synchronously up to its first await), so a bad
     // call fails alone and at once, and the queue position is taken at call time.
     if (!KIND_RE.test(input.kind)) throw new TypeError(`invalid security event kind: ${input.kind}`);
     if (!SEVERITIES.has(input.severity))
       throw new TypeError(`invalid security event severity: ${String(input.severity)}`);
     const detail = serializeDetail(input.detail);
-    const run = this.tail.then(() => this.write(input, detail));
+    const run = this.tail.then(() => this.write(input, detail, options.quiet === true));
     this.tail = run.catch(() => undefined);
     return run;
   }
 
-  private async write(input: SecurityEventInput, detail: string): Promise<SecurityEvent> {
+  private async write(input: SecurityEventInput, detail: string, quiet: boolean): Promise<SecurityEvent> {
     const row = await this.db.transaction().execute(async (trx) => {
       const last = await trx
         .selectFrom('securityEvents')
@@ -227,20 +230,21 @@ export class SecurityEventLog {
       return values;
     });
     const event = toEvent(row);
-    this.log.info(
-      {
-        securityEvent: {
-          id: event.id,
-          seq: event.seq,
-          kind: event.kind,
-          severity: event.severity,
-          tenantId: event.tenantId,
-          subjectType: event.subjectType,
-          subjectId: event.subjectId,
+    if (!quiet)
+      this.log.info(
+        {
+          securityEvent: {
+            id: event.id,
+            seq: event.seq,
+            kind: event.kind,
+            severity: event.severity,
+            tenantId: event.tenantId,
+            subjectType: event.subjectType,
+            subjectId: event.subjectId,
+          },
         },
-      },
-      `security event: ${event.summary}`,
-    );
+        `security event: ${event.summary}`,
+      );
     // Each listener on its own: one that throws neither fails record() nor starves the others.
     for (const listener of this.emitter.listeners('event') as ((e: SecurityEvent) => void)[]) {
       try {

@@ -7,7 +7,16 @@ import { NotFoundError } from '../../../api/errors.js';
 import { TenantQuery } from '../../../api/iam.js';
 import { VmResizeBody } from '../../../api/vm.js';
 import { VmHardening } from '../../../api/hardening.js';
-import { ConsoleQuery, ConsoleTail, Vm, VmCreate, VmStopBody, type VmAction } from '../../../api/vm.js';
+import {
+  ConsoleQuery,
+  ConsoleTail,
+  Vm,
+  VmCreate,
+  VmSample,
+  VmSamplesQuery,
+  VmStopBody,
+  type VmAction,
+} from '../../../api/vm.js';
 import { auditEntry, requireTenant } from '../access-control.js';
 import type { AppContext } from '../context.js';
 
@@ -180,6 +189,24 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
         capBytes: tail.capBytes,
         data: tail.data.toString('utf8'),
       };
+    },
+  );
+
+  app.get(
+    '/v1/vms/:ref/samples',
+    {
+      schema: {
+        tags: ['vms'],
+        summary:
+          "The VM's resource samples of the last hour, oldest first (CPU, memory, packets and bytes; one per RAMPART_TELEMETRY_SECONDS while it runs)",
+        params: RefParams,
+        querystring: VmSamplesQuery,
+        response: { 200: listOf(VmSample), ...errors },
+      },
+    },
+    async (request) => {
+      const vm = await ctx.vms.findRow(request.params.ref, requireTenant(request).id);
+      return { items: ctx.vmSamples.list(vm.id, request.query.after) };
     },
   );
 
