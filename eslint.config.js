@@ -1,9 +1,10 @@
-// Lint configuration: typescript-eslint's recommended type-aware rules over src, test and bench.
+// Lint configuration: typescript-eslint's recommended type-aware rules over src, test, bench and the web
+// console (web/, checked against its own tsconfig: browser types).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'guest/out/**', 'web/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'guest/out/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -1,0 +1,65 @@
+/** A small SVG line chart of one or two series over time (no library; styled by CSS classes). */
+export interface Series {
+  name: string;
+  values: number[];
+  className: string;
+}
+
+export function LineChart({
+  title,
+  series,
+  unit,
+  height = 120,
+}: {
+  title: string;
+  series: Series[];
+  unit: string;
+  height?: number;
+}) {
+  const width = 400;
+  const count = Math.max(0, ...series.map((s) => s.values.length));
+  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const x = (i: number) => (count <= 1 ? width : (i / (count - 1)) * width);
+  const y = (v: number) => height - (v / max) * (height - 10) - 5;
+  const last = series.map((s) => `${s.name} ${format(s.values.at(-1) ?? 0)}${unit}`).join(', ');
+  return (
+    <figure className="chart">
+      <figcaption>
+        {title}{' '}
+        <span className="muted">
+          (max {format(max)}
+          {unit})
+        </span>
+      </figcaption>
+      <svg
+        viewBox={`0 0 ${width} ${height}`}
+        role="img"
+        aria-label={`${title}: latest ${last}`}
+        preserveAspectRatio="none"
+      >
+        <line className="chart-axis" x1={0} y1={height - 5} x2={width} y2={height - 5} />
+        {series.map((s) => (
+          <polyline
+            key={s.name}
+            className={`chart-line ${s.className}`}
+            points={s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}
+          />
+        ))}
+      </svg>
+      <div className="chart-legend">
+        {series.map((s) => (
+          <span key={s.name} className={`legend ${s.className}`}>
+            {s.name}: {format(s.values.at(-1) ?? 0)}
+            {unit}
+          </span>
+        ))}
+      </div>
+    </figure>
+  );
+}
+
+function format(value: number): string {
+  if (value >= 1e6) return `${(value / 1e6).toFixed(1)}M`;
+  if (value >= 1e3) return `${(value / 1e3).toFixed(1)}k`;
+  return value.toFixed(value < 10 ? 1 : 0);
+}

@@ -1,0 +1,163 @@
+/** The create wizard: 1 name and flavor, 2 image, 3 network and security groups, 4 review -> POST /v1/vms. */
+import { useState, type FormEvent } from 'react';
+import { api } from '../api/client.js';
+import type { Flavor, Image, List, Network, SecurityGroup, Vm } from '../api/types.js';
+import { Notice } from '../components/Notice.js';
+import { navigate } from '../router.js';
+import { useAction } from '../use-action.js';
+import { useApi } from '../use-api.js';
+
+const STEPS = ['Name and flavor', 'Image', 'Network', 'Review'];
+
+export function VmCreate() {
+  const flavors = useApi<List<Flavor>>('/v1/flavors');
+  const images = useApi<List<Image>>('/v1/images');
+  const networks = useApi<List<Network>>('/v1/networks');
+  const groups = useApi<List<SecurityGroup>>('/v1/security-groups');
+  const [step, setStep] = useState(0);
+  const [name, setName] = useState('');
+  const [flavor, setFlavor] = useState('');
+  const [image, setImage] = useState('');
+  const [network, setNetwork] = useState('');
+  const [secgroups, setSecgroups] = useState<string[]>([]);
+  const action = useAction();
+  const usable = (images.data?.items ?? []).filter((i) => i.status === 'active');
+  const valid = [/^[a-z0-9][a-z0-9-]{0,62}$/.test(name) && flavor !== '', image !== '', true, true];
+
+  const next = (event: FormEvent) => {
+    event.preventDefault();
+    if (step < STEPS.length - 1) return setStep(step + 1);
+    void action.run(async () => {
+      const body: Record<string, unknown> = { name, flavor, image };
+      if (network) {
+        body.network = network;
+        body.securityGroups = secgroups;
+      }
+      const vm = await api<Vm>('POST', '/v1/vms', body);
+      navigate(`/vms/${vm.name}`);
+    });
+  };
+  const toggle = (group: string) =>
+    setSecgroups(secgroups.includes(group) ? secgroups.filter((g) => g !== group) : [...secgroups, group]);
+
+  return (
+    <>
+      <h1>Create a VM</h1>
+      <ol className="steps" aria-label="Steps">
+        {STEPS.map((label, i) => (
+          <li key={label} aria-current={i === step ? 'step' : undefined} className={i < step ? 'done' : ''}>
+            {label}
+          </li>
+        ))}
+      </ol>
+      <form className="card wizard" onSubmit={next} aria-label={STEPS[step]}>
+        <Notice error={flavors.error ?? images.error} />
+        {step === 0 && (
+          <fieldset>
+            <legend>Name and flavor</legend>
+            <label>
+              Name
+              <input
+                name="name"
+                required
+                pattern="[a-z0-9][a-z0-9\-]{0,62}"
+                value={name}
+                onChange={(e) => setName(e.target.value)}
+                aria-describedby="name-help"
+                autoFocus
+              />
+            </label>
+            <p id="name-help" className="muted">
+              Lower-case letters, digits and dashes.
+            </p>
+            {(flavors.data?.items ?? []).map((f) => (
+              <label key={f.id} className="choice">
+                <input
+                  type="radio"
+                  name="flavor"
+                  value={f.name}
+                  checked={flavor === f.name}
+                  onChange={() => setFlavor(f.name)}
+                />
+                <strong>{f.name}</strong> {f.vcpus} vCPU, {f.memoryMiB} MiB, {f.diskGiB} GiB
+              </label>
+            ))}
+          </fieldset>
+        )}
+        {step === 1 && (
+          <fieldset>
+            <legend>Image</legend>
+            {usable.map((i) => (
+              <label key={i.id} className="choice">
+                <input
+                  type="radio"
+                  name="image"
+                  value={i.name}
+                  checked={image === i.name}
+                  onChange={() => setImage(i.name)}
+                />
+                <strong>{i.name}</strong> {i.format}, scan {i.scan.verdict ?? 'pending'}
+                {i.platformSigned ? ', platform-signed' : ''}
+              </label>
+            ))}
+            {images.data && usable.length === 0 && <p className="muted">No active image.</p>}
+          </fieldset>
+        )}
+        {step === 2 && (
+          <fieldset>
+            <legend>Network and security groups</legend>
+            <label>
+              Network
+              <select name="network" value={network} onChange={(e) => setNetwork(e.target.value)}>
+                <option value="">none (no network port)</option>
+                {(networks.data?.items ?? []).map((n) => (
+                  <option key={n.id} value={n.name}>
+                    {n.name} ({n.cidr})
+                  </option>
+                ))}
+              </select>
+            </label>
+            {network && (
+              <fieldset>
+                <legend>Security groups</legend>
+                {(groups.data?.items ?? []).map((g) => (
+                  <label key={g.id} className="choice">
+                    <input
+                      type="checkbox"
+                      checked={secgroups.includes(g.name)}
+                      onChange={() => toggle(g.name)}
+                    />
+                    {g.name} <span className="muted">({g.rules.length} rules)</span>
+                  </label>
+                ))}
+              </fieldset>
+            )}
+          </fieldset>
+        )}
+        {step === 3 && (
+          <dl className="facts">
+            <dt>Name</dt>
+            <dd>{name}</dd>
+            <dt>Flavor</dt>
+            <dd>{flavor}</dd>
+            <dt>Image</dt>
+            <dd>{image}</dd>
+            <dt>Network</dt>
+            <dd>{network || 'none'}</dd>
+            <dt>Security groups</dt>
+            <dd>{network ? secgroups.join(', ') || 'none' : '—'}</dd>
+          </dl>
+        )}
+        <Notice error={action.error} />
+        <div className="actions">
+          <button type="button" disabled={step === 0} onClick={() => setStep(step - 1)}>
+            Back
+          </button>
+          <button type="submit" className="primary" disabled={!valid[step] || action.busy}>
+            {step === STEPS.length - 1 ? 'Create' : 'Next'}
+          </button>
+        </div>
+      </form>
+    </>
+  );
+}

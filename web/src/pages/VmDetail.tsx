@@ -1,0 +1,206 @@
+/**
+ * One VM: its facts (state, IPs, heartbeat, host), the actions the user may take in its state, the
+ * live console, CPU and network charts from its samples, and its ports (with isolation release).
+ */
+import { useEffect, useState } from 'react';
+import { api } from '../api/client.js';
+import { loadSamples } from '../api/samples.js';
+import type { List, Port, Vm, VmSample } from '../api/types.js';
+import { useAuth } from '../auth.js';
+import { LineChart } from '../components/LineChart.js';
+import { Notice } from '../components/Notice.js';
+import { Badge } from '../components/StateBadge.js';
+import { Terminal } from '../components/Terminal.js';
+import { ago, when } from '../format.js';
+import { navigate } from '../router.js';
+import { useAction } from '../use-action.js';
+import { useApi } from '../use-api.js';
+
+interface VmAction {
+  action: 'start' | 'stop' | 'reboot' | 'pause' | 'resume';
+  label: string;
+  from: Vm['state'][];
+}
+
+const ACTIONS: VmAction[] = [
+  { action: 'start', label: 'Start', from: ['stopped', 'error'] },
+  { action: 'stop', label: 'Stop', from: ['running', 'paused', 'starting'] },
+  { action: 'reboot', label: 'Reboot', from: ['running'] },
+  { action: 'pause', label: 'Pause', from: ['running'] },
+  { action: 'resume', label: 'Resume', from: ['paused'] },
+];
+
+export function VmDetail({ vmRef }: { vmRef: string }) {
+  const { can } = useAuth();
+  const vm = useApi<Vm>(`/v1/vms/${vmRef}`, { refreshMs: 2000 });
+  const ports = useApi<List<Port>>(`/v1/vms/${vmRef}/ports`, { refreshMs: 10000 });
+  const [samples, setSamples] = useState<VmSample[] | null>(null);
+  const action = useAction(() => {
+    vm.reload();
+    ports.reload();
+  });
+  const id = vm.data?.id;
+  const canEvents = can('security:read');
+
+  useEffect(() => {
+    if (!id) return;
+    let live = true;
+    const load = () =>
+      loadSamples(id, canEvents)
+        .then((s) => live && setSamples(s))
+        .catch(() => live && setSamples([]));
+    void load();
+    const timer = setInterval(() => void load(), 10000);
+    return () => {
+      live = false;
+      clearInterval(timer);
+    };
+  }, [id, canEvents]);
+
+  if (!vm.data) return <Notice error={vm.error}>Loading…</Notice>;
+  const v = vm.data;
+  const isolated = (ports.data?.items ?? []).some((p) => p.quarantined);
+  const remove = () => {
+    if (!confirm(`Delete VM ${v.name}? Its root disk is deleted too.`)) return;
+    void action.run(async () => {
+      await api('DELETE', `/v1/vms/${v.id}`);
+      navigate('/vms');
+    });
+  };
+  return (
+    <>
+      <div className="page-head">
+        <h1>
+          {v.name} <Badge value={v.state} />
+        </h1>
+        <div className="actions" role="group" aria-label="VM actions">
+          {ACTIONS.filter((a) => can(`vm:${a.action}`) && a.from.includes(v.state)).map((a) => (
+            <button
+              key={a.action}
+              type="button"
+              disabled={action.busy}
+              onClick={() => void action.run(() => api('POST', `/v1/vms/${v.id}/${a.action}`, {}))}
+            >
+              {a.label}
+            </button>
+          ))}
+          {can('vm:delete') && v.state !== 'deleting' && (
+            <button type="button" className="danger" disabled={action.busy} onClick={remove}>
+              Delete
+            </button>
+          )}
+        </div>
+      </div>
+      <Notice error={action.error ?? vm.error} />
+      {v.error && <Notice error={`VM error: ${v.error}`} />}
+      <div className="grid">
+        <section className="card" aria-labelledby="vm-facts">
+          <h2 id="vm-facts">Details</h2>
+          <dl className="facts">
+            <dt>Guest IPs</dt>
+            <dd data-testid="guest-ips">{v.guestIps.join(', ') || '—'}</dd>
+            <dt>Heartbeat</dt>
+            <dd data-testid="heartbeat">
+              {v.lastHeartbeatAt ? `${ago(v.lastHeartbeatAt)} (${when(v.lastHeartbeatAt)})` : 'none yet'}
+            </dd>
+            <dt>Guest uptime</dt>
+            <dd>{v.guestUptimeSeconds !== null ? `${Math.round(v.guestUptimeSeconds)} s` : '—'}</dd>
+            <dt>Flavor</dt>
+            <dd>
+              {v.flavor.name} ({v.vcpus} vCPU, {v.memoryMiB} MiB, {v.diskGiB} GiB)
+            </dd>
+            <dt>Image</dt>
+            <dd>{v.image.name}</dd>
+            <dt>Accelerator</dt>
+            <dd>{v.accelerator ?? '—'}</dd>
+            <dt>Boot time</dt>
+            <dd>{v.bootMs !== null ? `${v.bootMs} ms` : '—'}</dd>
+            <dt>Restarts</dt>
+            <dd>
+              {v.restartCount} (policy {v.restartPolicy})
+            </dd>
+            <dt>Created</dt>
+            <dd>{when(v.createdAt)}</dd>
+          </dl>
+        </section>
+        <section className="card" aria-labelledby="vm-charts">
+          <h2 id="vm-charts">Usage</h2>
+          {samples === null ? (
+            <p className="muted">Loading samples…</p>
+          ) : samples.length === 0 ? (
+            <p className="muted">No samples yet.</p>
+          ) : (
+            <>
+              <LineChart
+                title="CPU"
+                unit="%"
+                series={[{ name: 'CPU', values: samples.map((s) => s.cpuPercent), className: 's1' }]}
+              />
+              <LineChart
+                title="Network packets"
+                unit=" pps"
+                series={[
+                  { name: 'tx', values: samples.map((s) => s.txPps), className: 's1' },
+                  { name: 'rx', values: samples.map((s) => s.rxPps), className: 's2' },
+                ]}
+              />
+              <LineChart
+                title="Network bytes"
+                unit=" B/s"
+                series={[
+                  { name: 'tx', values: samples.map((s) => s.txBps), className: 's1' },
+                  { name: 'rx', values: samples.map((s) => s.rxBps), className: 's2' },
+                ]}
+              />
+            </>
+          )}
+        </section>
+      </div>
+      {can('vm:console') && v.state !== 'deleting' && <Terminal vmRef={v.id} canType={can('vm:console')} />}
+      {ports.data && ports.data.items.length > 0 && (
+        <section className="card" aria-labelledby="vm-ports">
+          <div className="page-head">
+            <h2 id="vm-ports">Ports</h2>
+            {can('security:respond') && (
+              <button
+                type="button"
+                className={isolated ? 'primary' : 'danger'}
+                onClick={() =>
+                  void action.run(() => api('PUT', `/v1/vms/${v.id}/isolation`, { isolated: !isolated }))
+                }
+              >
+                {isolated ? 'Release isolation' : 'Isolate'}
+              </button>
+            )}
+          </div>
+          <div className="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Network</th>
+                  <th scope="col">IPv4</th>
+                  <th scope="col">MAC</th>
+                  <th scope="col">Security groups</th>
+                  <th scope="col">Isolated</th>
+                </tr>
+              </thead>
+              <tbody>
+                {ports.data.items.map((p) => (
+                  <tr key={p.id}>
+                    <td>{p.networkName}</td>
+                    <td>{p.ipv4}</td>
+                    <td>
+                      <code>{p.mac}</code>
+                    </td>
+                    <td>{p.securityGroups.map((g) => g.name).join(', ') || 'none'}</td>
+                    <td>{p.quarantined ? 'yes' : 'no'}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      )}
+    </>
+  );
+}
