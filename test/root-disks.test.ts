@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Network, Port } from '../src/api/network.js';
-import type { SecurityAlert } from '../src/api/security.js';
+import type { SecurityAlert, SecurityEvent } from '../src/api/security.js';
 import type { Vm } from '../src/api/vm.js';
 import type { Volume, VolumeBackup, VolumeSnapshot } from '../src/api/volume.js';
 import { DEBIAN_IMAGE_DIR, requireDebianImage, run, type RunResult } from './helpers/debian-guest.js';
@@ -333,6 +333,18 @@ test('a clone differs from its origin in MAC, instance-id, machine-id and host k
   assert.equal(clone.body.format, 'qcow2');
   assert.equal(clone.body.image?.name, 'debian12', 'a clone stays bootable');
   assert.equal(clone.body.origin?.snapshotId, snapshot.id, 'lineage');
+  // Both copies are security events naming who made them (the volume-copy rules read them).
+  const copies = await harness.api<{ items: SecurityEvent[] }>('GET', `/v1/security/events?limit=1000`);
+  const snapshotted = copies.body.items.find(
+    (e) => e.kind === 'volume.snapshot_created' && e.detail['newId'] === snapshot.id,
+  );
+  const cloned = copies.body.items.find(
+    (e) => e.kind === 'volume.cloned' && e.detail['newId'] === clone.body.id,
+  );
+  assert.ok(snapshotted && cloned, JSON.stringify(copies.body.items.map((e) => e.kind)));
+  assert.equal(snapshotted.subjectId, cloned.detail['volumeId'], 'both about d1-root');
+  assert.equal(cloned.detail['actorType'], 'user');
+  assert.equal(cloned.detail['crossTenant'], false, 'the admin is a member of the default tenant');
   const publicKey = readFileSync(`${keyFile}.pub`, 'utf8').trim();
   const created = await harness.api<Vm>('POST', '/v1/vms', {
     name: 'c1',

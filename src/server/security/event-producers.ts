@@ -3,6 +3,7 @@
  * security-events.ts and detection/shipped-rules.ts): login attempts and unexpected QEMU exits.
  */
 import type { RequestDenial } from '../http/access-control.js';
+import type { Principal } from '../iam/principal.js';
 import type { LoginAttempt } from '../iam/authenticator.js';
 import type { VmsTable } from '../store/schema.js';
 import type { SecurityEventInput } from './security-events.js';
@@ -97,4 +98,42 @@ export function denialEvents(denial: RequestDenial): SecurityEventInput[] {
       detail: { ...common, permission: denial.permission },
     });
   return events;
+}
+
+/** What was copied in a volume.snapshot_created / volume.cloned event. */
+export interface VolumeCopy {
+  kind: 'volume.snapshot_created' | 'volume.cloned';
+  tenantId: string;
+  /** The volume whose data was copied. */
+  volumeId: string;
+  volumeName: string;
+  /** The snapshot or the clone. */
+  newId: string;
+  vmId: string | null;
+}
+
+/**
+ * volume.snapshot_created / volume.cloned: who copied a tenant's disk. `member`: whether the actor
+ * holds a role in the volume's tenant (a platform admin acting in a tenant does not: crossTenant).
+ */
+export function volumeCopyEvent(copy: VolumeCopy, principal: Principal, member: boolean): SecurityEventInput {
+  const verb = copy.kind === 'volume.cloned' ? 'cloned' : 'snapshotted';
+  return {
+    kind: copy.kind,
+    severity: member ? 'info' : 'medium',
+    tenantId: copy.tenantId,
+    subjectType: 'volume',
+    subjectId: copy.volumeId,
+    summary: `volume ${copy.volumeName} ${verb} by ${principal.username}${member ? '' : ' (not a member of its tenant)'}`,
+    detail: {
+      actorId: principal.userId,
+      actorName: principal.username,
+      actorType: principal.token ? 'token' : 'user',
+      tokenId: principal.token?.id ?? null,
+      crossTenant: !member,
+      volumeId: copy.volumeId,
+      newId: copy.newId,
+      vmId: copy.vmId,
+    },
+  };
 }

@@ -30,10 +30,12 @@
  *   host.firewall_drift          subjectType 'host', subjectId the host id, tenantId null.
  *                                detail: { differences: string[] }
  *                                The host's live ruleset differed from its intent and was repaired.
- *   auth.login_failed, auth.login_succeeded, api.denied, auth.privilege_denied, guest.console, vm.exit
+ *   auth.login_failed, auth.login_succeeded, api.denied, auth.privilege_denied, guest.console, vm.exit,
+ *   vm.heartbeat_lost, host.heartbeat_lost, port.spoof_drop, port.egress_denied, vm.sample,
+ *   volume.snapshot_created, volume.cloned
  *                                The detection engine's inputs: their fields are documented in
  *                                detection/shipped-rules.ts (producers: event-producers.ts,
- *                                console-watch.ts).
+ *                                console-watch.ts, heartbeat-watch.ts, telemetry-ingest.ts).
  *   alert.raised                 subjectType 'alert', subjectId the alert id (alerts.ts).
  *                                detail: { ruleId, groupKey, action, target, outcome }
  *

@@ -15,7 +15,8 @@ import {
   VolumeSnapshotCreate,
   VolumeUpdate,
 } from '../../../api/volume.js';
-import { auditActor } from '../../iam/principal.js';
+import { auditActor, type Principal } from '../../iam/principal.js';
+import { volumeCopyEvent, type VolumeCopy } from '../../security/event-producers.js';
 import { requirePrincipal, requireTenant } from '../access-control.js';
 import { InvalidInputError } from '../../../api/errors.js';
 import type { AppContext } from '../context.js';
@@ -33,6 +34,17 @@ const SnapshotParams = Type.Object({ ref: Ref, snapshot: Ref }, { additionalProp
 
 export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Promise<void> {
   const app = base.withTypeProvider<TypeBoxTypeProvider>();
+  /** A copy of a tenant's disk, for the volume-copy rules (a failure to record does not undo it). */
+  const recordCopy = (copy: VolumeCopy, principal: Principal) =>
+    ctx.securityEvents
+      .record(
+        volumeCopyEvent(
+          copy,
+          principal,
+          ctx.roles.policy.rolesOf(principal.userId, copy.tenantId).length > 0,
+        ),
+      )
+      .catch((error: unknown) => base.log.error({ err: (error as Error).message }, 'security event failed'));
 
   app.get(
     '/v1/volumes',
@@ -74,6 +86,22 @@ export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Prom
         request.body.backup !== undefined
           ? await ctx.backups.restore(request.body, request.body.backup, tenantId, platformHosts)
           : await ctx.volumes.create(request.body, tenantId);
+      const origin = created.origin;
+      if (origin?.snapshotId && origin.volumeId)
+        await recordCopy(
+          {
+            kind: 'volume.cloned',
+            tenantId,
+            volumeId: origin.volumeId,
+            volumeName: await ctx.volumes.get(origin.volumeId, tenantId).then(
+              (v) => v.name,
+              () => origin.volumeId,
+            ),
+            newId: created.id,
+            vmId: null,
+          },
+          principal,
+        );
       request.auditInfo!.target = created.id;
       request.auditInfo!.detail = `${created.name} (${created.sizeGiB} GiB)${
         created.origin?.snapshotId
@@ -216,11 +244,24 @@ export async function volumeRoutes(base: FastifyInstance, ctx: AppContext): Prom
       },
     },
     async (request, reply) => {
+      const tenantId = requireTenant(request).id;
+      const principal = requirePrincipal(request);
       const created = await ctx.snapshots.create(
         request.params.ref,
         request.body.name,
-        requireTenant(request).id,
-        auditActor(requirePrincipal(request)),
+        tenantId,
+        auditActor(principal),
+      );
+      await recordCopy(
+        {
+          kind: 'volume.snapshot_created',
+          tenantId,
+          volumeId: created.volume.id,
+          volumeName: created.volume.name,
+          newId: created.id,
+          vmId: null,
+        },
+        principal,
       );
       request.auditInfo!.target = created.id;
       request.auditInfo!.detail = `${created.name} of volume ${created.volume.name}`;

@@ -3,13 +3,12 @@
  * string rather than a .json file because tsc does not copy unimported .json files to dist; the text
  * is valid JSON, parsed by the same loader as an operator's file, so error lines match.
  *
- * EVENT KINDS. Recorded today (schema in ../security-events.ts): image.quarantined,
- * image.verification_failed, image.scan_error, host.firewall_drift; and of the kinds below
- * auth.login_failed, auth.login_succeeded, api.denied, auth.privilege_denied, guest.console and vm.exit
- * (producers in ../event-producers.ts and ../console-watch.ts). The other kinds below are defined here
- * for their producers (still to be written); they follow the same conventions (subjectType /
- * subjectId say what the event is about; tenantId is the owner, null for platform-wide events) and
- * their `detail` fields are:
+ * EVENT KINDS. Recorded (schema in ../security-events.ts): image.quarantined,
+ * image.verification_failed, image.scan_error, host.firewall_drift; and the kinds below, from the
+ * control plane (../event-producers.ts, ../console-watch.ts, ../heartbeat-watch.ts, the volume routes)
+ * and from the agents' telemetry (../telemetry-ingest.ts). They follow the same conventions
+ * (subjectType / subjectId say what the event is about; tenantId is the owner, null for platform-wide
+ * events) and their `detail` fields are:
  *
  *   auth.login_failed        subjectType 'user', subjectId the user id or null (unknown name).
  *                            detail: { username, sourceIp, reason: 'bad-password'|'unknown-user'|
@@ -25,16 +24,23 @@
  *                                      'platform:host:update'), method, route, sourceIp }
  *                            A request denied for lack of a permission.
  *   port.spoof_drop          subjectType 'vm', subjectId the VM id.
- *                            detail: { vmId, portId, hostId, reason: 'mac'|'ip'|'arp'|'nd'|'ra'|
- *                                      'dhcp-server', packets (dropped since the last report), srcMac,
- *                                      srcIp }   At most one per port and reason per 10 s.
- *   port.egress_denied       subjectType 'vm', subjectId the VM id.
- *                            detail: { vmId, portId, protocol: 'tcp'|'udp'|'icmp', dstIp, dstPort,
- *                                      packets }   At most one per (port, dstIp, dstPort) per 10 s.
- *   vm.sample                subjectType 'vm', subjectId the VM id, severity 'info'. Every 10 s.
+ *                            detail: { vmId, vmName, portId, hostId, reason: 'mac'|'ip'|'arp'|
+ *                                      'dhcp-server'|'router-advert'|'ethertype', packets (dropped
+ *                                      since the last report) }   At most one per port and reason per
+ *                                      telemetry report (RAMPART_TELEMETRY_SECONDS, default 10).
+ *   port.egress_denied       subjectType 'vm' (the sender), subjectId the VM id.
+ *                            detail: { vmId, vmName, portId, hostId, deniedBy: 'egress' (the
+ *                                      sender's groups) | 'ingress' (the local receiver's groups),
+ *                                      protocol: 'tcp'|'udp', dstIp, dstPort, dstVmId (the receiving VM
+ *                                      when it is in the same tenant, else null), packets: 1 }
+ *                                      At most one per (sender, dstIp, protocol, dstPort) per minute.
+ *   vm.sample                subjectType 'vm', subjectId the VM id, severity 'info'. One per telemetry
+ *                            report while the VM is busy (CPU >= 50% or >= 1000 packets/s either
+ *                            way; every sample, busy or not, is in GET /v1/vms/{vm}/samples).
  *                            detail: { vmId, hostId, intervalSeconds, cpuPercent (0-100 of the VM's
- *                                      vCPUs), txPackets, txBytes, rxPackets, rxBytes, txPps, txBps
- *                                      (the tx counters divided by intervalSeconds) }
+ *                                      vCPUs), memoryBytes, txPackets, txBytes, rxPackets, rxBytes,
+ *                                      txPps, txBps, rxPps, rxBps (counters over the interval, and
+ *                                      divided by it) }
  *   guest.console            subjectType 'vm', subjectId the VM id. detail: { vmId, line } (one serial
  *                            console line, control characters stripped, at most 1 KiB). Producers
  *                            should only forward lines matching the kernel patterns below.
@@ -48,10 +54,11 @@
  *   host.heartbeat_lost      subjectType 'host', subjectId the host id, tenantId null.
  *                            detail: { hostId, lastSeenAt, missed }
  *   volume.snapshot_created  subjectType 'volume', subjectId the source volume id.
- *   volume.cloned            detail: { actorId, actorType: 'user'|'token'|'system', crossTenant: boolean
- *                                      (the actor is not a member of the volume's tenant, e.g. a
- *                                      platform admin), volumeId, newId (snapshot or clone id),
- *                                      vmId: string|null }
+ *   volume.cloned            detail: { actorId, actorName, actorType: 'user'|'token', tokenId,
+ *                                      crossTenant: boolean (the actor holds no role in the volume's
+ *                                      tenant, e.g. a platform admin), volumeId, newId (snapshot or
+ *                                      clone id), vmId: null }   Copies made through the API (the
+ *                                      engine's own forensic snapshots are audited, not events).
  *
  * THE "UNUSUAL ACTOR" RULES. Without a learned baseline, "unusual" is read as two observable facts:
  * a copy of a tenant's disk made by someone who is not a member of that tenant (volume-copy-cross-
