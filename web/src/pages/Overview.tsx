@@ -30,9 +30,15 @@ export function Overview() {
     platformAlerts ? '/v1/platform/security/alerts' : can('security:read') ? '/v1/security/alerts' : null,
     { query: { status: 'open' }, tenant: !platformAlerts, refreshMs: 10000 },
   );
-  const compliance = useApi<ComplianceReport>(platformAlerts ? '/v1/platform/compliance/report' : null, {
+  // The report exists once a run has finished: ask for it only then (no 404 to show).
+  const runs = useApi<List<unknown>>(platformAlerts ? '/v1/platform/compliance/history' : null, {
     tenant: false,
+    query: { limit: '1' },
   });
+  const compliance = useApi<ComplianceReport>(
+    runs.data && runs.data.items.length > 0 ? '/v1/platform/compliance/report' : null,
+    { tenant: false },
+  );
   const byState = new Map<string, number>();
   for (const vm of vms.data?.items ?? []) byState.set(vm.state, (byState.get(vm.state) ?? 0) + 1);
   return (
@@ -104,7 +110,9 @@ export function Overview() {
                 </p>
               </>
             ) : (
-              <p className="muted">{compliance.error ? 'No report yet.' : 'Loading…'}</p>
+              <p className="muted">
+                {runs.data && runs.data.items.length === 0 ? 'No report yet.' : 'Loading…'}
+              </p>
             )}
             <Link href="/compliance">Report →</Link>
           </section>
