@@ -16,6 +16,7 @@ PACKAGES=(
   syslinux syslinux-common          # its boot loader (SYSLINUX on a FAT partition, MBR boot code)
   genisoimage dosfstools mtools     # NoCloud seeds (cidata ISO or vfat); the Debian image's FAT boot partition
   openssh-client                    # ssh, ssh-keygen: the Debian image test logs in with a seeded key
+  chromium                          # headless browser of the web console's test (playwright-core drives it)
 )
 
 missing=()
