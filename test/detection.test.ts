@@ -6,6 +6,9 @@
  *   (one alert per rule and group, never duplicated while open), with the login events behind them.
  * - A guest printing a kernel oops on its serial console: a `guest.console` event, a guest-kernel-oops
  *   alert, and (the rule set to isolate-vm here) the VM isolated: a peer's pings stop, until released.
+ * - A VM port-scanning another (busybox nc, 60 ports): its denied flows raise vm-port-scan, it is
+ *   isolated and really cut off, until released; a VM sending from a forged address: anti-spoofing
+ *   drops raise anti-spoofing-drops and isolate it. Resource samples are kept for the charts.
  * - A guest agent killed inside the guest: vm.heartbeat_lost and an alert.
  * - A QEMU killed from outside: a `vm.exit` event and an `qemu-unexpected-exit` alert in its tenant.
  * - Alerts move through their lifecycle (ack with a note, assign, resolve) through the CLI and the API,
@@ -83,6 +86,7 @@ before(async () => {
       RAMPART_ALERT_WEBHOOK_SECRET: WEBHOOK_SECRET,
       RAMPART_ALERT_SYSLOG: `udp://127.0.0.1:${syslog.address().port}`,
       RAMPART_HEARTBEAT_LOST_SECONDS: '15',
+      RAMPART_TELEMETRY_SECONDS: '2',
     },
   });
 });
@@ -359,6 +363,106 @@ test('a guest printing a kernel oops on its console raises an alert, and isolati
     shell.close();
     peer.close();
   }
+});
+
+/** Waits until the VM's port is (or is no longer) isolated by a rule, and answers its alert. */
+async function waitIsolated(vm: string, rule: string): Promise<SecurityAlert> {
+  const alert = await waitAlert(rule, true);
+  await harness.waitFor(
+    async () =>
+      (
+        await harness.api<SecurityAlert>('GET', `/v1/security/alerts/${alert.id}`)
+      ).body.response.outcome.startsWith('isolated'),
+    30_000,
+    `${vm} isolated by ${rule}`,
+  );
+  const ports = (await harness.api<{ items: Port[] }>('GET', `/v1/vms/${vm}/ports`)).body.items;
+  assert.equal(ports[0]!.quarantined, true);
+  return alert;
+}
+
+async function ipOf(vm: string): Promise<string> {
+  return (await harness.api<{ items: Port[] }>('GET', `/v1/vms/${vm}/ports`)).body.items[0]!.ipv4;
+}
+
+test('a VM port-scanning another with busybox nc is detected and isolated, and the isolation cuts it off', async () => {
+  const [victimIp, peerIp] = [await ipOf('victim'), await ipOf('peer')];
+  const peerVm = (await harness.api<Vm>('GET', '/v1/vms/peer')).body;
+  const shell = await GuestConsole.open(harness, 'victim');
+  const peer = await GuestConsole.open(harness, 'peer');
+  try {
+    const before = await shell.run(reach(peerIp));
+    assert.equal(before.status, 0, `the victim reaches the peer first: ${before.output}`);
+    // 60 TCP ports at once; the default group lets no TCP in, so the victim's ingress rules refuse each.
+    const scan = await peer.run(`for p in $(seq 1 60);do nc -w1 ${victimIp} $p</dev/null&done;wait;echo ok`);
+    assert.match(scan.output, /ok/);
+    const alert = await waitIsolated('peer', 'vm-port-scan');
+    assert.equal(alert.subjectId, peerVm.id);
+    assert.equal(alert.severity, 'high');
+    const denied = await harness.api<{ items: SecurityEvent[] }>(
+      'GET',
+      '/v1/security/events?kind=port.egress_denied&limit=1000',
+    );
+    const ports = new Set(
+      denied.body.items.filter((e) => e.subjectId === peerVm.id).map((e) => Number(e.detail['dstPort'])),
+    );
+    assert.ok(ports.size >= 50, `distinct destination ports seen: ${ports.size}`);
+    const one = denied.body.items.find((e) => e.subjectId === peerVm.id)!;
+    assert.equal(one.detail['dstIp'], victimIp);
+    assert.equal(one.detail['deniedBy'], 'ingress');
+    assert.equal(one.detail['dstVmId'], (await harness.api<Vm>('GET', '/v1/vms/victim')).body.id);
+
+    const cut = await shell.run(`ping -c 3 -W 2 ${peerIp}`);
+    assert.notEqual(cut.status, 0, `the scanner is cut off: ${cut.output}`);
+    const out = await peer.run(`ping -c 2 -W 2 ${victimIp}`);
+    assert.notEqual(out.status, 0, 'and cannot send either');
+    const released = await harness.api('PUT', '/v1/vms/peer/isolation', { isolated: false });
+    assert.equal(released.status, 200, JSON.stringify(released.body));
+    const again = await shell.run(reach(peerIp));
+    assert.equal(again.status, 0, `released: ${again.output}`);
+  } finally {
+    shell.close();
+    peer.close();
+  }
+});
+
+test('a VM sending with a forged source address: anti-spoofing drops are reported and the VM isolated', async () => {
+  const peerIp = await ipOf('peer');
+  const victimVm = (await harness.api<Vm>('GET', '/v1/vms/victim')).body;
+  const shell = await GuestConsole.open(harness, 'victim');
+  try {
+    // An address that is not the port's: every frame from it is dropped before the bridge.
+    await shell.run('ip addr add 10.60.0.250/24 dev eth0');
+    await shell.run(`ping -I 10.60.0.250 -c 12 -W 1 ${peerIp}`);
+  } finally {
+    shell.close();
+  }
+  const alert = await waitIsolated('victim', 'anti-spoofing-drops');
+  assert.equal(alert.subjectId, victimVm.id);
+  const drops = await harness.api<{ items: SecurityEvent[] }>(
+    'GET',
+    '/v1/security/events?kind=port.spoof_drop',
+  );
+  const mine = drops.body.items.filter((e) => e.subjectId === victimVm.id);
+  assert.ok(mine.length >= 3, JSON.stringify(mine));
+  assert.ok(
+    mine.every((e) => Number(e.detail['packets']) > 0 && ['ip', 'arp'].includes(String(e.detail['reason']))),
+  );
+  // Samples of both VMs for the charts (CPU and packets over each interval).
+  const samples = await harness.api<{
+    items: { cpuPercent: number; txPackets: number; intervalSeconds: number }[];
+  }>('GET', '/v1/vms/victim/samples');
+  assert.equal(samples.status, 200);
+  assert.ok(samples.body.items.length > 0, 'samples are kept');
+  assert.ok(
+    samples.body.items.every((s) => s.intervalSeconds > 0 && s.cpuPercent >= 0 && s.cpuPercent <= 100),
+  );
+  assert.ok(
+    samples.body.items.some((s) => s.txPackets > 0),
+    'the pings show in the counters',
+  );
+  const released = await harness.api('PUT', '/v1/vms/victim/isolation', { isolated: false });
+  assert.equal(released.status, 200, JSON.stringify(released.body));
   assert.equal((await harness.api('DELETE', '/v1/vms/peer')).status, 202);
 });
 

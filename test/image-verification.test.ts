@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import type { Image } from '../src/api/image.js';
 import type { Vm } from '../src/api/vm.js';
 import type { AuditRecordView } from '../src/api/audit.js';
+import type { SecurityAlert } from '../src/api/security.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
 let harness: RampartHarness;
@@ -67,6 +68,18 @@ test('a flipped byte in the stored kernel stops the boot; restored, the VM boots
     assert.ok(
       events.body.items.some((e) => e.subjectId === created.body.id && e.severity === 'high'),
       `a security event names the VM: ${JSON.stringify(events.body)}`,
+    );
+    // ...and the shipped image-verification-failed rule raises an alert in the VM's tenant.
+    await harness.waitFor(
+      async () =>
+        (await harness.api<{ items: SecurityAlert[] }>('GET', '/v1/security/alerts')).body.items.some(
+          (a) =>
+            a.ruleId === 'image-verification-failed' &&
+            a.subjectId === created.body.id &&
+            a.status === 'open',
+        ),
+      20_000,
+      'the image-verification-failed alert',
     );
     // The altered copy was removed, so the next start rebuilds it from the encrypted store.
     assert.equal(existsSync(kernelPath), false);

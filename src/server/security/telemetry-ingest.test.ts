@@ -73,7 +73,10 @@ const sample = (vmId: string, cpuPercent: number, txPps = 0) => ({
 test('spoof drops and denied flows become events about the sending VM, resolved on the reporting host', async () => {
   const { ingest, recorded } = setup();
   const report: TelemetryReport = {
-    spoofDrops: [{ tag: 7, reason: 'ip', packets: 3 }],
+    spoofDrops: [
+      { tag: 7, reason: 'ip', packets: 3 },
+      { tag: 9, reason: 'ethertype', packets: 5 },
+    ],
     denied: [
       { deniedBy: 'ingress', srcTag: 7, dstTag: 9, protocol: 'tcp', dstIp: '10.0.0.9', dstPort: 22 },
       { deniedBy: 'ingress', srcTag: 7, dstTag: 11, protocol: 'udp', dstIp: '10.0.0.11', dstPort: 53 },
@@ -86,7 +89,7 @@ test('spoof drops and denied flows become events about the sending VM, resolved 
   assert.deepEqual(
     events.map((e) => e.kind),
     ['port.spoof_drop', 'port.egress_denied', 'port.egress_denied'],
-    'a tag not on this host is ignored',
+    'a tag not on this host is ignored; IPv6 frames (ethertype) are not forged',
   );
   const [spoof, toPeer, toForeign] = events as [SecurityEventInput, SecurityEventInput, SecurityEventInput];
   assert.equal(spoof.subjectId, VM_A);

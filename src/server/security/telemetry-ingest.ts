@@ -2,7 +2,8 @@
  * Turns an agent's telemetry report (src/api/telemetry.ts) into security events for the detection
  * engine, and VM samples for the console's charts:
  *
- * - each port's anti-spoofing drops -> `port.spoof_drop` (one per port and reason per report);
+ * - each port's anti-spoofing drops of forged frames -> `port.spoof_drop` (one per port and reason per
+ *   report);
  * - each denied TCP/UDP flow of a local sender -> `port.egress_denied` (the port-scan rule counts the
  *   distinct destination ports of one VM);
  * - each VM sample -> the VM's sample ring (GET /v1/vms/{vm}/samples) and, when the VM is busy (CPU
@@ -27,6 +28,18 @@ import { nowIso, type Db } from '../store/database.js';
 import type { SecurityEventInput, SecurityEventLog } from './security-events.js';
 
 export const BUSY_CPU_PERCENT = 50;
+/**
+ * Anti-spoofing reasons that mean a forged or rogue frame (a foreign MAC or IP, a rogue DHCP server or
+ * router advertisement). `ethertype` (a protocol not offered, e.g. IPv6) is counted on the port but is
+ * no event: every guest with IPv6 on sends some.
+ */
+export const FORGED_REASONS: ReadonlySet<string> = new Set([
+  'mac',
+  'ip',
+  'arp',
+  'dhcp-server',
+  'router-advert',
+]);
 export const BUSY_PPS = 1000;
 
 interface PortOnHost {
@@ -61,6 +74,8 @@ export class TelemetryIngest {
     const ports = await this.portsOnHost(hostId);
     const events: SecurityEventInput[] = [];
     for (const drop of report.spoofDrops) {
+      // Frames of a protocol not offered (IPv6 chatter of a booting guest) are dropped, not forged.
+      if (!FORGED_REASONS.has(drop.reason)) continue;
       const port = ports.get(drop.tag);
       if (port) events.push(spoofEvent(hostId, port, drop));
     }

@@ -25,8 +25,9 @@
  *                            A request denied for lack of a permission.
  *   port.spoof_drop          subjectType 'vm', subjectId the VM id.
  *                            detail: { vmId, vmName, portId, hostId, reason: 'mac'|'ip'|'arp'|
- *                                      'dhcp-server'|'router-advert'|'ethertype', packets (dropped
- *                                      since the last report) }   At most one per port and reason per
+ *                                      'dhcp-server'|'router-advert', packets (dropped since the last
+ *                                      report) }   (frames of a protocol not offered, e.g. IPv6, are
+ *                                      counted on the port but are no event: they are not forged)   At most one per port and reason per
  *                                      telemetry report (RAMPART_TELEMETRY_SECONDS, default 10).
  *   port.egress_denied       subjectType 'vm' (the sender), subjectId the VM id.
  *                            detail: { vmId, vmName, portId, hostId, deniedBy: 'egress' (the
@@ -150,7 +151,13 @@ export const SHIPPED_RULES_TEXT = String.raw`{
       "id": "anti-spoofing-drops",
       "description": "A VM keeps sending packets with a forged MAC or IP address (3 reports in 2 minutes)",
       "severity": "high",
-      "match": { "kind": "port.spoof_drop", "where": { "detail.packets": { "gt": 0 } } },
+      "match": {
+        "kind": "port.spoof_drop",
+        "where": {
+          "detail.packets": { "gt": 0 },
+          "detail.reason": { "in": ["mac", "ip", "arp", "dhcp-server", "router-advert"] }
+        }
+      },
       "threshold": { "count": 3, "windowSeconds": 120, "groupBy": ["detail.vmId"] },
       "response": { "action": "isolate-vm", "target": "detail.vmId", "allow": [] },
       "cooldownSeconds": 3600
