@@ -42,26 +42,40 @@ const NETNS = `rpt-det-${randomBytes(3).toString('hex')}`;
 const WEBHOOK_SECRET = `hook-${randomBytes(16).toString('hex')}`;
 let hook: Server;
 let syslog: Socket;
-const deliveries: { headers: IncomingHttpHeaders; body: string }[] = [];
+const deliveries: { path: string; headers: IncomingHttpHeaders; body: string }[] = [];
 const syslogLines: string[] = [];
 let harness: RampartHarness;
 let dir: string;
 let rulesFile: string;
 
-/** The shipped rules, with the kernel-oops rule isolating the VM (the operator's choice here). */
-const OOPS_AT = SHIPPED_RULES_TEXT.indexOf('"id": "guest-kernel-oops"');
-const RULES =
-  SHIPPED_RULES_TEXT.slice(0, OOPS_AT) +
-  SHIPPED_RULES_TEXT.slice(OOPS_AT).replace(
+/**
+ * The shipped rules, with the operator's choices here: the kernel-oops rule isolates the VM, and the
+ * privilege-escalation rule calls its own webhook (`hookUrl`, on loopback).
+ */
+function rules(hookUrl: string): string {
+  const replaceIn = (text: string, ruleId: string, from: string, to: string) => {
+    const at = text.indexOf(`"id": "${ruleId}"`);
+    const next = text.slice(at).replace(from, to);
+    assert.notEqual(next, text.slice(at), `rule ${ruleId} found and changed`);
+    return text.slice(0, at) + next;
+  };
+  const oops = replaceIn(
+    SHIPPED_RULES_TEXT,
+    'guest-kernel-oops',
     '"response": { "action": "snapshot-vm", "target": "detail.vmId" }',
     '"response": { "action": "isolate-vm", "target": "detail.vmId" }',
   );
+  return replaceIn(
+    oops,
+    'privilege-escalation-attempts',
+    '"response": { "action": "alert" }',
+    `"response": { "action": "webhook", "url": "${hookUrl}" }`,
+  );
+}
 
 before(async () => {
-  assert.notEqual(RULES, SHIPPED_RULES_TEXT, 'the oops rule was found and changed');
   dir = mkdtempSync(join(tmpdir(), 'rampart-detection-'));
   rulesFile = join(dir, 'rules.json');
-  writeFileSync(rulesFile, RULES);
   execFileSync('ip', ['netns', 'add', NETNS]);
   execFileSync('ip', ['-n', NETNS, 'link', 'set', 'lo', 'up']);
   // A webhook receiver and a syslog collector on loopback.
@@ -69,12 +83,13 @@ before(async () => {
     let body = '';
     request.on('data', (chunk: Buffer) => (body += chunk.toString()));
     request.on('end', () => {
-      deliveries.push({ headers: request.headers, body });
+      deliveries.push({ path: request.url ?? '', headers: request.headers, body });
       response.statusCode = 204;
       response.end();
     });
   });
   await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+  writeFileSync(rulesFile, rules(`http://127.0.0.1:${(hook.address() as AddressInfo).port}/rule-hook`));
   syslog = createSocket('udp4');
   syslog.on('message', (message) => syslogLines.push(message.toString()));
   await new Promise<void>((resolve) => syslog.bind(0, '127.0.0.1', resolve));
@@ -181,7 +196,21 @@ test('a token probing many absent ids is revoked; reaching for platform powers r
       403,
     );
   const escalation = await waitAlert('privilege-escalation-attempts');
-  assert.equal(escalation.response.action, 'alert');
+  assert.equal(escalation.response.action, 'webhook');
+  // The rule's own webhook got the alert, signed with the configured secret.
+  await harness.waitFor(
+    async () =>
+      (await platformAlerts()).find((a) => a.id === escalation.id)?.response.outcome ===
+      `delivered to http://127.0.0.1:${(hook.address() as AddressInfo).port}`,
+    20_000,
+    'the rule webhook called',
+  );
+  const called = deliveries.find((d) => d.path === '/rule-hook' && d.body.includes(escalation.id));
+  assert.ok(called, 'the rule webhook got the alert');
+  assert.equal(
+    called.headers['x-rampart-signature'],
+    webhookSignature(WEBHOOK_SECRET, String(called.headers['x-rampart-timestamp']), called.body),
+  );
   assert.match(escalation.groupKey, /principalId=/);
 });
 

@@ -123,17 +123,18 @@ export class SyslogExporter implements AlertExporter {
   }
 }
 
+/** The webhook signing secret (RAMPART_ALERT_WEBHOOK_SECRET_FILE, else _SECRET), or null if unset. */
+export function alertWebhookSecret(env: NodeJS.ProcessEnv): string | null {
+  const secretFile = env['RAMPART_ALERT_WEBHOOK_SECRET_FILE'];
+  if (secretFile) return readFileSync(secretFile, 'utf8').trim();
+  return env['RAMPART_ALERT_WEBHOOK_SECRET'] || null;
+}
+
 /** The exporters configured in the environment (none by default). Throws on a bad setting. */
 export function alertExportersFromEnv(env: NodeJS.ProcessEnv): AlertExporter[] {
   const exporters: AlertExporter[] = [];
   const url = env['RAMPART_ALERT_WEBHOOK_URL'];
-  if (url) {
-    const secretFile = env['RAMPART_ALERT_WEBHOOK_SECRET_FILE'];
-    const secret = secretFile
-      ? readFileSync(secretFile, 'utf8').trim()
-      : (env['RAMPART_ALERT_WEBHOOK_SECRET'] ?? '');
-    exporters.push(new WebhookExporter(new URL(url), secret));
-  }
+  if (url) exporters.push(new WebhookExporter(new URL(url), alertWebhookSecret(env) ?? ''));
   const syslog = env['RAMPART_ALERT_SYSLOG'];
   if (syslog) {
     const match = /^(udp|tcp):\/\/(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(syslog);

@@ -19,7 +19,13 @@ import type { SecurityEvent } from '../../api/security.js';
 import { newId } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { alertExportersFromEnv, exportAlert, type AlertExporter } from './alert-export.js';
+import {
+  WebhookExporter,
+  alertExportersFromEnv,
+  alertWebhookSecret,
+  exportAlert,
+  type AlertExporter,
+} from './alert-export.js';
 import type { AlertResponse, AlertStore } from './alerts.js';
 import { DetectionEngine, type Detection } from './detection/rule-engine.js';
 import { SHIPPED_RULES_TEXT } from './detection/shipped-rules.js';
@@ -46,6 +52,8 @@ export interface DetectionServiceDeps {
   rulesFile?: string;
   /** Where new alerts are sent (webhook, syslog); default: as configured in the environment. */
   exporters?: readonly AlertExporter[];
+  /** The key that signs webhook responses; default: RAMPART_ALERT_WEBHOOK_SECRET(_FILE). */
+  webhookSecret?: string | null;
 }
 
 /** The value at a dotted path of an event (`detail.x.y`, `subjectId`, ...), as a string, or null. */
@@ -164,7 +172,12 @@ export class DetectionService {
     initial: string,
   ): Promise<void> {
     let outcome = initial;
-    if (action !== 'alert') {
+    if (action === 'webhook') {
+      outcome = await this.callWebhook(detection, alertId).catch(
+        (error: unknown) => `failed: ${(error as Error).message}`,
+      );
+      await this.deps.alerts.setResponse(alertId, { action, target, outcome });
+    } else if (action !== 'alert') {
       outcome = await this.respond(action, target, `forensic-${alertId.slice(0, 8)}`).catch(
         (error: unknown) => `failed: ${(error as Error).message}`,
       );
@@ -195,6 +208,21 @@ export class DetectionService {
     });
   }
 
+  /**
+   * The rule's own webhook: the alert, signed like the export (alert-export.ts) with the configured
+   * secret (RAMPART_ALERT_WEBHOOK_SECRET or _FILE); without a secret nothing is sent.
+   */
+  private async callWebhook(detection: Detection, alertId: string): Promise<string> {
+    const url = detection.response.url;
+    if (url === null) return 'not done: the rule names no url';
+    const secret =
+      this.deps.webhookSecret !== undefined ? this.deps.webhookSecret : alertWebhookSecret(process.env);
+    if (secret === null) return 'not done: no webhook secret configured (RAMPART_ALERT_WEBHOOK_SECRET)';
+    const target = new URL(url);
+    await new WebhookExporter(target, secret).send(await this.deps.alerts.get(alertId));
+    return `delivered to ${target.origin}`;
+  }
+
   private respond(action: string, target: string | null, label: string): Promise<string> {
     if (target === null) return Promise.resolve('not done: the event names no target');
     const responder = this.deps.responder;
@@ -212,8 +240,7 @@ export class DetectionService {
       case 'revoke-token':
         return responder.revokeToken(target);
       default:
-        // webhook: the alert itself goes to the configured webhook (alert-export.ts).
-        return Promise.resolve(`not available yet: ${action} (alert only)`);
+        return Promise.resolve(`not done: unknown action ${action}`);
     }
   }
 }

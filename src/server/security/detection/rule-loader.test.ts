@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { scanJson } from './json-positions.js';
-import { parseRuleFile, regexRisk, type RuleFileError } from './rule-loader.js';
+import { parseRuleFile, regexRisk, webhookUrlAllowed, type RuleFileError } from './rule-loader.js';
 import { DetectionEngine } from './rule-engine.js';
 import { ev } from './test-helpers.js';
 
@@ -137,6 +137,7 @@ test('semantic errors: shape, fields, regexes and responses, each with its line'
     [{ response: { action: 'alert', allow: [] } }, /only applies to isolate-vm/, '"allow"'],
     [{ response: { action: 'webhook' } }, /webhook needs a `url`/, '"action"'],
     [{ response: { action: 'webhook', url: 'http://example.com/x' } }, /must be https/, '"url"'],
+    [{ response: { action: 'webhook', url: 'https://u:p@example.com/x' } }, /must be https/, '"url"'],
     [
       {
         response: {
@@ -210,4 +211,15 @@ test('scanJson records key lines and strings with escapes', () => {
   assert.deepEqual(scan.positions.get('/a"b/1/c'), { line: 3, column: 4 });
   assert.equal(scan.positions.get('/d~1e~0f')?.line, 4);
   assert.equal(scanJson('{"a": "\u0001"}').error?.message.includes('control character'), true);
+});
+
+test('a rule webhook is https, or http to loopback only, and never carries credentials', () => {
+  assert.equal(webhookUrlAllowed('https://hooks.example.com/rampart'), true);
+  assert.equal(webhookUrlAllowed('http://127.0.0.1:9000/relay'), true);
+  assert.equal(webhookUrlAllowed('http://localhost/relay'), true);
+  assert.equal(webhookUrlAllowed('http://10.0.0.1/relay'), false);
+  assert.equal(webhookUrlAllowed('http://127.0.0.1.example.com/'), false);
+  assert.equal(webhookUrlAllowed('https://user:secret@example.com/'), false);
+  assert.equal(webhookUrlAllowed('ftp://example.com/'), false);
+  assert.equal(webhookUrlAllowed('not a url'), false);
 });

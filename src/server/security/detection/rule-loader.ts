@@ -430,8 +430,11 @@ function semanticErrors(file: RuleFile): PointedError[] {
     if (response.action === 'webhook') {
       if (response.url === undefined)
         errors.push({ pointer: `${rat}/action`, message: 'webhook needs a `url`' });
-      else if (!/^https:\/\/[^\s/]+/.test(response.url))
-        errors.push({ pointer: `${rat}/url`, message: 'the webhook url must be https://' });
+      else if (!webhookUrlAllowed(response.url))
+        errors.push({
+          pointer: `${rat}/url`,
+          message: 'the webhook url must be https:// (http:// only to a loopback address)',
+        });
     } else if (response.url !== undefined)
       errors.push({ pointer: `${rat}/url`, message: '`url` only applies to webhook' });
     response.allow?.forEach((allow, i) => {
@@ -661,4 +664,17 @@ function compileRule(rule: Rule): CompiledRule {
       distinct: rule.threshold.distinct === undefined ? null : compileGetter(rule.threshold.distinct),
     };
   return { ...base, type: 'match', match };
+}
+
+/** A rule's webhook: https, or http to this machine only (a local relay); never credentials in it. */
+export function webhookUrlAllowed(text: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return false;
+  }
+  if (url.username !== '' || url.password !== '') return false;
+  if (url.protocol === 'https:') return url.hostname !== '';
+  return url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 }
