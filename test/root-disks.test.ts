@@ -301,6 +301,15 @@ test('a file written in the guest survives a reboot', async () => {
 let snapshot: VolumeSnapshot;
 
 test('snapshot, change, restore: the change is gone and the VM gets a new generation id', async () => {
+  // The VM's samples count its disk I/O (QMP block stats), for the console's charts.
+  const samples = await harness.api<{ items: { diskReadBytes: number; diskWriteBytes: number }[] }>(
+    'GET',
+    '/v1/vms/d1/samples',
+  );
+  assert.ok(
+    samples.body.items.some((s) => s.diskReadBytes + s.diskWriteBytes > 0),
+    `disk I/O in the samples: ${JSON.stringify(samples.body.items.slice(-3))}`,
+  );
   await act('d1', 'stop');
   await waitState('d1', 'stopped');
   const taken = await harness.api<VolumeSnapshot>('POST', '/v1/volumes/d1-root/snapshots', { name: 's1' });

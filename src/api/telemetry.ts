@@ -75,6 +75,13 @@ export const VmSampleReport = Type.Object(
     txBps: Rate,
     rxPps: Rate,
     rxBps: Rate,
+    /** Read and written by the guest on all its disks over the interval. */
+    diskReadBytes: Count,
+    diskWriteBytes: Count,
+    diskReadOps: Count,
+    diskWriteOps: Count,
+    diskReadBps: Rate,
+    diskWriteBps: Rate,
   },
   { additionalProperties: false },
 );

@@ -167,6 +167,13 @@ export const VmSample = Type.Object(
     txBps: Type.Number(),
     rxPps: Type.Number(),
     rxBps: Type.Number(),
+    /** Read and written by the guest on all its disks over the interval. */
+    diskReadBytes: Type.Integer(),
+    diskWriteBytes: Type.Integer(),
+    diskReadOps: Type.Integer(),
+    diskWriteOps: Type.Integer(),
+    diskReadBps: Type.Number(),
+    diskWriteBps: Type.Number(),
   },
   { $id: 'VmSample' },
 );

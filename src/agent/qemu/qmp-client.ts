@@ -98,6 +98,13 @@ export interface QmpCpuInfoFast {
   props?: Record<string, number | undefined>;
 }
 
+/** One element of `query-blockstats` (only the counters Rampart reads). */
+export interface QmpBlockStats {
+  device?: string;
+  'node-name'?: string;
+  stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
+}
+
 /** One element of `query-chardev`. */
 export interface QmpChardevInfo {
   label: string;
@@ -338,6 +345,10 @@ export class QmpClient {
 
   queryCpusFast(timeoutMs?: number): Promise<QmpCpuInfoFast[]> {
     return this.execute<QmpCpuInfoFast[]>('query-cpus-fast', undefined, timeoutMs);
+  }
+
+  queryBlockStats(timeoutMs?: number): Promise<QmpBlockStats[]> {
+    return this.execute<QmpBlockStats[]>('query-blockstats', undefined, timeoutMs);
   }
 
   queryVersion(timeoutMs?: number): Promise<QmpVersionInfo> {

@@ -110,6 +110,7 @@ test('denied flows are reported once while they stay in the set, again after the
 test('VM samples: CPU as a share of the vCPUs, the tap counters reversed to the guest view', async () => {
   let now = 1_000_000;
   let cpuUsec = 5_000_000;
+  let diskRead = 1024;
   let netDev = NET_DEV([1000, 10], [2000, 20]);
   let pid = 4242;
   const vm: SampledVm = {
@@ -119,6 +120,8 @@ test('VM samples: CPU as a share of the vCPUs, the tap counters reversed to the 
     },
     intent: { vcpus: 2, ports: [{ tap: 'rpt1a2b3c' } as never] },
     resourceUsage: () => ({ cpuUsageUsec: cpuUsec, memoryBytes: 64 << 20, pids: 5 }),
+    diskUsage: () =>
+      Promise.resolve({ readBytes: diskRead, writeBytes: 4096, readOps: diskRead / 512, writeOps: 1 }),
   };
   const reports: TelemetryReport[] = [];
   const t = new HostTelemetry({
@@ -135,6 +138,7 @@ test('VM samples: CPU as a share of the vCPUs, the tap counters reversed to the 
   now += 10_000;
   cpuUsec += 15_000_000; // 1.5 CPU-seconds per second of 2 vCPUs: 75%
   netDev = NET_DEV([1000 + 500_000, 10 + 1000], [2000 + 1000, 20 + 10]);
+  diskRead += 1_048_576;
   await t.tick();
   const sample = reports[0]!.samples[0]!;
   assert.equal(sample.intervalSeconds, 10);
@@ -144,6 +148,10 @@ test('VM samples: CPU as a share of the vCPUs, the tap counters reversed to the 
   assert.equal(sample.txBps, 50_000);
   assert.equal(sample.rxPackets, 10);
   assert.equal(sample.memoryBytes, 64 << 20);
+  assert.equal(sample.diskReadBytes, 1_048_576);
+  assert.equal(sample.diskReadBps, 104_857.6);
+  assert.equal(sample.diskReadOps, 2048);
+  assert.equal(sample.diskWriteBytes, 0, 'nothing written in the interval');
   assert.ok(telemetryReportValidator.Check(reports[0]));
   pid = 4343; // QEMU restarted: counters start over, a new baseline
   now += 10_000;

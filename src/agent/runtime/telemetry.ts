@@ -6,8 +6,9 @@
  * - denied flows: the elements of the `denied_*` sets that were not there at the last read (nft keeps
  *   each flow a minute, so one flow is reported at most once a minute);
  * - one sample per running VM: CPU time from its cgroup over the interval (as a share of its vCPUs),
- *   memory, and packets and bytes of its taps from `/proc/<qemu pid>/net/dev` (the tap counters of
- *   QEMU's own network namespace; a tap receives what the guest sends).
+ *   memory, packets and bytes of its taps from `/proc/<qemu pid>/net/dev` (the tap counters of
+ *   QEMU's own network namespace; a tap receives what the guest sends), and bytes and operations
+ *   read and written on its disks (QMP `query-blockstats`).
  */
 import { readFile } from 'node:fs/promises';
 import type { VmIntent } from '../../api/agent-protocol.js';
@@ -22,6 +23,7 @@ import {
 import type { Logger } from '../../common/logger.js';
 import type { CgroupUsage } from '../cgroups/cgroup-driver.js';
 import type { FirewallTelemetry } from '../net/firewall.js';
+import type { DiskUsage } from './vm-instance.js';
 
 /** Per-interface counters of one network namespace, from the host's view of the interface. */
 export interface InterfaceCounters {
@@ -55,6 +57,7 @@ export interface SampledVm {
   readonly pid: number | null;
   readonly intent: Pick<VmIntent, 'vcpus' | 'ports'>;
   resourceUsage(): CgroupUsage | null;
+  diskUsage(): Promise<DiskUsage | null>;
 }
 
 export interface HostTelemetryDeps {
@@ -75,6 +78,7 @@ interface VmBaseline {
   cpuUsageUsec: number | null;
   guestTx: { packets: number; bytes: number };
   guestRx: { packets: number; bytes: number };
+  disk: DiskUsage | null;
 }
 
 const deniedKey = (f: DeniedFlowReport) =>
@@ -193,12 +197,14 @@ export class HostTelemetry {
         guestRx.bytes += c.txBytes;
       }
       const usage = vm.resourceUsage();
+      const disk = await vm.diskUsage();
       const current: VmBaseline = {
         pid,
         at: now,
         cpuUsageUsec: usage?.cpuUsageUsec ?? null,
         guestTx,
         guestRx,
+        disk,
       };
       const before = this.vmBaseline.get(vm.id);
       this.vmBaseline.set(vm.id, current);
@@ -215,6 +221,10 @@ export class HostTelemetry {
       const rxPackets = growth(guestRx.packets, before.guestRx.packets);
       const rxBytes = growth(guestRx.bytes, before.guestRx.bytes);
       const round = (v: number) => Math.round(v * 100) / 100;
+      const diskGrowth = (key: keyof DiskUsage) =>
+        disk && before.disk ? growth(disk[key], before.disk[key]) : 0;
+      const diskReadBytes = diskGrowth('readBytes');
+      const diskWriteBytes = diskGrowth('writeBytes');
       samples.push({
         vmId: vm.id,
         intervalSeconds: round(seconds),
@@ -228,6 +238,12 @@ export class HostTelemetry {
         txBps: round(txBytes / seconds),
         rxPps: round(rxPackets / seconds),
         rxBps: round(rxBytes / seconds),
+        diskReadBytes,
+        diskWriteBytes,
+        diskReadOps: diskGrowth('readOps'),
+        diskWriteOps: diskGrowth('writeOps'),
+        diskReadBps: round(diskReadBytes / seconds),
+        diskWriteBps: round(diskWriteBytes / seconds),
       });
     }
     for (const id of [...this.vmBaseline.keys()]) if (!seen.has(id)) this.vmBaseline.delete(id);

@@ -88,6 +88,14 @@ import { seedFiles, writeSeedImage, type SeedTools } from '../storage/nocloud-se
 import { ConsoleLog } from './console-log.js';
 import { identify, isAlive, type ProcessIdentity } from './process-info.js';
 
+/** Cumulative disk counters of a running QEMU. */
+export interface DiskUsage {
+  readBytes: number;
+  writeBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
 export interface PersistedVm {
   intent: VmIntent;
   uid: number;
@@ -303,6 +311,28 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   /** CPU, memory and task usage of the running QEMU's cgroups (null when not running or no limits). */
   resourceUsage(): CgroupUsage | null {
     return this.state.process ? this.env.cgroups.usage(this.id) : null;
+  }
+
+  /**
+   * Bytes and operations read and written by the guest on all its disks since QEMU started (QMP
+   * `query-blockstats`); null when QMP is not connected or does not answer within a second.
+   */
+  async diskUsage(): Promise<DiskUsage | null> {
+    const qmp = this.qmp;
+    if (!qmp || !this.state.process) return null;
+    try {
+      const stats = await qmp.queryBlockStats(1_000);
+      const total: DiskUsage = { readBytes: 0, writeBytes: 0, readOps: 0, writeOps: 0 };
+      for (const { stats: s } of stats) {
+        total.readBytes += s.rd_bytes;
+        total.writeBytes += s.wr_bytes;
+        total.readOps += s.rd_operations;
+        total.writeOps += s.wr_operations;
+      }
+      return total;
+    } catch {
+      return null;
+    }
   }
 
   get consoleCap(): number {

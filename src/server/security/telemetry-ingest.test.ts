@@ -68,6 +68,12 @@ const sample = (vmId: string, cpuPercent: number, txPps = 0) => ({
   txBps: txPps * 60,
   rxPps: 0,
   rxBps: 0,
+  diskReadBytes: 0,
+  diskWriteBytes: 0,
+  diskReadOps: 0,
+  diskWriteOps: 0,
+  diskReadBps: 0,
+  diskWriteBps: 0,
 });
 
 test('spoof drops and denied flows become events about the sending VM, resolved on the reporting host', async () => {

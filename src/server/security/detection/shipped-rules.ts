@@ -40,8 +40,9 @@
  *                            way; every sample, busy or not, is in GET /v1/vms/{vm}/samples).
  *                            detail: { vmId, hostId, intervalSeconds, cpuPercent (0-100 of the VM's
  *                                      vCPUs), memoryBytes, txPackets, txBytes, rxPackets, rxBytes,
- *                                      txPps, txBps, rxPps, rxBps (counters over the interval, and
- *                                      divided by it) }
+ *                                      txPps, txBps, rxPps, rxBps, diskReadBytes, diskWriteBytes,
+ *                                      diskReadOps, diskWriteOps, diskReadBps, diskWriteBps
+ *                                      (counters over the interval, and divided by it) }
  *   guest.console            subjectType 'vm', subjectId the VM id. detail: { vmId, line } (one serial
  *                            console line, control characters stripped, at most 1 KiB). Producers
  *                            should only forward lines matching the kernel patterns below.
