@@ -2,6 +2,7 @@
 import { useState, type ReactNode } from 'react';
 import { useAuth } from '../auth.js';
 import { Link } from '../router.js';
+import { LiveRegion } from './LiveRegion.js';
 import { ThemeToggle } from './ThemeToggle.js';
 
 export interface NavItem {
@@ -90,6 +91,7 @@ export function Layout({ path, children }: { path: string; children: ReactNode }
       <main id="main" tabIndex={-1}>
         {children}
       </main>
+      <LiveRegion />
     </div>
   );
 }

@@ -1,4 +1,9 @@
-/** A small SVG line chart of one or two series over time (no library; styled by CSS classes). */
+/**
+ * A small SVG line chart of one or two series over time (no library; styled by CSS classes). The SVG
+ * is an image whose <title> names it and whose <desc> reads out the latest values for screen readers.
+ */
+import { useId } from 'react';
+
 export interface Series {
   name: string;
   values: number[];
@@ -16,14 +21,18 @@ export function LineChart({
   unit: string;
   height?: number;
 }) {
+  const id = useId();
   const width = 400;
   const count = Math.max(0, ...series.map((s) => s.values.length));
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const peak = Math.max(0, ...series.flatMap((s) => s.values));
+  const max = Math.max(1, peak);
   const x = (i: number) => (count <= 1 ? width : (i / (count - 1)) * width);
   const y = (v: number) => height - (v / max) * (height - 10) - 5;
+  const path = (values: number[]) =>
+    values.map((v, i) => `${i === 0 ? 'M' : 'L'}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
   const last = series.map((s) => `${s.name} ${format(s.values.at(-1) ?? 0)}${unit}`).join(', ');
   return (
-    <figure className="chart">
+    <figure className="chart" data-samples={count}>
       <figcaption>
         {title}{' '}
         <span className="muted">
@@ -34,16 +43,16 @@ export function LineChart({
       <svg
         viewBox={`0 0 ${width} ${height}`}
         role="img"
-        aria-label={`${title}: latest ${last}`}
+        aria-labelledby={`${id}-title ${id}-desc`}
         preserveAspectRatio="none"
       >
+        <title id={`${id}-title`}>{title}</title>
+        <desc id={`${id}-desc`}>
+          {`${count} sample${count === 1 ? '' : 's'}; latest ${last}; highest ${format(peak)}${unit}`}
+        </desc>
         <line className="chart-axis" x1={0} y1={height - 5} x2={width} y2={height - 5} />
         {series.map((s) => (
-          <polyline
-            key={s.name}
-            className={`chart-line ${s.className}`}
-            points={s.values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}
-          />
+          <path key={s.name} className={`chart-line ${s.className}`} d={path(s.values)} />
         ))}
       </svg>
       <div className="chart-legend">

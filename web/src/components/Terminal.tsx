@@ -1,14 +1,9 @@
 /** The live serial console: output in a <pre> (a log region), one input line that types into the VM. */
 import { useEffect, useRef, useState, type FormEvent } from 'react';
+import { createAnsiStripper } from '../ansi.js';
 import { openConsole } from '../api/console-socket.js';
 
 const MAX_CHARS = 200_000;
-
-/** Drops ANSI escape sequences and carriage returns the pre cannot show. */
-function clean(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
-}
 
 export function Terminal({ vmRef, canType }: { vmRef: string; canType: boolean }) {
   const [output, setOutput] = useState('');
@@ -19,8 +14,12 @@ export function Terminal({ vmRef, canType }: { vmRef: string; canType: boolean }
 
   useEffect(() => {
     setOutput('');
+    const strip = createAnsiStripper();
     const socket = openConsole(vmRef, {
-      onData: (text) => setOutput((o) => (o + clean(text)).slice(-MAX_CHARS)),
+      onData: (text) => {
+        const shown = strip(text);
+        if (shown) setOutput((o) => (o + shown).slice(-MAX_CHARS));
+      },
       onState: (s, reason) => setState(s === 'closed' ? `closed (${reason ?? ''})` : s),
     });
     connection.current = socket;

@@ -69,7 +69,7 @@ export function Audit() {
         <button type="submit">Filter</button>
       </form>
       <Notice error={records.error ?? verify.error} />
-      <div className="table-wrap">
+      <div className="table-wrap" role="region" aria-label="Audit records">
         <table>
           <thead>
             <tr>
@@ -80,6 +80,7 @@ export function Audit() {
               <th scope="col">Target</th>
               <th scope="col">Outcome</th>
               <th scope="col">Source</th>
+              <th scope="col">Detail</th>
             </tr>
           </thead>
           <tbody>
@@ -89,12 +90,12 @@ export function Audit() {
                 <td>{when(r.time)}</td>
                 <td>{r.actor}</td>
                 <td>{r.action}</td>
-                <td className="break">{r.target ?? ''}</td>
+                <td className="wrap break">{r.target ?? ''}</td>
                 <td>
                   <Badge value={r.outcome} kind="outcome" /> {r.status}
-                  {r.detail && <span className="muted"> {r.detail}</span>}
                 </td>
                 <td>{r.source}</td>
+                <td className="wrap muted">{r.detail ?? ''}</td>
               </tr>
             ))}
           </tbody>

@@ -36,7 +36,7 @@ export function Images() {
               <tr key={i.id}>
                 <td>{i.name}</td>
                 <td>{i.format}</td>
-                <td>
+                <td className="wrap">
                   <Badge value={i.status} /> <span className="muted">{i.statusReason}</span>
                 </td>
                 <td>

@@ -31,7 +31,15 @@ export function Roles() {
               <tr key={r.name}>
                 <td>{r.name}</td>
                 <td>{r.builtIn ? 'built-in' : 'custom'}</td>
-                <td className="perm-list">{r.permissions.join(' ')}</td>
+                <td className="perm-list">
+                  {/* Long lists fold away: a row stays one line until opened. */}
+                  <details>
+                    <summary>
+                      {r.permissions.length} permission{r.permissions.length === 1 ? '' : 's'}
+                    </summary>
+                    {r.permissions.join(' ')}
+                  </details>
+                </td>
               </tr>
             ))}
           </tbody>

@@ -62,7 +62,7 @@ export function SecurityGroups() {
                     <td>
                       {r.remoteCidr ?? (r.remoteGroupId ? `group ${r.remoteGroupId.slice(0, 8)}` : 'any')}
                     </td>
-                    <td>{r.description}</td>
+                    <td className="wrap">{r.description}</td>
                     {can('secgroup:update') && (
                       <td>
                         <button

@@ -1,5 +1,5 @@
 /** The create wizard: 1 name and flavor, 2 image, 3 network and security groups, 4 review -> POST /v1/vms. */
-import { useState, type FormEvent } from 'react';
+import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { api } from '../api/client.js';
 import type { Flavor, Image, List, Network, SecurityGroup, Vm } from '../api/types.js';
 import { Notice } from '../components/Notice.js';
@@ -21,6 +21,13 @@ export function VmCreate() {
   const [network, setNetwork] = useState('');
   const [secgroups, setSecgroups] = useState<string[]>([]);
   const action = useAction();
+  const heading = useRef<HTMLHeadingElement>(null);
+  const moved = useRef(false);
+  // On a step change the step's heading takes focus, so a screen reader reads where the user is.
+  useEffect(() => {
+    if (moved.current) heading.current?.focus();
+    moved.current = true;
+  }, [step]);
   const usable = (images.data?.items ?? []).filter((i) => i.status === 'active');
   const valid = [/^[a-z0-9][a-z0-9-]{0,62}$/.test(name) && flavor !== '', image !== '', true, true];
 
@@ -50,7 +57,10 @@ export function VmCreate() {
           </li>
         ))}
       </ol>
-      <form className="card wizard" onSubmit={next} aria-label={STEPS[step]}>
+      <form className="card wizard" onSubmit={next} aria-labelledby="step-title">
+        <h2 id="step-title" ref={heading} tabIndex={-1}>
+          Step {step + 1} of {STEPS.length}: {STEPS[step]}
+        </h2>
         <Notice error={flavors.error ?? images.error} />
         {step === 0 && (
           <fieldset>

@@ -2,12 +2,13 @@
  * One VM: its facts (state, IPs, heartbeat, host), the actions the user may take in its state, the
  * live console, CPU and network charts from its samples, and its ports (with isolation release).
  */
-import { useEffect, useState } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import { api } from '../api/client.js';
 import { loadSamples } from '../api/samples.js';
 import type { List, Port, Vm, VmSample } from '../api/types.js';
 import { useAuth } from '../auth.js';
 import { LineChart } from '../components/LineChart.js';
+import { announce } from '../components/LiveRegion.js';
 import { Notice } from '../components/Notice.js';
 import { Badge } from '../components/StateBadge.js';
 import { Terminal } from '../components/Terminal.js';
@@ -30,6 +31,9 @@ const ACTIONS: VmAction[] = [
   { action: 'resume', label: 'Resume', from: ['paused'] },
 ];
 
+/** How often the charts ask for new samples while the page is open. */
+const SAMPLES_REFRESH_MS = 5000;
+
 export function VmDetail({ vmRef }: { vmRef: string }) {
   const { can } = useAuth();
   const vm = useApi<Vm>(`/v1/vms/${vmRef}`, { refreshMs: 2000 });
@@ -41,6 +45,15 @@ export function VmDetail({ vmRef }: { vmRef: string }) {
   });
   const id = vm.data?.id;
   const canEvents = can('security:read');
+  const state = vm.data?.state;
+  const lastState = useRef<string | undefined>(undefined);
+
+  // A state change (the VM started, stopped, was paused by a rule) is announced to screen readers.
+  useEffect(() => {
+    if (state && lastState.current && state !== lastState.current)
+      announce(`VM ${vm.data?.name ?? vmRef} is now ${state}`);
+    lastState.current = state;
+  }, [state]);
 
   useEffect(() => {
     if (!id) return;
@@ -50,7 +63,7 @@ export function VmDetail({ vmRef }: { vmRef: string }) {
         .then((s) => live && setSamples(s))
         .catch(() => live && setSamples([]));
     void load();
-    const timer = setInterval(() => void load(), 10000);
+    const timer = setInterval(() => void load(), SAMPLES_REFRESH_MS);
     return () => {
       live = false;
       clearInterval(timer);
