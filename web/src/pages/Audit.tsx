@@ -7,6 +7,19 @@ import { Badge } from '../components/StateBadge.js';
 import { when } from '../format.js';
 import { useApi } from '../use-api.js';
 
+/** Characters of a record's detail shown in its row; a longer one unfolds (rows stay short). */
+const DETAIL_SHOWN = 60;
+
+function Detail({ text }: { text: string | null }) {
+  if (!text || text.length <= DETAIL_SHOWN + 20) return <>{text ?? ''}</>;
+  return (
+    <details>
+      <summary>{text.slice(0, DETAIL_SHOWN)}…</summary>
+      {text}
+    </details>
+  );
+}
+
 export function Audit() {
   const { can } = useAuth();
   const platform = can('platform:audit:read');
@@ -95,7 +108,9 @@ export function Audit() {
                   <Badge value={r.outcome} kind="outcome" /> {r.status}
                 </td>
                 <td>{r.source}</td>
-                <td className="wrap muted">{r.detail ?? ''}</td>
+                <td className="wrap muted">
+                  <Detail text={r.detail} />
+                </td>
               </tr>
             ))}
           </tbody>
