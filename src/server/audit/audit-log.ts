@@ -18,8 +18,16 @@
  * - Checkpoints every `checkpointEveryRecords` records (inside the same transaction) and every
  *   `checkpointIntervalMs` when records arrived since the last one, and on close().
  * - verify() and the export read in pages, so neither memory nor the event loop depends on the log size.
+ *
+ * On PostgreSQL (cluster mode, several server replicas on one database) the same design runs through
+ * Kysely: a batch is one transaction that first takes pg_advisory_xact_lock(LOCK_CLASS.auditChain), then
+ * reads the chain head and the last checkpoint FROM THE DATABASE and appends after them, so the records
+ * of all replicas form one chain. The in-memory head is then only this replica's last known head; verify()
+ * and the export read the head from the database. The fail-closed probe is an INSERT in a transaction
+ * that is rolled back. Durability: synchronous_commit=on (database.ts), so a commit is on disk.
  */
 import type SqliteDatabase from 'better-sqlite3';
+import { sql } from 'kysely';
 import { AuditUnavailableError, InvalidInputError } from '../../api/errors.js';
 import type { AuditVerification } from '../../api/audit.js';
 import {
@@ -35,7 +43,7 @@ import {
   type CheckpointFields,
 } from '../../common/audit-chain.js';
 import type { Logger } from '../../common/logger.js';
-import { rawSqlite, type Db } from '../store/database.js';
+import { LOCK_CLASS, engineOf, lockOnPostgres, rawSqlite, type Db } from '../store/database.js';
 import type { AuditRecordsTable } from '../store/schema.js';
 import { loadOrCreateAuditKeys, type AuditKeys } from './audit-keys.js';
 
@@ -109,6 +117,10 @@ const DEFAULT_QUERY_LIMIT = 100;
 const MAX_QUERY_LIMIT = 1000;
 /** Rows per page of verify() and the export: bounded memory, short event-loop slices. */
 const PAGE_ROWS = 4096;
+/** Rows per INSERT on PostgreSQL (14 parameters a row, at most 65535 parameters a statement). */
+const PG_INSERT_ROWS = 1000;
+/** Thrown to roll back the PostgreSQL probe's transaction. */
+const PROBE_DONE = new Error('audit probe rolled back');
 const ID_MAX = 128;
 const DETAIL_MAX = 2000;
 
@@ -158,13 +170,13 @@ class CheckpointCursor {
   private done = false;
 
   constructor(
-    private readonly page: SqliteDatabase.Statement,
+    private readonly page: (afterId: number, lastId: number, limit: number) => Promise<CheckpointRow[]>,
     private readonly lastId: number,
   ) {}
 
-  fill(coverUpTo: number): void {
+  async fill(coverUpTo: number): Promise<void> {
     while (!this.done && (this.next === this.buffer.length || this.buffer.at(-1)!.count <= coverUpTo)) {
-      const rows = this.page.all(this.afterId, this.lastId, PAGE_ROWS) as CheckpointRow[];
+      const rows = await this.page(this.afterId, this.lastId, PAGE_ROWS);
       if (rows.length === 0) {
         this.done = true;
         return;
@@ -190,25 +202,27 @@ function tick(): Promise<void> {
 }
 
 export class AuditLog {
-  private readonly sqlite: SqliteDatabase.Database;
+  /** SQLite only (null on PostgreSQL, where every statement goes through Kysely). */
+  private readonly sqlite!: SqliteDatabase.Database;
+  private readonly postgres: boolean;
   private readonly log: AuditLogger;
   private readonly checkpointEvery: number;
   private readonly timer: NodeJS.Timeout;
 
-  private readonly insertRecord: SqliteDatabase.Statement;
-  private readonly insertCheckpoint: SqliteDatabase.Statement;
-  private readonly selectHead: SqliteDatabase.Statement;
-  private readonly selectLastCheckpoint: SqliteDatabase.Statement;
-  private readonly selectRecordPage: SqliteDatabase.Statement;
-  private readonly selectLinePage: SqliteDatabase.Statement;
-  private readonly selectNextRecord: SqliteDatabase.Statement;
-  private readonly selectCheckpointPage: SqliteDatabase.Statement;
-  private readonly probeBegin: SqliteDatabase.Statement;
-  private readonly probeInsert: SqliteDatabase.Statement;
-  private readonly probeRollbackTo: SqliteDatabase.Statement;
-  private readonly probeRollback: SqliteDatabase.Statement;
-  private readonly probeRelease: SqliteDatabase.Statement;
-  private readonly writeRows: SqliteDatabase.Transaction<
+  private readonly insertRecord!: SqliteDatabase.Statement;
+  private readonly insertCheckpoint!: SqliteDatabase.Statement;
+  private readonly selectHead!: SqliteDatabase.Statement;
+  private readonly selectLastCheckpoint!: SqliteDatabase.Statement;
+  private readonly selectRecordPage!: SqliteDatabase.Statement;
+  private readonly selectLinePage!: SqliteDatabase.Statement;
+  private readonly selectNextRecord!: SqliteDatabase.Statement;
+  private readonly selectCheckpointPage!: SqliteDatabase.Statement;
+  private readonly probeBegin!: SqliteDatabase.Statement;
+  private readonly probeInsert!: SqliteDatabase.Statement;
+  private readonly probeRollbackTo!: SqliteDatabase.Statement;
+  private readonly probeRollback!: SqliteDatabase.Statement;
+  private readonly probeRelease!: SqliteDatabase.Statement;
+  private readonly writeRows!: SqliteDatabase.Transaction<
     (rows: AuditRecordsTable[], cp: CheckpointFields | null) => void
   >;
 
@@ -229,7 +243,16 @@ export class AuditLog {
 
   /** Loads (or creates) the signing key and the chain head, and starts the checkpoint timer. */
   static async open(db: Db, dataDir: string, options: AuditLogOptions = {}): Promise<AuditLog> {
-    return new AuditLog(db, loadOrCreateAuditKeys(dataDir), options);
+    const log = new AuditLog(db, loadOrCreateAuditKeys(dataDir), options);
+    if (log.postgres) {
+      try {
+        await log.loadPostgres();
+      } catch (error) {
+        clearInterval(log.timer);
+        throw error;
+      }
+    }
+    return log;
   }
 
   private constructor(
@@ -237,7 +260,7 @@ export class AuditLog {
     private readonly keys: AuditKeys,
     options: AuditLogOptions,
   ) {
-    this.sqlite = rawSqlite(db);
+    this.postgres = engineOf(db) === 'postgres';
     this.log = options.log ?? NO_LOG;
     this.checkpointEvery = positiveInteger(
       options.checkpointEveryRecords,
@@ -247,6 +270,15 @@ export class AuditLog {
     const interval = options.checkpointIntervalMs ?? DEFAULT_CHECKPOINT_INTERVAL_MS;
     if (!Number.isFinite(interval) || interval < 1)
       throw new Error('checkpointIntervalMs must be a number of milliseconds >= 1');
+    this.timer = setInterval(() => {
+      if (this.closed || (!this.postgres && this.headSeq <= this.checkpointedCount)) return;
+      this.checkpoint().catch((error: unknown) =>
+        this.log.error({ err: errorMessage(error) }, 'audit log: periodic checkpoint failed'),
+      );
+    }, interval);
+    this.timer.unref();
+    if (this.postgres) return;
+    this.sqlite = rawSqlite(db);
     const s = this.sqlite;
     this.insertRecord = s.prepare(
       `INSERT INTO audit_records (seq, time, actor_id, actor, tenant_id, action, target, outcome, status, source,
@@ -322,13 +354,65 @@ export class AuditLog {
         'audit log: records are missing: the last checkpoint covers more records than the database holds',
       );
     }
-    this.timer = setInterval(() => {
-      if (this.closed || this.headSeq <= this.checkpointedCount) return;
-      this.checkpoint().catch((error: unknown) =>
-        this.log.error({ err: errorMessage(error) }, 'audit log: periodic checkpoint failed'),
+  }
+
+  /** PostgreSQL: the head and the last checkpoint, read at open. */
+  private async loadPostgres(): Promise<void> {
+    const head = await this.readHeadPg(this.db);
+    this.headSeq = head.seq;
+    this.headHash = head.hash;
+    const last = await this.lastCheckpointPg(this.db);
+    this.checkpointedCount = Math.min(last?.count ?? 0, this.headSeq);
+    if (last && last.count > this.headSeq) {
+      this.log.error(
+        { checkpoint: last.id, covers: last.count, records: this.headSeq },
+        'audit log: records are missing: the last checkpoint covers more records than the database holds',
       );
-    }, interval);
-    this.timer.unref();
+    }
+  }
+
+  private async readHeadPg(db: Db): Promise<{ seq: number; hash: string }> {
+    const row = await db
+      .selectFrom('auditRecords')
+      .select(['seq', 'hash'])
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return { seq: Number(row?.seq ?? 0), hash: row?.hash ?? GENESIS_HASH };
+  }
+
+  private async lastCheckpointPg(db: Db): Promise<CheckpointRow | undefined> {
+    const row = await db
+      .selectFrom('auditCheckpoints')
+      .select(['id', 'recordCount as count', 'headHash as head', 'time', 'signature'])
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? { ...row, id: Number(row.id), count: Number(row.count) } : undefined;
+  }
+
+  private async checkpointPagePg(afterId: number, lastId: number, limit: number): Promise<CheckpointRow[]> {
+    const rows = await this.db
+      .selectFrom('auditCheckpoints')
+      .select(['id', 'recordCount as count', 'headHash as head', 'time', 'signature'])
+      .where('id', '>', afterId)
+      .where('id', '<=', lastId)
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ ...r, id: Number(r.id), count: Number(r.count) }));
+  }
+
+  private async recordPagePg(after: number, upTo: number, limit: number): Promise<AuditRecordsTable[]> {
+    const rows = await this.db
+      .selectFrom('auditRecords')
+      .selectAll()
+      .where('seq', '>', after)
+      .where('seq', '<=', upTo)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ ...r, seq: Number(r.seq), status: Number(r.status) }));
   }
 
   /** SPKI PEM of the checkpoint signing key (what `rampart audit export` writes next to the files). */
@@ -362,7 +446,10 @@ export class AuditLog {
         this.flushScheduled = true;
         setImmediate(() => {
           this.flushScheduled = false;
-          this.serialize(() => this.writeBatch()).catch((error: unknown) => this.rejectQueued(error));
+          const write = this.postgres
+            ? this.serialize(() => this.writeBatchPg())
+            : this.serialize(() => this.writeBatch());
+          write.catch((error: unknown) => this.rejectQueued(error));
         });
       }
     });
@@ -370,10 +457,12 @@ export class AuditLog {
 
   /**
    * Fail-closed probe, run before every mutating request: inserts a row into audit_records inside a
-   * SAVEPOINT and rolls it back. Throws AuditUnavailableError when the log cannot be written.
+   * SAVEPOINT and rolls it back. Throws AuditUnavailableError when the log cannot be written. On
+   * PostgreSQL the probe is asynchronous (a transaction that is rolled back): await the result.
    */
-  assertWritable(): void {
+  assertWritable(): void | Promise<void> {
     if (this.closed) throw new AuditUnavailableError('audit log cannot be written: it is closed');
+    if (this.postgres) return this.probePg();
     const sqlite = this.sqlite;
     // Inside somebody's open transaction the savepoint nests and is released; otherwise the savepoint
     // opened the transaction and a plain ROLLBACK ends it (RELEASE would commit: an fsync per request).
@@ -399,8 +488,36 @@ export class AuditLog {
     }
   }
 
+  private async probePg(): Promise<void> {
+    try {
+      await this.db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`INSERT INTO audit_records (time, actor, action, outcome, status, source, request_id,
+            prev_hash, hash) VALUES ('', '', 'audit.probe', 'failure', 0, '', '', '', '')`.execute(trx);
+          throw PROBE_DONE;
+        })
+        .catch((error: unknown) => {
+          if (error !== PROBE_DONE) throw error;
+        });
+    } catch (error) {
+      const previous = this.lastWriteError ? ` (last write failed: ${this.lastWriteError})` : '';
+      throw new AuditUnavailableError(
+        `audit log cannot be written: ${errorMessage(error)}${previous}`,
+        error,
+      );
+    }
+  }
+
   /** Writes pending appends, then signs a checkpoint over every committed record (if any are new). */
   async checkpoint(): Promise<void> {
+    if (this.postgres) {
+      await this.serialize(async () => {
+        await this.writeBatchPg();
+        await this.writeCheckpointPg();
+      });
+      return;
+    }
     await this.serialize(() => {
       this.writeBatch();
       this.writeCheckpoint();
@@ -440,9 +557,12 @@ export class AuditLog {
     };
   }
 
-  /** Runs a synchronous write after every earlier one, holding Kysely's connection lock. */
-  private serialize<T>(op: () => T): Promise<T> {
-    const run = () => this.db.connection().execute(async () => op());
+  /**
+   * Runs a write after every earlier one: on SQLite a synchronous one holding Kysely's connection lock;
+   * on PostgreSQL an asynchronous one (its transaction takes a pool connection of its own).
+   */
+  private serialize<T>(op: () => T | Promise<T>): Promise<T> {
+    const run = this.postgres ? async () => op() : () => this.db.connection().execute(async () => op());
     const result = this.writeTail.then(run, run);
     this.writeTail = result.then(
       () => undefined,
@@ -510,6 +630,86 @@ export class AuditLog {
     if (checkpoint) this.checkpointedCount = checkpoint.count;
     this.lastWriteError = null;
     for (let i = 0; i < batch.length; i++) batch[i]!.resolve(rows[i]!);
+  }
+
+  /**
+   * PostgreSQL: writes every queued append in one transaction, after the head read under the chain lock
+   * (shared by every replica). Settles each one's promise. Never throws.
+   */
+  private async writeBatchPg(): Promise<void> {
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    let rows: AuditRecordRow[] = [];
+    let checkpoint: CheckpointFields | null = null;
+    let seq = 0;
+    let hash = GENESIS_HASH;
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        await lockOnPostgres(trx, LOCK_CLASS.auditChain);
+        const head = await this.readHeadPg(trx);
+        const last = await this.lastCheckpointPg(trx);
+        seq = head.seq;
+        hash = head.hash;
+        checkpoint = null;
+        rows = new Array<AuditRecordRow>(batch.length);
+        for (let i = 0; i < batch.length; i++) {
+          const fields = { ...batch[i]!.fields };
+          fields.seq = ++seq;
+          const prevHash = hash;
+          hash = recordHash(canonicalLine(prevHash, fields));
+          rows[i] = { ...fields, prevHash, hash };
+        }
+        for (let i = 0; i < rows.length; i += PG_INSERT_ROWS)
+          await trx
+            .insertInto('auditRecords')
+            .values(rows.slice(i, i + PG_INSERT_ROWS))
+            .execute();
+        if (seq - (last?.count ?? 0) >= this.checkpointEvery) {
+          checkpoint = this.signedCheckpoint(seq, hash);
+          await this.insertCheckpointPg(trx, checkpoint);
+        }
+      });
+    } catch (error) {
+      this.lastWriteError = errorMessage(error);
+      this.log.error({ err: this.lastWriteError }, 'audit log: write failed; mutating requests fail closed');
+      const failure = unavailable(error);
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    this.headSeq = seq;
+    this.headHash = hash;
+    if (checkpoint) this.checkpointedCount = (checkpoint as CheckpointFields).count;
+    this.lastWriteError = null;
+    for (let i = 0; i < batch.length; i++) batch[i]!.resolve(rows[i]!);
+  }
+
+  private async insertCheckpointPg(trx: Db, cp: CheckpointFields): Promise<void> {
+    // (The id numbers itself: an identity column, like SQLite's INTEGER PRIMARY KEY.)
+    await sql`INSERT INTO audit_checkpoints (record_count, head_hash, time, signature)
+      VALUES (${cp.count}, ${cp.head}, ${cp.time}, ${cp.signature})`.execute(trx);
+  }
+
+  /** PostgreSQL: a checkpoint over the chain's head in the database, unless the last one covers it. */
+  private async writeCheckpointPg(): Promise<void> {
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        await lockOnPostgres(trx, LOCK_CLASS.auditChain);
+        const head = await this.readHeadPg(trx);
+        const last = await this.lastCheckpointPg(trx);
+        this.headSeq = head.seq;
+        this.headHash = head.hash;
+        this.checkpointedCount = Math.min(last?.count ?? 0, head.seq);
+        if (head.seq <= (last?.count ?? 0)) return;
+        const cp = this.signedCheckpoint(head.seq, head.hash);
+        await this.insertCheckpointPg(trx, cp);
+        this.checkpointedCount = cp.count;
+      });
+    } catch (error) {
+      this.lastWriteError = errorMessage(error);
+      this.log.error({ err: this.lastWriteError }, 'audit log: write failed; mutating requests fail closed');
+      throw unavailable(error);
+    }
   }
 
   /** Signs and stores a checkpoint over all committed records, unless the last one already covers them. */
@@ -587,11 +787,16 @@ export class AuditLog {
    * checkpoints added meanwhile are left for the next run), in pages that yield to the event loop.
    */
   async verify(): Promise<AuditVerification> {
+    if (this.postgres) return this.verifyPg();
     const endSeq = this.headSeq;
     const endHash = this.headHash;
     const verifier = new ChainVerifier();
     const key = this.keys.publicKey;
-    const checkpoints = new CheckpointCursor(this.selectCheckpointPage, this.lastCheckpointId());
+    const checkpoints = new CheckpointCursor(
+      async (afterId, lastId, limit) =>
+        this.selectCheckpointPage.all(afterId, lastId, limit) as CheckpointRow[],
+      this.lastCheckpointId(),
+    );
     /** Checks the checkpoints due after the records verified so far (all of them when final). */
     const due = (final: boolean): boolean => {
       for (let cp = checkpoints.peek(); cp; cp = checkpoints.peek()) {
@@ -607,7 +812,7 @@ export class AuditLog {
     while (good && after < endSeq) {
       const upTo = Math.min(endSeq, after + PAGE_ROWS);
       // Checkpoints are read before the page: no statement may run while iterate() is open.
-      checkpoints.fill(upTo);
+      await checkpoints.fill(upTo);
       good = due(false);
       // Fast path: SQLite builds each canonical line (json_object, same bytes as canonicalLine for any
       // record append() wrote). The first row it does not accept goes through the JavaScript check,
@@ -640,7 +845,7 @@ export class AuditLog {
     }
     // Checkpoints left once the records ran out report a truncated tail.
     while (good) {
-      checkpoints.fill(Number.MAX_SAFE_INTEGER);
+      await checkpoints.fill(Number.MAX_SAFE_INTEGER);
       if (!checkpoints.peek()) break;
       good = due(true);
     }
@@ -648,7 +853,91 @@ export class AuditLog {
     return verifier.result();
   }
 
-  /** A consistent cut for exportRecords() and exportCheckpoints(). */
+  /** PostgreSQL: the same walk, up to the head in the database (any replica's records), row by row. */
+  private async verifyPg(): Promise<AuditVerification> {
+    const { endSeq, endHash, lastCheckpointId } = await this.db.transaction().execute(async (trx) => {
+      await lockOnPostgres(trx, LOCK_CLASS.auditChain);
+      const head = await this.readHeadPg(trx);
+      const last = await this.lastCheckpointPg(trx);
+      return { endSeq: head.seq, endHash: head.hash, lastCheckpointId: last?.id ?? 0 };
+    });
+    const verifier = new ChainVerifier();
+    const key = this.keys.publicKey;
+    const checkpoints = new CheckpointCursor(
+      (afterId, lastId, limit) => this.checkpointPagePg(afterId, lastId, limit),
+      lastCheckpointId,
+    );
+    const due = (final: boolean): boolean => {
+      for (let cp = checkpoints.peek(); cp; cp = checkpoints.peek()) {
+        if (!final && cp.count > verifier.records) return true;
+        if (!verifier.checkCheckpoint(cp, key, cp.id)) return false;
+        checkpoints.shift();
+      }
+      return true;
+    };
+    let after = 0;
+    let good = true;
+    while (good && after < endSeq) {
+      const upTo = Math.min(endSeq, after + PAGE_ROWS);
+      await checkpoints.fill(upTo);
+      good = due(false);
+      const page = await this.recordPagePg(after, upTo, PAGE_ROWS);
+      for (const row of page) {
+        if (!good) break;
+        good = verifier.addRecord(row as unknown as AuditRecordFields, row.prevHash, row.hash) && due(false);
+      }
+      after = upTo;
+    }
+    while (good) {
+      await checkpoints.fill(Number.MAX_SAFE_INTEGER);
+      if (!checkpoints.peek()) break;
+      good = due(true);
+    }
+    if (good) verifier.checkEnd(endSeq, endHash, 'the audit log');
+    return verifier.result();
+  }
+
+  /** A consistent cut for the exports, on either engine (on PostgreSQL: the database's head). */
+  async exportCutAsync(): Promise<AuditExportCut> {
+    if (!this.postgres) return this.exportCut();
+    const head = await this.readHeadPg(this.db);
+    const last = await this.lastCheckpointPg(this.db);
+    return { records: head.seq, lastCheckpointId: last?.id ?? 0 };
+  }
+
+  /** exportRecords() on either engine (what the HTTP export streams). */
+  async *exportRecordsAsync(cut?: AuditExportCut): AsyncIterable<string> {
+    const at = cut ?? (await this.exportCutAsync());
+    if (!this.postgres) {
+      yield* this.exportRecords(at);
+      return;
+    }
+    let after = 0;
+    while (after < at.records) {
+      const upTo = Math.min(at.records, after + PAGE_ROWS);
+      const page = await this.recordPagePg(after, upTo, PAGE_ROWS);
+      for (const row of page) yield canonicalLine(row.prevHash, row as unknown as AuditRecordFields);
+      after = upTo;
+    }
+  }
+
+  /** exportCheckpoints() on either engine. */
+  async *exportCheckpointsAsync(cut?: AuditExportCut): AsyncIterable<string> {
+    const at = cut ?? (await this.exportCutAsync());
+    if (!this.postgres) {
+      yield* this.exportCheckpoints(at);
+      return;
+    }
+    let after = 0;
+    for (;;) {
+      const page = await this.checkpointPagePg(after, at.lastCheckpointId, PAGE_ROWS);
+      if (page.length === 0) return;
+      for (const cp of page) yield checkpointLine(cp);
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  /** A consistent cut for exportRecords() and exportCheckpoints() (SQLite; see exportCutAsync()). */
   exportCut(): AuditExportCut {
     return { records: this.headSeq, lastCheckpointId: this.lastCheckpointId() };
   }
@@ -678,6 +967,8 @@ export class AuditLog {
   }
 
   private lastCheckpointId(): number {
+    if (this.postgres)
+      throw new Error('audit log: the synchronous export is SQLite only (use the async one)');
     return (this.selectLastCheckpoint.get() as CheckpointRow | undefined)?.id ?? 0;
   }
 }

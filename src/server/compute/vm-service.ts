@@ -20,7 +20,7 @@ import { KeyedMutex } from '../../common/keyed-mutex.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentConnection } from '../agent-link/agent-connection.js';
 import type { PortPacketSample, ServerMetrics } from '../metrics.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueViolation, nowIso, type Db } from '../store/database.js';
 import type { HostsTable, PlacementGroupsTable, VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations, hostOccupancy } from './host-registry.js';
@@ -222,7 +222,12 @@ export class VmService {
         .values(row)
         .execute()
         .catch((error: unknown) => {
-          if (/UNIQUE constraint failed: vms\.tenant_id, vms\.name/.test((error as Error).message))
+          if (
+            isUniqueViolation(error, {
+              sqliteColumns: 'vms.tenant_id, vms.name',
+              postgres: 'vms_tenant_name',
+            })
+          )
             throw new ConflictError(`a VM named ${input.name} already exists`);
           throw error;
         });

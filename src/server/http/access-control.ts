@@ -263,7 +263,7 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
     };
     request.auditInfo = info;
     if (policy.scope === 'public' && !UNLIMITED.has(keyFor(request.method, url))) limitAnonymous(request);
-    if (MUTATING.has(request.method)) audit.assertWritable();
+    if (MUTATING.has(request.method)) await audit.assertWritable();
     if (policy.scope === 'public') return;
 
     const bearer = bearerToken(request);

@@ -24,7 +24,7 @@ import type {
 } from '../../api/network.js';
 import { isUuid, newId } from '../../common/ids.js';
 import type { QuotaService } from '../quota/quota-service.js';
-import { nowIso, type Db } from '../store/database.js';
+import { LOCK_CLASS, lockOnPostgres, nowIso, type Db } from '../store/database.js';
 import type {
   Database,
   NetworksTable,
@@ -673,6 +673,9 @@ async function nextNumber(
   table: 'networks' | 'ports',
   column: 'zone' | 'tag',
 ): Promise<number> {
+  // Replicas on PostgreSQL: MAX + 1 is read and used under an advisory lock until the transaction ends
+  // (the unique index would otherwise fail one of two racing creates).
+  await lockOnPostgres(trx, LOCK_CLASS.networkNumbers, table);
   const row = await sql<{
     next: number | null;
   }>`SELECT MAX(${sql.ref(column)}) + 1 AS next FROM ${sql.table(table)}`.execute(trx);

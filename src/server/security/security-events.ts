@@ -47,7 +47,7 @@ import type { SecurityEvent, SecuritySeverity } from '../../api/security.js';
 import { SECURITY_EVENT_KIND_PATTERN, SECURITY_SEVERITIES } from '../../api/security.js';
 import { newId } from '../../common/ids.js';
 import { createLogger, type Logger } from '../../common/logger.js';
-import { nowIso, type Db } from '../store/database.js';
+import { LOCK_CLASS, lockOnPostgres, nowIso, type Db } from '../store/database.js';
 import type { SecurityEventsTable } from '../store/schema.js';
 
 export type { SecurityEvent, SecuritySeverity };
@@ -203,6 +203,9 @@ export class SecurityEventLog {
 
   private async write(input: SecurityEventInput, detail: string, quiet: boolean): Promise<SecurityEvent> {
     const row = await this.db.transaction().execute(async (trx) => {
+      // seq = max + 1: on PostgreSQL several replicas write, so the read and the insert are serialized by
+      // an advisory lock (SQLite serializes writers itself).
+      await lockOnPostgres(trx, LOCK_CLASS.securityEvents);
       const last = await trx
         .selectFrom('securityEvents')
         .select((eb) => eb.fn.max('seq').as('maxSeq'))

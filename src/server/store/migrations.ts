@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
+  PostgresAdapter,
   sql,
   type ColumnDefinitionBuilder,
   type Kysely,
@@ -13,6 +14,82 @@ import {
 
 /** The tenant that exists from the first start (like Incus's default project). */
 export const DEFAULT_TENANT = 'default';
+
+/**
+ * Every migration runs on SQLite and on PostgreSQL. Most use Kysely's portable schema builder (on
+ * PostgreSQL, database.ts maps `integer` to bigint and `real` to double precision); the few that rebuild a
+ * table, use a PRAGMA or a trigger branch on the engine and produce the equivalent schema.
+ */
+function onPostgres(db: Kysely<unknown>): boolean {
+  return db.getExecutor().adapter instanceof PostgresAdapter;
+}
+
+/** An INTEGER PRIMARY KEY that numbers itself when omitted (SQLite's rowid alias; identity on PostgreSQL). */
+function autoKey(db: Kysely<unknown>): (c: ColumnDefinitionBuilder) => ColumnDefinitionBuilder {
+  return onPostgres(db) ? (c) => c.primaryKey().generatedByDefaultAsIdentity() : (c) => c.primaryKey();
+}
+
+/** 0002 on SQLite: vms gains tenant_id and loses its global unique name (the table is rebuilt). */
+async function rebuildVms0002(db: Kysely<unknown>): Promise<void> {
+  await sql`ALTER TABLE vms RENAME TO vms_0001`.execute(db);
+  await sql`DROP INDEX vms_host_id`.execute(db);
+  await db.schema
+    .createTable('vms')
+    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
+    .addColumn('name', 'text', (c) => c.notNull())
+    .addColumn('image_id', 'text', (c) => c.notNull().references('images.id'))
+    .addColumn('flavor_id', 'text', (c) => c.notNull().references('flavors.id'))
+    .addColumn('vcpus', 'integer', (c) => c.notNull())
+    .addColumn('memory_mib', 'integer', (c) => c.notNull())
+    .addColumn('disk_gib', 'integer', (c) => c.notNull())
+    .addColumn('state', 'text', (c) => c.notNull())
+    .addColumn('power', 'text', (c) => c.notNull())
+    .addColumn('boot_id', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('reboot_id', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('stop_timeout_ms', 'integer', (c) => c.notNull())
+    .addColumn('restart_policy', 'text', (c) => c.notNull())
+    .addColumn('restart_count', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('host_id', 'text', (c) => c.references('hosts.id'))
+    .addColumn('accelerator', 'text')
+    .addColumn('pid', 'integer')
+    .addColumn('guest_ips', 'text', (c) => c.notNull().defaultTo('[]'))
+    .addColumn('last_heartbeat_at', 'text')
+    .addColumn('guest_uptime_seconds', 'real')
+    .addColumn('boot_ms', 'integer')
+    .addColumn('error', 'text')
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addColumn('updated_at', 'text', (c) => c.notNull())
+    .addUniqueConstraint('vms_tenant_name', ['tenant_id', 'name'])
+    .execute();
+  await sql`INSERT INTO vms SELECT id, (SELECT id FROM tenants WHERE name = ${DEFAULT_TENANT}), name,
+      image_id, flavor_id, vcpus, memory_mib, disk_gib, state, power, boot_id, reboot_id, stop_timeout_ms,
+      restart_policy, restart_count, host_id, accelerator, pid, guest_ips, last_heartbeat_at,
+      guest_uptime_seconds, boot_ms, error, created_at, updated_at FROM vms_0001`.execute(db);
+  await sql`DROP TABLE vms_0001`.execute(db);
+  await db.schema.createIndex('vms_host_id').on('vms').column('host_id').execute();
+}
+
+/** 0009 on SQLite: tenant_keys loses its foreign key (rebuilt); a trigger keeps the cascade. */
+async function rebuildTenantKeys0009(db: Kysely<unknown>): Promise<void> {
+  await db.schema
+    .createTable('tenant_keys_0009')
+    .addColumn('tenant_id', 'text', (c) => c.notNull())
+    .addColumn('version', 'integer', (c) => c.notNull())
+    .addColumn('wrapped', 'text', (c) => c.notNull())
+    .addColumn('master_key_id', 'text', (c) => c.notNull())
+    .addColumn('created_at', 'text', (c) => c.notNull())
+    .addPrimaryKeyConstraint('tenant_keys_0009_pk', ['tenant_id', 'version'])
+    .execute();
+  await sql`INSERT INTO tenant_keys_0009 SELECT tenant_id, version, wrapped, master_key_id, created_at FROM tenant_keys`.execute(
+    db,
+  );
+  await sql`DROP TABLE tenant_keys`.execute(db);
+  await sql`ALTER TABLE tenant_keys_0009 RENAME TO tenant_keys`.execute(db);
+  // What the foreign key's cascade did, for tenants: deleting a tenant row deletes its keys.
+  await sql`CREATE TRIGGER tenants_delete_keys AFTER DELETE ON tenants
+    BEGIN DELETE FROM tenant_keys WHERE tenant_id = OLD.id; END`.execute(db);
+}
 
 const migrations: Record<string, Migration> = {
   '0001_initial': {
@@ -175,48 +252,23 @@ const migrations: Record<string, Migration> = {
         .execute();
       // VMs belong to a tenant and their names are unique per tenant: rebuild the table (SQLite cannot
       // change a unique constraint in place); existing VMs move into the default tenant.
-      await sql`ALTER TABLE vms RENAME TO vms_0001`.execute(db);
-      await sql`DROP INDEX vms_host_id`.execute(db);
-      await db.schema
-        .createTable('vms')
-        .addColumn('id', 'text', (c) => c.primaryKey())
-        .addColumn('tenant_id', 'text', (c) => c.notNull().references('tenants.id'))
-        .addColumn('name', 'text', (c) => c.notNull())
-        .addColumn('image_id', 'text', (c) => c.notNull().references('images.id'))
-        .addColumn('flavor_id', 'text', (c) => c.notNull().references('flavors.id'))
-        .addColumn('vcpus', 'integer', (c) => c.notNull())
-        .addColumn('memory_mib', 'integer', (c) => c.notNull())
-        .addColumn('disk_gib', 'integer', (c) => c.notNull())
-        .addColumn('state', 'text', (c) => c.notNull())
-        .addColumn('power', 'text', (c) => c.notNull())
-        .addColumn('boot_id', 'integer', (c) => c.notNull().defaultTo(0))
-        .addColumn('reboot_id', 'integer', (c) => c.notNull().defaultTo(0))
-        .addColumn('stop_timeout_ms', 'integer', (c) => c.notNull())
-        .addColumn('restart_policy', 'text', (c) => c.notNull())
-        .addColumn('restart_count', 'integer', (c) => c.notNull().defaultTo(0))
-        .addColumn('host_id', 'text', (c) => c.references('hosts.id'))
-        .addColumn('accelerator', 'text')
-        .addColumn('pid', 'integer')
-        .addColumn('guest_ips', 'text', (c) => c.notNull().defaultTo('[]'))
-        .addColumn('last_heartbeat_at', 'text')
-        .addColumn('guest_uptime_seconds', 'real')
-        .addColumn('boot_ms', 'integer')
-        .addColumn('error', 'text')
-        .addColumn('created_at', 'text', (c) => c.notNull())
-        .addColumn('updated_at', 'text', (c) => c.notNull())
-        .addUniqueConstraint('vms_tenant_name', ['tenant_id', 'name'])
-        .execute();
-      await sql`INSERT INTO vms SELECT id, (SELECT id FROM tenants WHERE name = ${DEFAULT_TENANT}), name,
-        image_id, flavor_id, vcpus, memory_mib, disk_gib, state, power, boot_id, reboot_id, stop_timeout_ms,
-        restart_policy, restart_count, host_id, accelerator, pid, guest_ips, last_heartbeat_at,
-        guest_uptime_seconds, boot_ms, error, created_at, updated_at FROM vms_0001`.execute(db);
-      await sql`DROP TABLE vms_0001`.execute(db);
-      await db.schema.createIndex('vms_host_id').on('vms').column('host_id').execute();
+      if (onPostgres(db)) {
+        await db.schema
+          .alterTable('vms')
+          .addColumn('tenant_id', 'text', (c) => c.references('tenants.id'))
+          .execute();
+        await sql`UPDATE vms SET tenant_id = (SELECT id FROM tenants WHERE name = ${DEFAULT_TENANT})`.execute(
+          db,
+        );
+        await sql`ALTER TABLE vms ALTER COLUMN tenant_id SET NOT NULL`.execute(db);
+        await sql`ALTER TABLE vms DROP CONSTRAINT vms_name_key`.execute(db);
+        await sql`ALTER TABLE vms ADD CONSTRAINT vms_tenant_name UNIQUE (tenant_id, name)`.execute(db);
+      } else await rebuildVms0002(db);
       await db.schema.createIndex('vms_tenant_id').on('vms').column('tenant_id').execute();
       // The audit log: an append-only hash chain; seq is dense and starts at 1.
       await db.schema
         .createTable('audit_records')
-        .addColumn('seq', 'integer', (c) => c.primaryKey())
+        .addColumn('seq', 'integer', autoKey(db))
         .addColumn('time', 'text', (c) => c.notNull())
         .addColumn('actor_id', 'text')
         .addColumn('actor', 'text', (c) => c.notNull())
@@ -238,7 +290,7 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('audit_checkpoints')
-        .addColumn('id', 'integer', (c) => c.primaryKey())
+        .addColumn('id', 'integer', autoKey(db))
         .addColumn('record_count', 'integer', (c) => c.notNull())
         .addColumn('head_hash', 'text', (c) => c.notNull())
         .addColumn('time', 'text', (c) => c.notNull())
@@ -294,9 +346,15 @@ migrations['0005_image_file_digests'] = {
         .addColumn(column, 'text', (c) => c.notNull().defaultTo(''))
         .execute();
     // The store is content-addressed: each file's name is its SHA-256.
-    await sql`UPDATE images SET kernel_sha256 = substr(kernel_path, -64), initrd_sha256 = substr(initrd_path, -64)`.execute(
-      db,
-    );
+    // (substr with a negative start counts from the end on SQLite only; right() is PostgreSQL's.)
+    if (onPostgres(db))
+      await sql`UPDATE images SET kernel_sha256 = right(kernel_path, 64), initrd_sha256 = right(initrd_path, 64)`.execute(
+        db,
+      );
+    else
+      await sql`UPDATE images SET kernel_sha256 = substr(kernel_path, -64), initrd_sha256 = substr(initrd_path, -64)`.execute(
+        db,
+      );
   },
 };
 
@@ -374,6 +432,13 @@ migrations['0008_image_names_per_owner'] = {
     // documented procedure (foreign keys off, create new, copy, drop old, rename, check). Kysely runs
     // SQLite migrations outside a transaction, so the pragma takes effect and the rebuild gets its own.
     // Read by position: the caller's plugins (CamelCasePlugin) may rename the column.
+    // PostgreSQL changes the constraint in place (the migration runs in a transaction there).
+    if (onPostgres(db)) {
+      await sql`ALTER TABLE images DROP CONSTRAINT images_name_key`.execute(db);
+      // '' stands for the platform (NULL tenant): NULLs are distinct in a UNIQUE index.
+      await sql`CREATE UNIQUE INDEX images_owner_name ON images (COALESCE(tenant_id, ''), name)`.execute(db);
+      return;
+    }
     const fkBefore = await sql<Record<string, number>>`PRAGMA foreign_keys`.execute(db);
     const restoreForeignKeys = Object.values(fkBefore.rows[0] ?? {})[0] === 1;
     await sql`PRAGMA foreign_keys = OFF`.execute(db);
@@ -471,23 +536,15 @@ migrations['0009_protected_images'] = {
     // Data keys now also exist for the platform's own images (tenant_id 'platform'), so tenant_keys
     // loses its foreign key; a trigger keeps the cascade, and tenant deletion also destroys the keys
     // explicitly with secure_delete and a WAL truncation (crypto-shredding).
-    await db.schema
-      .createTable('tenant_keys_0009')
-      .addColumn('tenant_id', 'text', (c) => c.notNull())
-      .addColumn('version', 'integer', (c) => c.notNull())
-      .addColumn('wrapped', 'text', (c) => c.notNull())
-      .addColumn('master_key_id', 'text', (c) => c.notNull())
-      .addColumn('created_at', 'text', (c) => c.notNull())
-      .addPrimaryKeyConstraint('tenant_keys_0009_pk', ['tenant_id', 'version'])
-      .execute();
-    await sql`INSERT INTO tenant_keys_0009 SELECT tenant_id, version, wrapped, master_key_id, created_at FROM tenant_keys`.execute(
-      db,
-    );
-    await sql`DROP TABLE tenant_keys`.execute(db);
-    await sql`ALTER TABLE tenant_keys_0009 RENAME TO tenant_keys`.execute(db);
-    // What the foreign key's cascade did, for tenants: deleting a tenant row deletes its keys.
-    await sql`CREATE TRIGGER tenants_delete_keys AFTER DELETE ON tenants
-      BEGIN DELETE FROM tenant_keys WHERE tenant_id = OLD.id; END`.execute(db);
+    if (onPostgres(db)) {
+      // In place: drop the foreign key, and a PL/pgSQL trigger function does what the SQLite trigger does.
+      await sql`ALTER TABLE tenant_keys DROP CONSTRAINT tenant_keys_tenant_id_fkey`.execute(db);
+      await sql`ALTER TABLE tenant_keys RENAME CONSTRAINT tenant_keys_pk TO tenant_keys_0009_pk`.execute(db);
+      await sql`CREATE FUNCTION tenants_delete_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN DELETE FROM tenant_keys WHERE tenant_id = OLD.id; RETURN OLD; END $$`.execute(db);
+      await sql`CREATE TRIGGER tenants_delete_keys AFTER DELETE ON tenants
+        FOR EACH ROW EXECUTE FUNCTION tenants_delete_keys()`.execute(db);
+    } else await rebuildTenantKeys0009(db);
 
     // Security events (the engine of a later issue reads and extends this stream).
     await db.schema

@@ -100,7 +100,7 @@ export async function auditRoutes(base: FastifyInstance, ctx: AppContext): Promi
       },
     },
     async (_request, reply) =>
-      reply.type('application/x-ndjson').send(Readable.from(withNewlines(ctx.audit.exportRecords()))),
+      reply.type('application/x-ndjson').send(Readable.from(withNewlines(ctx.audit.exportRecordsAsync()))),
   );
 
   app.get(
@@ -116,7 +116,7 @@ export async function auditRoutes(base: FastifyInstance, ctx: AppContext): Promi
       await ctx.audit.checkpoint();
       return reply
         .type('application/x-ndjson')
-        .send(Readable.from(withNewlines(ctx.audit.exportCheckpoints())));
+        .send(Readable.from(withNewlines(ctx.audit.exportCheckpointsAsync())));
     },
   );
 }
@@ -125,6 +125,6 @@ function page(result: AuditPageResult): { items: AuditRecordView[]; next: string
   return { items: result.items, next: result.next };
 }
 
-function* withNewlines(lines: Iterable<string>): Iterable<string> {
-  for (const line of lines) yield `${line}\n`;
+async function* withNewlines(lines: AsyncIterable<string>): AsyncIterable<string> {
+  for await (const line of lines) yield `${line}\n`;
 }

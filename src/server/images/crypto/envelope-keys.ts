@@ -22,7 +22,7 @@ import { inspect } from 'node:util';
 import { sql } from 'kysely';
 import { createSecretFile, readSecretFile } from '../../../common/secret-file.js';
 import type { Db } from '../../store/database.js';
-import { nowIso } from '../../store/database.js';
+import { engineOf, nowIso } from '../../store/database.js';
 
 export const MASTER_KEY_ENV = 'RAMPART_MASTER_KEY';
 const KEY_BYTES = 32;
@@ -241,7 +241,8 @@ export class TenantKeyring {
       .select((eb) => eb.fn.max('version').as('version'))
       .where('tenantId', '=', tenantId)
       .executeTakeFirst();
-    return row?.version ?? null;
+    // MAX() is a string on some drivers (pg with numeric results): always a number here.
+    return row?.version === null || row?.version === undefined ? null : Number(row.version);
   }
 
   /**
@@ -363,6 +364,19 @@ export class TenantKeyring {
    * wrapped keys do not linger in the database files. Returns the number of keys destroyed.
    */
   async destroyTenantKeys(tenantId: string): Promise<number> {
+    if (engineOf(this.db) === 'postgres') {
+      // PostgreSQL has no secure_delete: a DELETE leaves the old tuple in the heap page (and in the WAL
+      // and any base backup) until VACUUM marks the space reusable, and VACUUM does not overwrite it
+      // either — it is not a secure erase. The wrapped keys are encrypted under the master key, which
+      // never enters the database, so what lingers cannot be unwrapped without it; rotating the master
+      // key (rewrap) and then retiring the old one completes the shredding there. Encrypt the database
+      // volume and its backups on the PostgreSQL host as well.
+      const result = await this.db
+        .deleteFrom('tenantKeys')
+        .where('tenantId', '=', tenantId)
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    }
     const previous = await sql<{ secureDelete: number }>`PRAGMA secure_delete`.execute(this.db);
     const was = previous.rows[0]?.secureDelete ?? 0;
     await sql`PRAGMA secure_delete = ON`.execute(this.db);
