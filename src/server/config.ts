@@ -19,11 +19,14 @@ import { parseTrustedProxies, parseTrustedProxiesList } from './http/trusted-pro
 import { QUOTA_RESOURCES, type QuotaResource } from '../api/quota.js';
 import { DEFAULT_OVERCOMMIT, type Overcommit } from './compute/scheduler.js';
 import { DEFAULT_QUOTA, type QuotaLimits } from './quota/quota-service.js';
+import { databaseTargetProblem, isPostgresUrl } from './store/database.js';
 
 const ConfigFile = Type.Object(
   {
     listen: Type.Optional(Type.String()),
     data_dir: Type.Optional(Type.String()),
+    /** The control-plane database: a SQLite file path or a postgres:// URL (default <data_dir>/db/rampart.db). */
+    database: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     guest_image_dir: Type.Optional(Type.String()),
     log_level: Type.Optional(Type.String()),
     stop_timeout_seconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600 })),
@@ -109,6 +112,11 @@ export interface ServerConfig {
   host: string;
   port: number;
   dataDir: string;
+  /**
+   * The control-plane database: a SQLite file (default <dataDir>/db/rampart.db) or a PostgreSQL URL
+   * (postgres://user:password@host[:port]/database). Holds a password: log maskDatabaseUrl() of it only.
+   */
+  database: string;
   guestImageDir: string;
   logLevel: string;
   stopTimeoutSeconds: number;
@@ -283,6 +291,8 @@ export interface ServerConfigInput {
   listen?: string;
   dataDir?: string;
   config?: string;
+  /** A SQLite file path or a postgres:// URL (flag --database, env RAMPART_DATABASE, file `database`). */
+  database?: string;
 }
 
 export function parseListen(listen: string): { host: string; port: number } {
@@ -291,6 +301,15 @@ export function parseListen(listen: string): { host: string; port: number } {
   if (!match || port > 65535)
     throw new InvalidInputError(`listen address must be HOST:PORT, got ${JSON.stringify(listen)}`);
   return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** The database target: a postgres:// URL as given, a file path resolved, or the default file. */
+function databaseSetting(value: string | undefined, dataDir: string): string {
+  if (value === undefined) return join(dataDir, 'db', 'rampart.db');
+  const problem = databaseTargetProblem(value);
+  // The message never carries the value itself: it may hold a password.
+  if (problem) throw new InvalidInputError(`database setting: ${problem}`);
+  return isPostgresUrl(value) ? value : resolve(value);
 }
 
 function repoRoot(): string {
@@ -317,6 +336,10 @@ export function loadServerConfig(
   const listen = input.listen ?? env.RAMPART_LISTEN ?? file.listen ?? '127.0.0.1:8480';
   const { host, port } = parseListen(listen);
   const dataDir = resolve(input.dataDir ?? env.RAMPART_DATA_DIR ?? file.data_dir ?? defaultDataDir());
+  const database = databaseSetting(
+    input.database ?? (env.RAMPART_DATABASE || undefined) ?? file.database,
+    dataDir,
+  );
   const agentDataDir = join(dataDir, 'agent');
   const agentEnv: Record<string, string> = {};
   const accel = env.RAMPART_ACCEL ?? file.agent?.accel;
@@ -483,6 +506,7 @@ export function loadServerConfig(
     host,
     port,
     dataDir,
+    database,
     rateLimit,
     trustedProxies,
     images,

@@ -4,7 +4,6 @@
  * and its VMs running; the next start re-adopts them.
  */
 import { chmodSync, existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { TELEMETRY_EVENT_KIND } from '../api/telemetry.js';
 import { createLogger } from '../common/logger.js';
 import { newId } from '../common/ids.js';
@@ -43,7 +42,7 @@ import { diskImageBacking, registerDefaultImage } from './images/image-catalog.j
 import { openImageServices } from './images/image-services.js';
 import { NetworkService } from './network/network-service.js';
 import { createMetrics } from './metrics.js';
-import { openDatabase } from './store/database.js';
+import { engineOf, maskDatabaseUrl, openDatabase } from './store/database.js';
 
 export interface ServerCliOptions extends ServerConfigInput {
   resetAdminPassword?: boolean;
@@ -55,9 +54,14 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   // The data directory must be traversable by the VMs' unprivileged uids (images, per-VM dirs).
   mkdirSync(config.dataDir, { recursive: true, mode: 0o755 });
   chmodSync(config.dataDir, 0o755);
-  const dbFile = join(config.dataDir, 'db', 'rampart.db');
-  const db = await openDatabase(dbFile);
-  for (const file of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
+  // A SQLite file (the default, in the data directory) or a PostgreSQL URL; never log the password.
+  const db = await openDatabase(config.database);
+  if (engineOf(db) === 'sqlite') {
+    const dbFile = config.database;
+    for (const file of [dbFile, `${dbFile}-wal`, `${dbFile}-shm`])
+      if (existsSync(file)) chmodSync(file, 0o600);
+  }
+  log.info({ engine: engineOf(db), database: maskDatabaseUrl(config.database) }, 'database open');
 
   const users = new UserDirectory(db);
   const roles = new RoleDirectory(db);

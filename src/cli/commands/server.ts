@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import type { ServerCliOptions } from '../../server/main.js';
 import type { CommandDeps } from '../context.js';
+import { InvalidArgumentError } from 'commander';
 import { UsageError } from '../errors.js';
 import { parseListen, parsePath } from '../validation.js';
 
@@ -17,6 +18,15 @@ export function serverOptions(
   const dataDir = flags.dataDir ?? (env.RAMPART_DATA_DIR || undefined);
   const config = flags.config ?? (env.RAMPART_CONFIG || undefined);
   const listen = flags.listen ?? (env.RAMPART_LISTEN || undefined);
+  const database = flags.database ?? (env.RAMPART_DATABASE || undefined);
+  if (database !== undefined) {
+    try {
+      options.database = parseDatabase(database);
+    } catch (err) {
+      // Not the value: a URL may carry a password.
+      throw new UsageError(`invalid RAMPART_DATABASE: ${(err as Error).message}`);
+    }
+  }
   if (listen !== undefined) {
     try {
       options.listen = parseListen(listen);
@@ -30,6 +40,29 @@ export function serverOptions(
   return options;
 }
 
+/**
+ * --database / RAMPART_DATABASE: a SQLite file path or a postgres:// (postgresql://) URL with a host and a
+ * database name. Checked here without loading the server; the server checks again when it connects.
+ */
+export function parseDatabase(value: string): string {
+  if (value.length === 0 || /[\0\n\r]/.test(value))
+    throw new InvalidArgumentError('Expected a file path or a postgres:// URL.');
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
+  if (!/^postgres(?:ql)?:\/\//i.test(value))
+    throw new InvalidArgumentError('Expected a file path or a postgres:// URL (postgresql:// also works).');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError('Expected a valid postgres:// URL.');
+  }
+  if (!url.hostname && !url.searchParams.get('host'))
+    throw new InvalidArgumentError('The postgres:// URL has no host.');
+  if (url.pathname.replace(/^\//, '') === '')
+    throw new InvalidArgumentError('The postgres:// URL has no database name.');
+  return value;
+}
+
 export function registerServerCommand(program: Command, deps: CommandDeps): void {
   program
     .command('server')
@@ -40,6 +73,12 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
     .option('--listen <host:port>', 'address to serve the API on (env RAMPART_LISTEN)', parseListen)
     .option('--data-dir <dir>', 'directory for the database and images (env RAMPART_DATA_DIR)', parsePath)
     .option('--config <file>', 'configuration file (env RAMPART_CONFIG)', parsePath)
+    .option(
+      '--database <file|url>',
+      'control-plane database: a SQLite file (default <data-dir>/db/rampart.db) or ' +
+        'postgres://user:password@host[:port]/database for cluster mode (env RAMPART_DATABASE)',
+      parseDatabase,
+    )
     .option(
       '--reset-admin-password',
       'give user admin a new one-time password (printed once; revokes its sessions and tokens) and exit',
@@ -52,6 +91,7 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         '  RAMPART_LISTEN    address to listen on, as --listen',
         '  RAMPART_DATA_DIR  data directory, as --data-dir',
         '  RAMPART_CONFIG    configuration file, as --config',
+        '  RAMPART_DATABASE  SQLite file or postgres:// URL, as --database (the password is never logged)',
         '  RAMPART_ADMIN_PASSWORD  password of the first admin (unattended installs; else a one-time password is printed once)',
         '  RAMPART_SESSION_TTL_SECONDS, RAMPART_REFRESH_TTL_SECONDS  session token / refresh lifetimes (900 / 43200)',
         '  RAMPART_REQUIRE_MFA_FOR_ADMINS  true: admins must enrol TOTP before doing anything else',
