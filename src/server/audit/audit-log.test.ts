@@ -473,7 +473,7 @@ describe('AuditLog: fields, fail closed, queries', () => {
     const h = await setup();
     try {
       await appendMany(h.audit, 2);
-      h.audit.assertWritable();
+      assert.equal(h.audit.assertWritable(), undefined); // synchronous on SQLite
       sqlite(h).exec(
         `CREATE TRIGGER audit_block BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'blocked'); END`,
       );
@@ -490,7 +490,7 @@ describe('AuditLog: fields, fail closed, queries', () => {
       // The probe left nothing behind and no transaction open.
       assert.equal(sqlite(h).inTransaction, false);
       sqlite(h).exec('DROP TRIGGER audit_block');
-      h.audit.assertWritable();
+      assert.equal(h.audit.assertWritable(), undefined);
       const rows = await appendMany(h.audit, 3, 3);
       assert.deepEqual(
         rows.map((r) => r.seq),
@@ -524,7 +524,7 @@ describe('AuditLog: fields, fail closed, queries', () => {
             createdAt: 'x',
           })
           .execute();
-        h.audit.assertWritable();
+        assert.equal(h.audit.assertWritable(), undefined);
         assert.equal(sqlite(h).inTransaction, true);
       });
       assert.equal(

@@ -26,6 +26,7 @@
  * and the export read the head from the database. The fail-closed probe is an INSERT in a transaction
  * that is rolled back. Durability: synchronous_commit=on (database.ts), so a commit is on disk.
  */
+import { randomInt } from 'node:crypto';
 import type SqliteDatabase from 'better-sqlite3';
 import { sql } from 'kysely';
 import { AuditUnavailableError, InvalidInputError } from '../../api/errors.js';
@@ -493,8 +494,13 @@ export class AuditLog {
       await this.db
         .transaction()
         .execute(async (trx) => {
-          await sql`INSERT INTO audit_records (time, actor, action, outcome, status, source, request_id,
-            prev_hash, hash) VALUES ('', '', 'audit.probe', 'failure', 0, '', '', '', '')`.execute(trx);
+          // An explicit negative seq that no record has: the identity default would collide with the
+          // explicit seqs, and a shared constant would make concurrent probes wait on each other.
+          const seq = -1 - randomInt(0, 2 ** 47);
+          await sql`INSERT INTO audit_records (seq, time, actor, action, outcome, status, source, request_id,
+            prev_hash, hash) VALUES (${seq}, '', '', 'audit.probe', 'failure', 0, '', '', '', '')`.execute(
+            trx,
+          );
           throw PROBE_DONE;
         })
         .catch((error: unknown) => {
