@@ -165,6 +165,9 @@ const EXPECTED: Record<string, string> = {
   'GET /v1/hosts/:id': 'PA',
   'PATCH /v1/hosts/:id': 'PA',
   'POST /v1/hosts/:id/evacuate': 'PA',
+  'POST /v1/platform/hosts/join-tokens': 'PA',
+  'POST /v1/platform/hosts/:host/revoke': 'PA',
+  'POST /v1/hosts/join': 'public',
   'GET /v1/vms': 'PA TA OP ME VI AU SR',
   'POST /v1/vms': 'PA TA ME',
   'GET /v1/vms/:ref': 'PA TA OP ME VI AU SR',
@@ -256,7 +259,8 @@ function probe(key: string, tenant: string, object: 'absent' | 'foreign', withBo
     .replace(':user', 'no-such-user')
     .replace(':name', 'no-such-role')
     .replace(':volume', 'no-such-volume')
-    .replace(':snapshot', 'no-such-snapshot');
+    .replace(':snapshot', 'no-such-snapshot')
+    .replace(':host', 'no-such-host');
   const scope = ROUTE_POLICY[key]?.scope;
   // The tenant comes from the path only where the policy says so (`:tenant` may also name a target).
   const tenantInPath = ROUTE_POLICY[key]?.tenantParam !== undefined;

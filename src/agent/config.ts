@@ -45,11 +45,19 @@ export interface AgentConfig {
   memoryLimitMiB: number | null;
   /** RAMPART_DEDICATED_CPUS: CPUs whose cores may be pinned (unset: all cores but the first). */
   dedicatedCpus: string | undefined;
+  /**
+   * Remote mode: the server's agent listener (host:port) to dial over TLS, from --server or
+   * RAMPART_SERVER (default: the endpoint stored at join). Only used once the host has joined.
+   */
+  server: string | null;
+  /** RAMPART_HEARTBEAT_SECONDS: remote mode heartbeat interval (default 5). */
+  heartbeatSeconds: number;
 }
 
 export interface AgentConfigInput {
   dataDir?: string;
   socket?: string;
+  server?: string;
 }
 
 const SAFE_PATH = /^\/[A-Za-z0-9._/-]+$/;
@@ -113,6 +121,8 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     telemetrySeconds: integerEnv(env, 'RAMPART_TELEMETRY_SECONDS', 10, 0, 3600),
     hostname,
     dedicatedCpus,
+    server: input.server ?? (env.RAMPART_SERVER || null),
+    heartbeatSeconds: integerEnv(env, 'RAMPART_HEARTBEAT_SECONDS', 5, 1, 300),
     cpuLimit: env.RAMPART_HOST_CPUS === undefined ? null : integerEnv(env, 'RAMPART_HOST_CPUS', 1, 1, 65_536),
     memoryLimitMiB:
       env.RAMPART_HOST_MEMORY_MIB === undefined

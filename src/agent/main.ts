@@ -23,6 +23,7 @@ import {
   loadHostId,
   qemuVersion,
 } from './host-facts.js';
+import { ServerDialer, loadHostCredentials, storedEndpoint } from './link/server-dialer.js';
 import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
 import { HostNetwork } from './runtime/host-network.js';
@@ -179,10 +180,30 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
   });
   telemetry.start();
   await link.listen();
-  log.info({ socket: config.socket, vms: vms.list().length }, 'agent ready');
+  // Remote mode: a host that has joined dials the server over TLS (mutual authentication).
+  const credentials = loadHostCredentials(config.dataDir);
+  const endpoint = config.server ?? storedEndpoint(config.dataDir);
+  const dialer =
+    credentials && endpoint
+      ? new ServerDialer({
+          endpoint,
+          credentials,
+          link,
+          log: log.child({ component: 'server-link' }),
+          heartbeatMs: config.heartbeatSeconds * 1000,
+        })
+      : null;
+  if (config.server && !credentials)
+    log.warn({ server: config.server }, 'no host certificate: run `rampart agent join` first; not dialing');
+  dialer?.start();
+  log.info(
+    { socket: config.socket, server: dialer ? endpoint : null, vms: vms.list().length },
+    'agent ready',
+  );
 
   const shutdown = (signal: string) => {
     log.info({ signal }, 'agent stopping (VMs keep running)');
+    dialer?.stop();
     link.close();
     telemetry.stop();
     network.stop();

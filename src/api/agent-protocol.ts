@@ -459,8 +459,18 @@ export const ReplyMessage = Type.Object({
   error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String() })),
 });
 
+/**
+ * Sent by a remote agent (TLS) every few seconds: the server closes a connection that stays silent for
+ * three intervals, and its host goes offline.
+ */
+export const HeartbeatMessage = Type.Object({
+  type: Type.Literal('heartbeat'),
+  at: Type.String({ maxLength: 64 }),
+});
+
 export const AgentMessage = Type.Union([
   HelloMessage,
+  HeartbeatMessage,
   StatusMessage,
   ConsoleMessage,
   AgentEventMessage,

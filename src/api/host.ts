@@ -60,3 +60,58 @@ export const HostEvacuation = Type.Object(
   { $id: 'HostEvacuation' },
 );
 export type HostEvacuation = Static<typeof HostEvacuation>;
+
+/** `POST /v1/platform/hosts/join-tokens`: a one-time token for one remote host to join. */
+export const JoinTokenCreate = Type.Object(
+  {
+    /** The host's name: the agent's CSR must carry it as its CN (absent: any host name). */
+    name: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$' })),
+    /** How long the token stays usable (default 3600 s, at most 7 days). */
+    ttlSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 7 * 86_400 })),
+  },
+  { additionalProperties: false },
+);
+export type JoinTokenCreate = Static<typeof JoinTokenCreate>;
+
+export const JoinTokenCreated = Type.Object(
+  {
+    id: Id,
+    /** Shown once: the server keeps only its SHA-256. */
+    token: Type.String(),
+    hostname: Type.Union([Type.String(), Type.Null()]),
+    expiresAt: Timestamp,
+  },
+  { $id: 'JoinTokenCreated' },
+);
+export type JoinTokenCreated = Static<typeof JoinTokenCreated>;
+
+/** `POST /v1/hosts/join`: the token and a PEM CSR (EC P-256, subject CN=<host name>). */
+export const HostJoinRequest = Type.Object(
+  {
+    token: Type.String({ pattern: '^rjt_[A-Za-z0-9_-]{43}$' }),
+    csr: Type.String({ minLength: 64, maxLength: 8192 }),
+  },
+  { additionalProperties: false },
+);
+export type HostJoinRequest = Static<typeof HostJoinRequest>;
+
+export const HostJoined = Type.Object(
+  {
+    hostId: Id,
+    hostname: Type.String(),
+    /** The host certificate (PEM; CN = hostId, clientAuth, signed by the host CA). */
+    certificate: Type.String(),
+    /** The host CA's certificate (PEM): the agent pins it to verify the server. */
+    caCertificate: Type.String(),
+    /** host:port of the server's agent listener (TLS 1.3, mutual authentication). */
+    agentEndpoint: Type.String(),
+  },
+  { $id: 'HostJoined' },
+);
+export type HostJoined = Static<typeof HostJoined>;
+
+export const HostRevoked = Type.Object(
+  { hostId: Id, hostname: Type.String(), revoked: Type.Integer({ minimum: 0 }) },
+  { $id: 'HostRevoked' },
+);
+export type HostRevoked = Static<typeof HostRevoked>;

@@ -234,3 +234,22 @@ export function resolveTime(value: string, nowMs: number): string {
     return new Date(nowMs - Number(relative[1]) * (UNIT_MS[relative[2] ?? 's'] ?? 1000)).toISOString();
   return new Date(Date.parse(value)).toISOString();
 }
+
+/** A duration such as `90s`, `30m`, `1h`, `2d` (or plain seconds), for `host join-token --ttl`. */
+export function parseDurationSeconds(value: string): number {
+  const match = /^([0-9]{1,7})([smhd]?)$/.exec(value);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match?.[2] ?? ''] ?? 1;
+  const seconds = match ? Number(match[1]) * unit : Number.NaN;
+  if (!(seconds >= 60 && seconds <= 7 * 86_400)) {
+    throw new InvalidArgumentError('Expected a duration from 60s to 7d, e.g. 30m, 1h or 2d.');
+  }
+  return seconds;
+}
+
+/** A host name (letters, digits, dots and dashes; the CN of a remote host's certificate request). */
+export function parseHostName(value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/.test(value)) {
+    throw new InvalidArgumentError('Expected a host name (letters, digits, dots and dashes).');
+  }
+  return value;
+}

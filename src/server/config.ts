@@ -137,6 +137,19 @@ export interface ServerConfig {
     /** Unix sockets of the agents of further hosts, which the server connects to (never starts). */
     externalSockets: string[];
   };
+  /**
+   * RAMPART_AGENT_LISTEN=host:port: the TLS listener remote agents dial (off when unset).
+   * RAMPART_AGENT_ENDPOINT: the host:port agents are told to dial (default: the listen address; the
+   * listener's certificate names its host). RAMPART_AGENT_HEARTBEAT_SECONDS: the agents' heartbeat
+   * interval the server expects (a connection silent for three is closed; default 5).
+   */
+  agentListener: {
+    host: string;
+    port: number;
+    endpointHost: string;
+    endpointPort: number | null;
+    heartbeatSeconds: number;
+  } | null;
 }
 
 export interface AuthConfig {
@@ -502,7 +515,26 @@ export function loadServerConfig(
     ),
   };
   const trustedProxies = trustedProxiesSetting(env.RAMPART_TRUSTED_PROXIES, file.trusted_proxies);
+  let agentListener: ServerConfig['agentListener'] = null;
+  if (env.RAMPART_AGENT_LISTEN) {
+    const listenAt = parseListen(env.RAMPART_AGENT_LISTEN);
+    const endpoint = env.RAMPART_AGENT_ENDPOINT ? parseListen(env.RAMPART_AGENT_ENDPOINT) : null;
+    agentListener = {
+      ...listenAt,
+      endpointHost: endpoint?.host ?? listenAt.host,
+      endpointPort: endpoint?.port ?? null,
+      heartbeatSeconds: intSetting(
+        'RAMPART_AGENT_HEARTBEAT_SECONDS',
+        env.RAMPART_AGENT_HEARTBEAT_SECONDS,
+        undefined,
+        5,
+        1,
+        300,
+      ),
+    };
+  }
   return {
+    agentListener,
     host,
     port,
     dataDir,

@@ -43,6 +43,7 @@ import { openImageServices } from './images/image-services.js';
 import { NetworkService } from './network/network-service.js';
 import { createMetrics } from './metrics.js';
 import { engineOf, maskDatabaseUrl, openDatabase } from './store/database.js';
+import { startAgentListener } from './cluster/remote-hosts.js';
 
 export interface ServerCliOptions extends ServerConfigInput {
   resetAdminPassword?: boolean;
@@ -366,6 +367,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   // Until an agent says hello in this run, no host is known to be online.
   await db.updateTable('hosts').set({ state: 'offline' }).execute();
   fleet.start();
+  // Remote hosts (RAMPART_AGENT_LISTEN): the host CA, join tokens and the TLS listener agents dial.
+  const remote = await startAgentListener(config, db, fleet, log.child({ component: 'agent-listener' }));
 
   const app = await buildApp(
     {
@@ -390,6 +393,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       quotas,
       overcommit: config.overcommit,
       version: RAMPART_VERSION,
+      enrollment: remote.enrollment,
     },
     log,
     { rateLimit: config.rateLimit, trustedProxies: config.trustedProxies },
@@ -421,6 +425,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     stopping = true;
     log.info({ signal }, 'shutting down (the agent and its VMs keep running)');
     fleet.stop();
+    remote.listener?.stop();
     vmService.stopTimers();
     compliance.stop();
     heartbeats.stop();

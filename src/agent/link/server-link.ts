@@ -1,6 +1,7 @@
 /**
- * The agent's end of the protocol: listens on a unix socket (mode 0600, root only), says hello with
- * the host's facts, validates and executes requests, answers each with one reply, and streams VM
+ * The agent's end of the protocol: listens on a unix socket (mode 0600, root only) and, on a remote
+ * host, serves the TLS connection it dials to the server (link/server-dialer.ts); says hello with the
+ * host's facts, validates and executes requests, answers each with one reply, and streams VM
  * status and console output. One server connection at a time: a new one replaces the old.
  */
 import { chmodSync, rmSync } from 'node:fs';
@@ -60,13 +61,23 @@ export class ServerLink {
     this.server?.close();
   }
 
-  private accept(socket: Socket): void {
+  /**
+   * Serves one server connection: the unix socket's, or a TLS socket the agent dialed (remote mode),
+   * which also carries a heartbeat every `heartbeatMs`.
+   */
+  accept(socket: Socket, options: { heartbeatMs?: number } = {}): void {
     if (this.current) {
       this.log.info('a new server connection replaces the previous one');
       this.current.destroy();
     }
     this.current = socket;
+    const heartbeat = options.heartbeatMs
+      ? setInterval(() => {
+          if (!socket.destroyed) writeJsonLine(socket, { type: 'heartbeat', at: new Date().toISOString() });
+        }, options.heartbeatMs)
+      : null;
     socket.on('close', () => {
+      if (heartbeat) clearInterval(heartbeat);
       if (this.current === socket) this.current = null;
     });
     socket.on('error', () => undefined);

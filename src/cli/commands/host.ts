@@ -3,11 +3,11 @@
  * id prefix or a hostname and resolves it from the host list.
  */
 import type { Command } from 'commander';
-import type { Host, HostEvacuation } from '../../api/host.js';
+import type { Host, HostEvacuation, HostRevoked, JoinTokenCreated } from '../../api/host.js';
 import type { ApiClient } from '../api-client.js';
 import type { CommandDeps } from '../context.js';
 import { IncompleteError, LocalNotFoundError, UsageError } from '../errors.js';
-import { isUuid, parseHostRef, parseOnOff } from '../validation.js';
+import { isUuid, parseDurationSeconds, parseHostName, parseHostRef, parseOnOff } from '../validation.js';
 import { hostDetails, hostTable } from '../views.js';
 
 /** Finds a host by full id (one GET), or by unique id prefix or exact hostname (from the list). */
@@ -30,7 +30,9 @@ export async function findHost(client: ApiClient, ref: string): Promise<Host> {
 export function registerHostCommands(program: Command, deps: CommandDeps): void {
   const host = program
     .command('host')
-    .description('list and inspect hypervisor hosts, put them into maintenance, evacuate them');
+    .description(
+      'list and inspect hypervisor hosts, put them into maintenance, evacuate them, let remote hosts join, revoke them',
+    );
 
   host
     .command('list')
@@ -95,5 +97,55 @@ export function registerHostCommands(program: Command, deps: CommandDeps): void 
       // A VM that stayed needs the operator (exit 4, like any state conflict).
       if (result.skipped.length > 0)
         throw new IncompleteError(`${result.skipped.length} VM(s) stayed on host ${found.hostname}`);
+    });
+
+  host
+    .command('join-token')
+    .description(
+      'create a one-time token for a remote host to join (`rampart agent join --server URL --token T` on that host); shown once',
+    )
+    .option('--name <name>', 'the host name the joining agent must give (default: any)', parseHostName)
+    .option(
+      '--ttl <duration>',
+      'how long the token stays usable: 60s to 7d (default 1h)',
+      parseDurationSeconds,
+    )
+    .action(async (opts: { name?: string; ttl?: number }, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const created = await ctx.client.request<JoinTokenCreated>('POST', '/v1/platform/hosts/join-tokens', {
+        body: { ...(opts.name ? { name: opts.name } : {}), ...(opts.ttl ? { ttlSeconds: opts.ttl } : {}) },
+        tenant: false,
+      });
+      if (ctx.out.json) ctx.out.printJson(created);
+      else
+        ctx.out.print(
+          [
+            `join token for ${created.hostname ?? 'any host name'} (expires ${created.expiresAt}; shown only now):`,
+            '',
+            `  ${created.token}`,
+            '',
+            `On the host: rampart agent join --server <this server's URL> --token <token>${created.hostname ? ` --name ${created.hostname}` : ''}`,
+          ].join('\n'),
+        );
+    });
+
+  host
+    .command('revoke')
+    .description(
+      "revoke a remote host's certificate: its connection is closed at once and it cannot connect again (it must join anew)",
+    )
+    .argument('<host>', 'host id or hostname of a host that joined', parseHostRef)
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const revoked = await ctx.client.request<HostRevoked>(
+        'POST',
+        `/v1/platform/hosts/${encodeURIComponent(ref)}/revoke`,
+        { tenant: false },
+      );
+      if (ctx.out.json) ctx.out.printJson(revoked);
+      else
+        ctx.out.print(
+          `host ${revoked.hostname} (${revoked.hostId}): ${revoked.revoked} certificate(s) revoked`,
+        );
     });
 }

@@ -1,7 +1,7 @@
 /**
  * The server's end of one agent connection: sends requests (matched to replies by id, each with a
  * timeout), validates every incoming message against the protocol schema, and emits what the agent
- * reports. Transport-agnostic: any Duplex (unix socket now, TLS later).
+ * reports. Transport-agnostic: any Duplex (a unix socket, or TLS for remote hosts).
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
@@ -40,6 +40,9 @@ export class AgentConnection extends EventEmitter<AgentConnectionEvents> {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private closed = false;
+  private silenceTimer: NodeJS.Timeout | null = null;
+  /** When the agent last sent a valid message (any message counts as a sign of life). */
+  lastMessageAt = Date.now();
   host: HostInfo | null = null;
 
   constructor(
@@ -84,12 +87,29 @@ export class AgentConnection extends EventEmitter<AgentConnectionEvents> {
     this.stream.destroy();
   }
 
+  /** Closes the connection once the agent has been silent for `ms` (remote agents send heartbeats). */
+  closeWhenSilent(ms: number): void {
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
+    this.silenceTimer = setInterval(
+      () => {
+        if (Date.now() - this.lastMessageAt <= ms) return;
+        this.log.warn({ silentMs: Date.now() - this.lastMessageAt }, 'agent went silent; closing');
+        this.close();
+      },
+      Math.max(100, Math.floor(ms / 6)),
+    );
+    this.silenceTimer.unref();
+  }
+
   private onMessage(value: unknown): void {
     if (!agentMessageValidator.Check(value)) {
       this.log.warn('agent sent a message that does not match the protocol');
       return;
     }
+    this.lastMessageAt = Date.now();
     switch (value.type) {
+      case 'heartbeat':
+        return;
       case 'hello':
         if (value.protocolVersion !== AGENT_PROTOCOL_VERSION) {
           this.log.error({ version: value.protocolVersion }, 'agent speaks an unsupported protocol version');
@@ -128,6 +148,7 @@ export class AgentConnection extends EventEmitter<AgentConnectionEvents> {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.silenceTimer) clearInterval(this.silenceTimer);
     for (const [id, pending] of this.pending) {
       clearTimeout(pending.timer);
       pending.reject(new HostUnavailableError('the host agent disconnected'));

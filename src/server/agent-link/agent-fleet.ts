@@ -19,9 +19,11 @@ export interface AgentFleetEvents {
 export class AgentFleet extends EventEmitter<AgentFleetEvents> {
   private readonly supervisors: AgentSupervisor[];
   private readonly byHost = new Map<string, AgentConnection>();
+  private readonly log: Logger;
 
   constructor(endpoints: readonly AgentEndpoint[], log: Logger) {
     super();
+    this.log = log;
     const sockets = new Set<string>();
     for (const endpoint of endpoints) {
       if (sockets.has(endpoint.socket))
@@ -44,6 +46,14 @@ export class AgentFleet extends EventEmitter<AgentFleetEvents> {
   /** How many agents are connected now. */
   get connectedCount(): number {
     return [...this.byHost.values()].filter((c) => c.isOpen).length;
+  }
+
+  /**
+   * A connection that came in (a remote agent over TLS, already authenticated and said hello as
+   * `host`): joins the fleet under the same rule, one agent per host id.
+   */
+  accept(connection: AgentConnection, host: HostInfo): void {
+    this.onConnected(connection, host, this.log);
   }
 
   start(): void {

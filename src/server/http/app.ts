@@ -34,6 +34,7 @@ import { tokenRoutes } from './routes/tokens.js';
 import { quotaRoutes } from './routes/quotas.js';
 import { trustRoutes } from './routes/trust.js';
 import { userRoutes } from './routes/users.js';
+import { remoteHostRoutes } from './routes/remote-hosts.js';
 import { WebConsole, webConsoleRoutes } from './web-console.js';
 
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -118,6 +119,7 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     await complianceRoutes(scope, ctx);
     await metaRoutes(scope, ctx);
     await catalogRoutes(scope, ctx);
+    await remoteHostRoutes(scope, ctx);
     await imageFileRoutes(scope, ctx);
     await networkRoutes(scope, ctx);
     await placementGroupRoutes(scope, ctx);

@@ -19,6 +19,7 @@ import type { NetworkService } from '../network/network-service.js';
 import type { AlertStore } from '../security/alerts.js';
 import type { SecurityEventLog } from '../security/security-events.js';
 import type { ComplianceService } from '../security/compliance/compliance-service.js';
+import type { HostEnrollment } from '../cluster/host-enrollment.js';
 
 export interface AppContext {
   db: Db;
@@ -46,4 +47,6 @@ export interface AppContext {
   backups: VolumeBackupService;
   overcommit: Overcommit;
   version: string;
+  /** Remote hosts: join tokens, joins and certificate revocation. */
+  enrollment: HostEnrollment;
 }

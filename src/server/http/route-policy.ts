@@ -170,6 +170,11 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   'GET /v1/hosts/:id': platform('platform:host:read'),
   'PATCH /v1/hosts/:id': platform('platform:host:update'),
   'POST /v1/hosts/:id/evacuate': platform('platform:host:evacuate'),
+  // Remote hosts: join tokens and revocation (platform); the join itself is public (the one-time
+  // token is the credential; failed joins back off like logins).
+  'POST /v1/platform/hosts/join-tokens': platform('platform:host:create'),
+  'POST /v1/platform/hosts/:host/revoke': platform('platform:host:revoke'),
+  'POST /v1/hosts/join': { scope: 'public', action: 'host:join' },
 
   'GET /v1/vms': tenant('vm:read'),
   'POST /v1/vms': tenant('vm:create'),

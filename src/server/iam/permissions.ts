@@ -81,6 +81,10 @@ export const PLATFORM_PERMISSIONS = [
   'platform:host:update',
   /** Move the stopped VMs of a host to other hosts (any tenant's). */
   'platform:host:evacuate',
+  /** Create join tokens for remote hosts (a token lets one host join and get a certificate). */
+  'platform:host:create',
+  /** Revoke a remote host's certificate (cuts it off). */
+  'platform:host:revoke',
   'platform:audit:read',
   /** Read the security event stream of every tenant and the platform-wide events. */
   'platform:security:read',

@@ -924,6 +924,35 @@ migrations['0025_compliance'] = {
   },
 };
 
+migrations['0026_host_certificates'] = {
+  async up(db: Kysely<unknown>) {
+    // One-time join tokens for remote hosts: only the SHA-256 of the token is kept.
+    await db.schema
+      .createTable('host_join_tokens')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('hostname', 'text')
+      .addColumn('created_by', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('expires_at', 'text', (c) => c.notNull())
+      .addColumn('used_at', 'text')
+      .addColumn('host_id', 'text')
+      .execute();
+    // Host certificates issued by the server's host CA (serial: uppercase hex), and their revocation.
+    await db.schema
+      .createTable('host_certificates')
+      .addColumn('serial', 'text', (c) => c.primaryKey())
+      .addColumn('host_id', 'text', (c) => c.notNull())
+      .addColumn('hostname', 'text', (c) => c.notNull())
+      .addColumn('not_before', 'text', (c) => c.notNull())
+      .addColumn('not_after', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .addColumn('revoked_at', 'text')
+      .execute();
+    await db.schema.createIndex('host_certificates_host').on('host_certificates').column('host_id').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

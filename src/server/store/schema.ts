@@ -161,6 +161,32 @@ export interface HostsTable {
   createdAt: string;
 }
 
+/** A one-time join token for a remote host (only its SHA-256 is stored). */
+export interface HostJoinTokensTable {
+  id: string;
+  tokenHash: string;
+  /** The host name the token is for (the CSR's CN must match), or null: any. */
+  hostname: string | null;
+  createdBy: string | null;
+  createdAt: string;
+  expiresAt: string;
+  /** When the token was consumed (once), and the host id it was consumed for. */
+  usedAt: string | null;
+  hostId: string | null;
+}
+
+/** A host certificate issued by the server's host CA. */
+export interface HostCertificatesTable {
+  /** Uppercase hex, no leading zeros (as node:tls reports it). */
+  serial: string;
+  hostId: string;
+  hostname: string;
+  notBefore: string;
+  notAfter: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
 export interface VmsTable {
   id: string;
   tenantId: string;
@@ -391,6 +417,8 @@ export interface Database {
   flavors: FlavorsTable;
   images: ImagesTable;
   hosts: HostsTable;
+  hostJoinTokens: HostJoinTokensTable;
+  hostCertificates: HostCertificatesTable;
   vms: VmsTable;
   apiTokens: ApiTokensTable;
   tenants: TenantsTable;

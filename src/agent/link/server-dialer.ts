@@ -1,0 +1,187 @@
+/**
+ * Remote mode: the agent dials the server's agent listener over TLS 1.3 with the key and host
+ * certificate it got at join, verifies the server against the CA it received then (pinned: no system
+ * CAs), and hands each connected socket to ServerLink.accept (with heartbeats). A lost connection is
+ * dialed again with capped exponential backoff (a connection that held for a while resets it).
+ *
+ * The join itself (`rampart agent join`) is here too: a P-256 key made locally with openssl (it never
+ * leaves the host), a CSR with CN = the host name, POST /v1/hosts/join, and the answer stored in the
+ * data directory: `host.key` (0600), `host.crt`, `ca.crt`, `server-endpoint`, `host-id`.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect, type TLSSocket } from 'node:tls';
+import { isUuid } from '../../common/ids.js';
+import type { Logger } from '../../common/logger.js';
+import { createSecretFile, readSecretFile } from '../../common/secret-file.js';
+import { run } from '../../common/subprocess.js';
+import type { ServerLink } from './server-link.js';
+
+export const HOST_KEY_FILE = 'host.key';
+export const HOST_CERT_FILE = 'host.crt';
+export const CA_CERT_FILE = 'ca.crt';
+export const ENDPOINT_FILE = 'server-endpoint';
+
+export interface HostCredentials {
+  key: Buffer;
+  certificate: string;
+  ca: string;
+}
+
+/** The credentials in an agent data directory, or null when the host has not joined. */
+export function loadHostCredentials(dataDir: string): HostCredentials | null {
+  const certFile = join(dataDir, HOST_CERT_FILE);
+  if (!existsSync(certFile)) return null;
+  const key = readSecretFile(join(dataDir, HOST_KEY_FILE), 'host key');
+  if (!key) throw new Error(`${dataDir} has a host certificate but no ${HOST_KEY_FILE}`);
+  return {
+    key,
+    certificate: readFileSync(certFile, 'utf8'),
+    ca: readFileSync(join(dataDir, CA_CERT_FILE), 'utf8'),
+  };
+}
+
+/** The endpoint stored at join (host:port), or null. */
+export function storedEndpoint(dataDir: string): string | null {
+  const file = join(dataDir, ENDPOINT_FILE);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() || null : null;
+}
+
+export function parseEndpoint(endpoint: string): { host: string; port: number } {
+  const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(endpoint);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || port < 1 || port > 65535)
+    throw new Error(`server endpoint must be HOST:PORT, got ${endpoint}`);
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+export interface DialerOptions {
+  endpoint: string;
+  credentials: HostCredentials;
+  link: ServerLink;
+  log: Logger;
+  heartbeatMs: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export class ServerDialer {
+  private stopped = false;
+  private socket: TLSSocket | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private failures = 0;
+
+  constructor(private readonly options: DialerOptions) {}
+
+  start(): void {
+    this.stopped = false;
+    this.dial();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.socket?.destroy();
+  }
+
+  private dial(): void {
+    if (this.stopped) return;
+    const o = this.options;
+    const { host, port } = parseEndpoint(o.endpoint);
+    const socket = connect({
+      host,
+      port,
+      key: o.credentials.key,
+      cert: o.credentials.certificate,
+      // Pinned: only the CA received at join; the system's CAs are not consulted.
+      ca: [o.credentials.ca],
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+    });
+    this.socket = socket;
+    let connectedAt = 0;
+    socket.once('secureConnect', () => {
+      connectedAt = Date.now();
+      socket.setKeepAlive(true, 10_000);
+      o.log.info({ server: o.endpoint }, 'connected to the server');
+      o.link.accept(socket, { heartbeatMs: o.heartbeatMs });
+    });
+    socket.on('error', (error: Error) =>
+      o.log.warn({ server: o.endpoint, err: error.message }, 'server link error'),
+    );
+    socket.once('close', () => {
+      if (this.socket === socket) this.socket = null;
+      // A connection that held for a while resets the backoff; refusals right away grow it.
+      this.failures = connectedAt && Date.now() - connectedAt > 10_000 ? 0 : this.failures + 1;
+      const delay = Math.min(
+        (o.minBackoffMs ?? 500) * 2 ** Math.min(this.failures - 1, 16),
+        o.maxBackoffMs ?? 30_000,
+      );
+      if (!this.stopped) o.log.warn({ server: o.endpoint, retryInMs: delay }, 'server link closed');
+      this.schedule(Math.max(o.minBackoffMs ?? 500, delay));
+    });
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.dial();
+    }, ms);
+  }
+}
+
+export interface JoinAnswer {
+  hostId: string;
+  hostname: string;
+  certificate: string;
+  caCertificate: string;
+  agentEndpoint: string;
+}
+
+/**
+ * Joins this host to a server: makes the key (openssl, here), sends only the CSR and the token, and
+ * stores what comes back. Refuses a data directory that already holds a host certificate.
+ */
+export async function joinServer(input: {
+  server: string;
+  token: string;
+  dataDir: string;
+  name: string;
+  openssl?: string;
+  fetchImpl?: typeof fetch;
+}): Promise<JoinAnswer> {
+  const openssl = input.openssl ?? 'openssl';
+  if (existsSync(join(input.dataDir, HOST_CERT_FILE)))
+    throw new Error(`${input.dataDir} already holds a host certificate (this host has joined)`);
+  const keyPath = join(input.dataDir, HOST_KEY_FILE);
+  if (readSecretFile(keyPath, 'host key') === null) {
+    const { stdout } = await run(openssl, [
+      'genpkey',
+      '-algorithm',
+      'EC',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+    ]);
+    createSecretFile(keyPath, Buffer.from(stdout));
+  }
+  const { stdout: csr } = await run(openssl, ['req', '-new', '-key', keyPath, '-subj', `/CN=${input.name}`]);
+  const url = new URL('/v1/hosts/join', input.server);
+  const response = await (input.fetchImpl ?? fetch)(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: input.token, csr }),
+  });
+  const body = (await response.json().catch(() => null)) as
+    (JoinAnswer & { error?: { message?: string } }) | null;
+  if (!response.ok || !body)
+    throw new Error(`join refused (${response.status}): ${body?.error?.message ?? 'no answer'}`);
+  if (!isUuid(body.hostId)) throw new Error('the server answered an invalid host id');
+  parseEndpoint(body.agentEndpoint);
+  writeFileSync(join(input.dataDir, CA_CERT_FILE), body.caCertificate, { mode: 0o644 });
+  writeFileSync(join(input.dataDir, HOST_CERT_FILE), body.certificate, { mode: 0o644 });
+  writeFileSync(join(input.dataDir, ENDPOINT_FILE), `${body.agentEndpoint}\n`, { mode: 0o644 });
+  writeFileSync(join(input.dataDir, 'host-id'), `${body.hostId}\n`, { mode: 0o644 });
+  return body;
+}

@@ -1,0 +1,223 @@
+/**
+ * Remote hosts joining and leaving: one-time join tokens (random 32 bytes, shown once, stored only as
+ * their SHA-256, with an expiry and the host name they are for), the join itself (the token consumed
+ * atomically, a host id assigned, the CSR signed by the host CA), certificate checks for the agent
+ * listener, and revocation (recorded, and the host's connection closed at once).
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  ConflictError,
+  InvalidInputError,
+  NotFoundError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from '../../api/errors.js';
+import { isUuid, newId } from '../../common/ids.js';
+import { LoginThrottle } from '../iam/login-throttle.js';
+import type { Db } from '../store/database.js';
+import { HOSTNAME_PATTERN, normalizeSerial, type HostCa } from './host-ca.js';
+
+export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
+export const MAX_JOIN_TOKEN_TTL_SECONDS = 7 * 86_400;
+const TOKEN_PREFIX = 'rjt_';
+/** The token's text: the prefix and 32 random bytes, base64url (43 characters). */
+export const JOIN_TOKEN_PATTERN = '^rjt_[A-Za-z0-9_-]{43}$';
+const HOSTNAME = new RegExp(HOSTNAME_PATTERN);
+
+export function hashJoinToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export interface JoinTokenCreated {
+  id: string;
+  /** Shown once: the server keeps only its hash. */
+  token: string;
+  hostname: string | null;
+  expiresAt: string;
+}
+
+export interface HostJoined {
+  hostId: string;
+  hostname: string;
+  certificate: string;
+  caCertificate: string;
+  /** host:port the agent dials (TLS, mutual authentication). */
+  agentEndpoint: string;
+}
+
+export interface HostEnrollmentOptions {
+  db: Db;
+  /** null: the agent listener is off (RAMPART_AGENT_LISTEN unset): nobody can join. */
+  ca: HostCa | null;
+  agentEndpoint: string | null;
+  /** Closes the live connections of a host (revocation). */
+  closeHost?: (hostId: string) => void;
+  now?: () => number;
+}
+
+export class HostEnrollment {
+  /** Failed joins per source slow down like failed logins (same backoff, no permanent lock). */
+  private readonly throttle = new LoginThrottle({ accountThreshold: 5, sourceThreshold: 5 });
+  closeHost: (hostId: string) => void;
+
+  constructor(private readonly options: HostEnrollmentOptions) {
+    this.closeHost = options.closeHost ?? (() => undefined);
+  }
+
+  private now(): number {
+    return this.options.now?.() ?? Date.now();
+  }
+
+  /** The agent listener is up: hosts are told to dial `endpoint` (host:port). */
+  setAgentEndpoint(endpoint: string): void {
+    this.options.agentEndpoint = endpoint;
+  }
+
+  get enabled(): boolean {
+    return this.options.ca !== null && this.options.agentEndpoint !== null;
+  }
+
+  async createJoinToken(input: {
+    hostname?: string | undefined;
+    ttlSeconds?: number | undefined;
+    createdBy: string | null;
+  }): Promise<JoinTokenCreated> {
+    if (!this.enabled)
+      throw new ConflictError('the agent listener is off (set RAMPART_AGENT_LISTEN): hosts cannot join');
+    const hostname = input.hostname ?? null;
+    if (hostname !== null && !HOSTNAME.test(hostname)) throw new InvalidInputError('invalid host name');
+    const ttl = input.ttlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS;
+    if (!Number.isInteger(ttl) || ttl < 60 || ttl > MAX_JOIN_TOKEN_TTL_SECONDS)
+      throw new InvalidInputError(`ttlSeconds must be from 60 to ${MAX_JOIN_TOKEN_TTL_SECONDS}`);
+    if (hostname !== null) {
+      const taken = await this.options.db
+        .selectFrom('hostCertificates')
+        .select('hostId')
+        .where('hostname', '=', hostname)
+        .where('revokedAt', 'is', null)
+        .executeTakeFirst();
+      if (taken) throw new ConflictError(`host ${hostname} has already joined (revoke it first)`);
+    }
+    const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+    const now = this.now();
+    const row = {
+      id: newId(),
+      tokenHash: hashJoinToken(token),
+      hostname,
+      createdBy: input.createdBy,
+      createdAt: new Date(now).toISOString(),
+      expiresAt: new Date(now + ttl * 1000).toISOString(),
+      usedAt: null,
+      hostId: null,
+    };
+    await this.options.db.insertInto('hostJoinTokens').values(row).execute();
+    return { id: row.id, token, hostname, expiresAt: row.expiresAt };
+  }
+
+  /**
+   * A host joins: the token must exist, be unused and unexpired; the CSR is checked before the token is
+   * consumed (a bad CSR leaves the token usable), then the token is consumed in one conditional update
+   * (of two concurrent joins exactly one wins) and the certificate is issued.
+   */
+  async join(input: { token: string; csr: string }, source: string): Promise<HostJoined> {
+    const ca = this.options.ca;
+    const endpoint = this.options.agentEndpoint;
+    if (!ca || !endpoint) throw new ConflictError('the agent listener is off: hosts cannot join');
+    const gate = this.throttle.check(`join:${source}`, source);
+    if (!gate.allowed)
+      throw new RateLimitedError(
+        'too many failed joins; try again later',
+        Math.max(1, Math.ceil(gate.retryAfterMs / 1000)),
+      );
+    const refused = () => {
+      this.throttle.recordFailure(`join:${source}`, source);
+      return new UnauthenticatedError('invalid, expired or already used join token');
+    };
+    const hash = hashJoinToken(input.token);
+    const nowIso = new Date(this.now()).toISOString();
+    const row = await this.options.db
+      .selectFrom('hostJoinTokens')
+      .selectAll()
+      .where('tokenHash', '=', hash)
+      .executeTakeFirst();
+    if (
+      !row ||
+      !timingSafeEqual(Buffer.from(row.tokenHash), Buffer.from(hash)) ||
+      row.usedAt !== null ||
+      row.expiresAt <= nowIso
+    )
+      throw refused();
+    const hostId = newId();
+    // Checks the CSR (key type, signature, CN) before the token is spent.
+    const signed = await ca.signHostCsr(input.csr, hostId, row.hostname);
+    const consumed = await this.options.db
+      .updateTable('hostJoinTokens')
+      .set({ usedAt: nowIso, hostId })
+      .where('id', '=', row.id)
+      .where('usedAt', 'is', null)
+      .where('expiresAt', '>', nowIso)
+      .executeTakeFirst();
+    if (Number(consumed.numUpdatedRows) !== 1) throw refused();
+    await this.options.db
+      .insertInto('hostCertificates')
+      .values({
+        serial: signed.serial,
+        hostId,
+        hostname: signed.name,
+        notBefore: signed.notBefore.toISOString(),
+        notAfter: signed.notAfter.toISOString(),
+        createdAt: nowIso,
+        revokedAt: null,
+      })
+      .execute();
+    this.throttle.recordSuccess(`join:${source}`, source);
+    return {
+      hostId,
+      hostname: signed.name,
+      certificate: signed.certificate,
+      caCertificate: ca.certificatePem,
+      agentEndpoint: endpoint,
+    };
+  }
+
+  /** True when the certificate `serial` was issued to `hostId`, is not revoked and has not expired. */
+  async certificateValid(serial: string, hostId: string): Promise<boolean> {
+    if (!isUuid(hostId)) return false;
+    const row = await this.options.db
+      .selectFrom('hostCertificates')
+      .select(['hostId', 'revokedAt', 'notAfter'])
+      .where('serial', '=', normalizeSerial(serial))
+      .executeTakeFirst();
+    return (
+      !!row &&
+      row.hostId === hostId &&
+      row.revokedAt === null &&
+      row.notAfter > new Date(this.now()).toISOString()
+    );
+  }
+
+  /** Revokes every certificate of a host (by id or name) and closes its connection at once. */
+  async revoke(ref: string): Promise<{ hostId: string; hostname: string; revoked: number }> {
+    const rows = await this.options.db
+      .selectFrom('hostCertificates')
+      .select(['hostId', 'hostname'])
+      .where(
+        isUuid(ref.toLowerCase()) ? 'hostId' : 'hostname',
+        '=',
+        isUuid(ref.toLowerCase()) ? ref.toLowerCase() : ref,
+      )
+      .execute();
+    const hostIds = [...new Set(rows.map((r) => r.hostId))];
+    if (hostIds.length === 0) throw new NotFoundError('host certificate');
+    if (hostIds.length > 1) throw new ConflictError(`several hosts are named ${ref}: give the host id`);
+    const hostId = hostIds[0]!;
+    const result = await this.options.db
+      .updateTable('hostCertificates')
+      .set({ revokedAt: new Date(this.now()).toISOString() })
+      .where('hostId', '=', hostId)
+      .where('revokedAt', 'is', null)
+      .executeTakeFirst();
+    this.closeHost(hostId);
+    return { hostId, hostname: rows[0]!.hostname, revoked: Number(result.numUpdatedRows) };
+  }
+}

@@ -1,0 +1,49 @@
+/**
+ * Wires remote hosts into the server: with RAMPART_AGENT_LISTEN set, opens the host CA (created on
+ * first start), makes the listener's server certificate for the advertised host, and starts the TLS
+ * listener; join tokens and revocation work through the HostEnrollment either way (without a listener
+ * nobody can join).
+ */
+import type { Logger } from '../../common/logger.js';
+import type { AgentFleet } from '../agent-link/agent-fleet.js';
+import type { ServerConfig } from '../config.js';
+import type { Db } from '../store/database.js';
+import { AgentListener } from './agent-listener.js';
+import { HostCa } from './host-ca.js';
+import { HostEnrollment } from './host-enrollment.js';
+
+export async function startAgentListener(
+  config: ServerConfig,
+  db: Db,
+  fleet: AgentFleet,
+  log: Logger,
+): Promise<{ enrollment: HostEnrollment; listener: AgentListener | null }> {
+  const settings = config.agentListener;
+  if (!settings)
+    return { enrollment: new HostEnrollment({ db, ca: null, agentEndpoint: null }), listener: null };
+  const ca = await HostCa.open(config.dataDir);
+  const enrollment = new HostEnrollment({ db, ca, agentEndpoint: null });
+  const server = await ca.serverCertificate(settings.endpointHost);
+  const listener = new AgentListener({
+    host: settings.host,
+    port: settings.port,
+    ca,
+    serverKey: server.key,
+    serverCertificate: server.certificate,
+    enrollment,
+    fleet,
+    log,
+    heartbeatSeconds: settings.heartbeatSeconds,
+  });
+  const port = await listener.start();
+  const host = settings.endpointHost.includes(':') ? `[${settings.endpointHost}]` : settings.endpointHost;
+  const endpoint = `${host}:${settings.endpointPort ?? port}`;
+  enrollment.setAgentEndpoint(endpoint);
+  enrollment.closeHost = (hostId) => listener.closeHost(hostId);
+  log.info(
+    { listen: `${settings.host}:${port}`, endpoint },
+    'agent listener ready (TLS, client certificates)',
+  );
+  process.stdout.write(`Agent listener on ${settings.host}:${port} (remote hosts dial ${endpoint})\n`);
+  return { enrollment, listener };
+}

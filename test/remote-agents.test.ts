@@ -1,0 +1,346 @@
+/**
+ * Remote hosts over real TLS on loopback: the server listens for agents (RAMPART_AGENT_LISTEN); a
+ * join token from the CLI lets a second agent join (its key made on its side, its CSR signed by the
+ * server's host CA), and the agent dials in with its certificate. The host comes online and boots a
+ * VM; the token cannot be used twice; a client certificate from another CA is refused in the
+ * handshake; a hello naming another host than the certificate is refused; a silent agent is dropped
+ * after three heartbeats and comes back; revoking the host closes its connection at once and every
+ * later one is refused.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { connect } from 'node:tls';
+import { after, before, test } from 'node:test';
+import { AGENT_PROTOCOL_VERSION } from '../src/api/agent-protocol.js';
+import type { Host, JoinTokenCreated } from '../src/api/host.js';
+import type { Vm } from '../src/api/vm.js';
+import { run } from '../src/common/subprocess.js';
+import { runCli } from './helpers/cli-runner.js';
+import { RampartHarness } from './helpers/rampart-harness.js';
+import { CLI_MAIN } from './helpers/repo.js';
+
+let harness: RampartHarness;
+let agentPort = 0;
+let agent: ChildProcess | null = null;
+let hostId = '';
+const NAME = 'remote-1';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function remoteDir(): string {
+  return join(harness.dataDir, 'hosts', NAME);
+}
+
+function startRemoteAgent(): void {
+  const dir = remoteDir();
+  const log = openSync(join(harness.dataDir, `agent-${NAME}.log`), 'a');
+  const uidBase = 3_700_000 + Math.floor(Math.random() * 1000) * 250;
+  agent = spawn(
+    process.execPath,
+    [CLI_MAIN, 'agent', '--data-dir', dir, '--socket', join(dir, 'agent.sock')],
+    {
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        RAMPART_HOST_NAME: NAME,
+        RAMPART_ACCEL: 'tcg',
+        RAMPART_UID_BASE: String(uidBase),
+        RAMPART_UID_COUNT: '250',
+        RAMPART_CGROUP_PARENT: harness.cgroupParent,
+        RAMPART_DEDICATED_CPUS: 'none',
+        RAMPART_HEARTBEAT_SECONDS: '1',
+        RAMPART_LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', log, log],
+      detached: true,
+    },
+  );
+  closeSync(log);
+  agent.unref();
+}
+
+function stopRemoteAgent(): void {
+  agent?.kill('SIGKILL');
+  agent = null;
+}
+
+async function host(): Promise<Host | undefined> {
+  const hosts = await harness.api<{ items: Host[] }>('GET', '/v1/hosts');
+  return hosts.body.items.find((h) => h.hostname === NAME);
+}
+
+/** A P-256 CSR for `name`, made with openssl in `dir`. */
+async function csr(dir: string, name: string): Promise<string> {
+  const file = join(dir, `csr-${name}.key`);
+  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+    type: 'pkcs8',
+    format: 'pem',
+  }) as string;
+  writeFileSync(file, key, { mode: 0o600 });
+  return (await run('openssl', ['req', '-new', '-key', file, '-subj', `/CN=${name}`])).stdout;
+}
+
+/** Dials the agent listener with `key`/`cert`; answers how the connection ended and what it read. */
+function dial(
+  key: string | Buffer,
+  cert: string,
+  onSecure?: (write: (line: unknown) => void) => void,
+): Promise<{ secure: boolean; closed: boolean; data: string; error: string | null }> {
+  return new Promise((resolve) => {
+    const ca = readFileSync(join(remoteDir(), 'ca.crt'), 'utf8');
+    const socket = connect({
+      host: '127.0.0.1',
+      port: agentPort,
+      key,
+      cert,
+      ca: [ca],
+      minVersion: 'TLSv1.3',
+    });
+    const result = { secure: false, closed: false, data: '', error: null as string | null };
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(result);
+    }, 5000);
+    socket.on('secureConnect', () => {
+      result.secure = true;
+      onSecure?.((line) => socket.write(`${JSON.stringify(line)}\n`));
+    });
+    socket.on('data', (d: Buffer) => (result.data += d.toString()));
+    socket.on('error', (e: Error) => (result.error = e.message));
+    socket.on('close', () => {
+      clearTimeout(timer);
+      result.closed = true;
+      resolve(result);
+    });
+  });
+}
+
+before(async () => {
+  agentPort = await freePort();
+  harness = await RampartHarness.start({
+    env: {
+      RAMPART_HOST_NAME: 'host-a',
+      RAMPART_AGENT_LISTEN: `127.0.0.1:${agentPort}`,
+      RAMPART_AGENT_HEARTBEAT_SECONDS: '1',
+    },
+  });
+});
+
+process.on('exit', stopRemoteAgent);
+
+after(async () => {
+  stopRemoteAgent();
+  await harness?.cleanup();
+});
+
+test('a host joins with a one-time token, dials in over mutual TLS, and runs a VM', async () => {
+  assert.match(harness.serverOutput, new RegExp(`Agent listener on 127\\.0\\.0\\.1:${agentPort}`));
+  const caKey = statSync(join(harness.dataDir, 'secrets', 'host-ca.key'));
+  assert.equal(caKey.mode & 0o777, 0o600);
+
+  const made = await runCli(harness, ['host', 'join-token', '--name', NAME, '--ttl', '30m', '-o', 'json']);
+  assert.equal(made.code, 0, made.stderr);
+  const token = (JSON.parse(made.stdout) as JoinTokenCreated).token;
+  assert.match(token, /^rjt_/);
+
+  const dir = remoteDir();
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const joined = await runCli(harness, [
+    'agent',
+    'join',
+    '--server',
+    harness.url,
+    '--token',
+    token,
+    '--name',
+    NAME,
+    '--data-dir',
+    dir,
+  ]);
+  assert.equal(joined.code, 0, joined.stderr);
+  assert.match(joined.stdout, new RegExp(`joined as host ${NAME} \\(([0-9a-f-]{36})\\)`));
+  hostId = /\(([0-9a-f-]{36})\)/.exec(joined.stdout)![1]!;
+  assert.equal(statSync(join(dir, 'host.key')).mode & 0o777, 0o600);
+  assert.equal(readFileSync(join(dir, 'host-id'), 'utf8').trim(), hostId);
+  assert.ok(!joined.stdout.includes('PRIVATE KEY') && !joined.stderr.includes('PRIVATE KEY'));
+
+  // The token is spent: a second join with it fails.
+  const again = await harness.api(
+    'POST',
+    '/v1/hosts/join',
+    { token, csr: await csr(dir, NAME) },
+    { authorization: '' },
+  );
+  assert.equal(again.status, 401, JSON.stringify(again.body));
+
+  startRemoteAgent();
+  await harness.waitFor(async () => (await host())?.state === 'online', 60_000, `${NAME} online`);
+  assert.equal((await host())!.id, hostId);
+
+  // A VM placed on the remote host (the local one in maintenance) boots there.
+  const local = (await harness.api<{ items: Host[] }>('GET', '/v1/hosts')).body.items.find(
+    (h) => h.hostname === 'host-a',
+  )!;
+  assert.equal((await harness.api('PATCH', `/v1/hosts/${local.id}`, { maintenance: true })).status, 200);
+  try {
+    const created = await harness.api<Vm>('POST', '/v1/vms', {
+      name: 'remote-vm',
+      image: 'tiny',
+      flavor: 'tiny',
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal(created.body.hostId, hostId);
+    const running = await harness.waitForState('remote-vm', 'running', 120_000);
+    assert.equal(running.hostId, hostId);
+    assert.ok(harness.qemuPids().length >= 1);
+    assert.equal((await harness.api('DELETE', '/v1/vms/remote-vm')).status < 300, true);
+    await harness.waitFor(
+      async () => (await harness.api('GET', '/v1/vms/remote-vm')).status === 404,
+      60_000,
+      'the VM deleted',
+    );
+  } finally {
+    await harness.api('PATCH', `/v1/hosts/${local.id}`, { maintenance: false });
+  }
+  const audit = await harness.api<{ items: { action: string; target: string; outcome: string }[] }>(
+    'GET',
+    '/v1/platform/audit?action=host:join&limit=10',
+  );
+  assert.ok(
+    audit.body.items.some((r) => r.target === hostId && r.outcome === 'success'),
+    JSON.stringify(audit.body),
+  );
+});
+
+test('a client certificate from another CA is refused in the handshake', async () => {
+  const dir = join(harness.dataDir, 'foreign-ca');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const sh = (args: string[]) => run('openssl', args, { cwd: dir });
+  await sh(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ca.key']);
+  await sh([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    'ca.key',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=Evil CA',
+    '-out',
+    'ca.crt',
+  ]);
+  await sh(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'h.key']);
+  await sh(['req', '-new', '-key', 'h.key', '-subj', `/CN=${hostId}`, '-out', 'h.csr']);
+  writeFileSync(join(dir, 'ext'), 'extendedKeyUsage=clientAuth\n');
+  await sh(
+    ['x509', '-req', '-in', 'h.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-days', '2'].concat([
+      '-set_serial',
+      '7',
+      '-extfile',
+      'ext',
+      '-out',
+      'h.crt',
+    ]),
+  );
+  const result = await dial(
+    readFileSync(join(dir, 'h.key')),
+    readFileSync(join(dir, 'h.crt'), 'utf8'),
+    (write) => write({ type: 'heartbeat', at: new Date().toISOString() }),
+  );
+  assert.ok(result.closed, 'the server closed the connection');
+  // TLS 1.3: the client's side of the handshake completes before the server checks its certificate;
+  // the server then refuses it (alert, closed) before any application data.
+  await harness.waitFor(
+    async () => /agent TLS handshake refused/.test(harness.serverOutput),
+    5000,
+    'the handshake refusal logged',
+  );
+  const line = harness.serverOutput.split('\n').find((l) => l.includes('agent TLS handshake refused'));
+  assert.match(
+    line ?? '',
+    /"reason":"(UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT[A-Z_]*)"/,
+    line,
+  );
+  assert.equal(result.data, '');
+  assert.equal((await host())!.state, 'online', 'the real host is unaffected');
+});
+
+test('a hello naming another host than the certificate is refused', async () => {
+  const dir = remoteDir();
+  const local = (await harness.api<{ items: Host[] }>('GET', '/v1/hosts')).body.items.find(
+    (h) => h.hostname === 'host-a',
+  )!;
+  const result = await dial(
+    readFileSync(join(dir, 'host.key')),
+    readFileSync(join(dir, 'host.crt'), 'utf8'),
+    (write) =>
+      write({
+        type: 'hello',
+        protocolVersion: AGENT_PROTOCOL_VERSION,
+        host: {
+          hostId: local.id,
+          hostname: 'host-a',
+          agentVersion: 'forged',
+          qemuVersion: '7.2.0',
+          accelerator: 'tcg',
+          acceleratorReason: 'forged',
+          capacity: { cpus: 64, memoryMiB: 1 << 20, vcpusAllocatable: 256, memoryMiBAllocatable: 1 << 20 },
+        },
+      }),
+  );
+  assert.ok(result.secure && result.closed, JSON.stringify(result));
+  const after = (await harness.api<Host>('GET', `/v1/hosts/${local.id}`)).body;
+  assert.equal(after.state, 'online');
+  assert.notEqual(after.agentVersion, 'forged');
+  assert.match(harness.serverOutput, /agent hello names another host than its certificate/);
+});
+
+test('an agent silent for three heartbeats is dropped; it comes back when it speaks again', async () => {
+  assert.ok(agent?.pid);
+  process.kill(agent.pid, 'SIGSTOP');
+  try {
+    const stoppedAt = Date.now();
+    await harness.waitFor(async () => (await host())?.state === 'offline', 15_000, `${NAME} offline`);
+    assert.ok(Date.now() - stoppedAt >= 2500, 'not before three intervals');
+  } finally {
+    process.kill(agent.pid, 'SIGCONT');
+  }
+  await harness.waitFor(async () => (await host())?.state === 'online', 30_000, `${NAME} back online`);
+});
+
+test('revoking the host closes its connection at once and it cannot reconnect', async () => {
+  const revoked = await runCli(harness, ['host', 'revoke', NAME, '-o', 'json']);
+  assert.equal(revoked.code, 0, revoked.stderr);
+  assert.equal((JSON.parse(revoked.stdout) as { hostId: string }).hostId, hostId);
+  const revokedAt = Date.now();
+  await harness.waitFor(async () => (await host())?.state === 'offline', 5000, `${NAME} offline`);
+  assert.ok(Date.now() - revokedAt < 2500, 'closed at once, not by the heartbeat timeout');
+  // The agent keeps dialing; every attempt is refused.
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  assert.equal((await host())?.state, 'offline');
+  const log = readFileSync(join(harness.dataDir, `agent-${NAME}.log`), 'utf8');
+  assert.ok((log.match(/server link closed/g) ?? []).length >= 2, 'the agent tried again');
+  assert.ok(!/BEGIN (EC |)PRIVATE KEY/.test(log), 'no key material in the log');
+  const audit = await harness.api<{ items: { action: string; target: string }[] }>(
+    'GET',
+    '/v1/platform/audit?action=platform:host:revoke&limit=10',
+  );
+  assert.ok(
+    audit.body.items.some((r) => r.target === hostId),
+    JSON.stringify(audit.body),
+  );
+});
