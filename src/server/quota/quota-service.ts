@@ -193,7 +193,11 @@ export class QuotaService {
 
   /**
    * The write that serialises admissions for one tenant (creates the quota row on first use); answers
-   * the tenant's overrides as they are under the lock.
+   * the tenant's overrides as they are under the lock. On PostgreSQL the upsert (INSERT … ON CONFLICT DO
+   * UPDATE) takes the row lock of the tenant's quota row, like SELECT … FOR UPDATE, until the transaction
+   * ends, so admissions from every server replica queue on it; the usage queries that follow run at READ
+   * COMMITTED (the default), each on a fresh snapshot, so they see every admission committed before the
+   * lock was granted (quota-service.test.ts races two pools against it).
    */
   private async lock(trx: Executor, tenantId: string): Promise<Partial<QuotaLimits>> {
     const row = await trx
