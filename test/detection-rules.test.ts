@@ -10,9 +10,8 @@
  * - vm-crypto-mining: a guest spins its CPU while sending a steady trickle (response snapshot-vm: not
  *   possible for a kernel+initrd VM, which keeps running); vm-outbound-flood: a guest floods a peer
  *   (response pause-vm: the VM is paused, then resumed by a person).
- * - qemu-seccomp-kill: QEMU receives SIGSYS -> vm.exit reason seccomp -> a critical alert. Its stop-vm
- *   response keeping the VM stopped is a todo: it fails today (the VM is in state error, which cannot
- *   be stopped, and its on-failure restart policy boots it again).
+ * - qemu-seccomp-kill: QEMU receives SIGSYS -> vm.exit reason seccomp -> a critical alert; its stop-vm
+ *   response keeps the VM stopped although its restart policy is on-failure.
  *
  * At most two tiny VMs run at once (the miner, which also floods and is finally killed, and a peer).
  */
@@ -574,36 +573,28 @@ test('QEMU killed with SIGSYS (as by its seccomp filter) raises a critical qemu-
 
 let seccompAlert: SecurityAlert | undefined;
 
-test(
-  'the qemu-seccomp-kill response (stop-vm) keeps the VM stopped despite its restart policy',
-  {
-    todo:
-      'product bug: the QEMU is already dead (state error), force-stop is refused from error ' +
-      '("failed: cannot stop a VM that is error") and on-failure restarts the VM 250 ms later',
-  },
-  async () => {
-    try {
-      assert.ok(seccompAlert, 'the alert was raised');
-      const done = await waitOutcome(seccompAlert);
-      const now = await harness
-        .waitFor(async () => (await harness.vm('miner')).state !== 'error', 10_000, 'not error')
-        .then(async () => harness.vm('miner'));
-      assert.equal(
-        done.response.outcome,
-        'stopped VM miner (start it to undo)',
-        `the VM is now ${now.state} (restarts: ${now.restartCount})`,
-      );
-      await harness.waitForState('miner', 'stopped', 30_000);
-      // The restart policy does not bring it back: still stopped, on the same boot, a while later.
-      const stopped = await harness.vm('miner');
-      await new Promise((resolve) => setTimeout(resolve, 5_000));
-      const later = await harness.vm('miner');
-      assert.equal(later.state, 'stopped');
-      assert.equal(later.pid, null);
-      assert.equal(later.restartCount, stopped.restartCount);
-    } finally {
-      for (const name of ['miner', 'peer'])
-        assert.equal((await harness.api('DELETE', `/v1/vms/${name}`)).status, 202);
-    }
-  },
-);
+test('the qemu-seccomp-kill response (stop-vm) keeps the VM stopped despite its restart policy', async () => {
+  try {
+    assert.ok(seccompAlert, 'the alert was raised');
+    const done = await waitOutcome(seccompAlert);
+    const now = await harness
+      .waitFor(async () => (await harness.vm('miner')).state !== 'error', 10_000, 'not error')
+      .then(async () => harness.vm('miner'));
+    assert.equal(
+      done.response.outcome,
+      'stopped VM miner (start it to undo)',
+      `the VM is now ${now.state} (restarts: ${now.restartCount})`,
+    );
+    await harness.waitForState('miner', 'stopped', 30_000);
+    // The restart policy does not bring it back: still stopped, on the same boot, a while later.
+    const stopped = await harness.vm('miner');
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    const later = await harness.vm('miner');
+    assert.equal(later.state, 'stopped');
+    assert.equal(later.pid, null);
+    assert.equal(later.restartCount, stopped.restartCount);
+  } finally {
+    for (const name of ['miner', 'peer'])
+      assert.equal((await harness.api('DELETE', `/v1/vms/${name}`)).status, 202);
+  }
+});

@@ -692,7 +692,11 @@ export class VmService {
     if (status.phase === 'crashed') {
       patch.error = status.error ?? 'QEMU exited unexpectedly';
       // A fatal failure (the image did not verify) is not retried: the VM stays in error.
-      restart = !status.fatal && (row.restartPolicy === 'on-failure' || row.restartPolicy === 'always');
+      // Not for a VM someone stopped since (its desired power is stopped): that crash is old news.
+      restart =
+        !status.fatal &&
+        row.power !== 'stopped' &&
+        (row.restartPolicy === 'on-failure' || row.restartPolicy === 'always');
       if (status.fatal && (current !== 'error' || row.error !== patch.error))
         await this.options.onFatal?.(row, patch.error);
     } else if (status.phase === 'stopped') {

@@ -4,7 +4,8 @@
  *
  *   pending --(agent accepted)--> starting --(first heartbeat)--> running <--> paused
  *   running/paused/starting --stop--> stopping --> stopped --start--> starting
- *   any --(QEMU died)--> error --start / restart policy--> starting;  any --delete--> deleting --> (gone)
+ *   any --(QEMU died)--> error --start / restart policy--> starting;  error --stop--> stopped
+ *   any --delete--> deleting --> (gone)
  */
 import { IllegalStateError } from '../../api/errors.js';
 import type { DesiredPower, VmPhase } from '../../api/agent-protocol.js';
@@ -21,9 +22,11 @@ interface ActionRule {
 
 const ACTIONS: Record<VmUserAction, ActionRule> = {
   start: { from: ['stopped', 'error'], to: 'starting', power: 'running' },
-  stop: { from: ['running', 'paused', 'starting'], to: 'stopping', power: 'stopped' },
+  // A crashed VM (error) can be stopped too: its QEMU is gone, and the stop cancels a pending restart
+  // (a person, or a detection rule keeping a seccomp-killed VM down).
+  stop: { from: ['running', 'paused', 'starting', 'error'], to: 'stopping', power: 'stopped' },
   'force-stop': {
-    from: ['running', 'paused', 'starting', 'stopping', 'pending'],
+    from: ['running', 'paused', 'starting', 'stopping', 'pending', 'error'],
     to: 'stopping',
     power: 'stopped',
   },
@@ -42,6 +45,8 @@ export function planUserAction(action: VmUserAction, state: VmState): ActionRule
   const rule = ACTIONS[action];
   if (!rule.from.includes(state))
     throw new IllegalStateError(action === 'force-stop' ? 'stop' : action, state);
+  // A crashed VM has no QEMU to stop: it is stopped at once (its error message stays for the record).
+  if (state === 'error' && (action === 'stop' || action === 'force-stop')) return { ...rule, to: 'stopped' };
   return rule;
 }
 
@@ -64,6 +69,7 @@ export function stateFromPhase(phase: VmPhase, current: VmState): VmState {
     case 'stopped':
       return 'stopped';
     case 'crashed':
-      return 'error';
+      // A crash report for a VM a person (or a rule) stopped since is old news: it stays stopped.
+      return current === 'stopped' ? 'stopped' : 'error';
   }
 }
