@@ -172,6 +172,9 @@ export async function joinServer(input: {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ token: input.token, csr }),
+  }).catch((error: unknown) => {
+    const cause = (error as { cause?: { message?: string } }).cause?.message ?? (error as Error).message;
+    throw new Error(`cannot reach ${url.origin}: ${cause}`);
   });
   const body = (await response.json().catch(() => null)) as
     (JoinAnswer & { error?: { message?: string } }) | null;

@@ -2,7 +2,8 @@
  * The TLS listener remote agents dial (RAMPART_AGENT_LISTEN): TLS 1.3 only, a client certificate
  * signed by the host CA is required (the handshake fails without one). Right after the handshake the
  * certificate's serial is checked against the database (issued to the host id in its CN, not revoked,
- * not expired); then the agent's hello must name that same host id, or the connection is closed. An
+ * not expired); then the agent's hello must name that same host id, or the connection is closed (its
+ * host name is the one in the certificate's record, whatever the hello says). An
  * accepted connection joins the AgentFleet (one agent per host id) and is closed once it stays silent
  * for three heartbeat intervals. TCP keepalive is on.
  */
@@ -103,13 +104,13 @@ export class AgentListener {
       set.delete(socket);
       if (set.size === 0 && this.sockets.get(hostId) === set) this.sockets.delete(hostId);
     });
-    let valid = false;
+    let hostname: string | null = null;
     try {
-      valid = await o.enrollment.certificateValid(cert.serialNumber, hostId);
+      hostname = await o.enrollment.certificateHost(cert.serialNumber, hostId);
     } catch (error) {
       o.log.error({ err: (error as Error).message }, 'certificate check failed');
     }
-    if (!valid || socket.destroyed) {
+    if (hostname === null || socket.destroyed) {
       o.log.warn({ peer, hostId, serial: cert.serialNumber }, 'agent certificate revoked or unknown');
       socket.destroy();
       return;
@@ -129,7 +130,11 @@ export class AgentListener {
         connection.close();
         return;
       }
-      log.info({ hostname: host.hostname }, 'remote agent connected');
+      // The host's name is the one it joined with (its certificate), not what it claims now.
+      if (host.hostname !== hostname)
+        log.info({ claimed: host.hostname, hostname }, 'hostname from the certificate');
+      host.hostname = hostname;
+      log.info({ hostname }, 'remote agent connected');
       o.fleet.accept(connection, host);
     });
   }

@@ -182,18 +182,23 @@ export class HostEnrollment {
 
   /** True when the certificate `serial` was issued to `hostId`, is not revoked and has not expired. */
   async certificateValid(serial: string, hostId: string): Promise<boolean> {
-    if (!isUuid(hostId)) return false;
+    return (await this.certificateHost(serial, hostId)) !== null;
+  }
+
+  /** The host name a valid certificate was issued for (see certificateValid), or null. */
+  async certificateHost(serial: string, hostId: string): Promise<string | null> {
+    if (!isUuid(hostId)) return null;
     const row = await this.options.db
       .selectFrom('hostCertificates')
-      .select(['hostId', 'revokedAt', 'notAfter'])
+      .select(['hostId', 'hostname', 'revokedAt', 'notAfter'])
       .where('serial', '=', normalizeSerial(serial))
       .executeTakeFirst();
-    return (
+    const valid =
       !!row &&
       row.hostId === hostId &&
       row.revokedAt === null &&
-      row.notAfter > new Date(this.now()).toISOString()
-    );
+      row.notAfter > new Date(this.now()).toISOString();
+    return valid ? row.hostname : null;
   }
 
   /** Revokes every certificate of a host (by id or name) and closes its connection at once. */
