@@ -349,3 +349,32 @@ test('revoking the host closes its connection at once and it cannot reconnect', 
     JSON.stringify(audit.body),
   );
 });
+
+test('the remote host routes are in the OpenAPI document with their schemas', async () => {
+  interface Operation {
+    security?: unknown[];
+    requestBody?: { content?: Record<string, { schema?: { additionalProperties?: boolean } }> };
+    responses?: Record<string, unknown>;
+  }
+  const doc = (
+    await harness.api<{ paths: Record<string, Record<string, Operation>> }>('GET', '/v1/openapi.json')
+  ).body;
+  const join = doc.paths['/v1/hosts/join']?.post;
+  assert.ok(join, 'POST /v1/hosts/join documented');
+  assert.deepEqual(join.security, [], 'public');
+  assert.equal(join.requestBody?.content?.['application/json']?.schema?.additionalProperties, false);
+  assert.ok(join.responses?.['200'] && join.responses['401']);
+  const tokens = doc.paths['/v1/platform/hosts/join-tokens']?.post;
+  assert.ok(tokens?.responses?.['201'], 'POST join-tokens documented');
+  assert.ok(doc.paths['/v1/platform/hosts/{host}/revoke']?.post?.responses?.['200'], 'revoke documented');
+  // Schema validation: a malformed token or an oversized CSR never reaches the CA.
+  const bad = await harness.api('POST', '/v1/hosts/join', { token: 'x', csr: 'y' }, { authorization: '' });
+  assert.equal(bad.status, 400);
+  const huge = await harness.api(
+    'POST',
+    '/v1/hosts/join',
+    { token: `rjt_${'a'.repeat(43)}`, csr: 'A'.repeat(9000) },
+    { authorization: '' },
+  );
+  assert.equal(huge.status, 400);
+});

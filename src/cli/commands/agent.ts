@@ -65,7 +65,10 @@ export function registerAgentCommand(program: Command, deps: CommandDeps): void 
         'server endpoint in the data directory; then run `rampart agent` to dial the server',
     )
     .option('--server <url>', "the server's API URL, e.g. https://rampart.example:8480 (required)")
-    .option('--token <token>', 'the join token from `rampart host join-token` (required)')
+    .option(
+      '--token <token>',
+      'the join token from `rampart host join-token` (required; or env RAMPART_JOIN_TOKEN, which keeps it out of the process list)',
+    )
     .option(
       '--name <name>',
       "this host's name (env RAMPART_HOST_NAME; default: the machine's hostname)",
@@ -84,9 +87,9 @@ export function registerAgentCommand(program: Command, deps: CommandDeps): void 
       const server = opts.server;
       if (!server || !/^https?:\/\/[^\s/]+\/?$/.test(server))
         throw new UsageError("--server must be the server's API URL, e.g. https://rampart.example:8480");
-      if (!opts.token || !/^rjt_[A-Za-z0-9_-]{43}$/.test(opts.token))
+      const token = opts.token ?? (deps.io.env.RAMPART_JOIN_TOKEN || undefined);
+      if (!token || !/^rjt_[A-Za-z0-9_-]{43}$/.test(token))
         throw new UsageError('--token must be a join token from `rampart host join-token`');
-      const token = opts.token;
       const { joinServer } = await import('../../agent/link/server-dialer.js');
       const { loadAgentConfig } = await import('../../agent/config.js');
       const { hostname } = await import('node:os');
