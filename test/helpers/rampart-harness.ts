@@ -37,6 +37,8 @@ export interface HarnessOptions {
    * harness's), uid range and name, started before the server, which connects to all of them.
    */
   extraHosts?: readonly { name: string; env?: Record<string, string> }[];
+  /** Extra arguments of `rampart server` (e.g. ['--database', 'postgres://...']). */
+  serverArgs?: readonly string[];
 }
 
 /** uids per extra host (each host's VMs get uids no other host on this machine hands out). */
@@ -180,7 +182,10 @@ export class RampartHarness {
       ...this.options.env,
       ...overrides,
     };
-    const server = spawn(process.execPath, [CLI_MAIN, 'server'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const server = spawn(process.execPath, [CLI_MAIN, 'server', ...(this.options.serverArgs ?? [])], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.server = server;
     this.serverOutput = '';
     const url = await new Promise<string>((resolve, reject) => {
