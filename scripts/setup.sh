@@ -17,6 +17,7 @@ PACKAGES=(
   genisoimage dosfstools mtools     # NoCloud seeds (cidata ISO or vfat); the Debian image's FAT boot partition
   openssh-client                    # ssh, ssh-keygen: the Debian image test logs in with a seeded key
   chromium                          # headless browser of the web console's test (playwright-core drives it)
+  postgresql                        # the second database engine (cluster mode); its tests (scripts/test-postgres.sh)
 )
 
 missing=()

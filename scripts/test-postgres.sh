@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The PostgreSQL of the database tests (RAMPART_TEST_POSTGRES_URL): starts Debian's local cluster if it is
+# not running (pg_ctlcluster, without systemd; `service` otherwise; creates the cluster if there is none),
+# creates the test role (CREATEDB: each test file makes and drops databases of its own) and its database,
+# idempotently and quietly, and prints the URL on stdout. Needs root (runs psql as the postgres user).
+set -euo pipefail
+
+ROLE=rampart_test
+DATABASE=rampart_test
+PORT=5432
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test-postgres: needs root to start PostgreSQL and create the test role" >&2
+  exit 1
+fi
+if ! command -v pg_lsclusters >/dev/null; then
+  echo "test-postgres: PostgreSQL is not installed (scripts/setup.sh installs it)" >&2
+  exit 1
+fi
+
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+
+if ! pg_isready -q -h 127.0.0.1 -p "$PORT"; then
+  cluster=$(pg_lsclusters --no-header | awk -v port="$PORT" '$3 == port { print $1, $2; exit }')
+  if [[ -z "$cluster" ]]; then
+    version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
+    pg_createcluster --port "$PORT" "$version" main >/dev/null
+    cluster="$version main"
+  fi
+  # shellcheck disable=SC2086 # "<version> <name>"
+  if ! pg_ctlcluster $cluster start 2>/dev/null; then
+    service postgresql start >/dev/null 2>&1 || true
+  fi
+  for _ in $(seq 1 60); do
+    pg_isready -q -h 127.0.0.1 -p "$PORT" && break
+    sleep 0.5
+  done
+  if ! pg_isready -q -h 127.0.0.1 -p "$PORT"; then
+    echo "test-postgres: PostgreSQL did not start on port $PORT" >&2
+    exit 1
+  fi
+fi
+
+as_postgres psql -qAtX -v ON_ERROR_STOP=1 -p "$PORT" >/dev/null <<SQL
+SELECT 'CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD ''$ROLE'''
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE')\gexec
+SELECT 'CREATE DATABASE $DATABASE OWNER $ROLE'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DATABASE')\gexec
+SQL
+
+echo "postgres://$ROLE:$ROLE@127.0.0.1:$PORT/$DATABASE"
