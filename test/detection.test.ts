@@ -159,6 +159,15 @@ async function badLogin(username: string): Promise<number> {
 test('a token probing many absent ids is revoked; reaching for platform powers raises an alert', async () => {
   // First in this file: the brute-force test below throttles logins from this address.
   const member = await harness.createMember('prober', 'Curious-Passw0rd-123', 'default', 'member');
+  // Making a member is an administrative change: an admin.change event names who did what.
+  const changes = await harness.api<{ items: SecurityEvent[] }>(
+    'GET',
+    '/v1/platform/security/events?kind=admin.change',
+  );
+  assert.ok(
+    changes.body.items.some((e) => e.detail['action'] === 'member:create' && e.detail['actor'] === 'admin'),
+    JSON.stringify(changes.body.items.map((e) => e.summary)),
+  );
   const created = await harness.api<{ token: string; apiToken: { id: string } }>(
     'POST',
     '/v1/tokens',

@@ -76,6 +76,8 @@ export interface AccessControlDeps {
   limiter: RateLimiter;
   /** Told of every request an authenticated principal was refused (403) or pointed at nothing (404). */
   onDenied?: (denial: RequestDenial) => void;
+  /** Told of every audit record written for a request, once it is written. */
+  onAudited?: (entry: AuditEntry) => void;
 }
 
 /** A refused request of an authenticated principal, for the security event stream. */
@@ -355,7 +357,9 @@ export function installAccessControl(app: FastifyInstance, deps: AccessControlDe
       });
     }
     try {
-      await audit.append(auditEntry(request, status, detail));
+      const entry = auditEntry(request, status, detail);
+      await audit.append(entry);
+      deps.onAudited?.(entry);
       return payload;
     } catch (error) {
       request.log.error(

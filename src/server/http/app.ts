@@ -6,7 +6,8 @@
  * is the socket peer and a client's X-Forwarded-For changes nothing (audit source, login throttle,
  * rate-limit key).
  */
-import { denialEvents } from '../security/event-producers.js';
+import { adminChangeEvent, denialEvents } from '../security/event-producers.js';
+import type { SecurityEventInput } from '../security/security-events.js';
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -90,6 +91,10 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
   });
   const web = WebConsole.load();
   installErrorHandler(app, (request, reply) => web.serveDeepLink(request, reply));
+  const record = (event: SecurityEventInput) =>
+    void ctx.securityEvents
+      .record(event)
+      .catch((error: unknown) => app.log.error({ err: (error as Error).message }, 'security event failed'));
   installAccessControl(app, {
     authenticator: ctx.authenticator,
     roles: ctx.roles,
@@ -98,12 +103,12 @@ export async function buildApp(ctx: AppContext, log: Logger, http: HttpOptions):
     limiter: new RateLimiter(http.rateLimit),
     // Refusals feed the detection rules (id probing, privilege-escalation attempts).
     onDenied: (denial) => {
-      for (const event of denialEvents(denial))
-        void ctx.securityEvents
-          .record(event)
-          .catch((error: unknown) =>
-            app.log.error({ err: (error as Error).message }, 'security event failed'),
-          );
+      for (const event of denialEvents(denial)) record(event);
+    },
+    // Administrative changes (members, roles, users, tenants, trust, hosts, tokens) are events too.
+    onAudited: (entry) => {
+      const event = adminChangeEvent(entry);
+      if (event) record(event);
     },
   });
   await app.register(async (scope) => {

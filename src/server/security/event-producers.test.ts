@@ -4,7 +4,7 @@ import type { SecurityEvent } from '../../api/security.js';
 import type { Principal } from '../iam/principal.js';
 import { DetectionEngine } from './detection/rule-engine.js';
 import { SHIPPED_RULES_TEXT } from './detection/shipped-rules.js';
-import { volumeCopyEvent, type VolumeCopy } from './event-producers.js';
+import { adminChangeEvent, volumeCopyEvent, type VolumeCopy } from './event-producers.js';
 import type { SecurityEventInput } from './security-events.js';
 
 const principal = (token = false): Principal => ({
@@ -59,4 +59,31 @@ test('one actor copying five different volumes raises the bulk-copy alert', () =
       fired.push(d.ruleId);
   }
   assert.deepEqual(fired, ['volume-bulk-copy'], 'the fifth distinct volume, not the fifth copy');
+});
+
+test('successful administrative requests become admin.change events; other requests do not', () => {
+  const entry = {
+    actorId: 'u-admin',
+    actor: 'admin',
+    tenantId: 't1',
+    action: 'member:create',
+    target: 'u-bob',
+    outcome: 'success' as const,
+    status: 201,
+    source: '127.0.0.1',
+    requestId: 'r1',
+    detail: 'bob as viewer',
+  };
+  const event = adminChangeEvent(entry);
+  assert.equal(event?.kind, 'admin.change');
+  assert.equal(event?.tenantId, 't1');
+  assert.equal(event?.detail?.['action'], 'member:create');
+  assert.equal(event?.detail?.['target'], 'u-bob');
+  assert.equal(adminChangeEvent({ ...entry, action: 'platform:user:update' })?.kind, 'admin.change');
+  assert.equal(
+    adminChangeEvent({ ...entry, outcome: 'denied', status: 403 }),
+    null,
+    'a refusal is api.denied',
+  );
+  assert.equal(adminChangeEvent({ ...entry, action: 'vm:create' }), null, 'not administrative');
 });

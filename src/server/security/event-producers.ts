@@ -3,6 +3,7 @@
  * security-events.ts and detection/shipped-rules.ts): login attempts and unexpected QEMU exits.
  */
 import type { RequestDenial } from '../http/access-control.js';
+import type { AuditEntry } from '../audit/audit-log.js';
 import type { Principal } from '../iam/principal.js';
 import type { LoginAttempt } from '../iam/authenticator.js';
 import type { VmsTable } from '../store/schema.js';
@@ -134,6 +135,35 @@ export function volumeCopyEvent(copy: VolumeCopy, principal: Principal, member: 
       volumeId: copy.volumeId,
       newId: copy.newId,
       vmId: copy.vmId,
+    },
+  };
+}
+
+/**
+ * Actions that change who may do what, or the platform's security settings: members, roles, users,
+ * tenants, quotas, image trust and signing keys, hosts, API tokens, security responses.
+ */
+const ADMIN_ACTION =
+  /^(?:platform:|member:(?:create|delete)|role:(?:create|delete)|tenant:update|image:(?:trust|sign)|token:(?:create|delete)|security:respond)/;
+
+/** admin.change for a successful administrative request (from its audit record), else null. */
+export function adminChangeEvent(entry: AuditEntry): SecurityEventInput | null {
+  if (entry.outcome !== 'success' || !ADMIN_ACTION.test(entry.action)) return null;
+  return {
+    kind: 'admin.change',
+    severity: 'low',
+    tenantId: entry.tenantId,
+    subjectType: 'user',
+    subjectId: entry.actorId,
+    summary: `${entry.actor}: ${entry.action}${entry.target ? ` ${entry.target}` : ''}`,
+    detail: {
+      actorId: entry.actorId,
+      actor: entry.actor,
+      action: entry.action,
+      target: entry.target,
+      detail: entry.detail,
+      sourceIp: entry.source,
+      requestId: entry.requestId,
     },
   };
 }

@@ -36,6 +36,12 @@
  *                                The detection engine's inputs: their fields are documented in
  *                                detection/shipped-rules.ts (producers: event-producers.ts,
  *                                console-watch.ts, heartbeat-watch.ts, telemetry-ingest.ts).
+ *   admin.change                 subjectType 'user', subjectId the actor's id; tenantId the request's.
+ *                                detail: { actorId, actor, action (e.g. member:create,
+ *                                          platform:user:update), target, detail, sourceIp, requestId }
+ *                                A successful administrative request (members, roles, users, tenants,
+ *                                quotas, image trust and signing, hosts, tokens, security responses),
+ *                                from its audit record.
  *   alert.raised                 subjectType 'alert', subjectId the alert id (alerts.ts).
  *                                detail: { ruleId, groupKey, action, target, outcome }
  *
