@@ -100,6 +100,9 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
   const dedicatedCpus = env.RAMPART_DEDICATED_CPUS;
   if (dedicatedCpus !== undefined && !/^(none|[0-9,-]*)$/.test(dedicatedCpus.trim()))
     throw new Error('RAMPART_DEDICATED_CPUS must be a CPU list such as 2-7,10 or none');
+  const server = input.server ?? (env.RAMPART_SERVER || null);
+  if (server !== null && !/^(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(server))
+    throw new Error('RAMPART_SERVER / --server must be the HOST:PORT of the server agent listener');
   const probeKernel = env.RAMPART_PROBE_KERNEL ?? null;
   const probeInitrd = env.RAMPART_PROBE_INITRD ?? null;
   return {
@@ -121,7 +124,7 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     telemetrySeconds: integerEnv(env, 'RAMPART_TELEMETRY_SECONDS', 10, 0, 3600),
     hostname,
     dedicatedCpus,
-    server: input.server ?? (env.RAMPART_SERVER || null),
+    server,
     heartbeatSeconds: integerEnv(env, 'RAMPART_HEARTBEAT_SECONDS', 5, 1, 300),
     cpuLimit: env.RAMPART_HOST_CPUS === undefined ? null : integerEnv(env, 'RAMPART_HOST_CPUS', 1, 1, 65_536),
     memoryLimitMiB:

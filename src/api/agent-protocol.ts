@@ -1,6 +1,6 @@
 /**
  * The server <-> agent protocol, version 1. JSON lines over a stream (a unix socket in all-in-one mode;
- * the same messages will cross TLS for remote hosts). The server sends desired state (`sync`, `apply`,
+ * the same messages cross mutual TLS for remote hosts, with a heartbeat from the agent). The server sends desired state (`sync`, `apply`,
  * `remove`); the agent reconciles and reports actual state (`vm.status`), console output and events.
  * Requests carry an `id`; the agent answers each with exactly one `reply` of the same id.
  *

@@ -335,3 +335,50 @@ void describe('loadAgentConfig data directory', () => {
     );
   });
 });
+
+void describe('remote hosts settings', () => {
+  void test('the agent listener is off by default; a wildcard listen address needs the endpoint', () => {
+    assert.equal(loadServerConfig({}, {}).agentListener, null);
+    const on = loadServerConfig({}, { RAMPART_AGENT_LISTEN: '10.0.0.1:8481' }).agentListener;
+    assert.deepEqual(on, {
+      host: '10.0.0.1',
+      port: 8481,
+      endpointHost: '10.0.0.1',
+      endpointPort: null,
+      heartbeatSeconds: 5,
+    });
+    assert.throws(
+      () => loadServerConfig({}, { RAMPART_AGENT_LISTEN: '0.0.0.0:8481' }),
+      /RAMPART_AGENT_ENDPOINT/,
+    );
+    const behind = loadServerConfig(
+      {},
+      {
+        RAMPART_AGENT_LISTEN: '0.0.0.0:8481',
+        RAMPART_AGENT_ENDPOINT: 'rampart.example:443',
+        RAMPART_AGENT_HEARTBEAT_SECONDS: '2',
+      },
+    ).agentListener;
+    assert.equal(behind?.endpointHost, 'rampart.example');
+    assert.equal(behind?.endpointPort, 443);
+    assert.equal(behind?.heartbeatSeconds, 2);
+    assert.throws(
+      () =>
+        loadServerConfig({}, { RAMPART_AGENT_LISTEN: '127.0.0.1:1', RAMPART_AGENT_HEARTBEAT_SECONDS: '0' }),
+      /RAMPART_AGENT_HEARTBEAT_SECONDS/,
+    );
+  });
+
+  void test('the agent dials HOST:PORT only', () => {
+    assert.equal(loadAgentConfig({ dataDir: '/srv/ok' }, {}).server, null);
+    assert.equal(
+      loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_SERVER: '10.0.0.1:8481' }).server,
+      '10.0.0.1:8481',
+    );
+    assert.equal(loadAgentConfig({ dataDir: '/srv/ok', server: '[::1]:8481' }, {}).server, '[::1]:8481');
+    assert.throws(
+      () => loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_SERVER: 'https://x:1/' }),
+      /RAMPART_SERVER/,
+    );
+  });
+});

@@ -519,6 +519,11 @@ export function loadServerConfig(
   if (env.RAMPART_AGENT_LISTEN) {
     const listenAt = parseListen(env.RAMPART_AGENT_LISTEN);
     const endpoint = env.RAMPART_AGENT_ENDPOINT ? parseListen(env.RAMPART_AGENT_ENDPOINT) : null;
+    // Agents verify the listener by the host they dial: a wildcard address names no host.
+    if (!endpoint && ['0.0.0.0', '::', ''].includes(listenAt.host))
+      throw new InvalidInputError(
+        'RAMPART_AGENT_ENDPOINT (host:port agents dial) is needed when RAMPART_AGENT_LISTEN is a wildcard address',
+      );
     agentListener = {
       ...listenAt,
       endpointHost: endpoint?.host ?? listenAt.host,

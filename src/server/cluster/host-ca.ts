@@ -68,7 +68,9 @@ export class HostCa {
       throw new Error(`${dir} must not be accessible by group or others (mode ${dirMode.toString(8)})`);
     const keyPath = join(dir, 'host-ca.key');
     const certPath = join(dir, 'host-ca.crt');
-    if (readSecretFile(keyPath, 'host CA key') === null) {
+    const existing = readSecretFile(keyPath, 'host CA key');
+    existing?.fill(0);
+    if (existing === null) {
       const { stdout } = await run(openssl, [
         'genpkey',
         '-algorithm',

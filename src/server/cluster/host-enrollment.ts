@@ -4,7 +4,7 @@
  * atomically, a host id assigned, the CSR signed by the host CA), certificate checks for the agent
  * listener, and revocation (recorded, and the host's connection closed at once).
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   ConflictError,
   InvalidInputError,
@@ -140,13 +140,8 @@ export class HostEnrollment {
       .selectAll()
       .where('tokenHash', '=', hash)
       .executeTakeFirst();
-    if (
-      !row ||
-      !timingSafeEqual(Buffer.from(row.tokenHash), Buffer.from(hash)) ||
-      row.usedAt !== null ||
-      row.expiresAt <= nowIso
-    )
-      throw refused();
+    // Looked up by the hash: the token itself is never stored or compared.
+    if (!row || row.usedAt !== null || row.expiresAt <= nowIso) throw refused();
     const hostId = newId();
     // Checks the CSR (key type, signature, CN) before the token is spent.
     const signed = await ca.signHostCsr(input.csr, hostId, row.hostname);
