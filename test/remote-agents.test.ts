@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -154,8 +154,31 @@ test('a host joins with a one-time token, dials in over mutual TLS, and runs a V
 
   const made = await runCli(harness, ['host', 'join-token', '--name', NAME, '--ttl', '30m', '-o', 'json']);
   assert.equal(made.code, 0, made.stderr);
-  const token = (JSON.parse(made.stdout) as JoinTokenCreated).token;
+  const { token, caFingerprint } = JSON.parse(made.stdout) as JoinTokenCreated;
   assert.match(token, /^rjt_/);
+  assert.match(caFingerprint, /^sha256:[0-9a-f]{64}$/);
+
+  // An agent given another CA fingerprint refuses the answer and stores nothing.
+  const other = await harness.api<JoinTokenCreated>('POST', '/v1/platform/hosts/join-tokens', {});
+  const elsewhere = join(harness.dataDir, 'hosts', 'mitm');
+  mkdirSync(elsewhere, { recursive: true });
+  const wrong = await runCli(harness, [
+    'agent',
+    'join',
+    '--server',
+    harness.url,
+    '--token',
+    other.body.token,
+    '--name',
+    'mitm',
+    '--data-dir',
+    elsewhere,
+    '--ca-fingerprint',
+    `sha256:${'0'.repeat(64)}`,
+  ]);
+  assert.notEqual(wrong.code, 0);
+  assert.match(wrong.stderr, /fingerprint .* refused/);
+  assert.ok(!existsSync(join(elsewhere, 'host.crt')) && !existsSync(join(elsewhere, 'ca.crt')));
 
   const dir = remoteDir();
   mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -170,6 +193,8 @@ test('a host joins with a one-time token, dials in over mutual TLS, and runs a V
     NAME,
     '--data-dir',
     dir,
+    '--ca-fingerprint',
+    caFingerprint,
   ]);
   assert.equal(joined.code, 0, joined.stderr);
   assert.match(joined.stdout, new RegExp(`joined as host ${NAME} \\(([0-9a-f-]{36})\\)`));

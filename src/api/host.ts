@@ -80,6 +80,8 @@ export const JoinTokenCreated = Type.Object(
     token: Type.String(),
     hostname: Type.Union([Type.String(), Type.Null()]),
     expiresAt: Timestamp,
+    /** `sha256:<hex>` of the host CA certificate, for `rampart agent join --ca-fingerprint`. */
+    caFingerprint: Type.String(),
   },
   { $id: 'JoinTokenCreated' },
 );

@@ -8,6 +8,7 @@
  * leaves the host), a CSR with CN = the host name, POST /v1/hosts/join, and the answer stored in the
  * data directory: `host.key` (0600), `host.crt`, `ca.crt`, `server-endpoint`, `host-id`.
  */
+import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
@@ -149,6 +150,8 @@ export async function joinServer(input: {
   token: string;
   dataDir: string;
   name: string;
+  /** `sha256:<hex>` the received CA certificate must have (from `rampart host join-token`). */
+  caFingerprint?: string | undefined;
   openssl?: string;
   fetchImpl?: typeof fetch;
 }): Promise<JoinAnswer> {
@@ -182,6 +185,13 @@ export async function joinServer(input: {
     throw new Error(`join refused (${response.status}): ${body?.error?.message ?? 'no answer'}`);
   if (!isUuid(body.hostId)) throw new Error('the server answered an invalid host id');
   parseEndpoint(body.agentEndpoint);
+  // The CA is pinned from now on: when the operator gave its fingerprint, it must be that one (an
+  // answer altered on the way is refused and nothing is stored).
+  const fingerprint = `sha256:${createHash('sha256').update(new X509Certificate(body.caCertificate).raw).digest('hex')}`;
+  if (input.caFingerprint !== undefined && input.caFingerprint.toLowerCase() !== fingerprint)
+    throw new Error(
+      `the server's CA certificate has fingerprint ${fingerprint}, not ${input.caFingerprint}: refused`,
+    );
   writeFileSync(join(input.dataDir, CA_CERT_FILE), body.caCertificate, { mode: 0o644 });
   writeFileSync(join(input.dataDir, HOST_CERT_FILE), body.certificate, { mode: 0o644 });
   writeFileSync(join(input.dataDir, ENDPOINT_FILE), `${body.agentEndpoint}\n`, { mode: 0o644 });

@@ -75,6 +75,10 @@ export function registerAgentCommand(program: Command, deps: CommandDeps): void 
       parseHostName,
     )
     .option('--data-dir <dir>', 'the agent data directory (env RAMPART_DATA_DIR)', parsePath)
+    .option(
+      '--ca-fingerprint <sha256:hex>',
+      'the host CA fingerprint `rampart host join-token` printed: the CA received is refused unless it matches',
+    )
     .action(async (_opts: unknown, cmd: Command) => {
       // `--server`, `--token` and `--data-dir` are also options of `agent` and of the program, which
       // Commander hands them to: read them with the globals.
@@ -83,10 +87,17 @@ export function registerAgentCommand(program: Command, deps: CommandDeps): void 
         token?: string;
         name?: string;
         dataDir?: string;
+        caFingerprint?: string;
       }>();
       const server = opts.server;
       if (!server || !/^https?:\/\/[^\s/]+\/?$/.test(server))
         throw new UsageError("--server must be the server's API URL, e.g. https://rampart.example:8480");
+      if (opts.caFingerprint !== undefined && !/^sha256:[0-9a-fA-F]{64}$/.test(opts.caFingerprint))
+        throw new UsageError('--ca-fingerprint must be sha256:<64 hex digits>');
+      if (opts.caFingerprint === undefined && server.startsWith('http://'))
+        deps.io.stderr.write(
+          'warning: joining over plain http without --ca-fingerprint: the CA received is trusted as it comes\n',
+        );
       const token = opts.token ?? (deps.io.env.RAMPART_JOIN_TOKEN || undefined);
       if (!token || !/^rjt_[A-Za-z0-9_-]{43}$/.test(token))
         throw new UsageError('--token must be a join token from `rampart host join-token`');
@@ -100,6 +111,7 @@ export function registerAgentCommand(program: Command, deps: CommandDeps): void 
       const joined = await joinServer({
         server,
         token,
+        caFingerprint: opts.caFingerprint,
         dataDir: config.dataDir,
         name: opts.name ?? config.hostname ?? hostname().split('.')[0]!,
       });

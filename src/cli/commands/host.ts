@@ -124,7 +124,7 @@ export function registerHostCommands(program: Command, deps: CommandDeps): void 
             '',
             `  ${created.token}`,
             '',
-            `On the host: rampart agent join --server <this server's URL> --token <token>${created.hostname ? ` --name ${created.hostname}` : ''}`,
+            `On the host: RAMPART_JOIN_TOKEN=<token> rampart agent join --server <this server's URL>${created.hostname ? ` --name ${created.hostname}` : ''} --ca-fingerprint ${created.caFingerprint}`,
           ].join('\n'),
         );
     });

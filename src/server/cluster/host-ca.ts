@@ -10,7 +10,7 @@
  * subject is set by the server (CN = the host id it assigned), never copied from the CSR; the serial
  * is 128 random bits (recorded in the database by the caller, where revocation is kept).
  */
-import { X509Certificate, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
@@ -42,6 +42,11 @@ function newSerial(): string {
   const bytes = randomBytes(16);
   bytes[0] = (bytes[0]! & 0x6f) | 0x10;
   return bytes.toString('hex').toUpperCase();
+}
+
+/** `sha256:<hex>` of a certificate's DER: what a joining agent compares the CA it receives with. */
+export function certificateFingerprint(pem: string): string {
+  return `sha256:${createHash('sha256').update(new X509Certificate(pem).raw).digest('hex')}`;
 }
 
 export function normalizeSerial(serial: string): string {

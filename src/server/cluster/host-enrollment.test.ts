@@ -42,6 +42,7 @@ test('join tokens: hash only, expiry, single use; revocation', async (t) => {
 
   const created = await enrollment.createJoinToken({ hostname: 'node-1', createdBy: null });
   assert.match(created.token, /^rjt_[A-Za-z0-9_-]{43}$/);
+  assert.match(created.caFingerprint, /^sha256:[0-9a-f]{64}$/);
   const rows = await db.selectFrom('hostJoinTokens').selectAll().execute();
   assert.equal(rows.length, 1);
   assert.equal(rows[0]!.tokenHash, hashJoinToken(created.token));

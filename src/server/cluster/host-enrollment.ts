@@ -15,7 +15,7 @@ import {
 import { isUuid, newId } from '../../common/ids.js';
 import { LoginThrottle } from '../iam/login-throttle.js';
 import type { Db } from '../store/database.js';
-import { HOSTNAME_PATTERN, normalizeSerial, type HostCa } from './host-ca.js';
+import { HOSTNAME_PATTERN, certificateFingerprint, normalizeSerial, type HostCa } from './host-ca.js';
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
 export const MAX_JOIN_TOKEN_TTL_SECONDS = 7 * 86_400;
@@ -34,6 +34,8 @@ export interface JoinTokenCreated {
   token: string;
   hostname: string | null;
   expiresAt: string;
+  /** `sha256:<hex>` of the host CA certificate: `rampart agent join --ca-fingerprint` checks it. */
+  caFingerprint: string;
 }
 
 export interface HostJoined {
@@ -82,7 +84,8 @@ export class HostEnrollment {
     ttlSeconds?: number | undefined;
     createdBy: string | null;
   }): Promise<JoinTokenCreated> {
-    if (!this.enabled)
+    const ca = this.options.ca;
+    if (!ca || !this.enabled)
       throw new ConflictError('the agent listener is off (set RAMPART_AGENT_LISTEN): hosts cannot join');
     const hostname = input.hostname ?? null;
     if (hostname !== null && !HOSTNAME.test(hostname)) throw new InvalidInputError('invalid host name');
@@ -111,7 +114,13 @@ export class HostEnrollment {
       hostId: null,
     };
     await this.options.db.insertInto('hostJoinTokens').values(row).execute();
-    return { id: row.id, token, hostname, expiresAt: row.expiresAt };
+    return {
+      id: row.id,
+      token,
+      hostname,
+      expiresAt: row.expiresAt,
+      caFingerprint: certificateFingerprint(ca.certificatePem),
+    };
   }
 
   /**
