@@ -217,8 +217,11 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     // Every session of the pool: UTC, and synchronous commit (durable before acknowledged).
     options: '-c TimeZone=UTC -c synchronous_commit=on',
   });
-  // An idle client that loses its server must not crash the process; the next query fails instead.
+  // A client that loses its server (idle in the pool, or checked out: a held transaction or lease) must
+  // not crash the process with an unhandled 'error' event; its next query fails instead, and the pool
+  // drops a client that is no longer queryable when it comes back.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({
     dialect: new PostgresDialect({ pool }),
     plugins: [new CamelCasePlugin()],
