@@ -38,6 +38,8 @@ describe('the server on PostgreSQL', { skip: POSTGRES_SKIP }, () => {
 
   test('the server runs on the PostgreSQL database and never prints its password', async () => {
     assert.match(harness.serverOutput, /"engine":"postgres"/);
+    // The only replica holds the leader lease of the singleton loops.
+    assert.match(harness.serverOutput, /leader lease acquired/);
     const password = decodeURIComponent(new URL(target.url).password);
     assert.ok(password.length > 0);
     assert.ok(!harness.serverOutput.includes(`:${password}@`), 'the URL with its password was logged');

@@ -43,6 +43,7 @@ import { openImageServices } from './images/image-services.js';
 import { NetworkService } from './network/network-service.js';
 import { createMetrics } from './metrics.js';
 import { engineOf, maskDatabaseUrl, openDatabase } from './store/database.js';
+import { LeaderLease } from './cluster/leader-lease.js';
 import { startAgentListener } from './cluster/remote-hosts.js';
 
 export interface ServerCliOptions extends ServerConfigInput {
@@ -273,7 +274,6 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     alerts,
     log: log.child({ component: 'compliance' }),
   });
-  compliance.start(complianceIntervalSeconds());
   securityState = { alerts, compliance };
   // A running VM whose guest agent went silent becomes a vm.heartbeat_lost event.
   const heartbeats = new HeartbeatWatch({
@@ -282,7 +282,19 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     log: log.child({ component: 'heartbeats' }),
     lostAfterMs: heartbeatLostAfterMs(process.env),
   });
-  heartbeats.start();
+  // Singleton loops run on one server replica only: the holder of the leader lease (a PostgreSQL
+  // advisory lock; on SQLite this server, at once). Another replica takes over when the leader goes.
+  const lease = new LeaderLease(db, { name: 'singletons', log: log.child({ component: 'leader-lease' }) });
+  lease.on('change', (leader) => {
+    if (leader) {
+      compliance.start(complianceIntervalSeconds());
+      heartbeats.start();
+    } else {
+      compliance.stop();
+      heartbeats.stop();
+    }
+  });
+  lease.start();
   // Kernel trouble on a guest console (oops, panic, segfaults, OOM) becomes guest.console events.
   const consoleWatch = new ConsoleWatch({
     vmOf: (vmId) =>
@@ -434,6 +446,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     void app
       .close()
       .then(() => audit.close())
+      .then(() => lease.stop())
       .then(() => securityEvents.flush())
       .then(() => db.destroy())
       .finally(() => process.exit(0));
