@@ -5,18 +5,25 @@
  */
 import { useState } from 'react';
 import { api } from '../api/client.js';
-import type { List, SecurityAlert } from '../api/types.js';
+import type { AlertStatus, List, SecurityAlert } from '../api/types.js';
 import { undoOf } from '../alert-undo.js';
 import { useAuth } from '../auth.js';
 import { AlertEvents } from '../components/AlertEvents.js';
 import { AlertNotes } from '../components/AlertNotes.js';
 import { announce } from '../components/LiveRegion.js';
 import { Notice } from '../components/Notice.js';
+import { SelectField } from '../components/SelectField.js';
 import { Badge } from '../components/StateBadge.js';
 import { when } from '../format.js';
 import { Link } from '../router.js';
 import { useAction } from '../use-action.js';
 import { useApi } from '../use-api.js';
+
+/** The status changes a responder makes here: the button, the new status, and the statuses it leaves. */
+const STATUS_CHANGES: { label: string; to: AlertStatus; from: AlertStatus[] }[] = [
+  { label: 'Acknowledge', to: 'acknowledged', from: ['open'] },
+  { label: 'Resolve', to: 'resolved', from: ['open', 'acknowledged'] },
+];
 
 export function Alerts() {
   const { can } = useAuth();
@@ -69,15 +76,13 @@ export function Alerts() {
     <>
       <h1>Security alerts</h1>
       <div className="filters">
-        <label>
-          Status
-          <select value={status} onChange={(e) => setStatus(e.target.value)}>
-            <option value="">any</option>
-            <option>open</option>
-            <option>acknowledged</option>
-            <option>resolved</option>
-          </select>
-        </label>
+        <SelectField
+          label="Status"
+          value={status}
+          onChange={setStatus}
+          options={['open', 'acknowledged', 'resolved']}
+          blank="any"
+        />
       </div>
       <Notice error={alerts.error ?? action.error}>{done}</Notice>
       {alerts.data && alerts.data.items.length === 0 && <p className="muted">No alerts.</p>}
@@ -122,36 +127,19 @@ export function Alerts() {
                 save={(body) => update(a, body, 'Alert updated')}
               />
               <div className="actions">
-                {mayRespond(a) && a.status === 'open' && (
-                  <button
-                    type="button"
-                    disabled={action.busy}
-                    onClick={() =>
-                      void update(
-                        a,
-                        { status: 'acknowledged', note: 'acknowledged in the console' },
-                        'Alert acknowledged',
-                      )
-                    }
-                  >
-                    Acknowledge
-                  </button>
-                )}
-                {mayRespond(a) && a.status !== 'resolved' && (
-                  <button
-                    type="button"
-                    disabled={action.busy}
-                    onClick={() =>
-                      void update(
-                        a,
-                        { status: 'resolved', note: 'resolved in the console' },
-                        'Alert resolved',
-                      )
-                    }
-                  >
-                    Resolve
-                  </button>
-                )}
+                {mayRespond(a) &&
+                  STATUS_CHANGES.filter((c) => c.from.includes(a.status)).map((c) => (
+                    <button
+                      key={c.to}
+                      type="button"
+                      disabled={action.busy}
+                      onClick={() =>
+                        void update(a, { status: c.to, note: `${c.to} in the console` }, `Alert ${c.to}`)
+                      }
+                    >
+                      {c.label}
+                    </button>
+                  ))}
                 {inverse?.kind === 'undo' && can(inverse.undo.permission) && (
                   <button type="button" className="danger" disabled={action.busy} onClick={() => undo(a)}>
                     {inverse.undo.label}

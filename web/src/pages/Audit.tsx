@@ -2,7 +2,10 @@
 import { useState } from 'react';
 import type { AuditRecordView, AuditVerification } from '../api/types.js';
 import { useAuth } from '../auth.js';
+import { DataTable } from '../components/DataTable.js';
+import { Field } from '../components/Field.js';
 import { Notice } from '../components/Notice.js';
+import { SelectField } from '../components/SelectField.js';
 import { Badge } from '../components/StateBadge.js';
 import { when } from '../format.js';
 import { useApi } from '../use-api.js';
@@ -58,64 +61,41 @@ export function Audit() {
           });
         }}
       >
-        <label>
-          Actor
-          <input value={actor} onChange={(e) => setActor(e.target.value)} />
-        </label>
-        <label>
-          Action
-          <input value={action} onChange={(e) => setAction(e.target.value)} placeholder="e.g. vm:create" />
-        </label>
-        <label>
-          Outcome
-          <select value={outcome} onChange={(e) => setOutcome(e.target.value)}>
-            <option value="">any</option>
-            <option>success</option>
-            <option>denied</option>
-            <option>failure</option>
-          </select>
-        </label>
-        <label>
-          Since
-          <input type="datetime-local" value={since} onChange={(e) => setSince(e.target.value)} />
-        </label>
+        <Field label="Actor" value={actor} onChange={setActor} />
+        <Field label="Action" value={action} onChange={setAction} placeholder="e.g. vm:create" />
+        <SelectField
+          label="Outcome"
+          value={outcome}
+          onChange={setOutcome}
+          options={['success', 'denied', 'failure']}
+          blank="any"
+        />
+        <Field label="Since" type="datetime-local" value={since} onChange={setSince} />
         <button type="submit">Filter</button>
       </form>
       <Notice error={records.error ?? verify.error} />
-      <div className="table-wrap" role="region" aria-label="Audit records">
-        <table>
-          <thead>
-            <tr>
-              <th scope="col">#</th>
-              <th scope="col">Time</th>
-              <th scope="col">Actor</th>
-              <th scope="col">Action</th>
-              <th scope="col">Target</th>
-              <th scope="col">Outcome</th>
-              <th scope="col">Source</th>
-              <th scope="col">Detail</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(records.data?.items ?? []).map((r) => (
-              <tr key={r.seq}>
-                <td>{r.seq}</td>
-                <td>{when(r.time)}</td>
-                <td>{r.actor}</td>
-                <td>{r.action}</td>
-                <td className="wrap break">{r.target ?? ''}</td>
-                <td>
-                  <Badge value={r.outcome} kind="outcome" /> {r.status}
-                </td>
-                <td>{r.source}</td>
-                <td className="wrap muted">
-                  <Detail text={r.detail} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        label="Audit records"
+        rows={records.data?.items ?? []}
+        rowKey={(r) => r.seq}
+        columns={[
+          { header: '#', cell: (r) => r.seq },
+          { header: 'Time', cell: (r) => when(r.time) },
+          { header: 'Actor', cell: (r) => r.actor },
+          { header: 'Action', cell: (r) => r.action },
+          { header: 'Target', cell: (r) => r.target ?? '', className: 'wrap break' },
+          {
+            header: 'Outcome',
+            cell: (r) => (
+              <>
+                <Badge value={r.outcome} kind="outcome" /> {r.status}
+              </>
+            ),
+          },
+          { header: 'Source', cell: (r) => r.source },
+          { header: 'Detail', cell: (r) => <Detail text={r.detail} />, className: 'wrap muted' },
+        ]}
+      />
     </>
   );
 }

@@ -1,6 +1,7 @@
 /** Username, password and (once MFA is on) the authenticator's code: POST /v1/auth/login. */
 import { useState, type FormEvent } from 'react';
 import { login } from '../api/session.js';
+import { Field } from '../components/Field.js';
 import { Notice } from '../components/Notice.js';
 
 export function Login() {
@@ -21,38 +22,36 @@ export function Login() {
       <form className="card login-card" onSubmit={(e) => void submit(e)} aria-labelledby="login-title">
         <h1 id="login-title">Rampart</h1>
         <p className="muted">Sign in to the console</p>
-        <label>
-          Username
-          <input
-            name="username"
-            autoComplete="username"
-            required
-            value={username}
-            onChange={(e) => setUsername(e.target.value)}
-          />
-        </label>
-        <label>
-          Password
-          <input
-            name="password"
-            type="password"
-            autoComplete="current-password"
-            required
-            value={password}
-            onChange={(e) => setPassword(e.target.value)}
-          />
-        </label>
-        <label>
-          Authentication code <span className="muted">(if MFA is on)</span>
-          <input
-            name="totp"
-            inputMode="numeric"
-            autoComplete="one-time-code"
-            pattern="[0-9]{6}"
-            value={totp}
-            onChange={(e) => setTotp(e.target.value)}
-          />
-        </label>
+        <Field
+          label="Username"
+          name="username"
+          autoComplete="username"
+          required
+          value={username}
+          onChange={setUsername}
+        />
+        <Field
+          label="Password"
+          name="password"
+          type="password"
+          autoComplete="current-password"
+          required
+          value={password}
+          onChange={setPassword}
+        />
+        <Field
+          label={
+            <>
+              Authentication code <span className="muted">(if MFA is on)</span>
+            </>
+          }
+          name="totp"
+          inputMode="numeric"
+          autoComplete="one-time-code"
+          pattern="[0-9]{6}"
+          value={totp}
+          onChange={setTotp}
+        />
         <Notice error={error} />
         <button type="submit" className="primary" disabled={busy}>
           {busy ? 'Signing in…' : 'Sign in'}

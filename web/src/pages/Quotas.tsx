@@ -4,7 +4,10 @@ import { api } from '../api/client.js';
 import type { Quota } from '../api/types.js';
 import { useAuth } from '../auth.js';
 import { Bar } from '../components/Bar.js';
+import { Field } from '../components/Field.js';
+import { InlineForm } from '../components/InlineForm.js';
 import { Notice } from '../components/Notice.js';
+import { SelectField } from '../components/SelectField.js';
 import { useAction } from '../use-action.js';
 import { useApi } from '../use-api.js';
 
@@ -38,11 +41,12 @@ export function Quotas() {
         ))}
       </section>
       {can('platform:quota:update') && entries.length > 0 && (
-        <form
-          className="card inline-form"
-          aria-label="Change a limit"
-          onSubmit={(e) => {
-            e.preventDefault();
+        <InlineForm
+          label="Change a limit"
+          title="Change a limit"
+          submit="Save"
+          busy={action.busy}
+          onSubmit={() =>
             void action.run(() =>
               api(
                 'PUT',
@@ -50,26 +54,23 @@ export function Quotas() {
                 { [resource]: limit === '' ? null : Number(limit) },
                 { tenant: false },
               ),
-            );
-          }}
+            )
+          }
         >
-          <h2>Change a limit</h2>
-          <label>
-            Resource
-            <select value={resource} onChange={(e) => setResource(e.target.value)}>
-              {entries.map(([key]) => (
-                <option key={key}>{key}</option>
-              ))}
-            </select>
-          </label>
-          <label>
-            Limit (-1 unlimited, empty: platform default)
-            <input type="number" min={-1} value={limit} onChange={(e) => setLimit(e.target.value)} />
-          </label>
-          <button type="submit" className="primary" disabled={action.busy}>
-            Save
-          </button>
-        </form>
+          <SelectField
+            label="Resource"
+            value={resource}
+            onChange={setResource}
+            options={entries.map(([key]) => key)}
+          />
+          <Field
+            label="Limit (-1 unlimited, empty: platform default)"
+            type="number"
+            min={-1}
+            value={limit}
+            onChange={setLimit}
+          />
+        </InlineForm>
       )}
     </>
   );

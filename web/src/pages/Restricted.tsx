@@ -7,6 +7,7 @@ import { api } from '../api/client.js';
 import { setSession } from '../api/session.js';
 import type { SessionTokens } from '../api/types.js';
 import { useAuth } from '../auth.js';
+import { Field } from '../components/Field.js';
 import { Notice } from '../components/Notice.js';
 import { useAction } from '../use-action.js';
 
@@ -49,27 +50,23 @@ function PasswordChange() {
   return (
     <form onSubmit={submit}>
       <h1>Choose a new password</h1>
-      <label>
-        Current password
-        <input
-          type="password"
-          autoComplete="current-password"
-          required
-          value={current}
-          onChange={(e) => setCurrent(e.target.value)}
-        />
-      </label>
-      <label>
-        New password
-        <input
-          type="password"
-          autoComplete="new-password"
-          required
-          minLength={12}
-          value={next}
-          onChange={(e) => setNext(e.target.value)}
-        />
-      </label>
+      <Field
+        label="Current password"
+        type="password"
+        autoComplete="current-password"
+        required
+        value={current}
+        onChange={setCurrent}
+      />
+      <Field
+        label="New password"
+        type="password"
+        autoComplete="new-password"
+        required
+        minLength={12}
+        value={next}
+        onChange={setNext}
+      />
       <Notice error={action.error} />
       <button type="submit" className="primary" disabled={action.busy}>
         Change password
@@ -138,16 +135,14 @@ function MfaEnrolment({ onDone }: { onDone: () => void }) {
             Secret: <code className="break">{enrolment.secret}</code>
           </p>
           <p className="muted break">{enrolment.uri}</p>
-          <label>
-            Code from the app
-            <input
-              inputMode="numeric"
-              pattern="[0-9]{6}"
-              required
-              value={code}
-              onChange={(e) => setCode(e.target.value)}
-            />
-          </label>
+          <Field
+            label="Code from the app"
+            inputMode="numeric"
+            pattern="[0-9]{6}"
+            required
+            value={code}
+            onChange={setCode}
+          />
           <button type="submit" className="primary" disabled={action.busy}>
             Verify
           </button>

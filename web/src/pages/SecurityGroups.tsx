@@ -1,123 +1,95 @@
 /** Security groups and their rules, with a rule editor (secgroup:update) and group create/delete. */
-import { useState, type FormEvent } from 'react';
+import { useState } from 'react';
 import { api } from '../api/client.js';
-import type { List, SecurityGroup } from '../api/types.js';
+import type { SecurityGroup, SecurityGroupRule } from '../api/types.js';
 import { useAuth } from '../auth.js';
+import { Card } from '../components/Card.js';
+import { CreateForm } from '../components/CreateForm.js';
+import { DangerButton } from '../components/DangerButton.js';
+import { DataTable } from '../components/DataTable.js';
+import { Field } from '../components/Field.js';
+import { InlineForm } from '../components/InlineForm.js';
+import { NameField } from '../components/NameField.js';
 import { Notice } from '../components/Notice.js';
+import { SelectField } from '../components/SelectField.js';
 import { useAction } from '../use-action.js';
-import { useApi } from '../use-api.js';
+import { useResource } from '../use-resource.js';
 
 export function SecurityGroups() {
   const { can } = useAuth();
-  const groups = useApi<List<SecurityGroup>>('/v1/security-groups');
-  const action = useAction(groups.reload);
+  const groups = useResource<SecurityGroup>('/v1/security-groups');
   const [name, setName] = useState('');
   return (
     <>
       <h1>Security groups</h1>
-      <Notice error={groups.error ?? action.error} />
-      {(groups.data?.items ?? []).map((g) => (
-        <section key={g.id} className="card" aria-labelledby={`sg-${g.id}`}>
-          <div className="page-head">
-            <h2 id={`sg-${g.id}`}>{g.name}</h2>
-            {can('secgroup:delete') && g.name !== 'default' && (
-              <button
-                type="button"
-                className="danger small"
-                onClick={() => void action.run(() => api('DELETE', `/v1/security-groups/${g.id}`))}
+      <Notice error={groups.error} />
+      {groups.items.map((g) => (
+        <Card
+          key={g.id}
+          id={`sg-${g.id}`}
+          title={g.name}
+          actions={
+            can('secgroup:delete') &&
+            g.name !== 'default' && (
+              <DangerButton
+                onClick={() => void groups.run(() => api('DELETE', `/v1/security-groups/${g.id}`))}
               >
                 Delete group
-              </button>
-            )}
-          </div>
-          {g.description && <p className="muted">{g.description}</p>}
-          <div className="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Direction</th>
-                  <th scope="col">Protocol</th>
-                  <th scope="col">Ports</th>
-                  <th scope="col">Remote</th>
-                  <th scope="col">Description</th>
-                  {can('secgroup:update') && (
-                    <th scope="col">
-                      <span className="visually-hidden">Actions</span>
-                    </th>
-                  )}
-                </tr>
-              </thead>
-              <tbody>
-                {g.rules.map((r) => (
-                  <tr key={r.id}>
-                    <td>{r.direction}</td>
-                    <td>{r.protocol}</td>
-                    <td>
-                      {r.portMin === null
-                        ? 'all'
-                        : r.portMin === r.portMax
-                          ? r.portMin
-                          : `${r.portMin}-${r.portMax}`}
-                    </td>
-                    <td>
-                      {r.remoteCidr ?? (r.remoteGroupId ? `group ${r.remoteGroupId.slice(0, 8)}` : 'any')}
-                    </td>
-                    <td className="wrap">{r.description}</td>
-                    {can('secgroup:update') && (
-                      <td>
-                        <button
-                          type="button"
-                          className="danger small"
-                          aria-label={`Delete rule ${r.direction} ${r.protocol}`}
-                          onClick={() =>
-                            void action.run(() => api('DELETE', `/v1/security-groups/${g.id}/rules/${r.id}`))
-                          }
-                        >
-                          Delete
-                        </button>
-                      </td>
-                    )}
-                  </tr>
-                ))}
-                {g.rules.length === 0 && (
-                  <tr>
-                    <td colSpan={6} className="muted">
-                      No rules: allows nothing.
-                    </td>
-                  </tr>
-                )}
-              </tbody>
-            </table>
-          </div>
-          {can('secgroup:update') && <RuleEditor group={g} onSaved={groups.reload} />}
-        </section>
-      ))}
-      {can('secgroup:create') && (
-        <form
-          className="card inline-form"
-          aria-label="Create security group"
-          onSubmit={(e) => {
-            e.preventDefault();
-            void action
-              .run(() => api('POST', '/v1/security-groups', { name }))
-              .then((ok) => ok && setName(''));
-          }}
+              </DangerButton>
+            )
+          }
         >
-          <h2>New security group</h2>
-          <label>
-            Name
-            <input
-              required
-              pattern="[a-z0-9][a-z0-9\-]{0,62}"
-              value={name}
-              onChange={(e) => setName(e.target.value)}
-            />
-          </label>
-          <button type="submit" className="primary" disabled={action.busy}>
-            Create
-          </button>
-        </form>
-      )}
+          {g.description && <p className="muted">{g.description}</p>}
+          <DataTable<SecurityGroupRule>
+            rows={g.rules}
+            rowKey={(r) => r.id}
+            empty="No rules: allows nothing."
+            columns={[
+              { header: 'Direction', cell: (r) => r.direction },
+              { header: 'Protocol', cell: (r) => r.protocol },
+              {
+                header: 'Ports',
+                cell: (r) =>
+                  r.portMin === null
+                    ? 'all'
+                    : r.portMin === r.portMax
+                      ? r.portMin
+                      : `${r.portMin}-${r.portMax}`,
+              },
+              {
+                header: 'Remote',
+                cell: (r) =>
+                  r.remoteCidr ?? (r.remoteGroupId ? `group ${r.remoteGroupId.slice(0, 8)}` : 'any'),
+              },
+              { header: 'Description', cell: (r) => r.description, className: 'wrap' },
+            ]}
+            actions={
+              can('secgroup:update')
+                ? (r) => (
+                    <DangerButton
+                      label={`Delete rule ${r.direction} ${r.protocol}`}
+                      onClick={() =>
+                        void groups.run(() => api('DELETE', `/v1/security-groups/${g.id}/rules/${r.id}`))
+                      }
+                    >
+                      Delete
+                    </DangerButton>
+                  )
+                : undefined
+            }
+          />
+          {can('secgroup:update') && <RuleEditor group={g} onSaved={groups.reload} />}
+        </Card>
+      ))}
+      <CreateForm
+        permission="secgroup:create"
+        noun="security group"
+        resource={groups}
+        create={() => api('POST', '/v1/security-groups', { name })}
+        reset={() => setName('')}
+      >
+        <NameField value={name} onChange={setName} />
+      </CreateForm>
     </>
   );
 }
@@ -128,8 +100,7 @@ function RuleEditor({ group, onSaved }: { group: SecurityGroup; onSaved: () => v
   const [ports, setPorts] = useState('');
   const [remote, setRemote] = useState('');
   const action = useAction(onSaved);
-  const submit = (event: FormEvent) => {
-    event.preventDefault();
+  const submit = () => {
     const body: Record<string, unknown> = { direction, protocol };
     const range = /^(\d+)(?:-(\d+))?$/.exec(ports.trim());
     if (range && (protocol === 'tcp' || protocol === 'udp')) {
@@ -140,40 +111,34 @@ function RuleEditor({ group, onSaved }: { group: SecurityGroup; onSaved: () => v
     void action.run(() => api('POST', `/v1/security-groups/${group.id}/rules`, body));
   };
   return (
-    <form className="inline-form" onSubmit={submit} aria-label={`Add a rule to ${group.name}`}>
-      <label>
-        Direction
-        <select value={direction} onChange={(e) => setDirection(e.target.value)}>
-          <option>ingress</option>
-          <option>egress</option>
-        </select>
-      </label>
-      <label>
-        Protocol
-        <select value={protocol} onChange={(e) => setProtocol(e.target.value)}>
-          <option>tcp</option>
-          <option>udp</option>
-          <option>icmp</option>
-          <option>any</option>
-        </select>
-      </label>
-      <label>
-        Ports
-        <input
-          value={ports}
-          onChange={(e) => setPorts(e.target.value)}
-          placeholder="80 or 8000-8080"
-          pattern="\d+(-\d+)?"
-        />
-      </label>
-      <label>
-        Remote CIDR
-        <input value={remote} onChange={(e) => setRemote(e.target.value)} placeholder="any" />
-      </label>
-      <button type="submit" disabled={action.busy}>
-        Add rule
-      </button>
-      <Notice error={action.error} />
-    </form>
+    <InlineForm
+      nested
+      label={`Add a rule to ${group.name}`}
+      submit="Add rule"
+      busy={action.busy}
+      error={action.error}
+      onSubmit={submit}
+    >
+      <SelectField
+        label="Direction"
+        value={direction}
+        onChange={setDirection}
+        options={['ingress', 'egress']}
+      />
+      <SelectField
+        label="Protocol"
+        value={protocol}
+        onChange={setProtocol}
+        options={['tcp', 'udp', 'icmp', 'any']}
+      />
+      <Field
+        label="Ports"
+        value={ports}
+        onChange={setPorts}
+        placeholder="80 or 8000-8080"
+        pattern="\d+(-\d+)?"
+      />
+      <Field label="Remote CIDR" value={remote} onChange={setRemote} placeholder="any" />
+    </InlineForm>
   );
 }

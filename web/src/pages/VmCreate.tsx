@@ -2,7 +2,12 @@
 import { useEffect, useRef, useState, type FormEvent } from 'react';
 import { api } from '../api/client.js';
 import type { Flavor, Image, List, Network, SecurityGroup, Vm } from '../api/types.js';
+import { Choice } from '../components/Choice.js';
+import { Field } from '../components/Field.js';
+import { NAME_PATTERN } from '../components/NameField.js';
 import { Notice } from '../components/Notice.js';
+import { RadioList } from '../components/RadioList.js';
+import { SelectField } from '../components/SelectField.js';
 import { navigate } from '../router.js';
 import { useAction } from '../use-action.js';
 import { useApi } from '../use-api.js';
@@ -65,80 +70,68 @@ export function VmCreate() {
         {step === 0 && (
           <fieldset>
             <legend>Name and flavor</legend>
-            <label>
-              Name
-              <input
-                name="name"
-                required
-                pattern="[a-z0-9][a-z0-9\-]{0,62}"
-                value={name}
-                onChange={(e) => setName(e.target.value)}
-                aria-describedby="name-help"
-                autoFocus
-              />
-            </label>
+            <Field
+              label="Name"
+              name="name"
+              required
+              pattern={NAME_PATTERN}
+              value={name}
+              onChange={setName}
+              aria-describedby="name-help"
+              autoFocus
+            />
             <p id="name-help" className="muted">
               Lower-case letters, digits and dashes.
             </p>
-            {(flavors.data?.items ?? []).map((f) => (
-              <label key={f.id} className="choice">
-                <input
-                  type="radio"
-                  name="flavor"
-                  value={f.name}
-                  checked={flavor === f.name}
-                  onChange={() => setFlavor(f.name)}
-                />
-                <strong>{f.name}</strong> {f.vcpus} vCPU, {f.memoryMiB} MiB, {f.diskGiB} GiB
-              </label>
-            ))}
+            <RadioList name="flavor" items={flavors.data?.items ?? []} value={flavor} onChange={setFlavor}>
+              {(f) => (
+                <>
+                  <strong>{f.name}</strong> {f.vcpus} vCPU, {f.memoryMiB} MiB, {f.diskGiB} GiB
+                </>
+              )}
+            </RadioList>
           </fieldset>
         )}
         {step === 1 && (
           <fieldset>
             <legend>Image</legend>
-            {usable.map((i) => (
-              <label key={i.id} className="choice">
-                <input
-                  type="radio"
-                  name="image"
-                  value={i.name}
-                  checked={image === i.name}
-                  onChange={() => setImage(i.name)}
-                />
-                <strong>{i.name}</strong> {i.format}, scan {i.scan.verdict ?? 'pending'}
-                {i.platformSigned ? ', platform-signed' : ''}
-              </label>
-            ))}
+            <RadioList name="image" items={usable} value={image} onChange={setImage}>
+              {(i) => (
+                <>
+                  <strong>{i.name}</strong> {i.format}, scan {i.scan.verdict ?? 'pending'}
+                  {i.platformSigned ? ', platform-signed' : ''}
+                </>
+              )}
+            </RadioList>
             {images.data && usable.length === 0 && <p className="muted">No active image.</p>}
           </fieldset>
         )}
         {step === 2 && (
           <fieldset>
             <legend>Network and security groups</legend>
-            <label>
-              Network
-              <select name="network" value={network} onChange={(e) => setNetwork(e.target.value)}>
-                <option value="">none (no network port)</option>
-                {(networks.data?.items ?? []).map((n) => (
-                  <option key={n.id} value={n.name}>
-                    {n.name} ({n.cidr})
-                  </option>
-                ))}
-              </select>
-            </label>
+            <SelectField
+              label="Network"
+              name="network"
+              value={network}
+              onChange={setNetwork}
+              blank="none (no network port)"
+              options={(networks.data?.items ?? []).map((n) => ({
+                value: n.name,
+                label: `${n.name} (${n.cidr})`,
+              }))}
+            />
             {network && (
               <fieldset>
                 <legend>Security groups</legend>
                 {(groups.data?.items ?? []).map((g) => (
-                  <label key={g.id} className="choice">
-                    <input
-                      type="checkbox"
-                      checked={secgroups.includes(g.name)}
-                      onChange={() => toggle(g.name)}
-                    />
+                  <Choice
+                    key={g.id}
+                    type="checkbox"
+                    checked={secgroups.includes(g.name)}
+                    onChange={() => toggle(g.name)}
+                  >
                     {g.name} <span className="muted">({g.rules.length} rules)</span>
-                  </label>
+                  </Choice>
                 ))}
               </fieldset>
             )}

@@ -7,6 +7,8 @@ import { api } from '../api/client.js';
 import { loadSamples } from '../api/samples.js';
 import type { List, Port, Vm, VmSample } from '../api/types.js';
 import { useAuth } from '../auth.js';
+import { Card } from '../components/Card.js';
+import { DataTable } from '../components/DataTable.js';
 import { LineChart } from '../components/LineChart.js';
 import { announce } from '../components/LiveRegion.js';
 import { Notice } from '../components/Notice.js';
@@ -29,6 +31,12 @@ const ACTIONS: VmAction[] = [
   { action: 'reboot', label: 'Reboot', from: ['running'] },
   { action: 'pause', label: 'Pause', from: ['running'] },
   { action: 'resume', label: 'Resume', from: ['paused'] },
+];
+
+/** The network charts: each a tx and an rx series of the samples. */
+const TRAFFIC_CHARTS: { title: string; unit: string; tx: 'txPps' | 'txBps'; rx: 'rxPps' | 'rxBps' }[] = [
+  { title: 'Network packets', unit: ' pps', tx: 'txPps', rx: 'rxPps' },
+  { title: 'Network bytes', unit: ' B/s', tx: 'txBps', rx: 'rxBps' },
 ];
 
 /** How often the charts ask for new samples while the page is open. */
@@ -107,8 +115,7 @@ export function VmDetail({ vmRef }: { vmRef: string }) {
       <Notice error={action.error ?? vm.error} />
       {v.error && <Notice error={`VM error: ${v.error}`} />}
       <div className="grid">
-        <section className="card" aria-labelledby="vm-facts">
-          <h2 id="vm-facts">Details</h2>
+        <Card id="vm-facts" title="Details">
           <dl className="facts">
             <dt>Guest IPs</dt>
             <dd data-testid="guest-ips">{v.guestIps.join(', ') || '—'}</dd>
@@ -135,9 +142,8 @@ export function VmDetail({ vmRef }: { vmRef: string }) {
             <dt>Created</dt>
             <dd>{when(v.createdAt)}</dd>
           </dl>
-        </section>
-        <section className="card" aria-labelledby="vm-charts">
-          <h2 id="vm-charts">Usage</h2>
+        </Card>
+        <Card id="vm-charts" title="Usage">
           {samples === null ? (
             <p className="muted">Loading samples…</p>
           ) : samples.length === 0 ? (
@@ -149,32 +155,28 @@ export function VmDetail({ vmRef }: { vmRef: string }) {
                 unit="%"
                 series={[{ name: 'CPU', values: samples.map((s) => s.cpuPercent), className: 's1' }]}
               />
-              <LineChart
-                title="Network packets"
-                unit=" pps"
-                series={[
-                  { name: 'tx', values: samples.map((s) => s.txPps), className: 's1' },
-                  { name: 'rx', values: samples.map((s) => s.rxPps), className: 's2' },
-                ]}
-              />
-              <LineChart
-                title="Network bytes"
-                unit=" B/s"
-                series={[
-                  { name: 'tx', values: samples.map((s) => s.txBps), className: 's1' },
-                  { name: 'rx', values: samples.map((s) => s.rxBps), className: 's2' },
-                ]}
-              />
+              {TRAFFIC_CHARTS.map((c) => (
+                <LineChart
+                  key={c.title}
+                  title={c.title}
+                  unit={c.unit}
+                  series={[
+                    { name: 'tx', values: samples.map((s) => s[c.tx]), className: 's1' },
+                    { name: 'rx', values: samples.map((s) => s[c.rx]), className: 's2' },
+                  ]}
+                />
+              ))}
             </>
           )}
-        </section>
+        </Card>
       </div>
       {can('vm:console') && v.state !== 'deleting' && <Terminal vmRef={v.id} canType={can('vm:console')} />}
       {ports.data && ports.data.items.length > 0 && (
-        <section className="card" aria-labelledby="vm-ports">
-          <div className="page-head">
-            <h2 id="vm-ports">Ports</h2>
-            {can('security:respond') && (
+        <Card
+          id="vm-ports"
+          title="Ports"
+          actions={
+            can('security:respond') && (
               <button
                 type="button"
                 className={isolated ? 'primary' : 'danger'}
@@ -184,35 +186,24 @@ export function VmDetail({ vmRef }: { vmRef: string }) {
               >
                 {isolated ? 'Release isolation' : 'Isolate'}
               </button>
-            )}
-          </div>
-          <div className="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Network</th>
-                  <th scope="col">IPv4</th>
-                  <th scope="col">MAC</th>
-                  <th scope="col">Security groups</th>
-                  <th scope="col">Isolated</th>
-                </tr>
-              </thead>
-              <tbody>
-                {ports.data.items.map((p) => (
-                  <tr key={p.id}>
-                    <td>{p.networkName}</td>
-                    <td>{p.ipv4}</td>
-                    <td>
-                      <code>{p.mac}</code>
-                    </td>
-                    <td>{p.securityGroups.map((g) => g.name).join(', ') || 'none'}</td>
-                    <td>{p.quarantined ? 'yes' : 'no'}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        </section>
+            )
+          }
+        >
+          <DataTable
+            rows={ports.data.items}
+            rowKey={(p) => p.id}
+            columns={[
+              { header: 'Network', cell: (p) => p.networkName },
+              { header: 'IPv4', cell: (p) => p.ipv4 },
+              { header: 'MAC', cell: (p) => <code>{p.mac}</code> },
+              {
+                header: 'Security groups',
+                cell: (p) => p.securityGroups.map((g) => g.name).join(', ') || 'none',
+              },
+              { header: 'Isolated', cell: (p) => (p.quarantined ? 'yes' : 'no') },
+            ]}
+          />
+        </Card>
       )}
     </>
   );

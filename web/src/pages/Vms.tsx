@@ -2,11 +2,16 @@
 import { useState } from 'react';
 import type { List, Vm } from '../api/types.js';
 import { useAuth } from '../auth.js';
+import { DataTable } from '../components/DataTable.js';
+import { Field } from '../components/Field.js';
 import { Notice } from '../components/Notice.js';
+import { SelectField } from '../components/SelectField.js';
 import { Badge } from '../components/StateBadge.js';
 import { Link } from '../router.js';
 import { useApi } from '../use-api.js';
 import { ago } from '../format.js';
+
+const STATES = ['running', 'stopped', 'starting', 'stopping', 'paused', 'pending', 'error', 'deleting'];
 
 export function Vms() {
   const { can } = useAuth();
@@ -27,61 +32,24 @@ export function Vms() {
         )}
       </div>
       <div className="filters" role="search">
-        <label>
-          Name
-          <input value={name} onChange={(e) => setName(e.target.value)} placeholder="filter by name" />
-        </label>
-        <label>
-          State
-          <select value={state} onChange={(e) => setState(e.target.value)}>
-            <option value="">any</option>
-            {['running', 'stopped', 'starting', 'stopping', 'paused', 'pending', 'error', 'deleting'].map(
-              (s) => (
-                <option key={s}>{s}</option>
-              ),
-            )}
-          </select>
-        </label>
+        <Field label="Name" value={name} onChange={setName} placeholder="filter by name" />
+        <SelectField label="State" value={state} onChange={setState} options={STATES} blank="any" />
       </div>
       <Notice error={vms.error} />
-      <div className="table-wrap">
-        <table>
-          <caption className="visually-hidden">VMs</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">State</th>
-              <th scope="col">Flavor</th>
-              <th scope="col">Image</th>
-              <th scope="col">IPs</th>
-              <th scope="col">Heartbeat</th>
-            </tr>
-          </thead>
-          <tbody>
-            {items.map((vm) => (
-              <tr key={vm.id}>
-                <td>
-                  <Link href={`/vms/${vm.name}`}>{vm.name}</Link>
-                </td>
-                <td>
-                  <Badge value={vm.state} />
-                </td>
-                <td>{vm.flavor.name}</td>
-                <td>{vm.image.name}</td>
-                <td>{vm.guestIps.join(', ') || '—'}</td>
-                <td>{vm.lastHeartbeatAt ? ago(vm.lastHeartbeatAt) : '—'}</td>
-              </tr>
-            ))}
-            {vms.data && items.length === 0 && (
-              <tr>
-                <td colSpan={6} className="muted">
-                  No VMs match.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        caption="VMs"
+        rows={items}
+        rowKey={(vm) => vm.id}
+        empty={vms.data && 'No VMs match.'}
+        columns={[
+          { header: 'Name', cell: (vm) => <Link href={`/vms/${vm.name}`}>{vm.name}</Link> },
+          { header: 'State', cell: (vm) => <Badge value={vm.state} /> },
+          { header: 'Flavor', cell: (vm) => vm.flavor.name },
+          { header: 'Image', cell: (vm) => vm.image.name },
+          { header: 'IPs', cell: (vm) => vm.guestIps.join(', ') || '—' },
+          { header: 'Heartbeat', cell: (vm) => (vm.lastHeartbeatAt ? ago(vm.lastHeartbeatAt) : '—') },
+        ]}
+      />
     </>
   );
 }
