@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
+  cpSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -39,6 +40,13 @@ export interface HarnessOptions {
   extraHosts?: readonly { name: string; env?: Record<string, string> }[];
   /** Extra arguments of `rampart server` (e.g. ['--database', 'postgres://...']). */
   serverArgs?: readonly string[];
+  /** The first admin's password (a second server replica on a shared database must use the first's). */
+  adminPassword?: string;
+  /**
+   * A data directory whose secrets/ (session, audit, platform signing and master keys) this server
+   * starts with: server replicas on one database share them.
+   */
+  secretsFrom?: string;
 }
 
 /** uids per extra host (each host's VMs get uids no other host on this machine hands out). */
@@ -57,7 +65,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 export class RampartHarness {
   /** The first admin's password (set through RAMPART_ADMIN_PASSWORD, so no forced change). */
-  readonly adminPassword = `Adm1n-${randomBytes(18).toString('base64url')}`;
+  readonly adminPassword: string;
   /** The parent cgroup of this run's VMs (unique, so runs never collide; removed at cleanup). */
   readonly cgroupParent = `rampart-test-${randomBytes(4).toString('hex')}`;
   /** A session token of `admin` (platform admin; acts in any tenant with ?tenant=). */
@@ -71,6 +79,7 @@ export class RampartHarness {
   private readonly extraAgents = new Map<string, ChildProcess>();
 
   private constructor(private readonly options: HarnessOptions) {
+    this.adminPassword = options.adminPassword ?? `Adm1n-${randomBytes(18).toString('base64url')}`;
     this.dataDir = mkdtempSync(join(tmpdir(), 'rampart-test-'));
     chmodSync(this.dataDir, 0o755);
     live.add(this);
@@ -79,6 +88,12 @@ export class RampartHarness {
   static async start(options: HarnessOptions = {}): Promise<RampartHarness> {
     const harness = new RampartHarness(options);
     const extra = options.extraHosts ?? [];
+    if (options.secretsFrom) {
+      const secrets = join(harness.dataDir, 'secrets');
+      cpSync(join(options.secretsFrom, 'secrets'), secrets, { recursive: true });
+      chmodSync(secrets, 0o700);
+      for (const file of readdirSync(secrets)) chmodSync(join(secrets, file), 0o600);
+    }
     try {
       for (const host of extra) harness.startExtraAgent(host.name);
       await harness.startServer();

@@ -1,0 +1,102 @@
+/**
+ * Two server replicas on one PostgreSQL database (RAMPART_TEST_POSTGRES_URL; skipped without it): each
+ * `rampart server --database <the same URL>` with its own data directory and local agent, and the
+ * secrets replicas must share (session, audit, platform signing and master keys) copied from the first. The quota race from test/quotas.test.ts with BOTH replicas
+ * taking the creates: with a quota of N VMs, 10N concurrent creates spread over the two admit exactly
+ * N; the usage both report equals the VM table; a VM created through one is seen through the other;
+ * both verify the one audit chain they wrote; one of them holds the leader lease.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import type { Quota } from '../src/api/quota.js';
+import type { Vm } from '../src/api/vm.js';
+import { POSTGRES_SKIP, createTestPostgres, type TestPostgres } from './helpers/postgres.js';
+import { RampartHarness } from './helpers/rampart-harness.js';
+
+describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP }, () => {
+  let target: TestPostgres;
+  let a: RampartHarness;
+  let b: RampartHarness;
+  let client: pg.Client;
+
+  before(async () => {
+    target = await createTestPostgres();
+    const env = {
+      RAMPART_RATE_LIMIT_PRINCIPAL: 'off',
+      RAMPART_RATE_LIMIT_TENANT: 'off',
+      RAMPART_CPU_OVERCOMMIT: '16',
+      RAMPART_MEMORY_OVERCOMMIT: '4',
+    };
+    a = await RampartHarness.start({ serverArgs: ['--database', target.url], env });
+    b = await RampartHarness.start({
+      serverArgs: ['--database', target.url],
+      env,
+      adminPassword: a.adminPassword,
+      secretsFrom: a.dataDir,
+    });
+    client = new pg.Client({ connectionString: target.url });
+    await client.connect();
+  });
+
+  after(async () => {
+    await client?.end();
+    await b?.cleanup();
+    await a?.cleanup();
+    await target?.drop();
+  });
+
+  test('both replicas serve the same state', async () => {
+    assert.equal((await a.api('POST', '/v1/tenants', { name: 'shared' })).status, 201);
+    const seen = await b.api<{ items: { name: string }[] }>('GET', '/v1/tenants');
+    assert.ok(seen.body.items.some((t) => t.name === 'shared'));
+  });
+
+  test('10N concurrent creates over both replicas with a quota of N VMs: exactly N succeed', async () => {
+    const n = 4;
+    assert.equal((await a.api('POST', '/v1/tenants', { name: 'race' })).status, 201);
+    assert.equal((await b.api('PUT', '/v1/tenants/race/quota', { vms: n })).status, 200);
+    const responses = await Promise.all(
+      Array.from({ length: 10 * n }, (_, i) =>
+        (i % 2 === 0 ? a : b).api<Vm | { error: { code: string } }>('POST', '/v1/vms?tenant=race', {
+          name: `r-${i}`,
+          image: 'tiny',
+          flavor: 'tiny',
+          start: false,
+        }),
+      ),
+    );
+    const created = responses.filter((r) => r.status === 201).length;
+    const refused = responses.filter(
+      (r) =>
+        r.status === 403 && (r.body as { error: { code: string } }).error.code === 'RAMPART_QUOTA_EXCEEDED',
+    );
+    assert.equal(created, n, JSON.stringify(responses.filter((r) => r.status !== 201 && r.status !== 403)));
+    assert.equal(
+      refused.length,
+      9 * n,
+      JSON.stringify(responses.filter((r) => r.status !== 201 && !refused.includes(r)).slice(0, 3)),
+    );
+    const rows = await client.query<{ n: string }>(
+      `SELECT COUNT(*) AS n FROM vms JOIN tenants ON tenants.id = vms.tenant_id WHERE tenants.name = 'race'`,
+    );
+    assert.equal(Number(rows.rows[0]!.n), n);
+    for (const replica of [a, b]) {
+      const quota = await replica.api<Quota>('GET', '/v1/tenants/race/quota');
+      assert.equal(quota.body.resources.vms.usage, n);
+    }
+    const list = await b.api<{ items: Vm[] }>('GET', '/v1/vms?tenant=race');
+    assert.equal(list.body.items.length, n);
+  });
+
+  test('one audit chain: both replicas verify all records; one replica holds the leader lease', async () => {
+    const records = await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM audit_records');
+    for (const replica of [a, b]) {
+      const verify = await replica.api<{ ok: boolean; records: number }>('GET', '/v1/audit/verify');
+      assert.equal(verify.body.ok, true, JSON.stringify(verify.body));
+      assert.ok(verify.body.records >= Number(records.rows[0]!.n));
+    }
+    const leaders = [a, b].filter((r) => r.serverOutput.includes('leader lease acquired'));
+    assert.equal(leaders.length, 1);
+  });
+});
