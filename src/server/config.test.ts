@@ -381,4 +381,34 @@ void describe('remote hosts settings', () => {
       /RAMPART_SERVER/,
     );
   });
+
+  void test('the database: the data directory file by default, a path, or a postgres:// URL (never echoed)', () => {
+    assert.equal(loadServerConfig({ dataDir: '/srv/r' }, {}).database, '/srv/r/db/rampart.db');
+    assert.equal(
+      loadServerConfig({ dataDir: '/srv/r' }, { RAMPART_DATABASE: 'rel/x.db' }).database,
+      resolve('rel/x.db'),
+    );
+    const url = 'postgres://rampart:s3cret@db.example:5432/rampart';
+    assert.equal(loadServerConfig({}, { RAMPART_DATABASE: url }).database, url);
+    assert.equal(loadServerConfig({ database: '/flag.db' }, { RAMPART_DATABASE: url }).database, '/flag.db');
+    assert.equal(
+      loadServerConfig({ config: tomlFile(`database = "${url}"\n`) }, {}).database,
+      url,
+      'the config file key',
+    );
+    for (const bad of [
+      'postgres://rampart:s3cret@db.example',
+      'mysql://rampart:s3cret@db/x',
+      'postgres://:s3cret@/x',
+    ]) {
+      assert.throws(
+        () => loadServerConfig({}, { RAMPART_DATABASE: bad }),
+        (error: unknown) => {
+          assert.ok(isInvalidInput(/database/)(error));
+          assert.ok(!(error as Error).message.includes('s3cret'), 'the password is not in the message');
+          return true;
+        },
+      );
+    }
+  });
 });

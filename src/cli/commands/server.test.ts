@@ -26,6 +26,18 @@ void describe('server and agent options (the daemons themselves are not started 
     );
   });
 
+  void it('takes --database or RAMPART_DATABASE: a path or a postgres:// URL, never echoing it', () => {
+    const url = 'postgres://rampart:s3cret@db.example/rampart';
+    assert.deepEqual(serverOptions({}, { RAMPART_DATABASE: url }), { database: url });
+    assert.deepEqual(serverOptions({ database: '/x.db' }, { RAMPART_DATABASE: url }), { database: '/x.db' });
+    for (const bad of ['mysql://u:s3cret@h/db', 'postgres://u:s3cret@h', 'postgres://u:s3cret@h/']) {
+      assert.throws(
+        () => serverOptions({}, { RAMPART_DATABASE: bad }),
+        (error: unknown) => error instanceof UsageError && !error.message.includes('s3cret'),
+      );
+    }
+  });
+
   void it('rejects a malformed RAMPART_LISTEN as a usage error', () => {
     assert.throws(() => serverOptions({}, { RAMPART_LISTEN: 'everywhere' }), UsageError);
   });
