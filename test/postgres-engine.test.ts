@@ -111,6 +111,16 @@ describe('the server on PostgreSQL', { skip: POSTGRES_SKIP }, () => {
     assert.equal((await harness.api('DELETE', '/v1/vms/pg-twin')).status < 300, true);
   });
 
+  test('names raced on other tables: one create wins, the others get 409 (never 500)', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        harness.api('POST', '/v1/networks', { name: 'pg-race', cidr: `10.${60 + i}.0.0/24` }),
+      ),
+    );
+    const statuses = responses.map((r) => r.status).sort();
+    assert.deepEqual(statuses, [201, 409, 409, 409, 409, 409], JSON.stringify(responses.map((r) => r.body)));
+  });
+
   test('volumes list, and the audit chain verifies (also after a restart)', async () => {
     const volumes = await harness.api<{ items: unknown[] }>('GET', '/v1/volumes');
     assert.equal(volumes.status, 200, JSON.stringify(volumes.body));

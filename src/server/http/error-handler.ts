@@ -38,6 +38,19 @@ export function installErrorHandler(app: FastifyInstance, fallback?: NotFoundFal
     if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       return send(reply, request, 413, 'RAMPART_PAYLOAD_TOO_LARGE', 'request body too large');
     }
+    // PostgreSQL (several replicas, READ COMMITTED): two requests that pass the same "does it exist?"
+    // check at once are decided by a unique index; the loser gets a conflict, not an internal error.
+    // (SQLite serializes writers, so its checks see each other and this never happens there.)
+    if ((error as { code?: unknown }).code === '23505') {
+      request.log.info({ constraint: (error as { constraint?: unknown }).constraint }, 'unique violation');
+      return send(
+        reply,
+        request,
+        409,
+        'RAMPART_CONFLICT',
+        'conflicts with an existing object (retry to see it)',
+      );
+    }
     const status = fastifyError.statusCode ?? 500;
     if (status >= 400 && status < 500) {
       return send(reply, request, 400, 'RAMPART_INVALID_INPUT', fastifyError.message);
