@@ -175,12 +175,17 @@ void describe('web console files', () => {
     assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'RAMPART_NOT_FOUND');
   });
 
-  void test('deep links answer index.html; API paths, files and traversal do not', async () => {
+  void test('deep links answer index.html to a browser; API paths, API clients, files and traversal do not', async () => {
+    const html = { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' };
     for (const path of ['/vms', '/vms/web1', '/security/alerts']) {
-      const response = await fetch(`http://${base}${path}`);
+      const response = await fetch(`http://${base}${path}`, { headers: html });
       assert.equal(response.status, 200, path);
       assert.equal(response.headers.get('content-security-policy'), CONSOLE_CSP, path);
     }
+    // An API client's unknown path (no HTML asked for) is the JSON 404 it expects.
+    const client = await fetch(`http://${base}/v2/vms`, { headers: { accept: 'application/json' } });
+    assert.equal(client.status, 404);
+    assert.equal(((await client.json()) as { error: { code: string } }).error.code, 'RAMPART_NOT_FOUND');
     for (const path of [
       '/v1/nothing',
       '/metrics/x',
@@ -189,7 +194,7 @@ void describe('web console files', () => {
       '/assets/%2e%2e/secret.key',
       '/assets/..%2fsecret.key',
     ]) {
-      const response = await fetch(`http://${base}${path}`);
+      const response = await fetch(`http://${base}${path}`, { headers: html });
       assert.equal(response.status, 404, path);
       assert.doesNotMatch(await response.text(), /not served/, path);
     }

@@ -117,6 +117,8 @@ export class WebConsole {
     const path = request.url.split('?')[0]!;
     if (!SPA_PATH.test(path)) return false;
     if (/^\/(v1|metrics|assets)(\/|$)/.test(path)) return false;
+    // Only a browser navigating (it asks for HTML): an API client's unknown path stays a JSON 404.
+    if (!String(request.headers.accept ?? '').includes('text/html')) return false;
     void this.sendIndex(reply);
     return true;
   }
