@@ -32,3 +32,31 @@ void describe('agent cgroup configuration', () => {
       );
   });
 });
+
+void describe('agent tunnel address (networks that span hosts)', () => {
+  test('unset: no tunnels; set: a unicast IPv4 address', () => {
+    assert.equal(loadAgentConfig({ dataDir: '/srv/ok' }, {}).tunnelIp, null);
+    assert.equal(
+      loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_TUNNEL_IP: '192.0.2.1' }).tunnelIp,
+      '192.0.2.1',
+    );
+  });
+
+  test('anything else is refused', () => {
+    for (const bad of [
+      '192.0.2',
+      '192.0.2.256',
+      '01.2.3.4',
+      '127.0.0.1',
+      '0.0.0.0',
+      '224.0.0.1',
+      'a.b.c.d',
+      '::1',
+    ])
+      assert.throws(
+        () => loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_TUNNEL_IP: bad }),
+        /RAMPART_TUNNEL_IP/,
+        bad,
+      );
+  });
+});

@@ -52,6 +52,11 @@ export interface AgentConfig {
   server: string | null;
   /** RAMPART_HEARTBEAT_SECONDS: remote mode heartbeat interval (default 5). */
   heartbeatSeconds: number;
+  /**
+   * RAMPART_TUNNEL_IP: this host's IPv4 underlay address for the VXLAN tunnels of networks that span
+   * hosts (reported to the server; other hosts send to it on UDP 4789). Unset: networks stay per host.
+   */
+  tunnelIp: string | null;
 }
 
 export interface AgentConfigInput {
@@ -75,6 +80,13 @@ function integerEnv(
   if (!Number.isInteger(value) || value < min || value > max)
     throw new Error(`${name} must be an integer from ${min} to ${max}`);
   return value;
+}
+
+/** A unicast IPv4 address in dotted decimal (not 0.x, loopback, multicast or broadcast). */
+function validTunnelIp(value: string): boolean {
+  const parts = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(value)?.slice(1).map(Number);
+  if (!parts || parts.some((p, i) => p > 255 || String(p) !== value.split('.')[i])) return false;
+  return parts[0] !== 0 && parts[0] !== 127 && parts[0]! < 224;
 }
 
 export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv = process.env): AgentConfig {
@@ -103,6 +115,9 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
   const server = input.server ?? (env.RAMPART_SERVER || null);
   if (server !== null && !/^(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(server))
     throw new Error('RAMPART_SERVER / --server must be the HOST:PORT of the server agent listener');
+  const tunnelIp = env.RAMPART_TUNNEL_IP || null;
+  if (tunnelIp !== null && !validTunnelIp(tunnelIp))
+    throw new Error('RAMPART_TUNNEL_IP must be a unicast IPv4 address such as 192.0.2.1');
   const probeKernel = env.RAMPART_PROBE_KERNEL ?? null;
   const probeInitrd = env.RAMPART_PROBE_INITRD ?? null;
   return {
@@ -126,6 +141,7 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
     dedicatedCpus,
     server,
     heartbeatSeconds: integerEnv(env, 'RAMPART_HEARTBEAT_SECONDS', 5, 1, 300),
+    tunnelIp,
     cpuLimit: env.RAMPART_HOST_CPUS === undefined ? null : integerEnv(env, 'RAMPART_HOST_CPUS', 1, 1, 65_536),
     memoryLimitMiB:
       env.RAMPART_HOST_MEMORY_MIB === undefined

@@ -116,6 +116,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
 
   const network = new HostNetwork({
     ...(config.netns !== null ? { netns: config.netns } : {}),
+    ...(config.tunnelIp !== null ? { tunnelIp: config.tunnelIp } : {}),
     log: log.child({ component: 'network' }),
     reconcileIntervalMs: config.firewallReconcileSeconds * 1000,
     onDrift: (differences) => link.event('firewall.drift', null, { differences: differences.slice(0, 50) }),
@@ -161,6 +162,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       capacity: hostCapacity({ cpus: config.cpuLimit, memoryMiB: config.memoryLimitMiB }),
       // Only cores this host can really keep apart (cpuset available) are offered for pinning.
       dedicatedCores: cgroups.canPin ? pinnable : [],
+      ...(config.tunnelIp !== null ? { tunnelIp: config.tunnelIp } : {}),
     },
     vms,
     network,

@@ -15,7 +15,7 @@ import { DSSE_MAX_ENVELOPE_BYTES } from '../common/dsse.js';
 import { UUID_PATTERN } from '../common/ids.js';
 import { NAME_PATTERN, SSH_PUBLIC_KEY_PATTERN } from './common.js';
 import { Accelerator, HostCapacity } from './host.js';
-import { HostFirewall, PortCounters, PortIntent } from './host-network.js';
+import { HostFirewall, IPV4_PATTERN, PortCounters, PortIntent } from './host-network.js';
 import type { VmHardening } from './hardening.js';
 import { MAX_PUBLIC_KEY_PEM_BYTES } from './trust.js';
 
@@ -286,6 +286,8 @@ export const HostInfo = Type.Object({
       maxItems: 4096,
     }),
   ),
+  /** RAMPART_TUNNEL_IP: this host's underlay address for the VXLAN tunnels of networks spanning hosts. */
+  tunnelIp: Type.Optional(Type.String({ pattern: IPV4_PATTERN })),
 });
 export type HostInfo = Static<typeof HostInfo>;
 

@@ -15,6 +15,10 @@ const Uuid = Type.String({ pattern: UUID_PATTERN });
 /** Interface names are built by the server from ids: `rpb` + 12 hex (bridge), `rpt` + 12 hex (tap). */
 export const BRIDGE_NAME_PATTERN = '^rpb[0-9a-f]{12}$';
 export const TAP_NAME_PATTERN = '^rpt[0-9a-f]{12}$';
+/** A network's VXLAN device on a host (`rpx` + the same 12 hex as its bridge): made by the agent. */
+export const TUNNEL_NAME_PATTERN = '^rpx[0-9a-f]{12}$';
+/** The UDP port of Rampart's VXLAN tunnels between hosts (IANA's VXLAN port). */
+export const VXLAN_PORT = 4789;
 export const IPV4_PATTERN =
   '^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$';
 export const CIDR4_PATTERN = `${IPV4_PATTERN.slice(0, -1)}/([0-9]|[12][0-9]|3[0-2])$`;
@@ -81,6 +85,13 @@ export const NetworkIntent = Type.Object(
     gateway: Type.String({ pattern: IPV4_PATTERN }),
     /** Outbound access through NAT on the host. */
     outbound: Type.Boolean(),
+    /**
+     * A network that spans hosts: its VXLAN network identifier (the network's zone, the same on every
+     * host) and the tunnel (underlay) addresses of the other hosts with ports on it. Absent or empty
+     * peers: the network stays on this host (no tunnel device).
+     */
+    vni: Type.Optional(Type.Integer({ minimum: 1, maximum: 16_777_215 })),
+    peers: Type.Optional(Type.Array(Type.String({ pattern: IPV4_PATTERN }), { maxItems: 4096 })),
   },
   { additionalProperties: false },
 );

@@ -367,13 +367,14 @@ export function loadServerConfig(
   if (env.RAMPART_CGROUP_PARENT) agentEnv.RAMPART_CGROUP_PARENT = env.RAMPART_CGROUP_PARENT;
   // The network namespace of the host's bridges and QEMUs (tests create one per run).
   if (env.RAMPART_NETNS) agentEnv.RAMPART_NETNS = env.RAMPART_NETNS;
-  // What the local host reports about itself: its name and the capacity it offers.
+  // What the local host reports about itself: its name, the capacity it offers, its tunnel address.
   for (const name of [
     'RAMPART_HOST_NAME',
     'RAMPART_HOST_CPUS',
     'RAMPART_HOST_MEMORY_MIB',
     'RAMPART_UID_COUNT',
     'RAMPART_DEDICATED_CPUS',
+    'RAMPART_TUNNEL_IP',
   ]) {
     const value = env[name];
     if (value) agentEnv[name] = value;

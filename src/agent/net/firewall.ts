@@ -29,6 +29,7 @@ import {
   renderModel,
   renderRemoval,
   spoofCounterName,
+  TUNNEL_MARK,
   type Family,
   type RulesetModel,
 } from './nft-ruleset.js';
@@ -254,7 +255,7 @@ export interface DeniedFlow {
   deniedBy: 'egress' | 'ingress';
   /** The sending port. */
   srcTag: number;
-  /** The receiving local port, or null (leaving the network, or not yet known at the egress check). */
+  /** The receiving local port, or null (leaving the network or to another host, or not yet known). */
   dstTag: number | null;
   protocol: 'tcp' | 'udp';
   dstIp: string;
@@ -277,7 +278,8 @@ export function deniedFlowsFrom(inet: LiveTable | null): DeniedFlow[] {
       flows.push({
         deniedBy,
         srcTag,
-        dstTag: low === 0 ? null : low,
+        // 0: leaving the network; TUNNEL_MARK: to another host (its receiving port is not known here).
+        dstTag: low === 0 || low === TUNNEL_MARK ? null : low,
         protocol: match[3] as 'tcp' | 'udp',
         dstIp: match[2]!,
         dstPort: Number(match[4]),

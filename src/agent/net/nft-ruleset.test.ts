@@ -49,6 +49,7 @@ table inet rampart {}
 delete table inet rampart
 table bridge rampart {
 	counter unknown_port {}
+	counter tunnel_from_host {}
 	counter p7_mac {}
 	counter p7_ip {}
 	counter p7_arp {}
@@ -63,15 +64,26 @@ table bridge rampart {
 	map ports_out { type ifname : verdict;
 		elements = { "rpt000000000007" : jump out_7 }
 	}
+	set tunnels { type ifname; }
 	chain pre {
 		type filter hook prerouting priority -300; policy accept;
 		iifname vmap @ports_in
+		iifname @tunnels meta mark set 0x00000000 accept
 		iifname "rpt*" counter name unknown_port drop
 	}
 	chain out {
 		type filter hook forward priority -10; policy accept;
 		oifname vmap @ports_out
+		oifname @tunnels meta mark set meta mark & 0xffff0000 | 0x0000ffff accept
 		oifname "rpt*" counter name unknown_port drop
+	}
+	chain tunnel_post {
+		type filter hook postrouting priority 0; policy accept;
+		oifname @tunnels meta mark set 0x00000000
+	}
+	chain host_out {
+		type filter hook output priority 0; policy accept;
+		oifname @tunnels counter name tunnel_from_host drop
 	}
 	chain port_7 {
 		ether saddr != 02:00:00:00:00:07 counter name p7_mac drop
@@ -97,6 +109,7 @@ table inet rampart {
 	counter inbound {}
 	counter no_outbound {}
 	counter to_management {}
+	counter tunnel_refused {}
 	counter p7_ingress_denied {}
 	counter p7_egress_denied {}
 	set bridges { type ifname;
@@ -115,6 +128,7 @@ table inet rampart {
 		elements = { 127.0.0.0/8,
 			192.0.2.0/24 }
 	}
+	set tunnel_peers { type ipv4_addr; flags interval; }
 	map zones { typeof iifname : ct zone;
 		elements = { "rpb000000000001" : 3 }
 	}
@@ -157,8 +171,10 @@ table inet rampart {
 		oifname @bridges iifname . oifname != @same_bridge counter name cross_network drop
 		oifname != @bridges iifname != @outbound counter name no_outbound drop
 		oifname != @bridges ip daddr @management counter name to_management drop
+		oifname != @bridges meta mark & 0xffff0000 == 0 counter name no_outbound drop
 		meta mark & 0xffff0000 != 0 jump egress
 		oifname != @bridges accept
+		meta mark & 0xffff0000 != 0 meta mark & 0x0000ffff == 0x0000ffff accept
 		meta mark & 0x0000ffff != 0 jump ingress
 		counter name unknown_port drop
 	}
@@ -356,12 +372,114 @@ describe('renderRuleset', () => {
           ],
         ),
       );
-      for (const input of [text, renderRemoval()]) {
+      const tunnelled = renderRuleset({ ...fw([port(1)], []), networks: [TUNNELLED] });
+      for (const input of [text, tunnelled, renderRemoval()]) {
         const result = await runSettled('nft', ['-c', '-f', '-'], { input });
         assert.equal(result.exitCode, 0, result.stderr);
       }
     },
   );
+});
+
+const TUNNELLED = {
+  bridge: 'rpb000000000001',
+  zone: 3,
+  cidr: '10.0.0.0/24',
+  gateway: '10.0.0.1',
+  outbound: false,
+  vni: 3,
+  peers: ['192.0.2.3', '192.0.2.2', '192.0.2.9'],
+};
+
+describe('networks that span hosts (VXLAN)', () => {
+  test('a network with peers: its tunnel is marked, peers listed, VXLAN accepted only from them', () => {
+    const model = buildModel({
+      ...fw([port(1)], [{ tag: 1, direction: 'ingress', protocol: 'icmp', cidr: '10.0.0.9/32' }]),
+      networks: [TUNNELLED],
+    });
+    assert.deepEqual(model.bridge.sets.get('tunnels')!.canonical, ['rpx000000000001']);
+    assert.deepEqual(model.inet.sets.get('tunnel_peers')!.canonical, [
+      '192.0.2.2-192.0.2.3',
+      '192.0.2.9-192.0.2.9',
+    ]);
+    const out = model.bridge.chains.get('out')!.rules;
+    assert.deepEqual(out, [
+      'oifname vmap @ports_out',
+      'oifname @tunnels meta mark set meta mark & 0xffff0000 | 0x0000ffff accept',
+      'oifname "rpt*" counter name unknown_port drop',
+    ]);
+    // Frames from a tunnel lose any mark (no in-port); the ports' marks never leave in the outer packet.
+    assert.ok(
+      model.bridge.chains.get('pre')!.rules.includes('iifname @tunnels meta mark set 0x00000000 accept'),
+    );
+    assert.deepEqual(model.bridge.chains.get('tunnel_post')!.rules, [
+      'oifname @tunnels meta mark set 0x00000000',
+    ]);
+    // The host's own frames (gateway, ARP answers) never enter a tunnel.
+    assert.deepEqual(model.bridge.chains.get('host_out')!.rules, [
+      'oifname @tunnels counter name tunnel_from_host drop',
+    ]);
+    assert.deepEqual(model.inet.chains.get('input')!.rules, [
+      'iifname @bridges counter name to_host drop',
+      'udp dport 4789 ip saddr != @tunnel_peers counter name tunnel_refused drop',
+    ]);
+    const guard = model.inet.chains.get('guard')!.rules;
+    // Into a tunnel only after the sender's egress check; a remote sender takes the normal ingress path
+    // (keyed by out-port and source address); nothing from a tunnel leaves the network here.
+    const egress = guard.indexOf('meta mark & 0xffff0000 != 0 jump egress');
+    const toTunnel = guard.indexOf('meta mark & 0xffff0000 != 0 meta mark & 0x0000ffff == 0x0000ffff accept');
+    const ingress = guard.indexOf('meta mark & 0x0000ffff != 0 jump ingress');
+    const remoteOut = guard.indexOf(
+      'oifname != @bridges meta mark & 0xffff0000 == 0 counter name no_outbound drop',
+    );
+    assert.ok(
+      remoteOut >= 0 && remoteOut < egress && egress < toTunnel && toTunnel < ingress,
+      guard.join('\n'),
+    );
+    // A remote sender is matched by its address in the receiving port's ingress set.
+    assert.deepEqual(model.inet.sets.get('ingress_proto')!.canonical, ['1 . 10.0.0.9-10.0.0.9 . icmp']);
+  });
+
+  test('without peers there is no tunnel and UDP 4789 is left alone', () => {
+    for (const network of [
+      { ...TUNNELLED, peers: [] },
+      { bridge: 'rpb000000000001', zone: 3, cidr: '10.0.0.0/24', gateway: '10.0.0.1', outbound: false },
+    ]) {
+      const model = buildModel({ ...fw([port(1)], []), networks: [network] });
+      assert.deepEqual(model.bridge.sets.get('tunnels')!.canonical, []);
+      assert.deepEqual(model.inet.sets.get('tunnel_peers')!.canonical, []);
+      assert.deepEqual(model.inet.chains.get('input')!.rules, ['iifname @bridges counter name to_host drop']);
+    }
+  });
+
+  test('bad tunnel input is refused; tag 65535 is reserved while there are tunnels', () => {
+    const bad = [
+      { ...TUNNELLED, peers: ['192.0.2.300'] },
+      { ...TUNNELLED, peers: ['192.0.2.2; drop'] },
+      { ...TUNNELLED, vni: undefined },
+      { ...TUNNELLED, vni: 0 },
+      { ...TUNNELLED, vni: 16_777_216 },
+    ];
+    for (const network of bad)
+      assert.throws(
+        () => buildModel({ ...fw([port(1)], []), networks: [network] }),
+        /invalid firewall state/,
+      );
+    assert.throws(
+      () =>
+        buildModel({
+          ...fw([port(65_535, { mac: '02:00:00:00:ff:ff', ipv4: '10.0.0.200' })], []),
+          networks: [TUNNELLED],
+        }),
+      /reserved for tunnels/,
+    );
+    assert.doesNotThrow(() =>
+      buildModel({
+        ...fw([port(65_535, { mac: '02:00:00:00:ff:ff', ipv4: '10.0.0.200' })], []),
+        networks: [{ ...TUNNELLED, peers: [] }],
+      }),
+    );
+  });
 });
 
 describe('ranges', () => {

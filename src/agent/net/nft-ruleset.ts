@@ -39,6 +39,22 @@
  * - `input` (filter): everything arriving from a Rampart bridge is dropped and counted (`to_host`):
  *   guests never reach the host (no DHCP or metadata service yet).
  *
+ * Networks that span hosts (a VXLAN device `rpx…` per network on its bridge, port-devices.ts): a frame
+ * from the tunnel comes from no local tap, so it carries no in-port (high 16 bits 0): it was checked by
+ * the anti-spoofing and the egress rules of its sending port on its own host. A frame to the tunnel gets
+ * the reserved out-port value 0xffff (`TUNNEL_MARK`; the server never gives a port tag 65535) in the
+ * bridge `out` chain (`oifname @tunnels`), and `guard` accepts it after the sender's egress check
+ * (ingress is the receiving host's job). A frame from the tunnel to a local port takes the normal
+ * ingress path: the `ingress_*` sets are keyed by out-port and source address, so rules with a CIDR or
+ * a remote group (resolved by the server to its members' addresses on every host) apply to remote
+ * senders as to local ones. Nothing from the tunnel leaves the network (`no_outbound`: a new flow
+ * leaving it must come from a local port), and the host's own frames (its gateway address, ARP
+ * answers) never enter a tunnel (bridge `host_out`, counter `tunnel_from_host`), so every host is the
+ * gateway of its own guests only. The mark is cleared on frames entering from a tunnel (bridge `pre`)
+ * and leaving into one (bridge `tunnel_post`): the kernel keeps it across VXLAN, and the ports' marks
+ * must neither steer the host's own routing or NAT of the outer packet nor be forged from outside. When there are tunnels, the inet `input` chain accepts VXLAN (UDP
+ * 4789) only from the peers' addresses (`tunnel_peers`; counter `tunnel_refused`).
+ *
  * Sets with `flags interval` refuse overlapping elements, so the rules are turned into disjoint
  * elements first: address ranges merged per key, and for (address x port) rectangles a sweep that
  * yields disjoint rectangles (`disjointRectangles`).
@@ -50,6 +66,7 @@ import {
   MAC_PATTERN,
   SPOOF_REASONS,
   TAP_NAME_PATTERN,
+  VXLAN_PORT,
   type FirewallRule,
   type HostFirewall,
   type PortIntent,
@@ -68,8 +85,17 @@ export interface Range {
 
 /** Host-wide named counters in the inet table / bridge table. */
 export const GLOBAL_COUNTERS = {
-  bridge: ['unknown_port'],
-  inet: ['cross_network', 'invalid', 'unknown_port', 'to_host', 'inbound', 'no_outbound', 'to_management'],
+  bridge: ['unknown_port', 'tunnel_from_host'],
+  inet: [
+    'cross_network',
+    'invalid',
+    'unknown_port',
+    'to_host',
+    'inbound',
+    'no_outbound',
+    'to_management',
+    'tunnel_refused',
+  ],
 } as const;
 
 const BRIDGE_RE = new RegExp(BRIDGE_NAME_PATTERN);
@@ -77,6 +103,14 @@ const TAP_RE = new RegExp(TAP_NAME_PATTERN);
 const IPV4_RE = new RegExp(IPV4_PATTERN);
 const CIDR4_RE = new RegExp(CIDR4_PATTERN);
 const MAC_RE = new RegExp(MAC_PATTERN);
+
+/** The low-16-bit (out-port) mark value of a frame sent into a tunnel: never a port tag. */
+export const TUNNEL_MARK = 0xffff;
+
+/** The VXLAN device of the network on `bridge` (port-devices.ts creates it under this name). */
+export function tunnelOf(bridge: string): string {
+  return `rpx${bridge.slice(3)}`;
+}
 
 // ---- counter names ----
 
@@ -445,6 +479,26 @@ export function buildModel(fw: HostFirewall): RulesetModel {
   }
   networks.sort((a, b) => (a.bridge < b.bridge ? -1 : a.bridge > b.bridge ? 1 : 0));
   const outbound = networks.filter((n) => n.outbound).map((n) => n.bridge);
+  // Networks spanning hosts: their tunnels and every peer address.
+  const peerAddresses = new Set<string>();
+  const tunnels: string[] = [];
+  for (const network of networks) {
+    const peers = network.peers ?? [];
+    if (!Array.isArray(peers) || peers.length > 4096) fail(`network ${network.bridge}: bad peers`);
+    for (const peer of peers) {
+      if (typeof peer !== 'string' || !IPV4_RE.test(peer))
+        fail(`network ${network.bridge}: bad peer ${JSON.stringify(peer)}`);
+    }
+    if (peers.length === 0) continue;
+    const vni = network.vni;
+    if (typeof vni !== 'number' || !Number.isInteger(vni) || vni < 1 || vni > 16_777_215)
+      fail(`network ${network.bridge}: peers without a VNI 1..16777215`);
+    tunnels.push(tunnelOf(network.bridge));
+    for (const peer of peers) peerAddresses.add(peer);
+  }
+  if (tunnels.length > 0 && tags.has(TUNNEL_MARK))
+    fail(`port tag ${TUNNEL_MARK} is reserved for tunnels (the out-port mark of a frame to a peer)`);
+  const peerRanges = mergeRanges([...peerAddresses].map((a) => cidrToRange(`${a}/32`)));
   const management = mergeRanges(
     (fw.managementNets ?? []).map((c) => {
       if (!CIDR4_RE.test(c)) fail(`bad management subnet ${JSON.stringify(c)}`);
@@ -485,20 +539,54 @@ export function buildModel(fw: HostFirewall): RulesetModel {
           })),
         ),
       ],
+      [
+        'tunnels',
+        set(
+          'set',
+          'type ifname;',
+          tunnels.map((t) => ({ text: quote(t), canonical: t })),
+        ),
+      ],
     ]),
     chains: new Map<string, ChainModel>([
       [
         'pre',
         {
           base: { type: 'filter', hook: 'prerouting', priority: -300 },
-          rules: ['iifname vmap @ports_in', 'iifname "rpt*" counter name unknown_port drop'],
+          rules: [
+            'iifname vmap @ports_in',
+            // From a tunnel: no local in-port (a mark of the outer packet must not pose as one).
+            'iifname @tunnels meta mark set 0x00000000 accept',
+            'iifname "rpt*" counter name unknown_port drop',
+          ],
         },
       ],
       [
         'out',
         {
           base: { type: 'filter', hook: 'forward', priority: -10 },
-          rules: ['oifname vmap @ports_out', 'oifname "rpt*" counter name unknown_port drop'],
+          rules: [
+            'oifname vmap @ports_out',
+            // Into a tunnel: the reserved out-port value (the receiving host checks ingress).
+            `oifname @tunnels meta mark set meta mark & 0xffff0000 | ${hex(TUNNEL_MARK)} accept`,
+            'oifname "rpt*" counter name unknown_port drop',
+          ],
+        },
+      ],
+      [
+        'tunnel_post',
+        {
+          base: { type: 'filter', hook: 'postrouting', priority: 0 },
+          // The ports' mark stays inside: the encapsulated packet leaves the host without it.
+          rules: ['oifname @tunnels meta mark set 0x00000000'],
+        },
+      ],
+      [
+        'host_out',
+        {
+          base: { type: 'filter', hook: 'output', priority: 0 },
+          // The host's own frames (gateway address, ARP answers) stay off the tunnels.
+          rules: ['oifname @tunnels counter name tunnel_from_host drop'],
         },
       ],
     ]),
@@ -568,6 +656,14 @@ export function buildModel(fw: HostFirewall): RulesetModel {
           'set',
           'type ipv4_addr; flags interval;',
           management.map((r) => ({ text: renderIpRange(r), canonical: ipCanon(r) })),
+        ),
+      ],
+      [
+        'tunnel_peers',
+        set(
+          'set',
+          'type ipv4_addr; flags interval;',
+          peerRanges.map((r) => ({ text: renderIpRange(r), canonical: ipCanon(r) })),
         ),
       ],
       [
@@ -664,8 +760,12 @@ export function buildModel(fw: HostFirewall): RulesetModel {
             // Leaving a network: only with outbound access, and never into the host's own subnets.
             'oifname != @bridges iifname != @outbound counter name no_outbound drop',
             'oifname != @bridges ip daddr @management counter name to_management drop',
+            // Only a local port's traffic leaves through this host (never a remote guest's, by tunnel).
+            'oifname != @bridges meta mark & 0xffff0000 == 0 counter name no_outbound drop',
             'meta mark & 0xffff0000 != 0 jump egress',
             'oifname != @bridges accept',
+            // From a local port into a tunnel, egress checked: the receiving host checks ingress.
+            `meta mark & 0xffff0000 != 0 meta mark & 0x0000ffff == ${hex(TUNNEL_MARK)} accept`,
             'meta mark & 0x0000ffff != 0 jump ingress',
             'counter name unknown_port drop',
           ],
@@ -701,7 +801,13 @@ export function buildModel(fw: HostFirewall): RulesetModel {
         'input',
         {
           base: { type: 'filter', hook: 'input', priority: 0 },
-          rules: ['iifname @bridges counter name to_host drop'],
+          rules: [
+            'iifname @bridges counter name to_host drop',
+            // VXLAN only from the peers (present while this host has tunnels).
+            ...(tunnels.length > 0
+              ? [`udp dport ${VXLAN_PORT} ip saddr != @tunnel_peers counter name tunnel_refused drop`]
+              : []),
+          ],
         },
       ],
     ]),

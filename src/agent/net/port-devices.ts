@@ -9,7 +9,14 @@
  */
 import { KeyedMutex } from '../../common/keyed-mutex.js';
 import { CommandError, run, runJson } from '../../common/subprocess.js';
-import { BRIDGE_NAME_PATTERN, TAP_NAME_PATTERN, type PortIntent } from '../../api/host-network.js';
+import {
+  BRIDGE_NAME_PATTERN,
+  IPV4_PATTERN,
+  TAP_NAME_PATTERN,
+  TUNNEL_NAME_PATTERN,
+  VXLAN_PORT,
+  type PortIntent,
+} from '../../api/host-network.js';
 import { assertNetnsName } from './tap-shaper.js';
 
 export interface PortDeviceOptions {
@@ -24,7 +31,7 @@ export interface VmOwner {
 
 export interface RampartLink {
   name: string;
-  kind: 'bridge' | 'tap' | 'other';
+  kind: 'bridge' | 'tap' | 'vxlan' | 'other';
   /** The bridge it is enslaved to, if any. */
   master: string | null;
   up: boolean;
@@ -36,6 +43,8 @@ export interface RampartLink {
 const COMMAND_TIMEOUT_MS = 10_000;
 const BRIDGE_RE = new RegExp(BRIDGE_NAME_PATTERN);
 const TAP_RE = new RegExp(TAP_NAME_PATTERN);
+const TUNNEL_RE = new RegExp(TUNNEL_NAME_PATTERN);
+const IPV4_RE = new RegExp(IPV4_PATTERN);
 const locks = new KeyedMutex();
 
 function assertName(name: string, re: RegExp, what: string): string {
@@ -70,7 +79,14 @@ function toLink(raw: Json): RampartLink {
   const linkinfo = isRecord(raw.linkinfo) ? raw.linkinfo : {};
   const data = isRecord(linkinfo.info_data) ? linkinfo.info_data : {};
   const kindName = linkinfo.info_kind;
-  const kind = kindName === 'bridge' ? 'bridge' : kindName === 'tun' && data.type === 'tap' ? 'tap' : 'other';
+  const kind =
+    kindName === 'bridge'
+      ? 'bridge'
+      : kindName === 'tun' && data.type === 'tap'
+        ? 'tap'
+        : kindName === 'vxlan'
+          ? 'vxlan'
+          : 'other';
   const flags = Array.isArray(raw.flags) ? raw.flags : [];
   return {
     name: String(raw.ifname),
@@ -186,7 +202,10 @@ export async function removePort(tap: string, opts: PortDeviceOptions = {}): Pro
   });
 }
 
-/** Deletes the bridge when no interface is enslaved to it; returns whether it is gone. */
+/**
+ * Deletes the bridge when no interface but its network's tunnel is enslaved to it (the tunnel goes
+ * with it: a network without ports on this host needs none); returns whether it is gone.
+ */
 export async function removeBridgeIfUnused(bridge: string, opts: PortDeviceOptions = {}): Promise<boolean> {
   const netns = netnsOf(opts);
   assertName(bridge, BRIDGE_RE, 'bridge name');
@@ -196,13 +215,174 @@ export async function removeBridgeIfUnused(bridge: string, opts: PortDeviceOptio
     if (link.kind !== 'bridge') throw new Error(`${bridge} is not a bridge; not deleting it`);
     const [cmd, argv] = wrap(netns, 'ip', ['-json', 'link', 'show', 'master', bridge]);
     const members = await runJson<unknown>(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS });
-    if (Array.isArray(members) && members.length > 0) return false;
+    const names = (Array.isArray(members) ? members : []).filter(isRecord).map((m) => String(m.ifname));
+    const tunnel = tunnelName(bridge);
+    if (names.some((n) => n !== tunnel)) return false;
+    if (names.includes(tunnel)) await exec(netns, 'ip', ['link', 'del', 'dev', tunnel]);
     await exec(netns, 'ip', ['link', 'del', 'dev', bridge]);
     return true;
   });
 }
 
-/** Every interface named like a Rampart bridge or tap (for leftover checks). */
+// ---- VXLAN tunnels (networks that span hosts) ----
+
+/** The VXLAN device of a network on this host: `rpx` + the 12 hex of its bridge. */
+export function tunnelName(bridge: string): string {
+  assertName(bridge, BRIDGE_RE, 'bridge name');
+  return `rpx${bridge.slice(3)}`;
+}
+
+export interface TunnelSpec {
+  bridge: string;
+  /** The network's VNI (1..16777215). */
+  vni: number;
+  /** This host's underlay address (RAMPART_TUNNEL_IP). */
+  local: string;
+  /** The other hosts' underlay addresses: every broadcast and unknown frame is sent to each. */
+  peers: readonly string[];
+}
+
+/**
+ * The MTU of the tunnel device: the guests keep 1500. VXLAN adds 50 bytes outside; an underlay with a
+ * smaller MTU than 1550 fragments them (or, for inner packets with DF, the kernel answers the guest
+ * with "fragmentation needed" so its path MTU discovery shrinks).
+ */
+export const TUNNEL_MTU = 1500;
+
+function assertTunnelSpec(spec: TunnelSpec): void {
+  assertName(spec.bridge, BRIDGE_RE, 'bridge name');
+  if (!Number.isInteger(spec.vni) || spec.vni < 1 || spec.vni > 16_777_215)
+    throw new Error(`VNI ${String(spec.vni)} is not 1..16777215`);
+  for (const address of [spec.local, ...spec.peers])
+    if (typeof address !== 'string' || !IPV4_RE.test(address))
+      throw new Error(`tunnel address ${JSON.stringify(address)} is not an IPv4 address`);
+}
+
+interface VxlanInfo {
+  id: number | null;
+  local: string | null;
+  port: number | null;
+  learning: boolean | null;
+  mtu: number | null;
+}
+
+async function readVxlan(netns: string | undefined, dev: string): Promise<VxlanInfo | null> {
+  const [cmd, argv] = wrap(netns, 'ip', ['-json', '-details', 'link', 'show', 'dev', dev]);
+  try {
+    const links = await runJson<unknown>(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS });
+    const first = Array.isArray(links) ? links.find(isRecord) : undefined;
+    if (!first) return null;
+    const linkinfo = isRecord(first.linkinfo) ? first.linkinfo : {};
+    const data = isRecord(linkinfo.info_data) ? linkinfo.info_data : {};
+    if (linkinfo.info_kind !== 'vxlan') throw new Error(`${dev} exists and is not a VXLAN device`);
+    return {
+      id: typeof data.id === 'number' ? data.id : null,
+      local: typeof data.local === 'string' ? data.local : null,
+      port: typeof data.port === 'number' ? data.port : null,
+      learning: typeof data.learning === 'boolean' ? data.learning : null,
+      mtu: typeof first.mtu === 'number' ? first.mtu : null,
+    };
+  } catch (error) {
+    if (error instanceof CommandError && /does not exist/.test(error.stderr)) return null;
+    throw error;
+  }
+}
+
+const ZERO_MAC = '00:00:00:00:00:00';
+
+/** The head-end replication entries (all-zero MAC) of a VXLAN device: the peers it floods to. */
+async function floodPeers(netns: string | undefined, dev: string): Promise<string[]> {
+  const [cmd, argv] = wrap(netns, 'bridge', ['-json', 'fdb', 'show', 'dev', dev]);
+  const entries = await runJson<unknown>(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS });
+  return (Array.isArray(entries) ? entries : [])
+    .filter(isRecord)
+    .filter((e) => e.mac === ZERO_MAC && typeof e.dst === 'string')
+    .map((e) => String(e.dst));
+}
+
+/**
+ * Makes a network's VXLAN device match `spec`: created (VNI, local address, UDP 4789, no learning: the
+ * remote MACs are never learnt from the wire, so a peer cannot redirect another network's or VM's
+ * frames), enslaved to the network's bridge (created if missing) and up; one all-zero FDB entry per
+ * peer (head-end replication), stale peers removed. A device with another VNI, local address or port
+ * is recreated. Idempotent.
+ */
+export async function ensureTunnel(spec: TunnelSpec, opts: PortDeviceOptions = {}): Promise<void> {
+  const netns = netnsOf(opts);
+  assertTunnelSpec(spec);
+  const dev = tunnelName(spec.bridge);
+  await locks.run(netns ?? '', async () => {
+    await ensureBridgeLocked(netns, spec.bridge);
+    let info = await readVxlan(netns, dev);
+    if (
+      info &&
+      (info.id !== spec.vni ||
+        info.local !== spec.local ||
+        info.port !== VXLAN_PORT ||
+        info.learning === true)
+    ) {
+      await exec(netns, 'ip', ['link', 'del', 'dev', dev]);
+      info = null;
+    }
+    if (!info) {
+      // Created down and with IPv6 off before it ever comes up.
+      await exec(netns, 'ip', [
+        'link',
+        'add',
+        dev,
+        'mtu',
+        String(TUNNEL_MTU),
+        'type',
+        'vxlan',
+        'id',
+        String(spec.vni),
+        'local',
+        spec.local,
+        'dstport',
+        String(VXLAN_PORT),
+        'nolearning',
+      ]);
+    } else if (info.mtu !== TUNNEL_MTU) {
+      await exec(netns, 'ip', ['link', 'set', 'dev', dev, 'mtu', String(TUNNEL_MTU)]);
+    }
+    await sysctl(netns, `net.ipv6.conf.${dev}.disable_ipv6`, '1');
+    const link = await readLink(netns, dev);
+    if (link?.master !== spec.bridge || !link.up)
+      await exec(netns, 'ip', ['link', 'set', 'dev', dev, 'master', spec.bridge, 'up']);
+    const current = await floodPeers(netns, dev);
+    for (const peer of spec.peers)
+      if (!current.includes(peer))
+        await exec(netns, 'bridge', ['fdb', 'append', ZERO_MAC, 'dev', dev, 'dst', peer]);
+    for (const peer of current)
+      if (!spec.peers.includes(peer))
+        await exec(netns, 'bridge', ['fdb', 'del', ZERO_MAC, 'dev', dev, 'dst', peer]);
+  });
+}
+
+/** Deletes a network's VXLAN device (no error when it does not exist). */
+export async function removeTunnel(bridge: string, opts: PortDeviceOptions = {}): Promise<void> {
+  const netns = netnsOf(opts);
+  const dev = tunnelName(bridge);
+  await locks.run(netns ?? '', async () => {
+    const info = await readVxlan(netns, dev);
+    if (info) await exec(netns, 'ip', ['link', 'del', 'dev', dev]);
+  });
+}
+
+/** The bridges whose network has a VXLAN device on this host. */
+export async function listTunnelBridges(opts: PortDeviceOptions = {}): Promise<string[]> {
+  const netns = netnsOf(opts);
+  const [cmd, argv] = wrap(netns, 'ip', ['-json', 'link', 'show', 'type', 'vxlan']);
+  const links = await runJson<unknown>(cmd, argv, { timeoutMs: COMMAND_TIMEOUT_MS });
+  return (Array.isArray(links) ? links : [])
+    .filter(isRecord)
+    .map((l) => String(l.ifname))
+    .filter((name) => TUNNEL_RE.test(name))
+    .map((name) => `rpb${name.slice(3)}`)
+    .sort();
+}
+
+/** Every interface named like a Rampart bridge, tap or tunnel (for leftover checks). */
 export async function listRampartLinks(opts: PortDeviceOptions = {}): Promise<RampartLink[]> {
   const netns = netnsOf(opts);
   const [cmd, argv] = wrap(netns, 'ip', ['-json', '-details', 'link', 'show']);
@@ -213,7 +393,11 @@ export async function listRampartLinks(opts: PortDeviceOptions = {}): Promise<Ra
   if (!Array.isArray(links)) return [];
   return links
     .filter(isRecord)
-    .filter((l) => typeof l.ifname === 'string' && (BRIDGE_RE.test(l.ifname) || TAP_RE.test(l.ifname)))
+    .filter(
+      (l) =>
+        typeof l.ifname === 'string' &&
+        (BRIDGE_RE.test(l.ifname) || TAP_RE.test(l.ifname) || TUNNEL_RE.test(l.ifname)),
+    )
     .map(toLink)
     .sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -6,6 +6,10 @@
  *
  * With RAMPART_NETNS every network command, and QEMU itself, runs inside that network namespace (a
  * test, or several agents on one machine standing for several hosts).
+ *
+ * Networks that span hosts: with RAMPART_TUNNEL_IP, a network whose intent names peers gets a VXLAN
+ * device on its bridge (VNI from the server, head-end replication to each peer), created after the
+ * firewall that knows it and removed with the network's last port here or its last peer.
  */
 import type { HostFirewall, PortCounters, PortIntent } from '../../api/host-network.js';
 import type { Logger } from '../../common/logger.js';
@@ -13,15 +17,21 @@ import { HostFirewallManager, type FirewallTelemetry } from '../net/firewall.js'
 import { applyShaping, removeShaping } from '../net/tap-shaper.js';
 import {
   ensurePort,
+  ensureTunnel,
+  listTunnelBridges,
   managementSubnets,
   removeBridgeIfUnused,
   removePort,
+  removeTunnel,
   setBridgeGateway,
+  type TunnelSpec,
   type VmOwner,
 } from '../net/port-devices.js';
 
 export interface HostNetworkOptions {
   netns?: string;
+  /** RAMPART_TUNNEL_IP: this host's VXLAN underlay address (absent: no tunnels). */
+  tunnelIp?: string;
   log: Logger;
   /** How often the live ruleset is compared with the intended one (0: only when asked). */
   reconcileIntervalMs?: number;
@@ -53,6 +63,7 @@ export class HostNetwork {
   async apply(firewall: HostFirewall): Promise<number> {
     if (this.intended && firewall.generation < this.intended.generation) return this.intended.generation;
     if (firewall.ports.length === 0) {
+      await this.syncTunnels(firewall);
       await this.firewall.remove();
       this.intended = firewall;
       return firewall.generation;
@@ -70,7 +81,35 @@ export class HostNetwork {
     const full: HostFirewall = { ...firewall, managementNets: await managementSubnets(this.deviceOptions()) };
     await this.firewall.apply(full);
     this.intended = full;
+    // Tunnels after the firewall that marks and filters what crosses them.
+    await this.syncTunnels(full);
     return firewall.generation;
+  }
+
+  /** The tunnels `fw` asks for on this host: networks with ports here and at least one peer. */
+  private wantedTunnels(fw: HostFirewall): TunnelSpec[] {
+    const local = this.options.tunnelIp;
+    if (local === undefined) return [];
+    const bridges = new Set(fw.ports.map((p) => p.bridge));
+    return (fw.networks ?? [])
+      .filter((n) => bridges.has(n.bridge) && n.vni !== undefined && (n.peers ?? []).length > 0)
+      .map((n) => ({
+        bridge: n.bridge,
+        vni: n.vni!,
+        local,
+        peers: [...new Set(n.peers)].filter((p) => p !== local),
+      }))
+      .filter((t) => t.peers.length > 0);
+  }
+
+  /** Creates and updates the wanted tunnels and deletes every other Rampart tunnel on this host. */
+  private async syncTunnels(fw: HostFirewall, only?: ReadonlySet<string>): Promise<void> {
+    const wanted = this.wantedTunnels(fw).filter((t) => only === undefined || only.has(t.bridge));
+    for (const tunnel of wanted) await ensureTunnel(tunnel, this.deviceOptions());
+    if (only !== undefined) return;
+    const keep = new Set(wanted.map((t) => t.bridge));
+    for (const bridge of await listTunnelBridges(this.deviceOptions()))
+      if (!keep.has(bridge)) await removeTunnel(bridge, this.deviceOptions());
   }
 
   async counters(): Promise<PortCounters[]> {
@@ -93,6 +132,7 @@ export class HostNetwork {
     if (intended === null) return [];
     if (intended.ports.length === 0) {
       await this.firewall.remove();
+      await this.syncTunnels(intended);
       return [];
     }
     // The host's own addresses may have changed since (DHCP on the uplink, an operator).
@@ -102,6 +142,8 @@ export class HostNetwork {
     };
     this.intended = current;
     const differences = await this.firewall.reconcile(current);
+    // The tunnels too (a device deleted or a peer entry removed by hand comes back).
+    await this.syncTunnels(current);
     if (differences.length > 0) {
       this.options.log.warn({ differences: differences.slice(0, 20) }, 'firewall drift repaired');
       this.options.onDrift?.(differences);
@@ -138,6 +180,8 @@ export class HostNetwork {
         this.deviceOptions(),
       );
     }
+    // A bridge recreated for these taps gets its tunnel back (the firewall came first).
+    if (this.intended) await this.syncTunnels(this.intended, new Set(ports.map((p) => p.bridge)));
   }
 
   /** Removes the VM's taps and their ifb devices, then each bridge no other tap uses. */

@@ -47,6 +47,8 @@ export function registerAgentCommand(program: Command, deps: CommandDeps): void 
         '  RAMPART_CONFIG             configuration file, as --config',
         '  RAMPART_SERVER             server agent listener, as --server (used once the host has joined)',
         '  RAMPART_HEARTBEAT_SECONDS  remote mode heartbeat interval (default 5)',
+        "  RAMPART_TUNNEL_IP          this host's IPv4 underlay address for VXLAN (UDP 4789) between hosts;",
+        '                             unset: its tenant networks do not span hosts',
         'Flags take precedence over the environment.',
       ].join('\n'),
     )

@@ -114,6 +114,7 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         '  RAMPART_IMAGE_RESCAN_CHECK_SECONDS  re-scan images when the databases changed (default 300; 0 = at start)',
         '  RAMPART_SECURITY_EVENTS_MAX  security events kept (default 100000)',
         '  RAMPART_NETNS     network namespace of the local agent bridges, taps, nft tables and QEMUs',
+        "  RAMPART_TUNNEL_IP  the local host's IPv4 underlay address for VXLAN between hosts (default none)",
         '  RAMPART_FIREWALL_RECONCILE_SECONDS  how often the agent repairs firewall drift (default 30; 0 = never)',
         '  RAMPART_TELEMETRY_SECONDS  how often the agent reports spoofing drops, denied flows and VM samples (default 10; 0 = never)',
         '  RAMPART_CGROUP    cgroup driver for the local agent: v1, v2 or none (default: detected)',

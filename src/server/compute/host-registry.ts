@@ -37,6 +37,7 @@ export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
     vcpusAllocatable: info.capacity.vcpusAllocatable,
     memoryMibAllocatable: info.capacity.memoryMiBAllocatable,
     dedicatedCores: JSON.stringify(info.dedicatedCores ?? []),
+    tunnelIp: info.tunnelIp ?? null,
     lastSeenAt: now,
   };
   await db

@@ -630,6 +630,9 @@ export class VmService {
     });
     const { statuses } = await agent.request('sync', { vms: intents }, 120_000);
     for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status, hostId));
+    // Its tunnel address may be new: the hosts sharing a network with it learn it as a peer.
+    const peers = (await this.options.networks.hostsSharingNetworks([hostId])).filter((h) => h !== hostId);
+    if (peers.length > 0) await this.publishFirewalls(peers);
     // VMs being deleted were not in the list, so the agent has removed them: finish the deletes.
     for (const row of rows.filter((r) => r.state === 'deleting')) {
       await this.options.volumes.releaseVm(row.id);
@@ -819,6 +822,10 @@ export class VmService {
   private async finishDelete(vmId: string): Promise<void> {
     const row = await this.db.selectFrom('vms').selectAll().where('id', '=', vmId).executeTakeFirst();
     if (!row || row.state !== 'deleting') return;
+    // Its networks, while its ports still exist: their other hosts lose this one as a tunnel peer.
+    const networkIds = (
+      await this.db.selectFrom('ports').select('networkId').distinct().where('vmId', '=', vmId).execute()
+    ).map((p) => p.networkId);
     if (row.hostId) {
       const agent = this.agents.connectionFor(row.hostId);
       if (!agent) throw new RampartError('RAMPART_HOST_UNAVAILABLE', 'host agent not connected');
@@ -828,7 +835,7 @@ export class VmService {
     await this.db.deleteFrom('vms').where('id', '=', vmId).execute();
     this.recentRestarts.delete(vmId);
     this.log.info({ vmId }, 'VM deleted');
-    if (row.hostId) await this.publishFirewalls([row.hostId]);
+    if (row.hostId) await this.publishFirewalls([row.hostId], networkIds);
   }
 
   private requireAgent(row: VmsTable): AgentConnection {
@@ -860,8 +867,15 @@ export class VmService {
    * Sends each host its whole firewall as it is now. A host that is not connected gets it at its next
    * sync; a failure is logged (the agent's periodic reconciliation keeps the last applied state).
    */
-  async publishFirewalls(hostIds: readonly string[]): Promise<void> {
-    for (const hostId of new Set(hostIds)) {
+  async publishFirewalls(hostIds: readonly string[], networkIds: readonly string[] = []): Promise<void> {
+    // Networks spanning hosts: the other hosts on the same networks get their tunnel peers updated.
+    const affected = await this.options.networks
+      .hostsSharingNetworks(hostIds, networkIds)
+      .catch((error: unknown) => {
+        this.log.error({ err: (error as Error).message }, 'could not find the hosts sharing networks');
+        return hostIds;
+      });
+    for (const hostId of new Set(affected)) {
       const agent = this.agents.connectionFor(hostId);
       if (!agent) continue;
       try {

@@ -24,7 +24,7 @@ import type {
 } from '../../api/network.js';
 import { isUuid, newId } from '../../common/ids.js';
 import type { QuotaService } from '../quota/quota-service.js';
-import { LOCK_CLASS, lockOnPostgres, nowIso, type Db } from '../store/database.js';
+import { LOCK_CLASS, isUniqueError, lockOnPostgres, nowIso, type Db } from '../store/database.js';
 import type {
   Database,
   NetworksTable,
@@ -69,7 +69,7 @@ function ruleToApi(row: SecurityGroupRulesTable): SecurityGroupRule {
 
 function conflictOnUnique(what: string) {
   return (error: unknown) => {
-    if (/UNIQUE/.test((error as Error).message)) throw new ConflictError(`${what} already exists`);
+    if (isUniqueError(error)) throw new ConflictError(`${what} already exists`);
     throw error;
   };
 }
@@ -598,12 +598,18 @@ export class NetworkService {
       .select(['cidr', 'zone', 'outbound', 'id'])
       .where('id', 'in', [...new Set(ports.map((p) => p.networkId))])
       .execute();
+    const peers = await this.tunnelPeers(
+      hostId,
+      networkRows.map((n) => n.id),
+    );
     const networks = networkRows.map((n) => ({
       bridge: bridgeName(n.id),
       zone: n.zone,
       cidr: n.cidr,
       gateway: gatewayOf(n.cidr),
       outbound: n.outbound === 1,
+      // Spanning hosts: one VNI per network (its zone), the other hosts' tunnel addresses as peers.
+      ...(peers.has(n.id) ? { vni: n.zone, peers: peers.get(n.id)! } : {}),
     }));
     const byId = new Map(ports.map((p) => [p.id, p]));
     const out: FirewallRule[] = [];
@@ -625,6 +631,78 @@ export class NetworkService {
       }
     }
     return { generation, ports, rules: out, networks };
+  }
+
+  /**
+   * The tunnel peers of a host's networks: per network, the tunnel addresses of the other hosts with
+   * a port of a VM on it that is not powered off (the same VMs firewallFor counts). Empty when the host
+   * itself has no tunnel address; hosts without one are never peers.
+   */
+  async tunnelPeers(hostId: string, networkIds: readonly string[]): Promise<Map<string, string[]>> {
+    const peers = new Map<string, string[]>();
+    if (networkIds.length === 0) return peers;
+    const self = await this.db
+      .selectFrom('hosts')
+      .select('tunnelIp')
+      .where('id', '=', hostId)
+      .executeTakeFirst();
+    if (!self?.tunnelIp) return peers;
+    const rows = await this.db
+      .selectFrom('ports')
+      .innerJoin('vms', 'vms.id', 'ports.vmId')
+      .innerJoin('hosts', 'hosts.id', 'vms.hostId')
+      .select(['ports.networkId', 'hosts.tunnelIp'])
+      .distinct()
+      .where('ports.networkId', 'in', [...networkIds])
+      .where('vms.hostId', '!=', hostId)
+      .where('vms.state', '!=', 'deleting')
+      .where('vms.power', '!=', 'stopped')
+      .where('hosts.tunnelIp', 'is not', null)
+      .execute();
+    for (const row of rows) {
+      if (!row.tunnelIp || row.tunnelIp === self.tunnelIp) continue;
+      const list = peers.get(row.networkId) ?? [];
+      if (!list.includes(row.tunnelIp)) list.push(row.tunnelIp);
+      peers.set(row.networkId, list);
+    }
+    for (const list of peers.values()) list.sort();
+    return peers;
+  }
+
+  /**
+   * The hosts whose firewall (tunnel peers) may change when something changes on `hostIds`: those
+   * hosts, and every host with a VM on a network that has a port of a VM on one of them (in any power
+   * state) or is one of `networkIds` (the networks of a VM that is gone).
+   */
+  async hostsSharingNetworks(
+    hostIds: readonly string[],
+    networkIds: readonly string[] = [],
+  ): Promise<string[]> {
+    const hosts = new Set(hostIds);
+    if (hostIds.length === 0 && networkIds.length === 0) return [];
+    const touched = new Set(networkIds);
+    if (hostIds.length > 0) {
+      const rows = await this.db
+        .selectFrom('ports')
+        .innerJoin('vms', 'vms.id', 'ports.vmId')
+        .select('ports.networkId')
+        .distinct()
+        .where('vms.hostId', 'in', [...hosts])
+        .execute();
+      for (const row of rows) touched.add(row.networkId);
+    }
+    if (touched.size === 0) return [...hosts];
+    const rows = await this.db
+      .selectFrom('ports')
+      .innerJoin('vms', 'vms.id', 'ports.vmId')
+      .innerJoin('hosts', 'hosts.id', 'vms.hostId')
+      .select('vms.hostId')
+      .distinct()
+      .where('ports.networkId', 'in', [...touched])
+      .where('hosts.tunnelIp', 'is not', null)
+      .execute();
+    for (const row of rows) if (row.hostId) hosts.add(row.hostId);
+    return [...hosts];
   }
 
   /** Hosts with VMs of this tenant (a change to its groups may change their firewalls). */
@@ -667,7 +745,7 @@ async function assertNoOutboundOverlap(trx: Executor, network: NetworksTable): P
   }
 }
 
-/** The next free number of a unique integer column (1-based, at most 65535). */
+/** The next free number of a unique integer column (1-based, at most 65535; tags 65534). */
 async function nextNumber(
   trx: Executor,
   table: 'networks' | 'ports',
@@ -679,12 +757,15 @@ async function nextNumber(
   const row = await sql<{
     next: number | null;
   }>`SELECT MAX(${sql.ref(column)}) + 1 AS next FROM ${sql.table(table)}`.execute(trx);
+  // Port tag 65535 is never handed out: the low half of the packet mark uses it for "to the tunnel"
+  // (src/agent/net/nft-ruleset.ts).
+  const max = column === 'tag' ? 65_534 : 65_535;
   const next = row.rows[0]?.next ?? 1;
-  if (next <= 65_535) return next;
+  if (next <= max) return next;
   // Wrapped: the lowest number no longer in use.
   const free = await sql<{
     n: number;
-  }>`WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 65535)
+  }>`WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ${sql.lit(max)})
     SELECT n FROM seq WHERE n NOT IN (SELECT ${sql.ref(column)} FROM ${sql.table(table)}) LIMIT 1`.execute(
     trx,
   );

@@ -953,6 +953,13 @@ migrations['0026_host_certificates'] = {
   },
 };
 
+migrations['0027_host_tunnel_ip'] = {
+  async up(db: Kysely<unknown>) {
+    // The host's VXLAN underlay address (networks spanning hosts), as its agent reports it.
+    await db.schema.alterTable('hosts').addColumn('tunnel_ip', 'text').execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -157,6 +157,8 @@ export interface HostsTable {
   maintenance: number;
   /** JSON: the cores that may be pinned, each the logical CPU ids of one physical core. */
   dedicatedCores?: string;
+  /** The host's VXLAN underlay address (RAMPART_TUNNEL_IP), or null: its networks stay on it. */
+  tunnelIp?: string | null;
   lastSeenAt: string;
   createdAt: string;
 }
