@@ -89,6 +89,27 @@ describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP
     assert.equal(list.body.items.length, n);
   });
 
+  test('a role granted or removed through one replica holds at once on the other (LISTEN/NOTIFY)', async () => {
+    const password = 'Replica-Passw0rd-77';
+    await a.createMember('rep-bob', password, 'shared', 'member');
+    const token = await b.login('rep-bob', password);
+    const asBob = { authorization: `Bearer ${token}` };
+    let allowed = 0;
+    await b.waitFor(
+      async () => (allowed = (await b.api('GET', '/v1/vms?tenant=shared', undefined, asBob)).status) === 200,
+      5000,
+      'the binding made through A to hold on B',
+    );
+    assert.equal(allowed, 200);
+    const removed = await a.api('DELETE', '/v1/tenants/shared/members/rep-bob');
+    assert.ok(removed.status < 300, JSON.stringify(removed.body));
+    await b.waitFor(
+      async () => (await b.api('GET', '/v1/vms?tenant=shared', undefined, asBob)).status !== 200,
+      5000,
+      'the removal made through A to hold on B',
+    );
+  });
+
   test('one audit chain: both replicas verify all records; one replica holds the leader lease', async () => {
     const records = await client.query<{ n: string }>('SELECT COUNT(*) AS n FROM audit_records');
     for (const replica of [a, b]) {

@@ -43,6 +43,7 @@ import { openImageServices } from './images/image-services.js';
 import { NetworkService } from './network/network-service.js';
 import { createMetrics } from './metrics.js';
 import { engineOf, maskDatabaseUrl, openDatabase } from './store/database.js';
+import { ChangeFeed } from './cluster/change-feed.js';
 import { LeaderLease } from './cluster/leader-lease.js';
 import { startAgentListener } from './cluster/remote-hosts.js';
 
@@ -78,6 +79,20 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     await db.destroy();
     return;
   }
+  // Server replicas on one PostgreSQL database: a role change made through another replica reloads
+  // this one's policy (LISTEN/NOTIFY; nothing to do on SQLite).
+  const changes = new ChangeFeed(db, { log: log.child({ component: 'change-feed' }) });
+  await changes.start();
+  roles.onChanged = () =>
+    changes
+      .notify('roles')
+      .catch((error: unknown) => log.warn({ err: (error as Error).message }, 'change feed: notify failed'));
+  changes.on('change', (topic) => {
+    if (topic === 'roles' || topic === '*')
+      roles
+        .refresh()
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, 'roles reload failed'));
+  });
 
   await seedFlavors(db);
   const bootstrap = await ensureAdmin(users, roles, tenants, process.env.RAMPART_ADMIN_PASSWORD);
@@ -447,6 +462,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       .close()
       .then(() => audit.close())
       .then(() => lease.stop())
+      .then(() => changes.stop())
       .then(() => securityEvents.flush())
       .then(() => db.destroy())
       .finally(() => process.exit(0));

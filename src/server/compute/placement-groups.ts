@@ -6,7 +6,7 @@
 import { ConflictError, InvalidInputError, NotFoundError } from '../../api/errors.js';
 import type { PlacementGroup, PlacementGroupCreate } from '../../api/placement.js';
 import { isUuid, newId } from '../../common/ids.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import type { PlacementGroupsTable } from '../store/schema.js';
 
 async function toApi(db: Db, row: PlacementGroupsTable): Promise<PlacementGroup> {
@@ -36,7 +36,7 @@ export async function createPlacementGroup(
     .values(row)
     .execute()
     .catch((error: unknown) => {
-      if (/UNIQUE/.test((error as Error).message))
+      if (isUniqueError(error))
         throw new ConflictError(`a placement group named ${input.name} already exists`);
       throw error;
     });

@@ -19,7 +19,7 @@ import {
 import type { ApiToken, LoginRequest, SessionRestriction, SessionTokens } from '../../api/iam.js';
 import { isUuid, newId } from '../../common/ids.js';
 import type { AuthConfig } from '../config.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import type { ApiTokensTable, UsersTable } from '../store/schema.js';
 import { LoginThrottle } from './login-throttle.js';
 import { burnVerification, verifyPassword } from './password-hasher.js';
@@ -418,8 +418,7 @@ export class Authenticator {
         await trx.insertInto('apiTokens').values(row).execute();
       });
     } catch (error) {
-      if (/UNIQUE/.test((error as Error).message))
-        throw new ConflictError(`you already have a token named ${input.name}`);
+      if (isUniqueError(error)) throw new ConflictError(`you already have a token named ${input.name}`);
       throw error;
     }
     return { token, apiToken: this.apiTokenToApi(row, tenant.name) };

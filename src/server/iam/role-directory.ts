@@ -7,7 +7,7 @@
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from '../../api/errors.js';
 import type { Role } from '../../api/iam.js';
 import { newId } from '../../common/ids.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import { PolicyEngine } from './policy-engine.js';
 import {
   BUILT_IN_ROLES,
@@ -48,9 +48,22 @@ export function assertNoEscalation(
 export class RoleDirectory {
   readonly policy = new PolicyEngine();
 
+  /**
+   * Called after a change made here was loaded: announces it to the other server replicas (their
+   * policy is a copy of the same tables; see cluster/change-feed.ts). Must not throw.
+   */
+  onChanged: (() => Promise<void>) | null = null;
+
   constructor(private readonly db: Db) {}
 
+  /** Re-reads the bindings and custom roles after a change made here, and announces it. */
   async reload(): Promise<void> {
+    await this.refresh();
+    await this.onChanged?.();
+  }
+
+  /** Re-reads the bindings and custom roles (also when another replica announced a change). */
+  async refresh(): Promise<void> {
     const [bindings, roles] = await Promise.all([
       this.db.selectFrom('roleBindings').select(['userId', 'scope', 'role']).execute(),
       this.db.selectFrom('roles').select(['tenantId', 'name', 'permissions']).execute(),
@@ -130,8 +143,7 @@ export class RoleDirectory {
         })
         .execute();
     } catch (error) {
-      if (/UNIQUE/.test((error as Error).message))
-        throw new ConflictError(`role ${input.name} already exists`);
+      if (isUniqueError(error)) throw new ConflictError(`role ${input.name} already exists`);
       throw error;
     }
     await this.reload();

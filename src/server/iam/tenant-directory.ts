@@ -5,7 +5,7 @@
 import { ConflictError, NotFoundError } from '../../api/errors.js';
 import type { Tenant } from '../../api/iam.js';
 import { isUuid, newId } from '../../common/ids.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import type { TenantsTable } from '../store/schema.js';
 
 export function tenantToApi(row: TenantsTable): Tenant {
@@ -58,8 +58,7 @@ export class TenantDirectory {
     try {
       await this.db.insertInto('tenants').values(row).execute();
     } catch (error) {
-      if (/UNIQUE/.test((error as Error).message))
-        throw new ConflictError(`tenant ${input.name} already exists`);
+      if (isUniqueError(error)) throw new ConflictError(`tenant ${input.name} already exists`);
       throw error;
     }
     return row;

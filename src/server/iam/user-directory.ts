@@ -13,7 +13,7 @@ import {
 } from '../../api/errors.js';
 import type { User } from '../../api/iam.js';
 import { isUuid, newId } from '../../common/ids.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import type { UsersTable } from '../store/schema.js';
 import { checkPasswordPolicy } from './password-policy.js';
 import { hashPassword, verifyPassword } from './password-hasher.js';
@@ -76,8 +76,7 @@ export class UserDirectory {
     try {
       await this.db.insertInto('users').values(row).execute();
     } catch (error) {
-      if (/UNIQUE/.test((error as Error).message))
-        throw new ConflictError(`user ${input.username} already exists`);
+      if (isUniqueError(error)) throw new ConflictError(`user ${input.username} already exists`);
       throw error;
     }
     return row;

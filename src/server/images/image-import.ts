@@ -20,7 +20,7 @@ import { newId } from '../../common/ids.js';
 import { KeyedMutex } from '../../common/keyed-mutex.js';
 import type { Logger } from '../../common/logger.js';
 import type { QuotaService } from '../quota/quota-service.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import type { ImageStatus, ImagesTable } from '../store/schema.js';
 import { DiskImageRejected, type DiskFormat, type DiskInspection } from './disk-inspection.js';
 import { keyDomainOf, type ImageStore, type StagedFile } from './image-store.js';
@@ -126,8 +126,7 @@ export class ImageImporter {
         .values(row)
         .execute()
         .catch((error: unknown) => {
-          if (/UNIQUE/.test((error as Error).message))
-            throw new ConflictError(`an image named ${input.name} already exists`);
+          if (isUniqueError(error)) throw new ConflictError(`an image named ${input.name} already exists`);
           throw error;
         });
     });

@@ -18,7 +18,7 @@ import { DSSE_MAX_ENVELOPE_BYTES, parseEnvelope, type TrustedKey } from '../../c
 import { subjectDigest, verifyEnvelope } from '../../common/in-toto.js';
 import { newId } from '../../common/ids.js';
 import { evaluateImageTrust, type TrustDecision } from '../../common/trust-policy.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import type { ImagesTable, ImageSignaturesTable } from '../store/schema.js';
 import { trustRulesOf, trustedKeysOf } from './trust-store.js';
 
@@ -85,7 +85,7 @@ export async function attachSignature(
   try {
     await db.insertInto('imageSignatures').values(row).execute();
   } catch (error) {
-    if (/UNIQUE/.test((error as Error).message))
+    if (isUniqueError(error))
       throw new ConflictError(`key ${row.keyid} has already signed this image in this tenant`);
     throw error;
   }

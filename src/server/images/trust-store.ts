@@ -10,7 +10,7 @@ import {
 } from '../../api/trust.js';
 import { keyIdOf, trustedKey, type TrustedKey } from '../../common/dsse.js';
 import { newId } from '../../common/ids.js';
-import { nowIso, type Db } from '../store/database.js';
+import { isUniqueError, nowIso, type Db } from '../store/database.js';
 import type { TrustedKeysTable } from '../store/schema.js';
 import { DEFAULT_TRUST_POLICY, type TrustPolicyRules } from '../../common/trust-policy.js';
 
@@ -80,9 +80,9 @@ export async function addTrustedKey(
     await db.insertInto('trustedKeys').values(row).execute();
   } catch (error) {
     const message = (error as Error).message;
-    if (/UNIQUE/.test(message) && /keyid/.test(message))
+    if (isUniqueError(error) && /keyid/.test(message))
       throw new ConflictError(`key ${row.keyid} is already trusted`);
-    if (/UNIQUE/.test(message)) throw new ConflictError(`a trusted key named ${input.name} already exists`);
+    if (isUniqueError(error)) throw new ConflictError(`a trusted key named ${input.name} already exists`);
     throw error;
   }
   return trustedKeyToApi(row);

@@ -37,6 +37,8 @@ export type Engine = 'sqlite' | 'postgres';
 
 /** The better-sqlite3 connection behind each Db, for the rare hot path that needs it (see rawSqlite). */
 const rawHandles = new WeakMap<Db, SqliteDatabase.Database>();
+/** The pg pool behind each PostgreSQL Db, for a dedicated LISTEN connection (see postgresPool). */
+const pools = new WeakMap<Db, pg.Pool>();
 
 /** True for a PostgreSQL connection URL (the only form of a PostgreSQL target). */
 export function isPostgresUrl(target: string): boolean {
@@ -226,6 +228,7 @@ async function openPostgres(url: string, options: OpenDatabaseOptions): Promise<
     dialect: new PostgresDialect({ pool }),
     plugins: [new CamelCasePlugin()],
   });
+  pools.set(db, pool);
   try {
     await sql`SELECT 1`.execute(db);
   } catch (error) {
@@ -250,6 +253,12 @@ export function rawSqlite(db: Db): SqliteDatabase.Database {
   return sqlite;
 }
 
+/** Whether an error is any unique-constraint violation, on either engine. */
+export function isUniqueError(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown };
+  return e?.code === '23505' || (typeof e?.message === 'string' && e.message.includes('UNIQUE'));
+}
+
 /**
  * Whether an error is a unique-constraint violation of the named constraint: SQLite names the columns
  * ("UNIQUE constraint failed: vms.tenant_id, vms.name"), PostgreSQL the constraint (code 23505).
@@ -264,6 +273,16 @@ export function isUniqueViolation(
     typeof e?.message === 'string' &&
     e.message.includes(`UNIQUE constraint failed: ${constraint.sqliteColumns}`)
   );
+}
+
+/**
+ * The pg pool of a Db opened by openDatabase() on PostgreSQL: for the one client that must stay checked
+ * out for LISTEN (the change feed). Throws on SQLite.
+ */
+export function postgresPool(db: Db): pg.Pool {
+  const pool = pools.get(db);
+  if (!pool) throw new Error('postgresPool: this Db was not opened by openDatabase() on PostgreSQL');
+  return pool;
 }
 
 export function nowIso(): string {
