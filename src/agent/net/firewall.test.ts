@@ -16,9 +16,13 @@ import { HostFirewallManager } from './firewall.js';
 import {
   ensureBridge,
   ensurePort,
+  ensureTunnel,
   listRampartLinks,
+  listTunnelBridges,
   removeBridgeIfUnused,
   removePort,
+  removeTunnel,
+  tunnelName,
 } from './port-devices.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -501,5 +505,82 @@ describe('host firewall (real kernel)', { skip: !isRoot && 'needs root' }, () =>
     await removePort(port.tap, opts); // idempotent
     assert.equal(await removeBridgeIfUnused(port.bridge, opts), true);
     assert.deepEqual(await listRampartLinks(opts), []);
+  });
+
+  test('ensureTunnel / removeTunnel: a VXLAN device on the bridge, its peers kept in step', async (t) => {
+    const host = await netns(t, 'h');
+    const opts = { netns: host };
+    await ip('-n', host, 'link', 'add', 'vxlu0', 'type', 'veth', 'peer', 'name', 'vxlu1');
+    await ip('-n', host, 'addr', 'add', '192.0.2.1/24', 'dev', 'vxlu0');
+    await ip('-n', host, 'link', 'set', 'dev', 'vxlu0', 'up');
+    const port = makePort(1, `rpb${uniqueHex()}`, 1, '10.0.0.5', '02:00:00:00:04:01');
+    const dev = tunnelName(port.bridge);
+    assert.equal(dev, `rpx${port.bridge.slice(3)}`);
+    const show = async () => {
+      const [link] = JSON.parse(await ip('-n', host, '-d', '-j', 'link', 'show', 'dev', dev)) as {
+        master?: string;
+        mtu?: number;
+        flags?: string[];
+        linkinfo?: { info_data?: { id?: number; local?: string; port?: number; learning?: boolean } };
+      }[];
+      const fdb = JSON.parse(await ip('netns', 'exec', host, 'bridge', '-j', 'fdb', 'show', 'dev', dev)) as {
+        mac: string;
+        dst?: string;
+      }[];
+      const data = link?.linkinfo?.info_data ?? {};
+      return {
+        master: link?.master,
+        up: link?.flags?.includes('UP'),
+        mtu: link?.mtu,
+        vni: data.id,
+        local: data.local,
+        port: data.port,
+        learning: data.learning,
+        peers: fdb
+          .filter((e) => e.mac === '00:00:00:00:00:00')
+          .map((e) => e.dst)
+          .sort(),
+      };
+    };
+    const spec = { bridge: port.bridge, vni: 4242, local: '192.0.2.1', peers: ['192.0.2.2', '192.0.2.3'] };
+    await ensureTunnel(spec, opts);
+    await ensureTunnel(spec, opts); // idempotent
+    assert.deepEqual(await show(), {
+      master: port.bridge,
+      up: true,
+      mtu: 1500,
+      vni: 4242,
+      local: '192.0.2.1',
+      port: 4789,
+      learning: false,
+      peers: ['192.0.2.2', '192.0.2.3'],
+    });
+    assert.deepEqual(await listTunnelBridges(opts), [port.bridge]);
+    // Peers follow the intent: one gone, one new.
+    await ensureTunnel({ ...spec, peers: ['192.0.2.3', '192.0.2.4'] }, opts);
+    assert.deepEqual((await show()).peers, ['192.0.2.3', '192.0.2.4']);
+    // Another VNI: the device is recreated.
+    await ensureTunnel({ ...spec, vni: 4243, peers: ['192.0.2.3'] }, opts);
+    assert.deepEqual([(await show()).vni, (await show()).peers], [4243, ['192.0.2.3']]);
+    // Bad input never reaches a command.
+    for (const bad of [
+      { ...spec, vni: 0 },
+      { ...spec, vni: 16_777_216 },
+      { ...spec, local: '192.0.2.1; reboot' },
+      { ...spec, peers: ['-x'] },
+      { ...spec, bridge: 'eth0' },
+    ])
+      await assert.rejects(ensureTunnel(bad, opts), /not/);
+    // A bridge whose only member is its tunnel is unused: both go.
+    await ensurePort(port, { uid: 64_123, gid: 64_124 }, opts);
+    assert.equal(await removeBridgeIfUnused(port.bridge, opts), false, 'a tap is still on it');
+    await removePort(port.tap, opts);
+    assert.equal(await removeBridgeIfUnused(port.bridge, opts), true);
+    assert.deepEqual(await listRampartLinks(opts), []);
+    // removeTunnel alone, and on nothing.
+    await ensureTunnel(spec, opts);
+    await removeTunnel(port.bridge, opts);
+    await removeTunnel(port.bridge, opts);
+    assert.deepEqual(await listTunnelBridges(opts), []);
   });
 });
