@@ -198,10 +198,16 @@ before(async () => {
       },
     ],
   });
-  const hosts = await harness.api<{ items: { id: string; hostname: string }[] }>('GET', '/v1/hosts');
-  const byName = (name: string) => hosts.body.items.find((h) => h.hostname === name)?.id ?? '';
-  hostIds = { 'host-a': byName('host-a'), 'host-b': byName('host-b') };
+  const hosts = await harness.api<{ items: { id: string; hostname: string; tunnelIp?: string | null }[] }>(
+    'GET',
+    '/v1/hosts',
+  );
+  const byName = (name: string) => hosts.body.items.find((h) => h.hostname === name);
+  hostIds = { 'host-a': byName('host-a')?.id ?? '', 'host-b': byName('host-b')?.id ?? '' };
   assert.ok(hostIds['host-a'] && hostIds['host-b'], JSON.stringify(hosts.body));
+  // Each agent reported its tunnel address in its hello.
+  assert.equal(byName('host-a')?.tunnelIp, TUNNEL_IP['host-a']);
+  assert.equal(byName('host-b')?.tunnelIp, TUNNEL_IP['host-b']);
   assert.equal(
     (await harness.api('POST', '/v1/placement-groups', { name: 'span', policy: 'anti-affinity' })).status,
     201,

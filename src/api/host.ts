@@ -37,6 +37,8 @@ export const Host = Type.Object(
     overcommit: Type.Object({ cpu: Type.Number(), memory: Type.Number() }),
     /** In maintenance: the scheduler places no new VM here; running VMs stay. */
     maintenance: Type.Boolean(),
+    /** Its VXLAN underlay address (RAMPART_TUNNEL_IP), or null: its networks do not span hosts. */
+    tunnelIp: Type.Optional(Type.Union([Type.String(), Type.Null()])),
     agentVersion: Type.String(),
     lastSeenAt: Timestamp,
     createdAt: Timestamp,

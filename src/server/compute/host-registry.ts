@@ -121,6 +121,7 @@ export function hostToApi(
     },
     overcommit: { cpu: overcommit.cpu, memory: overcommit.memory },
     maintenance: row.maintenance === 1,
+    tunnelIp: row.tunnelIp ?? null,
     dedicatedCores: dedicatedCoresOf(row),
     allocated: {
       vcpus: allocation?.vcpus ?? 0,

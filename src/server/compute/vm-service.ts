@@ -630,9 +630,14 @@ export class VmService {
     });
     const { statuses } = await agent.request('sync', { vms: intents }, 120_000);
     for (const status of statuses) await this.mutex.run(status.id, () => this.applyStatus(status, hostId));
-    // Its tunnel address may be new: the hosts sharing a network with it learn it as a peer.
-    const peers = (await this.options.networks.hostsSharingNetworks([hostId])).filter((h) => h !== hostId);
-    if (peers.length > 0) await this.publishFirewalls(peers);
+    // Its tunnel address may be new, and VMs being deleted here are no longer counted: the hosts
+    // sharing a network with it get their tunnel peers again.
+    const peers = await this.options.networks.hostsSharingNetworks([hostId]).catch((error: unknown) => {
+      this.log.error({ hostId, err: (error as Error).message }, 'could not find the hosts sharing networks');
+      return [];
+    });
+    const others = peers.filter((h) => h !== hostId);
+    if (others.length > 0) await this.publishFirewalls(others);
     // VMs being deleted were not in the list, so the agent has removed them: finish the deletes.
     for (const row of rows.filter((r) => r.state === 'deleting')) {
       await this.options.volumes.releaseVm(row.id);
