@@ -20,7 +20,7 @@ import { KeyedMutex } from '../../common/keyed-mutex.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentConnection } from '../agent-link/agent-connection.js';
 import type { PortPacketSample, ServerMetrics } from '../metrics.js';
-import { isUniqueViolation, nowIso, type Db } from '../store/database.js';
+import { LOCK_CLASS, isUniqueViolation, lockOnPostgres, nowIso, type Db } from '../store/database.js';
 import type { HostsTable, PlacementGroupsTable, VmsTable } from '../store/schema.js';
 import { findFlavor } from './flavor-catalog.js';
 import { hostAllocations, hostOccupancy } from './host-registry.js';
@@ -366,6 +366,7 @@ export class VmService {
             .execute();
         }
         if (current.hostId) {
+          await lockOnPostgres(trx, LOCK_CLASS.placement);
           const host = await trx
             .selectFrom('hosts')
             .selectAll()
@@ -580,6 +581,9 @@ export class VmService {
       onlyHost?: string;
     },
   ): Promise<{ host: HostsTable; pinnedCpus: number[] | null }> {
+    // On PostgreSQL concurrent transactions (and replicas) would each see the same free room; placement
+    // is serialized until the VM row commits (SQLite serializes writers itself).
+    await lockOnPostgres(trx, LOCK_CLASS.placement);
     const hosts = await trx.selectFrom('hosts').selectAll().execute();
     const tenant = await trx
       .selectFrom('tenants')

@@ -112,6 +112,7 @@ export const LOCK_CLASS = {
   securityEvents: 0x52_41_02,
   quotaTenant: 0x52_41_03,
   networkNumbers: 0x52_41_04,
+  placement: 0x52_41_05,
 } as const;
 
 /**
