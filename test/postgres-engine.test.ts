@@ -121,6 +121,34 @@ describe('the server on PostgreSQL', { skip: POSTGRES_SKIP }, () => {
     assert.deepEqual(statuses, [201, 409, 409, 409, 409, 409], JSON.stringify(responses.map((r) => r.body)));
   });
 
+  test('concurrent creates on one network get distinct addresses (IPAM under concurrency)', async () => {
+    assert.equal(
+      (await harness.api('POST', '/v1/networks', { name: 'pg-ipam', cidr: '10.77.0.0/24' })).status,
+      201,
+    );
+    const created = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        harness.api('POST', '/v1/vms', {
+          name: `pg-ip-${i}`,
+          image: 'tiny',
+          flavor: 'tiny',
+          network: 'pg-ipam',
+          start: false,
+        }),
+      ),
+    );
+    assert.deepEqual(
+      created.map((r) => r.status),
+      Array<number>(8).fill(201),
+      JSON.stringify(created.filter((r) => r.status !== 201).map((r) => r.body)),
+    );
+    const rows = await client.query<{ ipv4: string }>(
+      `SELECT p.ipv4 FROM ports p JOIN networks n ON n.id = p.network_id WHERE n.name = 'pg-ipam'`,
+    );
+    assert.equal(new Set(rows.rows.map((r) => r.ipv4)).size, 8);
+    for (let i = 0; i < 8; i++) await harness.api('DELETE', `/v1/vms/pg-ip-${i}`);
+  });
+
   test('volumes list, and the audit chain verifies (also after a restart)', async () => {
     const volumes = await harness.api<{ items: unknown[] }>('GET', '/v1/volumes');
     assert.equal(volumes.status, 200, JSON.stringify(volumes.body));

@@ -407,6 +407,9 @@ export class NetworkService {
         }),
       );
     }
+    // The lowest free address and the next tag are read and taken under one lock on PostgreSQL (the
+    // same nextNumber() takes again below), so concurrent creates on a network never pick the same one.
+    await lockOnPostgres(trx, LOCK_CLASS.networkNumbers, 'ports');
     const range = usableRange(parseCidr(network.cidr));
     const used = new Set(
       (await trx.selectFrom('ports').select('ipv4').where('networkId', '=', network.id).execute()).map((r) =>
