@@ -112,21 +112,28 @@ test('a tenant sees its own events only, newest first, with the detail as an obj
   for (const role of ['tenant-admin', 'auditor']) {
     const list = await harness.api<List>('GET', '/v1/security/events?tenant=alpha', undefined, as(role));
     assert.equal(list.status, 200, JSON.stringify(list.body));
+    assert.ok(list.body.items.every((e) => e.tenantId === tenantIds.get('alpha')));
+    // The members made in the setup are administrative changes in alpha (admin.change).
+    assert.equal(list.body.items.filter((e) => e.kind === 'admin.change').length, 3, role);
+    const images = list.body.items.filter((e) => e.kind !== 'admin.change');
     assert.deepEqual(
-      list.body.items.map((e) => e.summary),
+      images.map((e) => e.summary),
       ['alpha image failed verification', 'alpha image quarantined'],
       role,
     );
-    assert.ok(list.body.items.every((e) => e.tenantId === tenantIds.get('alpha')));
-    assert.deepEqual(list.body.items[1]!.detail, { reason: 'malware', findings: ['EICAR'] });
-    assert.equal(list.body.items[0]!.severity, 'critical');
+    assert.deepEqual(images[1]!.detail, { reason: 'malware', findings: ['EICAR'] });
+    assert.equal(images[0]!.severity, 'critical');
   }
   // The platform admin acting in a tenant gets that tenant's view too.
   const beta = await harness.api<List>('GET', '/v1/security/events?tenant=beta');
   assert.equal(beta.status, 200);
   assert.deepEqual(
-    beta.body.items.map((e) => e.summary),
+    beta.body.items.filter((e) => e.kind !== 'admin.change').map((e) => e.summary),
     ['beta image quarantined'],
+  );
+  assert.ok(
+    beta.body.items.every((e) => e.tenantId === tenantIds.get('beta')),
+    "no alpha's changes",
   );
 });
 

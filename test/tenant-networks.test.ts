@@ -79,7 +79,9 @@ before(async () => {
   link(OUTSIDE, 'link', 'set', 'rptup1', 'up');
   link(OUTSIDE, 'link', 'set', 'lo', 'up');
   harness = await RampartHarness.start({
-    env: { RAMPART_NETNS: NETNS, RAMPART_FIREWALL_RECONCILE_SECONDS: '2' },
+    // No telemetry: this file spoofs on purpose, and the detection rules would isolate the VM (that
+    // response is tested in detection.test.ts); here the firewall itself is under test.
+    env: { RAMPART_NETNS: NETNS, RAMPART_FIREWALL_RECONCILE_SECONDS: '2', RAMPART_TELEMETRY_SECONDS: '0' },
   });
 });
 

@@ -186,6 +186,8 @@ before(async () => {
       RAMPART_HOST_NAME: 'host-a',
       RAMPART_TUNNEL_IP: TUNNEL_IP['host-a'],
       RAMPART_FIREWALL_RECONCILE_SECONDS: '2',
+      // The forged-address test must not trip the detection rules (tested in detection.test.ts).
+      RAMPART_TELEMETRY_SECONDS: '0',
     },
     extraHosts: [
       {
@@ -194,6 +196,8 @@ before(async () => {
           RAMPART_NETNS: NS['host-b'],
           RAMPART_TUNNEL_IP: TUNNEL_IP['host-b'],
           RAMPART_FIREWALL_RECONCILE_SECONDS: '2',
+          // The forged-address test must not trip the detection rules (tested in detection.test.ts).
+          RAMPART_TELEMETRY_SECONDS: '0',
         },
       },
     ],
