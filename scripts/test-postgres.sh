@@ -46,6 +46,10 @@ SELECT 'CREATE ROLE $ROLE LOGIN CREATEDB PASSWORD ''$ROLE'''
   WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE')\gexec
 SELECT 'CREATE DATABASE $DATABASE OWNER $ROLE'
   WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DATABASE')\gexec
+-- DROP DATABASE ... WITH (FORCE) of a test database must also end an autovacuum worker busy in it
+-- (a backend of no role the test role belongs to): without this it fails on a loaded machine.
+SELECT 'GRANT pg_signal_backend TO $ROLE'
+  WHERE NOT pg_has_role('$ROLE', 'pg_signal_backend', 'MEMBER')\gexec
 SQL
 
 echo "postgres://$ROLE:$ROLE@127.0.0.1:$PORT/$DATABASE"
