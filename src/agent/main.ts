@@ -24,6 +24,7 @@ import {
   qemuVersion,
 } from './host-facts.js';
 import { ServerDialer, loadHostCredentials, storedEndpoint } from './link/server-dialer.js';
+import { LeaseFence } from './link/lease-fence.js';
 import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
 import { HostNetwork } from './runtime/host-network.js';
@@ -197,6 +198,15 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       : null;
   if (config.server && !credentials)
     log.warn({ server: config.server }, 'no host certificate: run `rampart agent join` first; not dialing');
+  // Remote mode: the server renews this host's lease; without renewals the host fences itself.
+  if (dialer) {
+    const fence = new LeaseFence({
+      fence: () => vms.fence(),
+      log: log.child({ component: 'fence' }),
+    });
+    link.fence = fence;
+    fence.start();
+  }
   dialer?.start();
   log.info(
     { socket: config.socket, server: dialer ? endpoint : null, vms: vms.list().length },

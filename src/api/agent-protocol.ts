@@ -298,6 +298,20 @@ export const SyncRequest = Type.Object({
   id: Type.Integer(),
   vms: Type.Array(VmIntent),
 });
+/**
+ * The server renews a remote agent's host lease (every second or two while the link is up). Each
+ * renewal echoes the agent's own clock from its answer to the previous one (`echoMs`): the lease runs
+ * from that instant, which certainly came before the server's record of the renewal, whatever the
+ * delays on the way. An agent whose lease (minus a margin) runs out kills its VMs (self-fencing); the
+ * server restarts them elsewhere only after the lease plus a margin. Agents of older versions answer
+ * with an error (and do not fence).
+ */
+export const LeaseRequest = Type.Object({
+  type: Type.Literal('lease'),
+  id: Type.Integer(),
+  leaseSeconds: Type.Integer({ minimum: 10, maximum: 3600 }),
+  echoMs: Type.Optional(Type.Integer({ minimum: 0 })),
+});
 export const ApplyRequest = Type.Object({ type: Type.Literal('apply'), id: Type.Integer(), vm: VmIntent });
 export const RemoveRequest = Type.Object({ type: Type.Literal('remove'), id: Type.Integer(), vmId: Uuid });
 export const ConsoleTailRequest = Type.Object({
@@ -395,6 +409,7 @@ export const SnapshotEraseRequest = Type.Object({
 
 export const AgentRequest = Type.Union([
   SyncRequest,
+  LeaseRequest,
   ApplyRequest,
   RemoveRequest,
   ConsoleTailRequest,
@@ -416,6 +431,8 @@ export type AgentRequestType = AgentRequest['type'];
 /** Results of each request type, carried in `reply.result`. */
 export interface AgentResults {
   sync: { statuses: VmStatus[] };
+  /** fenced: the VMs this agent killed at its last self-fencing, reported once (then cleared). */
+  lease: { fenced: { at: string; vmIds: string[] } | null; nowMs: number };
   apply: { status: VmStatus };
   remove: { removed: boolean };
   'console.tail': { dataBase64: string; capBytes: number };

@@ -5,7 +5,17 @@ import { Id, Timestamp } from './common.js';
 export const Accelerator = Type.Union([Type.Literal('kvm'), Type.Literal('tcg')]);
 export type Accelerator = Static<typeof Accelerator>;
 
-export const HostState = Type.Union([Type.Literal('online'), Type.Literal('offline')]);
+/**
+ * online: its agent is connected. offline: a host without self-fencing (the local or an external
+ * unix-socket agent) lost its agent. suspected: a remote (self-fencing) host's link is gone or silent.
+ * failed: a suspected host whose lease has expired (its VMs with a restart policy run elsewhere now).
+ */
+export const HostState = Type.Union([
+  Type.Literal('online'),
+  Type.Literal('offline'),
+  Type.Literal('suspected'),
+  Type.Literal('failed'),
+]);
 
 export const HostCapacity = Type.Object({
   cpus: Type.Integer({ minimum: 0 }),

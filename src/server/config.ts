@@ -120,6 +120,11 @@ export interface ServerConfig {
   guestImageDir: string;
   logLevel: string;
   stopTimeoutSeconds: number;
+  /**
+   * RAMPART_HOST_LEASE_SECONDS (default 30, 10..3600): a remote host that loses the server for longer
+   * than this (minus 5 s) kills its VMs; the server restarts them elsewhere after it plus 5 s.
+   */
+  hostLeaseSeconds: number;
   auth: AuthConfig;
   audit: { checkpointIntervalSeconds: number };
   quota: { defaults: QuotaLimits; enforce: boolean };
@@ -539,8 +544,17 @@ export function loadServerConfig(
       ),
     };
   }
+  const hostLeaseSeconds = intSetting(
+    'RAMPART_HOST_LEASE_SECONDS',
+    env.RAMPART_HOST_LEASE_SECONDS,
+    undefined,
+    30,
+    10,
+    3600,
+  );
   return {
     agentListener,
+    hostLeaseSeconds,
     host,
     port,
     dataDir,

@@ -28,7 +28,7 @@ import { loginEvent, vmExitEvent } from './security/event-producers.js';
 import { TelemetryIngest } from './security/telemetry-ingest.js';
 import { armedFailpoints } from './failpoints.js';
 import { seedFlavors } from './compute/flavor-catalog.js';
-import { markHostOffline, recordHostHello } from './compute/host-registry.js';
+import { recordHostHello } from './compute/host-registry.js';
 import { VmService } from './compute/vm-service.js';
 import { VmSampleStore } from './compute/vm-samples.js';
 import { loadServerConfig, type ServerConfigInput } from './config.js';
@@ -46,6 +46,7 @@ import { engineOf, maskDatabaseUrl, openDatabase } from './store/database.js';
 import { ChangeFeed } from './cluster/change-feed.js';
 import { LeaderLease } from './cluster/leader-lease.js';
 import { startAgentListener } from './cluster/remote-hosts.js';
+import { HostFailover, fencingHosts, markHostDisconnected } from './cluster/host-failover.js';
 
 export interface ServerCliOptions extends ServerConfigInput {
   resetAdminPassword?: boolean;
@@ -299,14 +300,26 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   });
   // Singleton loops run on one server replica only: the holder of the leader lease (a PostgreSQL
   // advisory lock; on SQLite this server, at once). Another replica takes over when the leader goes.
+  // Remote hosts that lost the server: suspected, then failed once their lease expired, and their
+  // restartable VMs started elsewhere (host-failover.ts; the hosts fence themselves first).
+  const failover = new HostFailover({
+    db,
+    vms: vmService,
+    audit,
+    securityEvents,
+    log: log.child({ component: 'host-failover' }),
+    leaseSeconds: config.hostLeaseSeconds,
+  });
   const lease = new LeaderLease(db, { name: 'singletons', log: log.child({ component: 'leader-lease' }) });
   lease.on('change', (leader) => {
     if (leader) {
       compliance.start(complianceIntervalSeconds());
       heartbeats.start();
+      failover.start();
     } else {
       compliance.stop();
       heartbeats.stop();
+      failover.stop();
     }
   });
   lease.start();
@@ -372,8 +385,11 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   });
   fleet.on('disconnected', (host) => {
     metrics.agentConnected.set(fleet.connectedCount);
-    log.warn({ hostId: host.hostId, hostname: host.hostname }, 'host offline');
-    void markHostOffline(db, host.hostId);
+    // A new link of the same host may have said hello already: it stays online.
+    if (fleet.connectionFor(host.hostId)) return;
+    void markHostDisconnected(db, host.hostId)
+      .then((state) => log.warn({ hostId: host.hostId, hostname: host.hostname, state }, 'host link lost'))
+      .catch((error: unknown) => log.error({ err: (error as Error).message }, 'host state not recorded'));
     void securityEvents
       .record({
         kind: 'host.heartbeat_lost',
@@ -391,11 +407,43 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       })
       .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
   });
-  // Until an agent says hello in this run, no host is known to be online.
-  await db.updateTable('hosts').set({ state: 'offline' }).execute();
+  // Until an agent says hello in this run, no host is known to be online. Remote hosts are suspected
+  // from now on (their lease counts from this start; one linked to another replica is renewed there).
+  const remoteHosts = [...(await fencingHosts(db))];
+  await db
+    .updateTable('hosts')
+    .set({ state: 'offline' })
+    .$if(remoteHosts.length > 0, (q) => q.where('id', 'not in', remoteHosts))
+    .execute();
+  if (remoteHosts.length > 0)
+    await db
+      .updateTable('hosts')
+      .set({ state: 'suspected', lastSeenAt: new Date().toISOString() })
+      .where('id', 'in', remoteHosts)
+      .where('state', '!=', 'failed')
+      .execute();
   fleet.start();
   // Remote hosts (RAMPART_AGENT_LISTEN): the host CA, join tokens and the TLS listener agents dial.
-  const remote = await startAgentListener(config, db, fleet, log.child({ component: 'agent-listener' }));
+  const remote = await startAgentListener(
+    config,
+    db,
+    fleet,
+    log.child({ component: 'agent-listener' }),
+    (hostId, hostname, fenced) => {
+      log.warn({ hostId, hostname, fencedAt: fenced.at, vmIds: fenced.vmIds }, 'host had fenced itself');
+      void securityEvents
+        .record({
+          kind: 'host.fenced',
+          severity: 'high',
+          tenantId: null,
+          subjectType: 'host',
+          subjectId: hostId,
+          summary: `host ${hostname} lost the server for longer than its lease and killed its ${fenced.vmIds.length} VM(s)`,
+          detail: { hostId, hostname, fencedAt: fenced.at, vmIds: fenced.vmIds },
+        })
+        .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
+    },
+  );
 
   const app = await buildApp(
     {
@@ -454,6 +502,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     fleet.stop();
     remote.listener?.stop();
     vmService.stopTimers();
+    failover.stop();
     compliance.stop();
     heartbeats.stop();
     detection.stop();

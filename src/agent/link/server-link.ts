@@ -18,12 +18,15 @@ import type { Logger } from '../../common/logger.js';
 import type { HostNetwork } from '../runtime/host-network.js';
 import type { VmManager } from '../runtime/vm-manager.js';
 import type { VolumeFiles } from '../storage/volume-files.js';
+import type { LeaseFence } from './lease-fence.js';
 
 const CONSOLE_CHUNK_BYTES = 256 * 1024;
 
 export class ServerLink {
   private server: Server | null = null;
   private current: Socket | null = null;
+  /** Remote mode: the host lease the server renews (self-fencing); null for a unix-socket agent. */
+  fence: LeaseFence | null = null;
 
   constructor(
     private readonly socketPath: string,
@@ -123,6 +126,11 @@ export class ServerLink {
     switch (request.type) {
       case 'sync':
         return { statuses: await this.vms.sync(request.vms) };
+      case 'lease':
+        return {
+          fenced: this.fence?.renew(request.leaseSeconds, request.echoMs) ?? null,
+          nowMs: Date.now(),
+        };
       case 'apply':
         return { status: await this.vms.reconcile(request.vm) };
       case 'remove':

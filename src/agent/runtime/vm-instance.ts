@@ -843,6 +843,24 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
     this.setPhase('starting');
   }
 
+  /**
+   * Self-fencing: the host lost the server for longer than its lease. The QEMU is killed at once
+   * (SIGKILL, no graceful quit); resolves true when it was running.
+   */
+  async fence(): Promise<boolean> {
+    const identity = this.state.process;
+    if (!identity || !isAlive(identity)) return false;
+    try {
+      process.kill(identity.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    const deadline = Date.now() + 10_000;
+    while (isAlive(identity) && Date.now() < deadline) await sleep(20);
+    this.checkAlive();
+    return true;
+  }
+
   private async killAndWait(): Promise<void> {
     const identity = this.state.process;
     if (!identity || !isAlive(identity)) {

@@ -196,6 +196,14 @@ export class VmManager extends EventEmitter<VmManagerEvents> {
     return null;
   }
 
+  /** Self-fencing: kills every QEMU of this host now; resolves with the ids of the VMs that ran. */
+  async fence(): Promise<string[]> {
+    const killed = await Promise.all(
+      [...this.instances.values()].map(async (instance) => ((await instance.fence()) ? instance.id : null)),
+    );
+    return killed.filter((id): id is string => id !== null);
+  }
+
   detachAll(): void {
     for (const instance of this.instances.values()) instance.detach();
   }

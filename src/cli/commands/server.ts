@@ -122,6 +122,8 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         '  RAMPART_AGENT_LISTEN  host:port of the TLS listener remote agents dial (default off; see `rampart host join-token`)',
         '  RAMPART_AGENT_ENDPOINT  host:port joining agents are told to dial (default: the listen address)',
         "  RAMPART_AGENT_HEARTBEAT_SECONDS  remote agents' heartbeat interval; 3 missed close the connection (default 5)",
+        '  RAMPART_HOST_LEASE_SECONDS  host lease (default 30, min 10): a remote host cut off for lease-5 s kills its',
+        '                   VMs; after lease+5 s the host is failed and its restartable VMs start elsewhere',
         '  RAMPART_QUOTA_ENFORCEMENT, RAMPART_FAILPOINTS  benchmarks and tests only',
         'Flags take precedence over the environment.',
       ].join('\n'),

@@ -28,11 +28,34 @@ export interface AgentListenerOptions {
   heartbeatSeconds: number;
   /** A connection must say hello within this time. */
   helloTimeoutMs?: number;
+  /** The host lease renewed over each connection (RAMPART_HOST_LEASE_SECONDS; host-failover.ts). */
+  leaseSeconds?: number;
+  /** How often leases are renewed (ms). */
+  renewMs?: number;
+  /** After each round of renewals: the hosts renewed (their lastSeenAt is recorded now). */
+  onRenewed?: (hostIds: string[]) => void;
+  /** A host reported, with a renewal after a lost link, that it fenced itself (killed these VMs). */
+  onFenced?: (hostId: string, hostname: string, fenced: { at: string; vmIds: string[] }) => void;
+}
+
+interface LinkedHost {
+  hostId: string;
+  hostname: string;
+  /** The agent's clock in its latest answer to a renewal: the next renewal echoes it. */
+  agentMs?: number;
+}
+
+/** How often leases are renewed: often enough that two renewals fit well in the lease minus 5 s. */
+export function leaseRenewMs(leaseSeconds: number): number {
+  return Math.max(500, Math.min(2000, Math.floor(((leaseSeconds - 5) * 1000) / 4)));
 }
 
 export class AgentListener {
   private server: Server | null = null;
   private readonly sockets = new Map<string, Set<TLSSocket>>();
+  /** Connections whose host said hello: their leases are renewed. */
+  private readonly linked = new Map<AgentConnection, LinkedHost>();
+  private renewTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly options: AgentListenerOptions) {}
 
@@ -63,10 +86,50 @@ export class AgentListener {
       server.listen(o.port, o.host, () => resolve());
     });
     const address = server.address();
+    if (o.leaseSeconds !== undefined) {
+      this.renewTimer = setInterval(() => this.renewAll(), o.renewMs ?? leaseRenewMs(o.leaseSeconds));
+      this.renewTimer.unref();
+    }
     return typeof address === 'object' && address ? address.port : o.port;
   }
 
+  /**
+   * Renews the lease of every linked host (the request is written now; its answer may carry a fence
+   * report), then reports the hosts renewed: their lastSeenAt is written after the renewal went out.
+   */
+  private renewAll(): void {
+    const renewed: string[] = [];
+    for (const [connection, host] of this.linked) {
+      this.renew(connection, host);
+      renewed.push(host.hostId);
+    }
+    if (renewed.length > 0) this.options.onRenewed?.(renewed);
+  }
+
+  private renew(connection: AgentConnection, host: LinkedHost): void {
+    const o = this.options;
+    if (o.leaseSeconds === undefined) return;
+    const echo = host.agentMs;
+    connection
+      .request(
+        'lease',
+        { leaseSeconds: o.leaseSeconds, ...(echo !== undefined ? { echoMs: echo } : {}) },
+        10_000,
+      )
+      .then(({ fenced, nowMs }) => {
+        if (fenced) o.onFenced?.(host.hostId, host.hostname, fenced);
+        if (Number.isSafeInteger(nowMs) && nowMs >= 0 && (host.agentMs === undefined || nowMs > host.agentMs))
+          host.agentMs = nowMs;
+        // A new link's first renewal echoed nothing: the next one, at once, does.
+        if (echo === undefined && this.linked.get(connection) === host) this.renew(connection, host);
+      })
+      .catch(() => undefined); // an older agent (no leases) or a closing link
+  }
+
   stop(): void {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+    this.linked.clear();
     this.server?.close();
     for (const set of this.sockets.values()) for (const socket of set) socket.destroy();
     this.sockets.clear();
@@ -136,6 +199,11 @@ export class AgentListener {
       host.hostname = hostname;
       log.info({ hostname }, 'remote agent connected');
       o.fleet.accept(connection, host);
+      if (!connection.isOpen) return;
+      const linked: LinkedHost = { hostId, hostname };
+      this.linked.set(connection, linked);
+      connection.once('close', () => this.linked.delete(connection));
+      this.renew(connection, linked);
     });
   }
 }

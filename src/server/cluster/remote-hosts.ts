@@ -11,12 +11,14 @@ import type { Db } from '../store/database.js';
 import { AgentListener } from './agent-listener.js';
 import { HostCa } from './host-ca.js';
 import { HostEnrollment } from './host-enrollment.js';
+import { recordLeaseRenewals } from './host-failover.js';
 
 export async function startAgentListener(
   config: ServerConfig,
   db: Db,
   fleet: AgentFleet,
   log: Logger,
+  onFenced?: (hostId: string, hostname: string, fenced: { at: string; vmIds: string[] }) => void,
 ): Promise<{ enrollment: HostEnrollment; listener: AgentListener | null }> {
   const settings = config.agentListener;
   if (!settings)
@@ -34,6 +36,12 @@ export async function startAgentListener(
     fleet,
     log,
     heartbeatSeconds: settings.heartbeatSeconds,
+    leaseSeconds: config.hostLeaseSeconds,
+    onRenewed: (hostIds) =>
+      void recordLeaseRenewals(db, hostIds).catch((error: unknown) =>
+        log.error({ err: (error as Error).message }, 'could not record lease renewals'),
+      ),
+    ...(onFenced ? { onFenced } : {}),
   });
   const port = await listener.start();
   const host = settings.endpointHost.includes(':') ? `[${settings.endpointHost}]` : settings.endpointHost;

@@ -47,14 +47,6 @@ export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
     .execute();
 }
 
-export async function markHostOffline(db: Db, hostId: string): Promise<void> {
-  await db
-    .updateTable('hosts')
-    .set({ state: 'offline', lastSeenAt: nowIso() })
-    .where('id', '=', hostId)
-    .execute();
-}
-
 export async function hostAllocations(db: Db): Promise<Map<string, HostAllocation>> {
   const rows = await db
     .selectFrom('vms')

@@ -39,6 +39,7 @@ import { failpoint } from '../failpoints.js';
 import type { QuotaService } from '../quota/quota-service.js';
 import type { VolumeService } from '../volumes/volume-service.js';
 import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
+import { planFailover } from '../cluster/host-failover.js';
 
 /** Where the service finds the agent of a host (all-in-one: the one local agent). */
 
@@ -557,6 +558,115 @@ export class VmService {
           .catch((error: unknown) =>
             this.log.warn({ vmId: row.id, err: (error as Error).message }, 'source host did not drop the VM'),
           );
+      });
+    }
+    if (result.moved.length > 0)
+      await this.publishFirewalls([hostId, ...result.moved.map((m) => m.toHostId)]);
+    return result;
+  }
+
+  /**
+   * A failed host (its lease expired: its agent has fenced itself): its running VMs with a restart
+   * policy and no volumes are placed on another online host and started there (a new boot); the
+   * others that were running go to error with the reason (host-failover.ts's planFailover). Nothing
+   * happens when the host is no longer failed (it came back meanwhile).
+   */
+  async failoverHost(hostId: string): Promise<{
+    moved: { vmId: string; name: string; tenantId: string; toHostId: string; toHostname: string }[];
+    stayed: { vmId: string; name: string; tenantId: string; reason: string }[];
+  }> {
+    const result: Awaited<ReturnType<VmService['failoverHost']>> = { moved: [], stayed: [] };
+    const ids = await this.db
+      .selectFrom('vms')
+      .select('id')
+      .where('hostId', '=', hostId)
+      .orderBy('createdAt')
+      .execute();
+    for (const { id } of ids) {
+      await this.mutex.run(id, async () => {
+        const host = await this.db
+          .selectFrom('hosts')
+          .select('state')
+          .where('id', '=', hostId)
+          .executeTakeFirst();
+        if (host?.state !== 'failed') return;
+        const row = await this.db.selectFrom('vms').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!row || row.hostId !== hostId) return;
+        const plan = planFailover([{ ...row, hasVolumes: await this.options.volumes.hasVolumes(row.id) }]);
+        const stay = plan.stay[0];
+        const markError = async (reason: string) => {
+          this.cancelRestart(row.id);
+          await this.db
+            .updateTable('vms')
+            .set({ state: 'error', error: reason, pid: null, updatedAt: nowIso() })
+            .where('id', '=', row.id)
+            .where('hostId', '=', hostId)
+            .where('state', '!=', 'deleting')
+            .execute();
+          result.stayed.push({ vmId: row.id, name: row.name, tenantId: row.tenantId, reason });
+          this.log.warn({ vmId: row.id, hostId, reason }, 'VM not restarted elsewhere');
+        };
+        if (stay) return markError(stay.reason);
+        if (plan.move.length === 0) return;
+        let target: HostsTable;
+        try {
+          target = await this.db.transaction().execute(async (trx) => {
+            const group = row.placementGroupId
+              ? await trx
+                  .selectFrom('placementGroups')
+                  .selectAll()
+                  .where('id', '=', row.placementGroupId)
+                  .executeTakeFirst()
+              : undefined;
+            const { host: chosen, pinnedCpus } = await this.chooseHost(trx, {
+              tenantId: row.tenantId,
+              vcpus: row.vcpus,
+              memoryMiB: row.memoryMib,
+              dedicatedCpus: row.pinnedCpus != null,
+              group: group ? { ...group, memberHosts: await groupMemberHosts(trx, group.id, row.id) } : null,
+              excludeHost: hostId,
+            });
+            const moved = await trx
+              .updateTable('vms')
+              .set({
+                hostId: chosen.id,
+                pinnedCpus: pinnedCpus ? JSON.stringify(pinnedCpus) : null,
+                state: 'starting',
+                power: 'running',
+                bootId: row.bootId + 1,
+                pid: null,
+                error: null,
+                lastHeartbeatAt: null,
+                restartCount: row.restartCount + 1,
+                updatedAt: nowIso(),
+              })
+              .where('id', '=', row.id)
+              .where('hostId', '=', hostId)
+              .where('state', '=', row.state)
+              .executeTakeFirst();
+            if (Number(moved.numUpdatedRows) !== 1) throw new ConflictError('the VM changed concurrently');
+            return chosen;
+          });
+        } catch (error) {
+          if (!(error instanceof RampartError)) throw error;
+          return markError(
+            `its host failed (lease expired) and it could not be restarted elsewhere: ${error.message}`,
+          );
+        }
+        this.cancelRestart(row.id);
+        result.moved.push({
+          vmId: row.id,
+          name: row.name,
+          tenantId: row.tenantId,
+          toHostId: target.id,
+          toHostname: target.hostname,
+        });
+        this.log.warn(
+          { vmId: row.id, from: hostId, to: target.id },
+          'VM restarted elsewhere: its host failed',
+        );
+        this.metrics.vmRestarts.inc({ reason: 'host-failure' });
+        await this.pushIntent(row.id);
       });
     }
     if (result.moved.length > 0)

@@ -144,7 +144,7 @@ export interface TrustPoliciesTable {
 export interface HostsTable {
   id: string;
   hostname: string;
-  state: 'online' | 'offline';
+  state: 'online' | 'offline' | 'suspected' | 'failed';
   accelerator: 'kvm' | 'tcg';
   acceleratorReason: string;
   qemuVersion: string;

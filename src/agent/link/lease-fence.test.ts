@@ -1,0 +1,74 @@
+/** The agent's self-fencing timer, on a fake clock: fences once the echoed lease minus 5 s ran out. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createLogger } from '../../common/logger.js';
+import { FENCE_MARGIN_MS, LeaseFence } from './lease-fence.js';
+
+function setup() {
+  const clock = { now: 1_000_000 };
+  const fenced: number[] = [];
+  const fence = new LeaseFence({
+    fence: () => {
+      fenced.push(clock.now);
+      return Promise.resolve(['vm-1', 'vm-2']);
+    },
+    log: createLogger('test', 'silent'),
+    now: () => clock.now,
+  });
+  return { clock, fenced, fence };
+}
+
+test('no lease, no fence: an agent that never heard a renewal keeps its VMs', async () => {
+  const { clock, fenced, fence } = setup();
+  clock.now += 3_600_000;
+  assert.equal(await fence.check(), false);
+  // A first renewal without an echo tells the lease but starts nothing.
+  assert.equal(fence.renew(10), null);
+  assert.equal(fence.deadline(), null);
+  clock.now += 60_000;
+  assert.equal(await fence.check(), false);
+  assert.deepEqual(fenced, []);
+});
+
+test('fences at echo + lease - margin, once, and reports it with the next renewal', async () => {
+  const { clock, fenced, fence } = setup();
+  const echo = clock.now;
+  clock.now += 300;
+  fence.renew(10, echo);
+  assert.equal(fence.deadline(), echo + 10_000 - FENCE_MARGIN_MS);
+  clock.now = echo + 10_000 - FENCE_MARGIN_MS - 1;
+  assert.equal(await fence.check(), false);
+  clock.now += 1;
+  assert.equal(await fence.check(), true);
+  assert.deepEqual(fenced, [echo + 5000]);
+  clock.now += 10_000;
+  assert.equal(await fence.check(), false, 'once per outage');
+  assert.equal(fenced.length, 1);
+  // The link is back: a renewal echoing a new instant re-arms it and carries the record once.
+  const record = fence.renew(10, clock.now - 100);
+  assert.deepEqual(record?.vmIds, ['vm-1', 'vm-2']);
+  assert.equal(fence.renew(10, clock.now - 50), null);
+  clock.now += 4000;
+  assert.equal(await fence.check(), false);
+  clock.now += 2000;
+  assert.equal(await fence.check(), true, 'armed again');
+});
+
+test('renewals keep it from fencing; a late renewal extends nothing beyond its echo', async () => {
+  const { clock, fenced, fence } = setup();
+  for (let i = 0; i < 20; i++) {
+    fence.renew(10, clock.now);
+    clock.now += 2000;
+    assert.equal(await fence.check(), false);
+  }
+  assert.deepEqual(fenced, []);
+  // A frozen host reads a renewal that echoes an instant long gone: it fences first.
+  const old = clock.now;
+  clock.now += 30_000;
+  assert.equal(fence.renew(10, old), null);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(fenced.length, 1);
+  // An echo from the future (clock stepped back) counts as now, not later.
+  fence.renew(10, clock.now + 3_600_000);
+  assert.equal(fence.deadline(), clock.now + 5000);
+});

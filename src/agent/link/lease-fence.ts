@@ -1,0 +1,113 @@
+/**
+ * Self-fencing of a remote host. The server renews the host's lease over the TLS link every second
+ * or two (the `lease` request, with the lease length). Each renewal echoes this agent's clock from its
+ * answer to the previous renewal; the lease counts from that echoed instant (a renewal delayed on the
+ * way, or read late by a host that was frozen, extends nothing beyond what the server had heard when
+ * it sent it). When the lease minus FENCE_MARGIN_MS has run out, this host can no longer be sure the
+ * server still counts it as alive, so it kills all its QEMUs at once (SIGKILL) and remembers that it
+ * did. The server restarts VMs elsewhere only once the lease plus its own margin
+ * (server/cluster/host-failover.ts) has passed since it recorded its last renewal, which came after
+ * the echoed instant: the fence always comes first.
+ *
+ * Fencing happens once per outage; the next renewal re-arms it. What was fenced is handed to the
+ * server with the first renewal after the link is back (`lease` reply), and logged here.
+ */
+import type { Logger } from '../../common/logger.js';
+
+/** The agent fences this long before its lease runs out. */
+export const FENCE_MARGIN_MS = 5000;
+
+export interface FenceRecord {
+  at: string;
+  vmIds: string[];
+}
+
+export interface LeaseFenceOptions {
+  /** Kills every VM of this host; resolves with the ids of those that were running. */
+  fence: () => Promise<string[]>;
+  log: Logger;
+  now?: () => number;
+  /** How often the lease is checked (ms). */
+  checkMs?: number;
+}
+
+export class LeaseFence {
+  private leaseMs: number | null = null;
+  /** The latest echoed instant (this agent's clock), or null: no lease yet. */
+  private renewedAt: number | null = null;
+  private fencing = false;
+  private fenced = false;
+  private record: FenceRecord | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
+
+  constructor(private readonly options: LeaseFenceOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * A renewal from the server: the lease runs for `leaseSeconds` from `echoMs` (this agent's clock,
+   * as it answered the previous renewal; absent on a new link's first renewal, which extends nothing).
+   * Returns the fence record not yet reported.
+   */
+  renew(leaseSeconds: number, echoMs?: number): FenceRecord | null {
+    this.leaseMs = leaseSeconds * 1000;
+    // A renewal read after the lease had run out (a frozen host reading its buffer): fence first.
+    void this.check();
+    if (echoMs !== undefined) {
+      const at = Math.min(echoMs, this.now());
+      if (this.renewedAt === null || at > this.renewedAt) {
+        this.renewedAt = at;
+        if (!this.fencing && this.now() < this.deadline()!) this.fenced = false;
+      }
+    }
+    if (this.fencing) return null; // still killing: reported with a later renewal
+    const record = this.record;
+    this.record = null;
+    return record;
+  }
+
+  /** When this host fences if no renewal comes (ms since the epoch of `now`), or null: no lease yet. */
+  deadline(): number | null {
+    return this.leaseMs === null || this.renewedAt === null
+      ? null
+      : this.renewedAt + this.leaseMs - FENCE_MARGIN_MS;
+  }
+
+  /** Fences when the lease (minus the margin) has run out; resolves true when it fenced now. */
+  async check(): Promise<boolean> {
+    const deadline = this.deadline();
+    if (deadline === null || this.fenced || this.fencing || this.now() < deadline) return false;
+    this.fencing = true;
+    const silentMs = this.now() - this.renewedAt!;
+    this.options.log.error(
+      { silentMs, leaseMs: this.leaseMs },
+      'self-fencing: no lease renewal from the server; killing every VM on this host',
+    );
+    try {
+      const vmIds = await this.options.fence();
+      const at = new Date().toISOString();
+      this.record = { at, vmIds: [...(this.record?.vmIds ?? []), ...vmIds] };
+      this.options.log.error({ vmIds, at }, 'self-fenced: VMs killed');
+    } catch (error) {
+      this.options.log.error({ err: (error as Error).message }, 'self-fencing failed');
+    } finally {
+      this.fencing = false;
+      // Re-armed only by a renewal that echoes an instant after the fence's deadline passed.
+      this.fenced = true;
+    }
+    return true;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    const tick = () => void this.check();
+    this.timer = setInterval(tick, this.options.checkMs ?? 250);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
