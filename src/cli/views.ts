@@ -40,6 +40,8 @@ const STATE_COLORS: Record<string, Color> = {
   deleting: 'yellow',
   online: 'green',
   offline: 'red',
+  suspected: 'yellow',
+  failed: 'red',
   active: 'green',
   disabled: 'red',
   revoked: 'dim',
