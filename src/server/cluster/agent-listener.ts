@@ -121,7 +121,8 @@ export class AgentListener {
         if (Number.isSafeInteger(nowMs) && nowMs >= 0 && (host.agentMs === undefined || nowMs > host.agentMs))
           host.agentMs = nowMs;
         // A new link's first renewal echoed nothing: the next one, at once, does.
-        if (echo === undefined && this.linked.get(connection) === host) this.renew(connection, host);
+        if (echo === undefined && host.agentMs !== undefined && this.linked.get(connection) === host)
+          this.renew(connection, host);
       })
       .catch(() => undefined); // an older agent (no leases) or a closing link
   }

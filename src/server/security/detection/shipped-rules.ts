@@ -55,6 +55,11 @@
  *                            missed } (the guest agent missed `missed` heartbeats).
  *   host.heartbeat_lost      subjectType 'host', subjectId the host id, tenantId null.
  *                            detail: { hostId, lastSeenAt, missed }
+ *   host.failed              subjectType 'host', tenantId null (its lease expired; host-failover.ts).
+ *                            detail: { hostId, hostname, lastSeenAt, leaseSeconds, moved: vmId[],
+ *                                      stayed: { vmId, reason }[] }
+ *   host.fenced              subjectType 'host', tenantId null (it had killed its VMs: self-fencing).
+ *                            detail: { hostId, hostname, fencedAt, vmIds }
  *   volume.snapshot_created  subjectType 'volume', subjectId the source volume id.
  *   volume.cloned            detail: { actorId, actorName, actorType: 'user'|'token', tokenId,
  *                                      crossTenant: boolean (the actor holds no role in the volume's
