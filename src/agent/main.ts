@@ -129,6 +129,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     qemuImg: findExecutable('qemu-img'),
     cp: findExecutable('cp'),
   });
+  const fenceHolder: { fence: LeaseFence | null } = { fence: null };
   const vms = new VmManager(
     {
       network,
@@ -144,6 +145,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
       consoleCapBytes: config.consoleCapBytes,
       cgroups,
       log,
+      startRefusal: () => fenceHolder.fence?.startRefusal() ?? null,
     },
     { base: config.uidBase, count: config.uidCount },
     { online: topology.online, dedicatedCores: pinnable },
@@ -203,8 +205,10 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     const fence = new LeaseFence({
       fence: () => vms.fence(),
       log: log.child({ component: 'fence' }),
+      stateFile: join(config.dataDir, 'lease.json'),
     });
     link.fence = fence;
+    fenceHolder.fence = fence;
     fence.start();
   }
   dialer?.start();

@@ -1,5 +1,8 @@
 /** The agent's self-fencing timer, on a fake clock: fences once the echoed lease minus 5 s ran out. */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { createLogger } from '../../common/logger.js';
 import { FENCE_MARGIN_MS, LeaseFence } from './lease-fence.js';
@@ -71,4 +74,49 @@ test('renewals keep it from fencing; a late renewal extends nothing beyond its e
   // An echo from the future (clock stepped back) counts as now, not later.
   fence.renew(10, clock.now + 3_600_000);
   assert.equal(fence.deadline(), clock.now + 5000);
+});
+
+test('no VM starts between the fence and the next renewal', async () => {
+  const { clock, fence } = setup();
+  assert.equal(fence.startRefusal(), null, 'no lease yet: the server decides');
+  fence.renew(10, clock.now);
+  assert.equal(fence.startRefusal(), null);
+  clock.now += 5000;
+  assert.match(
+    fence.startRefusal() ?? '',
+    /fenced itself/,
+    'the lease ran out, even before the timer fenced',
+  );
+  await fence.check();
+  fence.renew(10); // a new link's first renewal: no echo yet
+  assert.match(fence.startRefusal() ?? '', /fenced itself/);
+  fence.renew(10, clock.now);
+  assert.equal(fence.startRefusal(), null);
+});
+
+test('the lease survives an agent restart: one restarted during an outage still fences', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-fence-'));
+  try {
+    const stateFile = join(dir, 'lease.json');
+    const clock = { now: 5_000_000 };
+    const make = (fenced: number[]) =>
+      new LeaseFence({
+        fence: () => {
+          fenced.push(clock.now);
+          return Promise.resolve(['vm-1']);
+        },
+        log: createLogger('test', 'silent'),
+        now: () => clock.now,
+        stateFile,
+      });
+    make([]).renew(12, clock.now);
+    clock.now += 60_000;
+    const fenced: number[] = [];
+    const restarted = make(fenced);
+    assert.equal(restarted.deadline(), 5_000_000 + 12_000 - FENCE_MARGIN_MS);
+    assert.equal(await restarted.check(), true);
+    assert.deepEqual(fenced, [clock.now]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

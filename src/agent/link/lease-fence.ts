@@ -10,8 +10,11 @@
  * the echoed instant: the fence always comes first.
  *
  * Fencing happens once per outage; the next renewal re-arms it. What was fenced is handed to the
- * server with the first renewal after the link is back (`lease` reply), and logged here.
+ * server with the first renewal after the link is back (`lease` reply), and logged here. Between the
+ * fence and that renewal no VM is started (startRefusal). The lease is kept in a file, so an agent
+ * restarted during an outage still fences the QEMUs it adopted.
  */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../../common/logger.js';
 
 /** The agent fences this long before its lease runs out. */
@@ -29,6 +32,8 @@ export interface LeaseFenceOptions {
   now?: () => number;
   /** How often the lease is checked (ms). */
   checkMs?: number;
+  /** Where the lease is kept across agent restarts (JSON: leaseSeconds, renewedAt). */
+  stateFile?: string;
 }
 
 export class LeaseFence {
@@ -43,6 +48,46 @@ export class LeaseFence {
 
   constructor(private readonly options: LeaseFenceOptions) {
     this.now = options.now ?? Date.now;
+    const file = options.stateFile;
+    if (file && existsSync(file)) {
+      try {
+        const saved = JSON.parse(readFileSync(file, 'utf8')) as {
+          leaseSeconds?: unknown;
+          renewedAt?: unknown;
+        };
+        if (Number.isSafeInteger(saved.leaseSeconds) && Number.isSafeInteger(saved.renewedAt)) {
+          this.leaseMs = (saved.leaseSeconds as number) * 1000;
+          this.renewedAt = saved.renewedAt as number;
+        }
+      } catch (error) {
+        options.log.warn({ err: (error as Error).message }, 'lease file unreadable; no lease until renewed');
+      }
+    }
+  }
+
+  private persist(): void {
+    const file = this.options.stateFile;
+    if (!file || this.leaseMs === null || this.renewedAt === null) return;
+    try {
+      writeFileSync(
+        `${file}.tmp`,
+        JSON.stringify({ leaseSeconds: this.leaseMs / 1000, renewedAt: this.renewedAt }),
+        {
+          mode: 0o600,
+        },
+      );
+      renameSync(`${file}.tmp`, file);
+    } catch (error) {
+      this.options.log.warn({ err: (error as Error).message }, 'lease file not written');
+    }
+  }
+
+  /** Why no VM may start now (fenced, or the lease ran out), or null. */
+  startRefusal(): string | null {
+    const deadline = this.deadline();
+    if (this.fencing || this.fenced || (deadline !== null && this.now() >= deadline))
+      return 'this host has fenced itself (no lease renewal from the server): no VM starts until the lease is renewed';
+    return null;
   }
 
   /**
@@ -59,6 +104,7 @@ export class LeaseFence {
       if (this.renewedAt === null || at > this.renewedAt) {
         this.renewedAt = at;
         if (!this.fencing && this.now() < this.deadline()!) this.fenced = false;
+        this.persist();
       }
     }
     if (this.fencing) return null; // still killing: reported with a later renewal

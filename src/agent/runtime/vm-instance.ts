@@ -133,6 +133,8 @@ export interface VmRuntimeEnv {
   /** mkfs.vfat and mcopy: the NoCloud seed of disk-image VMs. */
   seedTools: SeedTools;
   log: Logger;
+  /** Remote mode: why no VM may start now (the host fenced itself), or null. */
+  startRefusal?: () => string | null;
 }
 
 /** A volume ready for this start: its host file, its key file, and how QEMU opens it. */
@@ -410,6 +412,11 @@ export class VmInstance extends EventEmitter<VmInstanceEvents> {
   // ------------------------------------------------------------------ lifecycle steps
 
   private async start(): Promise<void> {
+    const refusal = this.env.startRefusal?.() ?? null;
+    if (refusal) {
+      this.failStart(refusal);
+      return;
+    }
     this.starting = true;
     try {
       await this.startSteps();

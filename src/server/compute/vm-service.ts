@@ -65,6 +65,9 @@ export interface VmServiceOptions {
 }
 
 const RESTART_WINDOW_MS = 10 * 60_000;
+
+/** A failed host said hello again while its VMs were being moved: the rest stay. */
+class HostBackError extends Error {}
 const MAX_RESTART_DELAY_MS = 30_000;
 
 export class VmService {
@@ -611,6 +614,16 @@ export class VmService {
         let target: HostsTable;
         try {
           target = await this.db.transaction().execute(async (trx) => {
+            // The host must still be failed when the VM moves: this no-op write holds its row (on
+            // PostgreSQL), so a hello that brings it back waits for this commit and its sync sees the
+            // move, or comes first and nothing moves.
+            const still = await trx
+              .updateTable('hosts')
+              .set({ state: 'failed' })
+              .where('id', '=', hostId)
+              .where('state', '=', 'failed')
+              .executeTakeFirst();
+            if (Number(still.numUpdatedRows) !== 1) throw new HostBackError();
             const group = row.placementGroupId
               ? await trx
                   .selectFrom('placementGroups')
@@ -648,6 +661,7 @@ export class VmService {
             return chosen;
           });
         } catch (error) {
+          if (error instanceof HostBackError) return;
           if (!(error instanceof RampartError)) throw error;
           return markError(
             `its host failed (lease expired) and it could not be restarted elsewhere: ${error.message}`,
