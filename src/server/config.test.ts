@@ -369,6 +369,16 @@ void describe('remote hosts settings', () => {
     );
   });
 
+  void test('the host lease: 30 s by default, at least 10', () => {
+    assert.equal(loadServerConfig({}, {}).hostLeaseSeconds, 30);
+    assert.equal(loadServerConfig({}, { RAMPART_HOST_LEASE_SECONDS: '10' }).hostLeaseSeconds, 10);
+    for (const bad of ['9', '0', '3601', 'x'])
+      assert.throws(
+        () => loadServerConfig({}, { RAMPART_HOST_LEASE_SECONDS: bad }),
+        /RAMPART_HOST_LEASE_SECONDS must be an integer from 10 to 3600/,
+      );
+  });
+
   void test('the agent dials HOST:PORT only', () => {
     assert.equal(loadAgentConfig({ dataDir: '/srv/ok' }, {}).server, null);
     assert.equal(
