@@ -47,7 +47,10 @@ test('fences at echo + lease - margin, once, and reports it with the next renewa
   clock.now += 10_000;
   assert.equal(await fence.check(), false, 'once per outage');
   assert.equal(fenced.length, 1);
-  // The link is back: a renewal echoing a new instant re-arms it and carries the record once.
+  // A dead link's renewals delivered late (stale echoes) and a new link's first one (no echo) do not
+  // take the record; a renewal echoing a new instant re-arms the fence and carries it, once.
+  assert.equal(fence.renew(10, echo + 1000), null);
+  assert.equal(fence.renew(10), null);
   const record = fence.renew(10, clock.now - 100);
   assert.deepEqual(record?.vmIds, ['vm-1', 'vm-2']);
   assert.equal(fence.renew(10, clock.now - 50), null);

@@ -93,21 +93,27 @@ export class LeaseFence {
   /**
    * A renewal from the server: the lease runs for `leaseSeconds` from `echoMs` (this agent's clock,
    * as it answered the previous renewal; absent on a new link's first renewal, which extends nothing).
-   * Returns the fence record not yet reported.
+   * Returns the fence record not yet reported, with the first renewal that extends the lease again.
    */
   renew(leaseSeconds: number, echoMs?: number): FenceRecord | null {
     this.leaseMs = leaseSeconds * 1000;
     // A renewal read after the lease had run out (a frozen host reading its buffer): fence first.
     void this.check();
+    let extended = false;
     if (echoMs !== undefined) {
       const at = Math.min(echoMs, this.now());
       if (this.renewedAt === null || at > this.renewedAt) {
         this.renewedAt = at;
-        if (!this.fencing && this.now() < this.deadline()!) this.fenced = false;
+        if (!this.fencing && this.now() < this.deadline()!) {
+          this.fenced = false;
+          extended = true;
+        }
         this.persist();
       }
     }
-    if (this.fencing) return null; // still killing: reported with a later renewal
+    // The record goes only with a renewal that extended the lease: a stale one (a dead link's last
+    // data, delivered late) must not take it, its answer would go nowhere.
+    if (!extended || this.fencing) return null;
     const record = this.record;
     this.record = null;
     return record;
