@@ -332,7 +332,11 @@ test('a host cut off fences itself before its VM starts elsewhere; back, it drop
       LEASE_SECONDS * 1000,
       "host B's QEMU killed by its agent",
     );
-    assert.match(agentLog(), /self-fenced: VMs killed/);
+    await harness.waitFor(
+      () => Promise.resolve(/self-fenced: VMs killed/.test(agentLog())),
+      5000,
+      'the fence logged by the agent',
+    );
     assert.equal((await harness.vm(vm.id)).hostId, hostBId, 'not moved before the lease expired');
     assert.equal(await hostState(hostBId), 'suspected');
     // The server fails the host after the lease plus 5 s, and the VM boots on host A.
