@@ -14,14 +14,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Host, JoinTokenCreated } from '../src/api/host.js';
 import type { Vm } from '../src/api/vm.js';
 import { runCli } from './helpers/cli-runner.js';
-import { RampartHarness } from './helpers/rampart-harness.js';
+import { RampartHarness, removeCgroupTree } from './helpers/rampart-harness.js';
 import { CLI_MAIN } from './helpers/repo.js';
 
 const TAG = randomBytes(3).toString('hex');
@@ -75,32 +75,7 @@ function cgroupParentB(): string {
 
 /** Removes host B's cgroups (its QEMUs are gone by then; retries while they exit). */
 function removeCgroupsB(): void {
-  const root = '/sys/fs/cgroup';
-  const dirs = [join(root, cgroupParentB())];
-  try {
-    for (const entry of readdirSync(root)) dirs.push(join(root, entry, cgroupParentB()));
-  } catch {
-    // no cgroup filesystem
-  }
-  for (let attempt = 0; attempt < 50; attempt++) {
-    let left = 0;
-    for (const dir of dirs.filter((d) => existsSync(d))) {
-      for (const child of readdirSync(dir).filter((e) => e.startsWith('vm-'))) {
-        try {
-          rmdirSync(join(dir, child));
-        } catch {
-          left++;
-        }
-      }
-      try {
-        rmdirSync(dir);
-      } catch {
-        left++;
-      }
-    }
-    if (left === 0) return;
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
-  }
+  removeCgroupTree(cgroupParentB());
 }
 
 function hostBDir(): string {

@@ -415,36 +415,49 @@ export class RampartHarness {
   }
 
   private parentCgroupDirs(): string[] {
-    const root = '/sys/fs/cgroup';
-    const candidates = [join(root, this.cgroupParent)];
-    try {
-      for (const entry of readdirSync(root)) candidates.push(join(root, entry, this.cgroupParent));
-    } catch {
-      // no cgroup filesystem
-    }
-    return candidates.filter((dir) => existsSync(dir));
+    return parentCgroupDirs(this.cgroupParent);
   }
 
   /** Removes this run's cgroups (their processes were killed just before; retries while they exit). */
   private removeCgroups(): void {
-    for (let attempt = 0; attempt < 50; attempt++) {
-      let left = 0;
-      for (const dir of this.parentCgroupDirs()) {
-        for (const child of readdirSync(dir).filter((e) => e.startsWith('vm-'))) {
-          try {
-            rmdirSync(join(dir, child));
-          } catch {
-            left++;
-          }
-        }
+    removeCgroupTree(this.cgroupParent);
+  }
+}
+
+/** `<hierarchy>/<parent>` for every cgroup hierarchy (and the unified root) where it exists now. */
+export function parentCgroupDirs(parent: string): string[] {
+  const root = '/sys/fs/cgroup';
+  const candidates = [join(root, parent)];
+  try {
+    for (const entry of readdirSync(root)) candidates.push(join(root, entry, parent));
+  } catch {
+    // no cgroup filesystem
+  }
+  return candidates.filter((dir) => existsSync(dir));
+}
+
+/**
+ * Removes the VM cgroups under `parent` and `parent` itself in every hierarchy (their processes were
+ * killed just before; retries while they exit).
+ */
+export function removeCgroupTree(parent: string): void {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    let left = 0;
+    for (const dir of parentCgroupDirs(parent)) {
+      for (const child of readdirSync(dir).filter((e) => e.startsWith('vm-'))) {
         try {
-          rmdirSync(dir);
+          rmdirSync(join(dir, child));
         } catch {
           left++;
         }
       }
-      if (left === 0) return;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+      try {
+        rmdirSync(dir);
+      } catch {
+        left++;
+      }
     }
+    if (left === 0) return;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
 }

@@ -513,21 +513,7 @@ export class VmService {
         }
         try {
           const target = await this.db.transaction().execute(async (trx) => {
-            const group = row.placementGroupId
-              ? await trx
-                  .selectFrom('placementGroups')
-                  .selectAll()
-                  .where('id', '=', row.placementGroupId)
-                  .executeTakeFirst()
-              : undefined;
-            const { host, pinnedCpus } = await this.chooseHost(trx, {
-              tenantId: row.tenantId,
-              vcpus: row.vcpus,
-              memoryMiB: row.memoryMib,
-              dedicatedCpus: row.pinnedCpus != null,
-              group: group ? { ...group, memberHosts: await groupMemberHosts(trx, group.id, row.id) } : null,
-              excludeHost: hostId,
-            });
+            const { host, pinnedCpus } = await this.chooseHostElsewhere(trx, row, hostId);
             const moved = await trx
               .updateTable('vms')
               .set({
@@ -624,21 +610,7 @@ export class VmService {
               .where('state', '=', 'failed')
               .executeTakeFirst();
             if (Number(still.numUpdatedRows) !== 1) throw new HostBackError();
-            const group = row.placementGroupId
-              ? await trx
-                  .selectFrom('placementGroups')
-                  .selectAll()
-                  .where('id', '=', row.placementGroupId)
-                  .executeTakeFirst()
-              : undefined;
-            const { host: chosen, pinnedCpus } = await this.chooseHost(trx, {
-              tenantId: row.tenantId,
-              vcpus: row.vcpus,
-              memoryMiB: row.memoryMib,
-              dedicatedCpus: row.pinnedCpus != null,
-              group: group ? { ...group, memberHosts: await groupMemberHosts(trx, group.id, row.id) } : null,
-              excludeHost: hostId,
-            });
+            const { host: chosen, pinnedCpus } = await this.chooseHostElsewhere(trx, row, hostId);
             const moved = await trx
               .updateTable('vms')
               .set({
@@ -1172,6 +1144,25 @@ export class VmService {
     }
     await this.options.images.store.materialize(domain, image.kernelSha256);
     await this.options.images.store.materialize(domain, image.initrdSha256);
+  }
+
+  /** A host other than `excludeHost` with room for `row` (its placement group honoured): evacuation, failover. */
+  private async chooseHostElsewhere(trx: Db, row: VmsTable, excludeHost: string) {
+    const group = row.placementGroupId
+      ? await trx
+          .selectFrom('placementGroups')
+          .selectAll()
+          .where('id', '=', row.placementGroupId)
+          .executeTakeFirst()
+      : undefined;
+    return this.chooseHost(trx, {
+      tenantId: row.tenantId,
+      vcpus: row.vcpus,
+      memoryMiB: row.memoryMib,
+      dedicatedCpus: row.pinnedCpus != null,
+      group: group ? { ...group, memberHosts: await groupMemberHosts(trx, group.id, row.id) } : null,
+      excludeHost,
+    });
   }
 
   /** The VM cannot boot (its image did not verify): error, powered off, no restart; audited. */
