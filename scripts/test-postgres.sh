@@ -9,6 +9,10 @@ ROLE=rampart_test
 DATABASE=rampart_test
 PORT=5432
 
+# Only the URL goes to stdout (the caller captures it): everything the PostgreSQL tools print on stdout
+# (pg_ctlcluster's "Removed stale pid file.", systemd warnings) goes to stderr.
+exec 3>&1 1>&2
+
 if [[ $(id -u) -ne 0 ]]; then
   echo "test-postgres: needs root to start PostgreSQL and create the test role" >&2
   exit 1
@@ -52,4 +56,4 @@ SELECT 'GRANT pg_signal_backend TO $ROLE'
   WHERE NOT pg_has_role('$ROLE', 'pg_signal_backend', 'MEMBER')\gexec
 SQL
 
-echo "postgres://$ROLE:$ROLE@127.0.0.1:$PORT/$DATABASE"
+echo "postgres://$ROLE:$ROLE@127.0.0.1:$PORT/$DATABASE" >&3

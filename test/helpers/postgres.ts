@@ -22,9 +22,26 @@ export interface TestPostgres {
   drop(): Promise<void>;
 }
 
-async function admin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+/** The URL, checked: a malformed one (say, with a line a start-up script printed before it) would
+ *  otherwise be resolved by pg against the placeholder host "base" and fail with ENOTFOUND. */
+function postgresUrl(): URL {
   if (!POSTGRES_URL) throw new Error(POSTGRES_SKIP || 'no PostgreSQL');
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
+  let url: URL | undefined;
+  try {
+    url = new URL(POSTGRES_URL);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !['postgres:', 'postgresql:'].includes(url.protocol) || !url.hostname) {
+    throw new Error(
+      `RAMPART_TEST_POSTGRES_URL is not a postgres:// URL with a host (${JSON.stringify(POSTGRES_URL.slice(0, 40))}...)`,
+    );
+  }
+  return url;
+}
+
+async function admin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: postgresUrl().toString() });
   await client.connect();
   try {
     return await run(client);
@@ -37,7 +54,7 @@ async function admin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
 export async function createTestPostgres(): Promise<TestPostgres> {
   const name = `rampart_t_${randomBytes(6).toString('hex')}`;
   await admin((c) => c.query(`CREATE DATABASE ${name}`));
-  const url = new URL(POSTGRES_URL!);
+  const url = postgresUrl();
   url.pathname = `/${name}`;
   let dropped = false;
   return {
