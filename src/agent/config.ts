@@ -46,10 +46,11 @@ export interface AgentConfig {
   /** RAMPART_DEDICATED_CPUS: CPUs whose cores may be pinned (unset: all cores but the first). */
   dedicatedCpus: string | undefined;
   /**
-   * Remote mode: the server's agent listener (host:port) to dial over TLS, from --server or
-   * RAMPART_SERVER (default: the endpoint stored at join). Only used once the host has joined.
+   * Remote mode: the server replicas' agent listeners (host:port, comma-separated) to dial over TLS,
+   * from --server or RAMPART_SERVER (default: the endpoints stored at join). Only used once the host
+   * has joined.
    */
-  server: string | null;
+  server: string[] | null;
   /** RAMPART_HEARTBEAT_SECONDS: remote mode heartbeat interval (default 5). */
   heartbeatSeconds: number;
   /**
@@ -112,9 +113,22 @@ export function loadAgentConfig(input: AgentConfigInput, env: NodeJS.ProcessEnv 
   const dedicatedCpus = env.RAMPART_DEDICATED_CPUS;
   if (dedicatedCpus !== undefined && !/^(none|[0-9,-]*)$/.test(dedicatedCpus.trim()))
     throw new Error('RAMPART_DEDICATED_CPUS must be a CPU list such as 2-7,10 or none');
-  const server = input.server ?? (env.RAMPART_SERVER || null);
-  if (server !== null && !/^(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(server))
-    throw new Error('RAMPART_SERVER / --server must be the HOST:PORT of the server agent listener');
+  const serverList = input.server ?? (env.RAMPART_SERVER || null);
+  const server =
+    serverList === null
+      ? null
+      : serverList
+          .split(',')
+          .map((endpoint) => endpoint.trim())
+          .filter((endpoint) => endpoint !== '');
+  if (
+    server !== null &&
+    (server.length === 0 ||
+      server.some((endpoint) => !/^(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(endpoint)))
+  )
+    throw new Error(
+      'RAMPART_SERVER / --server must be HOST:PORT of the server agent listener (several: comma-separated)',
+    );
   const tunnelIp = env.RAMPART_TUNNEL_IP || null;
   if (tunnelIp !== null && !validTunnelIp(tunnelIp))
     throw new Error('RAMPART_TUNNEL_IP must be a unicast IPv4 address such as 192.0.2.1');

@@ -23,7 +23,7 @@ import {
   loadHostId,
   qemuVersion,
 } from './host-facts.js';
-import { ServerDialer, loadHostCredentials, storedEndpoint } from './link/server-dialer.js';
+import { ServerDialer, loadHostCredentials, storedEndpoints } from './link/server-dialer.js';
 import { LeaseFence } from './link/lease-fence.js';
 import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
@@ -187,11 +187,11 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
   await link.listen();
   // Remote mode: a host that has joined dials the server over TLS (mutual authentication).
   const credentials = loadHostCredentials(config.dataDir);
-  const endpoint = config.server ?? storedEndpoint(config.dataDir);
+  const endpoints = config.server ?? storedEndpoints(config.dataDir);
   const dialer =
-    credentials && endpoint
+    credentials && endpoints.length > 0
       ? new ServerDialer({
-          endpoint,
+          endpoints,
           credentials,
           link,
           log: log.child({ component: 'server-link' }),
@@ -213,7 +213,7 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
   }
   dialer?.start();
   log.info(
-    { socket: config.socket, server: dialer ? endpoint : null, vms: vms.list().length },
+    { socket: config.socket, server: dialer ? endpoints : null, vms: vms.list().length },
     'agent ready',
   );
 

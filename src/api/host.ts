@@ -119,6 +119,11 @@ export const HostJoined = Type.Object(
     caCertificate: Type.String(),
     /** host:port of the server's agent listener (TLS 1.3, mutual authentication). */
     agentEndpoint: Type.String(),
+    /**
+     * Every live server replica's agent listener, this one first: the agent dials the next one when
+     * its replica is lost.
+     */
+    agentEndpoints: Type.Array(Type.String(), { minItems: 1 }),
   },
   { $id: 'HostJoined' },
 );

@@ -47,6 +47,8 @@ import { ChangeFeed } from './cluster/change-feed.js';
 import { LeaderLease } from './cluster/leader-lease.js';
 import { startAgentListener } from './cluster/remote-hosts.js';
 import { HostFailover, fencingHosts, markHostDisconnected } from './cluster/host-failover.js';
+import { ReplicaRegistry } from './cluster/replica-registry.js';
+import { AgentForwarding } from './cluster/agent-forwarding.js';
 
 export interface ServerCliOptions extends ServerConfigInput {
   resetAdminPassword?: boolean;
@@ -172,6 +174,22 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     ],
     log.child({ component: 'agent-link' }),
   );
+  // Server replicas: each host's agent is linked to one replica; the others forward its requests
+  // there through the database (a single server: everything is local).
+  const replicas = new ReplicaRegistry(db, { feed: changes, log: log.child({ component: 'replicas' }) });
+  await replicas.start();
+  const forwarding = new AgentForwarding({
+    db,
+    feed: changes,
+    replicaId: replicas.id,
+    local: (hostId) => fleet.localConnection(hostId),
+    log: log.child({ component: 'agent-forwarding' }),
+  });
+  fleet.elsewhere = (hostId) => {
+    const replica = replicas.replicaOf(hostId);
+    return replica ? forwarding.channel(hostId, replica) : null;
+  };
+  forwarding.start();
   const consoleHub = new ConsoleHub();
   let vms: VmService | null = null;
   let securityState: { alerts: AlertStore; compliance: ComplianceService } | null = null;
@@ -378,6 +396,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     });
     void (async () => {
       await recordHostHello(db, host);
+      await replicas.link(host.hostId);
       await vmService.syncHost(host.hostId, connection);
       await volumes.resumeDeletes(host.hostId);
       await snapshots.resumeDeletes(host.hostId);
@@ -385,13 +404,17 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   });
   fleet.on('disconnected', (host) => {
     metrics.agentConnected.set(fleet.connectedCount);
-    // A new link of the same host may have said hello already: it stays online.
-    if (fleet.connectionFor(host.hostId)) return;
-    void markHostDisconnected(db, host.hostId)
-      .then((state) => log.warn({ hostId: host.hostId, hostname: host.hostname, state }, 'host link lost'))
-      .catch((error: unknown) => log.error({ err: (error as Error).message }, 'host state not recorded'));
-    void securityEvents
-      .record({
+    // A new link of the same host may have said hello already (here, or on another replica): it
+    // stays online.
+    if (fleet.localConnection(host.hostId)) return;
+    void (async () => {
+      if (!(await replicas.unlink(host.hostId))) {
+        log.info({ hostId: host.hostId }, 'host link closed here; it is linked to another replica now');
+        return;
+      }
+      const state = await markHostDisconnected(db, host.hostId);
+      log.warn({ hostId: host.hostId, hostname: host.hostname, state }, 'host link lost');
+      await securityEvents.record({
         kind: 'host.heartbeat_lost',
         severity: 'high',
         tenantId: null,
@@ -404,16 +427,21 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
           lastSeenAt: new Date().toISOString(),
           missed: 1,
         },
-      })
-      .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
+      });
+    })().catch((error: unknown) =>
+      log.error({ err: (error as Error).message }, 'host link loss not recorded'),
+    );
   });
-  // Until an agent says hello in this run, no host is known to be online. Remote hosts are suspected
-  // from now on (their lease counts from this start; one linked to another replica is renewed there).
-  const remoteHosts = [...(await fencingHosts(db))];
+  // Until an agent says hello in this run, no host is known to be online, except the hosts linked to
+  // another live replica (left alone). Remote hosts are suspected from now on (their lease counts
+  // from this start).
+  const linkedElsewhere = replicas.linkedElsewhere();
+  const remoteHosts = [...(await fencingHosts(db))].filter((id) => !linkedElsewhere.includes(id));
+  const untouched = [...remoteHosts, ...linkedElsewhere];
   await db
     .updateTable('hosts')
     .set({ state: 'offline' })
-    .$if(remoteHosts.length > 0, (q) => q.where('id', 'not in', remoteHosts))
+    .$if(untouched.length > 0, (q) => q.where('id', 'not in', untouched))
     .execute();
   if (remoteHosts.length > 0)
     await db
@@ -443,6 +471,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
         })
         .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
     },
+    replicas,
   );
 
   const app = await buildApp(
@@ -510,6 +539,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     void app
       .close()
       .then(() => audit.close())
+      .then(() => forwarding.stop())
+      .then(() => replicas.stop())
       .then(() => lease.stop())
       .then(() => changes.stop())
       .then(() => securityEvents.flush())

@@ -42,10 +42,14 @@ export function loadHostCredentials(dataDir: string): HostCredentials | null {
   };
 }
 
-/** The endpoint stored at join (host:port), or null. */
-export function storedEndpoint(dataDir: string): string | null {
+/** The endpoints stored at join (host:port, one per line: every server replica's), or []. */
+export function storedEndpoints(dataDir: string): string[] {
   const file = join(dataDir, ENDPOINT_FILE);
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() || null : null;
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
 }
 
 export function parseEndpoint(endpoint: string): { host: string; port: number } {
@@ -57,7 +61,8 @@ export function parseEndpoint(endpoint: string): { host: string; port: number } 
 }
 
 export interface DialerOptions {
-  endpoint: string;
+  /** The server replicas' agent listeners: dialed in turn, the next one after a link closes. */
+  endpoints: readonly string[];
   credentials: HostCredentials;
   link: ServerLink;
   log: Logger;
@@ -71,8 +76,12 @@ export class ServerDialer {
   private socket: TLSSocket | null = null;
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
+  private next = 0;
 
-  constructor(private readonly options: DialerOptions) {}
+  constructor(private readonly options: DialerOptions) {
+    if (options.endpoints.length === 0) throw new Error('no server endpoint to dial');
+    for (const endpoint of options.endpoints) parseEndpoint(endpoint);
+  }
 
   start(): void {
     this.stopped = false;
@@ -88,7 +97,10 @@ export class ServerDialer {
   private dial(): void {
     if (this.stopped) return;
     const o = this.options;
-    const { host, port } = parseEndpoint(o.endpoint);
+    const endpoint = o.endpoints[this.next % o.endpoints.length]!;
+    // The next attempt, whatever ends this one, goes to the next replica (a lost replica is skipped).
+    this.next = (this.next + 1) % o.endpoints.length;
+    const { host, port } = parseEndpoint(endpoint);
     const socket = connect({
       host,
       port,
@@ -104,21 +116,20 @@ export class ServerDialer {
     socket.once('secureConnect', () => {
       connectedAt = Date.now();
       socket.setKeepAlive(true, 10_000);
-      o.log.info({ server: o.endpoint }, 'connected to the server');
+      o.log.info({ server: endpoint }, 'connected to the server');
       o.link.accept(socket, { heartbeatMs: o.heartbeatMs });
     });
     socket.on('error', (error: Error) =>
-      o.log.warn({ server: o.endpoint, err: error.message }, 'server link error'),
+      o.log.warn({ server: endpoint, err: error.message }, 'server link error'),
     );
     socket.once('close', () => {
       if (this.socket === socket) this.socket = null;
-      // A connection that held for a while resets the backoff; refusals right away grow it.
+      // A connection that held for a while resets the backoff; refusals right away grow it, once
+      // every replica has refused in turn.
       this.failures = connectedAt && Date.now() - connectedAt > 10_000 ? 0 : this.failures + 1;
-      const delay = Math.min(
-        (o.minBackoffMs ?? 500) * 2 ** Math.min(this.failures - 1, 16),
-        o.maxBackoffMs ?? 30_000,
-      );
-      if (!this.stopped) o.log.warn({ server: o.endpoint, retryInMs: delay }, 'server link closed');
+      const round = Math.max(0, this.failures - o.endpoints.length);
+      const delay = Math.min((o.minBackoffMs ?? 500) * 2 ** Math.min(round, 16), o.maxBackoffMs ?? 30_000);
+      if (!this.stopped) o.log.warn({ server: endpoint, retryInMs: delay }, 'server link closed');
       this.schedule(Math.max(o.minBackoffMs ?? 500, delay));
     });
   }
@@ -139,6 +150,7 @@ export interface JoinAnswer {
   certificate: string;
   caCertificate: string;
   agentEndpoint: string;
+  agentEndpoints?: string[];
 }
 
 /**
@@ -184,7 +196,8 @@ export async function joinServer(input: {
   if (!response.ok || !body)
     throw new Error(`join refused (${response.status}): ${body?.error?.message ?? 'no answer'}`);
   if (!isUuid(body.hostId)) throw new Error('the server answered an invalid host id');
-  parseEndpoint(body.agentEndpoint);
+  const endpoints = body.agentEndpoints?.length ? body.agentEndpoints : [body.agentEndpoint];
+  for (const endpoint of endpoints) parseEndpoint(endpoint);
   // The CA is pinned from now on: when the operator gave its fingerprint, it must be that one (an
   // answer altered on the way is refused and nothing is stored).
   const fingerprint = `sha256:${createHash('sha256').update(new X509Certificate(body.caCertificate).raw).digest('hex')}`;
@@ -194,7 +207,7 @@ export async function joinServer(input: {
     );
   writeFileSync(join(input.dataDir, CA_CERT_FILE), body.caCertificate, { mode: 0o644 });
   writeFileSync(join(input.dataDir, HOST_CERT_FILE), body.certificate, { mode: 0o644 });
-  writeFileSync(join(input.dataDir, ENDPOINT_FILE), `${body.agentEndpoint}\n`, { mode: 0o644 });
+  writeFileSync(join(input.dataDir, ENDPOINT_FILE), `${endpoints.join('\n')}\n`, { mode: 0o644 });
   writeFileSync(join(input.dataDir, 'host-id'), `${body.hostId}\n`, { mode: 0o644 });
   return body;
 }

@@ -34,8 +34,8 @@ export function registerAgentCommand(program: Command, deps: CommandDeps): void 
     .option('--data-dir <dir>', 'directory for VM runtime state (env RAMPART_DATA_DIR)', parsePath)
     .option('--socket <path>', 'unix socket the server connects to', parsePath)
     .option(
-      '--server <host:port>',
-      "remote mode: the server's agent listener to dial (env RAMPART_SERVER; default: the one given at join)",
+      '--server <host:port,...>',
+      "remote mode: the server replicas' agent listeners to dial in turn (env RAMPART_SERVER; default: those given at join)",
     )
     .option('--config <file>', 'configuration file (env RAMPART_CONFIG)', parsePath)
     .addHelpText(

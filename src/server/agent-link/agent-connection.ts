@@ -26,7 +26,7 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-type RequestBody<T extends AgentRequestType> = Omit<Extract<AgentRequest, { type: T }>, 'id' | 'type'>;
+export type RequestBody<T extends AgentRequestType> = Omit<Extract<AgentRequest, { type: T }>, 'id' | 'type'>;
 
 export interface AgentConnectionEvents {
   hello: [HostInfo];

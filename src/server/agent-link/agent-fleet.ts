@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import type { HostInfo } from '../../api/agent-protocol.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentConnection } from './agent-connection.js';
+import type { AgentChannel } from '../cluster/agent-forwarding.js';
 import { AgentSupervisor, type AgentEndpoint } from './agent-supervisor.js';
 
 export interface AgentFleetEvents {
@@ -37,8 +38,22 @@ export class AgentFleet extends EventEmitter<AgentFleetEvents> {
     });
   }
 
-  /** The connected agent of a host, or null while it is not connected. */
-  connectionFor(hostId: string): AgentConnection | null {
+  /**
+   * Server replicas: a channel to the agent of a host linked to another replica (agent-forwarding.ts),
+   * or null when the host is linked nowhere else.
+   */
+  elsewhere: (hostId: string) => AgentChannel | null = () => null;
+
+  /**
+   * The agent of a host: this server's own connection, else a channel through the replica the host
+   * is linked to; null while it is connected nowhere.
+   */
+  connectionFor(hostId: string): AgentChannel | null {
+    return this.localConnection(hostId) ?? this.elsewhere(hostId);
+  }
+
+  /** This server's own connection to the agent of a host, or null. */
+  localConnection(hostId: string): AgentConnection | null {
     const connection = this.byHost.get(hostId);
     return connection?.isOpen ? connection : null;
   }

@@ -45,6 +45,8 @@ export interface HostJoined {
   caCertificate: string;
   /** host:port the agent dials (TLS, mutual authentication). */
   agentEndpoint: string;
+  /** Every live replica's agent listener, `agentEndpoint` first. */
+  agentEndpoints: string[];
 }
 
 export interface HostEnrollmentOptions {
@@ -54,6 +56,8 @@ export interface HostEnrollmentOptions {
   agentEndpoint: string | null;
   /** Closes the live connections of a host (revocation). */
   closeHost?: (hostId: string) => void;
+  /** Server replicas: the agent listeners of all live replicas (this one's first). */
+  agentEndpoints?: () => Promise<string[]>;
   now?: () => number;
 }
 
@@ -175,7 +179,9 @@ export class HostEnrollment {
       })
       .execute();
     this.throttle.recordSuccess(`join:${source}`, source);
+    const others = (await this.options.agentEndpoints?.().catch(() => [])) ?? [];
     return {
+      agentEndpoints: [...new Set([endpoint, ...others])],
       hostId,
       hostname: signed.name,
       certificate: signed.certificate,

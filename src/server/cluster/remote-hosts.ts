@@ -12,6 +12,7 @@ import { AgentListener } from './agent-listener.js';
 import { HostCa } from './host-ca.js';
 import { HostEnrollment } from './host-enrollment.js';
 import { recordLeaseRenewals } from './host-failover.js';
+import type { ReplicaRegistry } from './replica-registry.js';
 
 export async function startAgentListener(
   config: ServerConfig,
@@ -19,12 +20,19 @@ export async function startAgentListener(
   fleet: AgentFleet,
   log: Logger,
   onFenced?: (hostId: string, hostname: string, fenced: { at: string; vmIds: string[] }) => void,
+  replicas?: ReplicaRegistry,
 ): Promise<{ enrollment: HostEnrollment; listener: AgentListener | null }> {
   const settings = config.agentListener;
   if (!settings)
     return { enrollment: new HostEnrollment({ db, ca: null, agentEndpoint: null }), listener: null };
   const ca = await HostCa.open(config.dataDir);
-  const enrollment = new HostEnrollment({ db, ca, agentEndpoint: null });
+  // A joining host learns every live replica's listener (the replicas share the CA: see README).
+  const enrollment = new HostEnrollment({
+    db,
+    ca,
+    agentEndpoint: null,
+    ...(replicas ? { agentEndpoints: () => replicas.agentEndpoints() } : {}),
+  });
   const server = await ca.serverCertificate(settings.endpointHost);
   const listener = new AgentListener({
     host: settings.host,
@@ -47,6 +55,7 @@ export async function startAgentListener(
   const host = settings.endpointHost.includes(':') ? `[${settings.endpointHost}]` : settings.endpointHost;
   const endpoint = `${host}:${settings.endpointPort ?? port}`;
   enrollment.setAgentEndpoint(endpoint);
+  await replicas?.setAgentEndpoint(endpoint);
   enrollment.closeHost = (hostId) => listener.closeHost(hostId);
   log.info(
     { listen: `${settings.host}:${port}`, endpoint },

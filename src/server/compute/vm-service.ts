@@ -40,12 +40,13 @@ import type { QuotaService } from '../quota/quota-service.js';
 import type { VolumeService } from '../volumes/volume-service.js';
 import { planUserAction, stateFromPhase, type VmUserAction } from './vm-state-machine.js';
 import { planFailover } from '../cluster/host-failover.js';
+import type { AgentChannel } from '../cluster/agent-forwarding.js';
 
 /** Where the service finds the agent of a host (all-in-one: the one local agent). */
 
 const GIB = 1024 ** 3;
 export interface AgentDirectory {
-  connectionFor(hostId: string): AgentConnection | null;
+  connectionFor(hostId: string): AgentChannel | null;
 }
 
 export interface VmServiceOptions {
@@ -943,7 +944,7 @@ export class VmService {
     if (row.hostId) await this.publishFirewalls([row.hostId], networkIds);
   }
 
-  private requireAgent(row: VmsTable): AgentConnection {
+  private requireAgent(row: VmsTable): AgentChannel {
     const agent = row.hostId ? this.agents.connectionFor(row.hostId) : null;
     if (!agent) throw new RampartError('RAMPART_HOST_UNAVAILABLE', "the VM's host agent is not connected");
     return agent;

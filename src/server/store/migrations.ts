@@ -960,6 +960,46 @@ migrations['0027_host_tunnel_ip'] = {
   },
 };
 
+migrations['0028_server_replicas'] = {
+  async up(db: Kysely<unknown>) {
+    // The server replicas on this database, each renewing its row while it runs (where agents dial it).
+    await db.schema
+      .createTable('server_replicas')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('agent_endpoint', 'text')
+      .addColumn('started_at', 'text', (c) => c.notNull())
+      .addColumn('last_seen_at', 'text', (c) => c.notNull())
+      .execute();
+    // The replica a host's agent is linked to now (null: none).
+    await db.schema.alterTable('hosts').addColumn('linked_replica', 'text').execute();
+    // Agent requests one replica forwards to the replica a host is linked to (agent-forwarding.ts):
+    // a row per request, taken and answered by the target; short-lived.
+    await db.schema
+      .createTable('agent_forwards')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('origin_replica', 'text', (c) => c.notNull())
+      .addColumn('target_replica', 'text', (c) => c.notNull())
+      .addColumn('host_id', 'text', (c) => c.notNull())
+      .addColumn('type', 'text', (c) => c.notNull())
+      .addColumn('body', 'text', (c) => c.notNull())
+      .addColumn('timeout_ms', 'integer', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('result', 'text')
+      .addColumn('created_at', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createIndex('agent_forwards_target')
+      .on('agent_forwards')
+      .columns(['target_replica', 'state'])
+      .execute();
+    await db.schema
+      .createIndex('agent_forwards_origin')
+      .on('agent_forwards')
+      .columns(['origin_replica', 'state'])
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

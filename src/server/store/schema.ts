@@ -159,7 +159,34 @@ export interface HostsTable {
   dedicatedCores?: string;
   /** The host's VXLAN underlay address (RAMPART_TUNNEL_IP), or null: its networks stay on it. */
   tunnelIp?: string | null;
+  /** The server replica the host's agent is linked to now (server_replicas.id), or null. */
+  linkedReplica?: string | null;
   lastSeenAt: string;
+  createdAt: string;
+}
+
+/** A running server replica (one row each, renewed while it runs; stale rows are ignored). */
+export interface ServerReplicasTable {
+  id: string;
+  /** Where remote agents dial it (host:port), or null without an agent listener. */
+  agentEndpoint: string | null;
+  startedAt: string;
+  lastSeenAt: string;
+}
+
+/** An agent request forwarded to the replica the host is linked to (agent-forwarding.ts). */
+export interface AgentForwardsTable {
+  id: string;
+  originReplica: string;
+  targetReplica: string;
+  hostId: string;
+  type: string;
+  /** JSON: the request body. */
+  body: string;
+  timeoutMs: number;
+  state: 'pending' | 'running' | 'done';
+  /** JSON: {ok: true, result} or {ok: false, error: {code, message, details}}. */
+  result: string | null;
   createdAt: string;
 }
 
@@ -420,6 +447,8 @@ export interface Database {
   images: ImagesTable;
   hosts: HostsTable;
   hostJoinTokens: HostJoinTokensTable;
+  serverReplicas: ServerReplicasTable;
+  agentForwards: AgentForwardsTable;
   hostCertificates: HostCertificatesTable;
   vms: VmsTable;
   apiTokens: ApiTokensTable;

@@ -9,7 +9,7 @@
  * when it reconnects.
  */
 import type { BackingImage, VolumeIntent } from '../../api/agent-protocol.js';
-import type { AgentConnection } from '../agent-link/agent-connection.js';
+import type { AgentChannel } from '../cluster/agent-forwarding.js';
 import {
   ConflictError,
   ForbiddenError,
@@ -174,7 +174,7 @@ export class VolumeService {
     };
     /** The new volume's file: its format, the image it comes from, whether it overlays that image. */
     file: Pick<Required<VolumesTable>, 'format' | 'imageId' | 'imageBacked'>;
-    fill: (agent: AgentConnection, sourceKey: string, volume: VolumeIntent) => Promise<unknown>;
+    fill: (agent: AgentChannel, sourceKey: string, volume: VolumeIntent) => Promise<unknown>;
   }): Promise<Volume> {
     const agent = this.deps.agents.connectionFor(spec.hostId);
     if (!agent) throw new HostUnavailableError(`host ${spec.hostId} is not connected`);

@@ -1,0 +1,304 @@
+/**
+ * Any replica serves any request, but a host's agent is linked to one replica only. A request for
+ * the agent of a host linked to another live replica is forwarded through the database: a row in
+ * `agent_forwards` plus a change-feed topic addressed to the target replica, which takes the row,
+ * sends the request to its agent, writes the answer and announces it to the origin. PostgreSQL is the
+ * only channel between replicas: no extra listener, port or credential exists for this, and a
+ * replica that cannot write the database could not serve the request anyway.
+ *
+ * Failures stay what they were: the origin waits as long as the agent request's own timeout (plus a
+ * margin) and then fails with RAMPART_TIMEOUT; the target answers RAMPART_HOST_UNAVAILABLE when the
+ * host is no longer linked to it; an agent's error comes back with its code. Every replica also polls
+ * once a second, so a notification lost to a reconnect only delays a request.
+ */
+import { ERROR_CODES, RampartError, type ErrorCode } from '../../api/errors.js';
+import type { AgentRequestType, AgentResults } from '../../api/agent-protocol.js';
+import { newId } from '../../common/ids.js';
+import type { Logger } from '../../common/logger.js';
+import type { AgentConnection, RequestBody } from '../agent-link/agent-connection.js';
+import type { Db } from '../store/database.js';
+import type { ChangeFeed } from './change-feed.js';
+
+/** What services call on a host's agent: a local connection or a forwarding channel. */
+export interface AgentChannel {
+  request<T extends AgentRequestType>(
+    type: T,
+    body: RequestBody<T>,
+    timeoutMs?: number,
+  ): Promise<AgentResults[T]>;
+}
+
+export interface AgentForwardingOptions {
+  db: Db;
+  feed: ChangeFeed;
+  replicaId: string;
+  /** This replica's own connection to a host's agent. */
+  local: (hostId: string) => AgentConnection | null;
+  log: Pick<Logger, 'warn' | 'error'>;
+  /** The agent request timeout when a caller gives none (AgentConnection's default). */
+  defaultTimeoutMs?: number;
+  pollMs?: number;
+}
+
+type Answer =
+  | { ok: true; result: unknown }
+  | { ok: false; error: { code: string; message: string; details?: Record<string, unknown> } };
+
+const errorCode = (code: string | undefined): ErrorCode =>
+  code !== undefined && Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'RAMPART_INTERNAL';
+
+interface Waiting {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+const requestTopic = (replicaId: string) => `fwd.${replicaId}`;
+const answerTopic = (replicaId: string) => `fwd-done.${replicaId}`;
+
+export class AgentForwarding {
+  readonly #o: AgentForwardingOptions;
+  readonly #waiting = new Map<string, Waiting>();
+  #timer: NodeJS.Timeout | null = null;
+  #serving: Promise<void> | null = null;
+  #collecting: Promise<void> | null = null;
+  #stopped = true;
+
+  constructor(options: AgentForwardingOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    if (!this.#o.feed.postgres) return;
+    this.#stopped = false;
+    this.#o.feed.on('change', this.#onChange);
+    this.#timer = setInterval(() => {
+      this.#serve();
+      if (this.#waiting.size > 0) this.#collect();
+    }, this.#o.pollMs ?? 1000);
+    this.#timer.unref();
+    this.#serve();
+    // Rows left by replicas that died mid-request.
+    void this.#o.db
+      .deleteFrom('agentForwards')
+      .where('createdAt', '<', new Date(Date.now() - 3600_000).toISOString())
+      .execute()
+      .catch(() => undefined);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#o.feed.off('change', this.#onChange);
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    for (const [id, waiting] of this.#waiting) {
+      clearTimeout(waiting.timer);
+      waiting.reject(new RampartError('RAMPART_HOST_UNAVAILABLE', 'the server is shutting down'));
+      this.#waiting.delete(id);
+    }
+  }
+
+  /** A channel to the agent of `hostId`, linked to the replica `targetReplica`. */
+  channel(hostId: string, targetReplica: string): AgentChannel {
+    return {
+      request: <T extends AgentRequestType>(type: T, body: RequestBody<T>, timeoutMs?: number) =>
+        this.#forward(hostId, targetReplica, type, body, timeoutMs) as Promise<AgentResults[T]>,
+    };
+  }
+
+  readonly #onChange = (topic: string): void => {
+    if (topic === requestTopic(this.#o.replicaId)) this.#serve();
+    else if (topic === answerTopic(this.#o.replicaId)) this.#collect();
+    else if (topic === '*') {
+      this.#serve();
+      this.#collect();
+    }
+  };
+
+  async #forward(
+    hostId: string,
+    targetReplica: string,
+    type: AgentRequestType,
+    body: unknown,
+    timeoutMs?: number,
+  ): Promise<unknown> {
+    if (this.#stopped)
+      throw new RampartError('RAMPART_HOST_UNAVAILABLE', 'the host agent is not connected to this server');
+    const agentTimeoutMs = timeoutMs ?? this.#o.defaultTimeoutMs ?? 30_000;
+    const id = newId();
+    const answered = new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(id);
+        void this.#o.db
+          .deleteFrom('agentForwards')
+          .where('id', '=', id)
+          .execute()
+          .catch(() => undefined);
+        reject(
+          new RampartError(
+            'RAMPART_TIMEOUT',
+            `the host agent (linked to another server replica) did not answer ${type} within ${agentTimeoutMs} ms`,
+          ),
+        );
+      }, agentTimeoutMs + 2000);
+      this.#waiting.set(id, { resolve, reject, timer });
+    });
+    try {
+      await this.#o.db
+        .insertInto('agentForwards')
+        .values({
+          id,
+          originReplica: this.#o.replicaId,
+          targetReplica,
+          hostId,
+          type,
+          body: JSON.stringify(body),
+          timeoutMs: agentTimeoutMs,
+          state: 'pending',
+          result: null,
+          createdAt: new Date().toISOString(),
+        })
+        .execute();
+      await this.#o.feed.notify(requestTopic(targetReplica));
+    } catch (error) {
+      const waiting = this.#waiting.get(id);
+      if (waiting) {
+        clearTimeout(waiting.timer);
+        this.#waiting.delete(id);
+      }
+      throw error;
+    }
+    return answered;
+  }
+
+  /** Takes and runs the requests addressed to this replica (one pass at a time). */
+  #serve(): void {
+    if (this.#stopped || this.#serving) return;
+    this.#serving = this.#servePending()
+      .catch((error: unknown) =>
+        this.#o.log.error({ err: (error as Error).message }, 'agent forwarding: serving failed'),
+      )
+      .finally(() => {
+        this.#serving = null;
+      });
+  }
+
+  async #servePending(): Promise<void> {
+    const rows = await this.#o.db
+      .selectFrom('agentForwards')
+      .selectAll()
+      .where('targetReplica', '=', this.#o.replicaId)
+      .where('state', '=', 'pending')
+      .execute();
+    for (const row of rows) {
+      const taken = await this.#o.db
+        .updateTable('agentForwards')
+        .set({ state: 'running' })
+        .where('id', '=', row.id)
+        .where('state', '=', 'pending')
+        .executeTakeFirst();
+      if (Number(taken.numUpdatedRows) !== 1) continue;
+      // Requests run concurrently, like requests on a connection.
+      void this.#run(row.id, row.originReplica, row.hostId, row.type, row.body, row.timeoutMs, row.createdAt);
+    }
+  }
+
+  async #run(
+    id: string,
+    origin: string,
+    hostId: string,
+    type: string,
+    body: string,
+    timeoutMs: number,
+    createdAt: string,
+  ): Promise<void> {
+    let answer: Answer;
+    const remainingMs = Date.parse(createdAt) + timeoutMs - Date.now();
+    const agent = this.#o.local(hostId);
+    if (remainingMs <= 0) {
+      answer = { ok: false, error: { code: 'RAMPART_TIMEOUT', message: 'the forwarded request expired' } };
+    } else if (!agent) {
+      answer = {
+        ok: false,
+        error: { code: 'RAMPART_HOST_UNAVAILABLE', message: 'the host agent is not connected' },
+      };
+    } else {
+      try {
+        const result = await agent.request(
+          type as AgentRequestType,
+          JSON.parse(body) as RequestBody<AgentRequestType>,
+          remainingMs,
+        );
+        answer = { ok: true, result: result ?? null };
+      } catch (error) {
+        answer =
+          error instanceof RampartError
+            ? {
+                ok: false,
+                error: {
+                  code: error.code,
+                  message: error.message,
+                  ...(error.details ? { details: error.details } : {}),
+                },
+              }
+            : { ok: false, error: { code: 'RAMPART_INTERNAL', message: (error as Error).message } };
+      }
+    }
+    try {
+      await this.#o.db
+        .updateTable('agentForwards')
+        .set({ state: 'done', result: JSON.stringify(answer) })
+        .where('id', '=', id)
+        .execute();
+      await this.#o.feed.notify(answerTopic(origin));
+    } catch (error) {
+      this.#o.log.warn({ err: (error as Error).message, type }, 'agent forwarding: answer not written');
+    }
+  }
+
+  /** Picks up the answers to this replica's forwarded requests. */
+  #collect(): void {
+    if (this.#stopped || this.#collecting) return;
+    this.#collecting = this.#collectDone()
+      .catch((error: unknown) =>
+        this.#o.log.error({ err: (error as Error).message }, 'agent forwarding: collecting failed'),
+      )
+      .finally(() => {
+        this.#collecting = null;
+      });
+  }
+
+  async #collectDone(): Promise<void> {
+    const rows = await this.#o.db
+      .selectFrom('agentForwards')
+      .select(['id', 'result'])
+      .where('originReplica', '=', this.#o.replicaId)
+      .where('state', '=', 'done')
+      .execute();
+    if (rows.length === 0) return;
+    await this.#o.db
+      .deleteFrom('agentForwards')
+      .where(
+        'id',
+        'in',
+        rows.map((r) => r.id),
+      )
+      .execute();
+    for (const row of rows) {
+      const waiting = this.#waiting.get(row.id);
+      if (!waiting) continue;
+      this.#waiting.delete(row.id);
+      clearTimeout(waiting.timer);
+      const answer = JSON.parse(row.result ?? 'null') as Answer | null;
+      if (answer?.ok) waiting.resolve(answer.result);
+      else
+        waiting.reject(
+          new RampartError(
+            errorCode(answer?.error.code),
+            answer?.error.message ?? 'the forwarded request failed',
+            answer?.error.details,
+          ),
+        );
+    }
+  }
+}
