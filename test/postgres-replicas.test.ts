@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
+import type { Host } from '../src/api/host.js';
 import type { Quota } from '../src/api/quota.js';
 import type { Vm } from '../src/api/vm.js';
 import { POSTGRES_SKIP, createTestPostgres, type TestPostgres } from './helpers/postgres.js';
@@ -34,6 +35,8 @@ describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP
       env,
       adminPassword: a.adminPassword,
       secretsFrom: a.dataDir,
+      // A's host stays online while B starts (it is linked to A); B's own comes online too.
+      onlineHosts: 2,
     });
     client = new pg.Client({ connectionString: target.url });
     await client.connect();
@@ -87,6 +90,38 @@ describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP
     }
     const list = await b.api<{ items: Vm[] }>('GET', '/v1/vms?tenant=race');
     assert.equal(list.body.items.length, n);
+  });
+
+  test("a VM on A's host is run and stopped through B: B forwards to the replica the host is linked to", async () => {
+    // Both hosts online: B's start left A's host (linked to A) alone.
+    const hosts = (await b.api<{ items: Host[] }>('GET', '/v1/hosts')).body.items;
+    assert.deepEqual(
+      hosts.map((h) => h.state),
+      ['online', 'online'],
+    );
+    // A's own host (its local agent), from A's log.
+    const aHost = /"hostId":"([0-9a-f-]{36})"[^\n]*agent connected/.exec(a.serverOutput)?.[1];
+    assert.ok(aHost, 'A logged its agent');
+    const keep = hosts.find((h) => h.id !== aHost)!;
+    assert.equal((await b.api('PATCH', `/v1/hosts/${keep.id}`, { maintenance: true })).status, 200);
+    let vm: Vm;
+    try {
+      const created = await b.api<Vm>('POST', '/v1/vms', { name: 'via-b', image: 'tiny', flavor: 'tiny' });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      vm = created.body;
+    } finally {
+      assert.equal((await b.api('PATCH', `/v1/hosts/${keep.id}`, { maintenance: false })).status, 200);
+    }
+    assert.equal(vm.hostId, aHost);
+    await b.waitForState(vm.id, 'running', 180_000);
+    // A QEMU of the VM runs under A's agent (its data directory), none under B's.
+    assert.equal(a.qemuPids().length, 1);
+    assert.equal(b.qemuPids().length, 0);
+    const stopped = await b.api('POST', `/v1/vms/${vm.id}/stop`);
+    assert.ok(stopped.status < 300, JSON.stringify(stopped.body));
+    await b.waitForState(vm.id, 'stopped', 60_000);
+    assert.ok((await b.api('DELETE', `/v1/vms/${vm.id}`)).status < 300);
+    await b.waitFor(async () => (await b.api('GET', `/v1/vms/${vm.id}`)).status === 404, 30_000, 'VM gone');
   });
 
   test('a role granted or removed through one replica holds at once on the other (LISTEN/NOTIFY)', async () => {

@@ -218,6 +218,7 @@ void describe('loadServerConfig', () => {
       isInvalidInput(/RAMPART_AGENT_MODE/),
     );
     assert.equal(loadServerConfig({}, { RAMPART_AGENT_MODE: 'external' }).agent.mode, 'external');
+    assert.equal(loadServerConfig({}, { RAMPART_AGENT_MODE: 'none' }).agent.mode, 'none');
   });
 
   void test('a bad RAMPART_LISTEN is rejected even when the file has a good one', () => {
@@ -379,17 +380,20 @@ void describe('remote hosts settings', () => {
       );
   });
 
-  void test('the agent dials HOST:PORT only', () => {
+  void test('the agent dials HOST:PORT only (several replicas: comma-separated)', () => {
     assert.equal(loadAgentConfig({ dataDir: '/srv/ok' }, {}).server, null);
-    assert.equal(
-      loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_SERVER: '10.0.0.1:8481' }).server,
+    assert.deepEqual(loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_SERVER: '10.0.0.1:8481' }).server, [
       '10.0.0.1:8481',
+    ]);
+    assert.deepEqual(
+      loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_SERVER: '10.0.0.1:8481, 10.0.0.2:8481' }).server,
+      ['10.0.0.1:8481', '10.0.0.2:8481'],
     );
-    assert.equal(loadAgentConfig({ dataDir: '/srv/ok', server: '[::1]:8481' }, {}).server, '[::1]:8481');
-    assert.throws(
-      () => loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_SERVER: 'https://x:1/' }),
-      /RAMPART_SERVER/,
-    );
+    assert.deepEqual(loadAgentConfig({ dataDir: '/srv/ok', server: '[::1]:8481' }, {}).server, [
+      '[::1]:8481',
+    ]);
+    for (const bad of ['https://x:1/', '10.0.0.1:8481,https://x:1/', ','])
+      assert.throws(() => loadAgentConfig({ dataDir: '/srv/ok' }, { RAMPART_SERVER: bad }), /RAMPART_SERVER/);
   });
 
   void test('the database: the data directory file by default, a path, or a postgres:// URL (never echoed)', () => {

@@ -91,7 +91,9 @@ const ConfigFile = Type.Object(
     agent: Type.Optional(
       Type.Object(
         {
-          mode: Type.Optional(Type.Union([Type.Literal('local'), Type.Literal('external')])),
+          mode: Type.Optional(
+            Type.Union([Type.Literal('local'), Type.Literal('external'), Type.Literal('none')]),
+          ),
           socket: Type.Optional(Type.String()),
           accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
           console_cap_bytes: Type.Optional(Type.Integer({ minimum: 4096, maximum: 1 << 30 })),
@@ -134,7 +136,8 @@ export interface ServerConfig {
   trustedProxies: string[];
   images: ImagesConfig;
   agent: {
-    mode: 'local' | 'external';
+    /** local: spawn and supervise this machine's agent; external: only connect; none: no agent here. */
+    mode: 'local' | 'external' | 'none';
     dataDir: string;
     socket: string;
     /** Passed to a local agent as environment (RAMPART_ACCEL etc.). */
@@ -394,8 +397,8 @@ export function loadServerConfig(
     throw new InvalidInputError('RAMPART_STOP_TIMEOUT_SECONDS must be an integer from 0 to 3600');
   }
   const mode = env.RAMPART_AGENT_MODE ?? file.agent?.mode ?? 'local';
-  if (mode !== 'local' && mode !== 'external')
-    throw new InvalidInputError('RAMPART_AGENT_MODE must be local or external');
+  if (mode !== 'local' && mode !== 'external' && mode !== 'none')
+    throw new InvalidInputError('RAMPART_AGENT_MODE must be local, external or none');
   const externalSockets = (
     env.RAMPART_AGENT_SOCKETS !== undefined
       ? env.RAMPART_AGENT_SOCKETS.split(',').filter((p) => p.trim() !== '')

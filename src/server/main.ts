@@ -163,7 +163,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   // The local agent (started when missing, unless external) and the agents of further hosts.
   const fleet = new AgentFleet(
     [
-      { ...config.agent, logLevel: config.logLevel },
+      // none: a control-plane-only replica; its hosts are remote (RAMPART_AGENT_LISTEN) or external.
+      ...(config.agent.mode === 'none'
+        ? []
+        : [{ ...config.agent, mode: config.agent.mode, logLevel: config.logLevel }]),
       ...config.agent.externalSockets.map((socket) => ({
         mode: 'external' as const,
         socket,

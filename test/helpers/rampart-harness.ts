@@ -47,6 +47,13 @@ export interface HarnessOptions {
    * starts with: server replicas on one database share them.
    */
   secretsFrom?: string;
+  /**
+   * false: no agent of its own (RAMPART_AGENT_MODE=none, a control-plane-only replica whose hosts
+   * join remotely); start() then waits for no host.
+   */
+  localAgent?: false;
+  /** How many hosts must be online before start() returns (default: its own, plus extraHosts). */
+  onlineHosts?: number;
 }
 
 /** uids per extra host (each host's VMs get uids no other host on this machine hands out). */
@@ -98,13 +105,14 @@ export class RampartHarness {
       for (const host of extra) harness.startExtraAgent(host.name);
       await harness.startServer();
       harness.token = await harness.login('admin', harness.adminPassword);
+      const expected = options.onlineHosts ?? (options.localAgent === false ? 0 : 1) + extra.length;
       await harness.waitFor(
         async () => {
           const hosts = await harness.api<{ items: { state: string }[] }>('GET', '/v1/hosts');
-          return hosts.body.items.filter((h) => h.state === 'online').length === 1 + extra.length;
+          return hosts.body.items.filter((h) => h.state === 'online').length === expected;
         },
         60_000,
-        extra.length > 0 ? `${1 + extra.length} hosts online` : 'host online',
+        `${expected} host(s) online`,
       );
     } catch (error) {
       await harness.cleanup();
@@ -194,6 +202,7 @@ export class RampartHarness {
       RAMPART_UID_BASE: String(3_100_000 + this.uidSlot * 100),
       RAMPART_CGROUP_PARENT: this.cgroupParent,
       RAMPART_LOG_LEVEL: 'info',
+      ...(this.options.localAgent === false ? { RAMPART_AGENT_MODE: 'none' } : {}),
       ...this.options.env,
       ...overrides,
     };
