@@ -146,11 +146,15 @@ interface Simulator {
   release(): void;
 }
 
-async function startSimulator(root: string, hosts: number, seed: string): Promise<Simulator> {
+async function startSimulator(root: string, hosts: number, seed: string, bootMs: number): Promise<Simulator> {
   const dir = join(root, `sockets-${seed}`);
   const child = spawn(
     process.execPath,
-    [SIMULATOR, '--dir', dir, '--hosts', String(hosts), '--seed', seed, '--hold-hello'],
+    [
+      SIMULATOR,
+      ...['--dir', dir, '--hosts', String(hosts), '--seed', seed, '--boot-ms', String(bootMs)],
+      '--hold-hello',
+    ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   cleanups.push(async () => {
@@ -394,12 +398,17 @@ async function notRunningBy(replicas: readonly Replica[], names: readonly string
 async function runConfig(
   config: ConfigName,
   root: string,
-  settings: { vms: number; hosts: number; clients: number; postgres: string | null },
+  settings: { vms: number; hosts: number; clients: number; bootMs: number; postgres: string | null },
 ): Promise<Result> {
   const started = cleanups.length;
   try {
     const notes: string[] = [];
-    const sim = await startSimulator(root, settings.hosts, `${config}-${randomBytes(3).toString('hex')}`);
+    const sim = await startSimulator(
+      root,
+      settings.hosts,
+      `${config}-${randomBytes(3).toString('hex')}`,
+      settings.bootMs,
+    );
     const adminPassword = `Adm1n-${randomBytes(18).toString('base64url')}`;
     const database = config === 'sqlite' ? undefined : await createDatabase(settings.postgres!);
     const replicas: Replica[] = [];
@@ -563,6 +572,8 @@ async function main(): Promise<void> {
   const vms = intFromEnv('RAMPART_BENCH_VMS', 10_000, 1, 1_000_000);
   const hosts = intFromEnv('RAMPART_BENCH_HOSTS', 1000, 1, 9999);
   const clients = intFromEnv('RAMPART_BENCH_CLIENTS', 50, 1, 1000);
+  // Simulated boot time (starting -> running); 0 = at once.
+  const bootMs = intFromEnv('RAMPART_BENCH_BOOT_MS', 0, 0, 600_000);
   const wanted = (process.env.RAMPART_BENCH_CONFIGS ?? 'sqlite,pg1,pg2').split(',').map((s) => s.trim());
   for (const name of wanted)
     if (!(name in CONFIG_LABELS))
@@ -582,7 +593,8 @@ async function main(): Promise<void> {
     }
     console.log(
       `control-plane benchmark: ${vms.toLocaleString('en-US')} VMs on ${hosts.toLocaleString('en-US')} simulated hosts ` +
-        `(64 CPUs, 256 GiB each; nothing is booted), ${clients} concurrent clients, flavor tiny, start: true`,
+        `(64 CPUs, 256 GiB each; nothing is booted; simulated boot ${bootMs} ms), ${clients} concurrent clients, ` +
+        'flavor tiny, start: true',
     );
     const results: Result[] = [];
     const skipped: string[] = [];
@@ -593,7 +605,7 @@ async function main(): Promise<void> {
         continue;
       }
       console.log(`  ${CONFIG_LABELS[config]}: starting`);
-      const result = await runConfig(config, root, { vms, hosts, clients, postgres });
+      const result = await runConfig(config, root, { vms, hosts, clients, bootMs, postgres });
       results.push(result);
       console.log(
         `  ${CONFIG_LABELS[config]}: ${fmtRate(result.createRate)} creates, p99 ${fmtMs(result.p99)}, ` +

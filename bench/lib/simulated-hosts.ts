@@ -9,8 +9,8 @@
  *
  * Each host says hello with a stable host id (derived from --seed and its number), hostname sim-0001...,
  * the given capacity and accelerator tcg, then answers every request with a schema-valid success: an
- * `apply` that wants the VM on answers `starting` and reports `running` right after by `vm.status` (as
- * the real agent does once the guest's first heartbeat arrives); stopped/paused likewise; `remove`
+ * `apply` that wants the VM on answers `starting` and reports `running` by `vm.status` right after, or
+ * --boot-ms later (as the real agent does once the guest's first heartbeat arrives); stopped/paused likewise; `remove`
  * forgets the VM; firewall, counters, console and volume requests succeed without doing anything.
  * Every message it sends is checked against the server's own validator (agentMessageValidator): the
  * server drops invalid messages silently, so a mismatch here stops the simulator loudly instead.
@@ -68,6 +68,13 @@ interface SimVm {
  * (lets the benchmark start every server replica before any host announces itself).
  */
 let helloGate: Promise<void> = Promise.resolve();
+
+/** --boot-ms: how long a simulated guest takes from `starting` to `running` (0: the next event-loop turn). */
+let bootMs = 0;
+function afterBoot(run: () => void): void {
+  if (bootMs > 0) setTimeout(run, bootMs);
+  else setImmediate(run);
+}
 
 /** Counts across all hosts (printed on exit). */
 const totals = { requests: 0, applies: 0, removes: 0, invalidRequests: 0 };
@@ -232,7 +239,7 @@ class SimulatedHost {
       vm.phase = 'starting';
       const answered = this.status(vm);
       const boot = vm.bootId;
-      setImmediate(() => {
+      afterBoot(() => {
         const now = this.vms.get(intent.id);
         if (now !== vm || vm.bootId !== boot || vm.phase !== 'starting') return;
         vm.phase = vm.intent.power === 'paused' ? 'paused' : 'running';
@@ -294,11 +301,15 @@ async function main(): Promise<void> {
       'memory-mib': { type: 'string', default: String(256 * 1024) },
       seed: { type: 'string', default: 'rampart' },
       'hold-hello': { type: 'boolean', default: false },
+      'boot-ms': { type: 'string', default: '0' },
     },
   });
   const count = Number(values.hosts);
   const cpus = Number(values.cpus);
   const memoryMiB = Number(values['memory-mib']);
+  bootMs = Number(values['boot-ms']);
+  if (!Number.isInteger(bootMs) || bootMs < 0 || bootMs > 600_000)
+    throw new Error('--boot-ms must be 0..600000');
   if (!values.dir) throw new Error('--dir is required');
   if (!Number.isInteger(count) || count < 1 || count > 9999) throw new Error('--hosts must be 1..9999');
   if (!Number.isInteger(cpus) || cpus < 1) throw new Error('--cpus must be a positive integer');
