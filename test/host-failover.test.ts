@@ -12,17 +12,24 @@
  *   lease has run out) and drops it at the sync.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import type { Host, JoinTokenCreated } from '../src/api/host.js';
+import type { Host } from '../src/api/host.js';
 import type { Vm } from '../src/api/vm.js';
-import { runCli } from './helpers/cli-runner.js';
+import { freePort } from './helpers/debian-guest.js';
 import { RampartHarness, removeCgroupTree } from './helpers/rampart-harness.js';
-import { CLI_MAIN } from './helpers/repo.js';
+import {
+  ip,
+  ipQuietly,
+  joinHost,
+  killAgent,
+  qemusOf,
+  startRemoteAgent,
+  watchCopies,
+} from './helpers/remote-hosts.js';
 
 const TAG = randomBytes(3).toString('hex');
 const NS = `rf-${TAG}`;
@@ -40,33 +47,9 @@ let agentPort = 0;
 let hostAId = '';
 let hostBId = '';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: 'ignore' });
-}
-
 function cleanupNetwork(): void {
-  for (const args of [
-    ['link', 'del', VETH_ROOT],
-    ['netns', 'del', NS],
-  ]) {
-    try {
-      ip(...args);
-    } catch {
-      // not there
-    }
-  }
+  ipQuietly('link', 'del', VETH_ROOT);
+  ipQuietly('netns', 'del', NS);
 }
 
 function cgroupParentB(): string {
@@ -82,87 +65,20 @@ function hostBDir(): string {
   return join(harness.dataDir, 'hosts', NAME);
 }
 
-/** Host B's agent, inside its network namespace (only the network: nsenter keeps the mounts). */
+/** Host B's agent, inside its network namespace. */
 function startAgentB(): void {
-  const dir = hostBDir();
-  const log = openSync(join(harness.dataDir, `agent-${NAME}.log`), 'a');
-  agent = spawn(
-    'nsenter',
-    [
-      `--net=/run/netns/${NS}`,
-      process.execPath,
-      CLI_MAIN,
-      'agent',
-      '--data-dir',
-      dir,
-      '--socket',
-      join(dir, 'agent.sock'),
-    ],
-    {
-      env: {
-        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-        RAMPART_HOST_NAME: NAME,
-        RAMPART_NETNS: NS,
-        RAMPART_ACCEL: 'tcg',
-        RAMPART_UID_BASE: String(3_800_000 + Math.floor(Math.random() * 1000) * 250),
-        RAMPART_UID_COUNT: '250',
-        // Its own cgroups: on one machine both hosts would otherwise share vm-<id> for the moved VM.
-        RAMPART_CGROUP_PARENT: cgroupParentB(),
-        RAMPART_DEDICATED_CPUS: 'none',
-        RAMPART_HEARTBEAT_SECONDS: '1',
-        RAMPART_TELEMETRY_SECONDS: '0',
-        RAMPART_LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', log, log],
-      detached: true,
-    },
-  );
-  closeSync(log);
-  agent.unref();
+  agent = startRemoteAgent({
+    name: NAME,
+    dataDir: hostBDir(),
+    logFile: join(harness.dataDir, `agent-${NAME}.log`),
+    cgroupParent: cgroupParentB(),
+    netns: NS,
+  });
 }
 
 function stopAgentB(): void {
-  if (agent?.pid) {
-    try {
-      process.kill(agent.pid, 'SIGCONT');
-    } catch {
-      // gone
-    }
-  }
-  agent?.kill('SIGKILL');
+  killAgent(agent);
   agent = null;
-}
-
-/** The QEMUs of a VM on this machine (any host), with their scheduler state (T: stopped). */
-function qemusOf(vmId: string): { pid: number; state: string }[] {
-  const found: { pid: number; state: string }[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (!cmdline.includes('qemu-system') || !cmdline.includes(vmId)) continue;
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      if (state !== 'Z') found.push({ pid: Number(entry), state });
-    } catch {
-      // went away
-    }
-  }
-  return found;
-}
-
-/** Watches a VM's QEMUs every 50 ms: the most that ran (not stopped) at one time. */
-function watchCopies(vmId: string): { stop: () => number } {
-  let most = 0;
-  const timer = setInterval(() => {
-    most = Math.max(most, qemusOf(vmId).filter((q) => q.state !== 'T').length);
-  }, 50);
-  return {
-    stop: () => {
-      clearInterval(timer);
-      return most;
-    },
-  };
 }
 
 async function hostState(id: string): Promise<Host['state']> {
@@ -250,26 +166,7 @@ before(async () => {
   const hosts = (await harness.api<{ items: Host[] }>('GET', '/v1/hosts')).body.items;
   hostAId = hosts.find((h) => h.hostname === 'host-a')!.id;
 
-  const made = await runCli(harness, ['host', 'join-token', '--name', NAME, '--ttl', '30m', '-o', 'json']);
-  assert.equal(made.code, 0, made.stderr);
-  const { token, caFingerprint } = JSON.parse(made.stdout) as JoinTokenCreated;
-  mkdirSync(hostBDir(), { recursive: true, mode: 0o755 });
-  const joined = await runCli(harness, [
-    'agent',
-    'join',
-    '--server',
-    harness.url,
-    '--token',
-    token,
-    '--name',
-    NAME,
-    '--data-dir',
-    hostBDir(),
-    '--ca-fingerprint',
-    caFingerprint,
-  ]);
-  assert.equal(joined.code, 0, joined.stderr);
-  hostBId = /\(([0-9a-f-]{36})\)/.exec(joined.stdout)![1]!;
+  hostBId = await joinHost(harness, NAME, hostBDir());
   startAgentB();
   await harness.waitFor(async () => (await hostState(hostBId)) === 'online', 60_000, 'host B online');
 });

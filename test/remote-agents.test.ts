@@ -8,10 +8,9 @@
  * later one is refused.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { after, before, test } from 'node:test';
@@ -21,7 +20,8 @@ import type { Vm } from '../src/api/vm.js';
 import { run } from '../src/common/subprocess.js';
 import { runCli } from './helpers/cli-runner.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
-import { CLI_MAIN } from './helpers/repo.js';
+import { freePort } from './helpers/debian-guest.js';
+import { killAgent, startRemoteAgent } from './helpers/remote-hosts.js';
 
 let harness: RampartHarness;
 let agentPort = 0;
@@ -29,52 +29,22 @@ let agent: ChildProcess | null = null;
 let hostId = '';
 const NAME = 'remote-1';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 function remoteDir(): string {
   return join(harness.dataDir, 'hosts', NAME);
 }
 
-function startRemoteAgent(): void {
-  const dir = remoteDir();
-  const log = openSync(join(harness.dataDir, `agent-${NAME}.log`), 'a');
-  const uidBase = 3_700_000 + Math.floor(Math.random() * 1000) * 250;
-  agent = spawn(
-    process.execPath,
-    [CLI_MAIN, 'agent', '--data-dir', dir, '--socket', join(dir, 'agent.sock')],
-    {
-      env: {
-        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-        // The host is known by the name it joined with (its certificate), not by what it claims.
-        RAMPART_HOST_NAME: 'claimed-name',
-        RAMPART_ACCEL: 'tcg',
-        RAMPART_UID_BASE: String(uidBase),
-        RAMPART_UID_COUNT: '250',
-        RAMPART_CGROUP_PARENT: harness.cgroupParent,
-        RAMPART_DEDICATED_CPUS: 'none',
-        RAMPART_HEARTBEAT_SECONDS: '1',
-        RAMPART_LOG_LEVEL: 'info',
-      },
-      stdio: ['ignore', log, log],
-      detached: true,
-    },
-  );
-  closeSync(log);
-  agent.unref();
+function startAgent(): void {
+  // The host is known by the name it joined with (its certificate), not by what it claims.
+  agent = startRemoteAgent({
+    name: 'claimed-name',
+    dataDir: remoteDir(),
+    logFile: join(harness.dataDir, `agent-${NAME}.log`),
+    cgroupParent: harness.cgroupParent,
+  });
 }
 
-function stopRemoteAgent(): void {
-  agent?.kill('SIGKILL');
+function stopAgent(): void {
+  killAgent(agent);
   agent = null;
 }
 
@@ -140,10 +110,10 @@ before(async () => {
   });
 });
 
-process.on('exit', stopRemoteAgent);
+process.on('exit', stopAgent);
 
 after(async () => {
-  stopRemoteAgent();
+  stopAgent();
   await harness?.cleanup();
 });
 
@@ -212,7 +182,7 @@ test('a host joins with a one-time token, dials in over mutual TLS, and runs a V
   );
   assert.equal(again.status, 401, JSON.stringify(again.body));
 
-  startRemoteAgent();
+  startAgent();
   await harness.waitFor(async () => (await host())?.state === 'online', 60_000, `${NAME} online`);
   assert.equal((await host())!.id, hostId);
 
