@@ -1,10 +1,11 @@
 /**
  * Two server replicas on one PostgreSQL database (RAMPART_TEST_POSTGRES_URL; skipped without it): each
  * `rampart server --database <the same URL>` with its own data directory and local agent, and the
- * secrets replicas must share (session, audit, platform signing and master keys) copied from the first. The quota race from test/quotas.test.ts with BOTH replicas
- * taking the creates: with a quota of N VMs, 10N concurrent creates spread over the two admit exactly
+ * secrets replicas must share (session, audit, platform signing and master keys) copied from the
+ * first. The quota race from test/quotas.test.ts with BOTH replicas taking the creates: with a quota of N VMs, 10N concurrent creates spread over the two admit exactly
  * N; the usage both report equals the VM table; a VM created through one is seen through the other;
- * both verify the one audit chain they wrote; one of them holds the leader lease.
+ * both verify the one audit chain they wrote; one of them holds the leader lease. A VM on A's host is
+ * run, used through its live console and stopped, all through B.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +13,7 @@ import pg from 'pg';
 import type { Host } from '../src/api/host.js';
 import type { Quota } from '../src/api/quota.js';
 import type { Vm } from '../src/api/vm.js';
+import { GuestConsole } from './helpers/guest-console.js';
 import { POSTGRES_SKIP, createTestPostgres, type TestPostgres } from './helpers/postgres.js';
 import { RampartHarness } from './helpers/rampart-harness.js';
 
@@ -117,6 +119,13 @@ describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP
     // A QEMU of the VM runs under A's agent (its data directory), none under B's.
     assert.equal(a.qemuPids().length, 1);
     assert.equal(b.qemuPids().length, 0);
+    // Its live console through B: typed input forwarded to A's agent, output relayed back (NOTIFY).
+    const shell = await GuestConsole.open(b, vm.id);
+    try {
+      assert.equal((await shell.run('echo relay-$((6*7))')).output, 'relay-42');
+    } finally {
+      shell.close();
+    }
     const stopped = await b.api('POST', `/v1/vms/${vm.id}/stop`);
     assert.ok(stopped.status < 300, JSON.stringify(stopped.body));
     await b.waitForState(vm.id, 'stopped', 60_000);

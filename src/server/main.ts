@@ -49,6 +49,7 @@ import { startAgentListener } from './cluster/remote-hosts.js';
 import { HostFailover, fencingHosts, markHostDisconnected } from './cluster/host-failover.js';
 import { ReplicaRegistry } from './cluster/replica-registry.js';
 import { AgentForwarding } from './cluster/agent-forwarding.js';
+import { ConsoleRelay } from './cluster/console-relay.js';
 
 export interface ServerCliOptions extends ServerConfigInput {
   resetAdminPassword?: boolean;
@@ -194,6 +195,14 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   };
   forwarding.start();
   const consoleHub = new ConsoleHub();
+  // Live consoles of VMs on hosts linked to another replica come over the change feed.
+  const consoleRelay = new ConsoleRelay({
+    feed: changes,
+    hub: consoleHub,
+    replicaId: replicas.id,
+    log: log.child({ component: 'console-relay' }),
+  });
+  consoleRelay.start();
   let vms: VmService | null = null;
   let securityState: { alerts: AlertStore; compliance: ComplianceService } | null = null;
   const metrics = createMetrics(
@@ -375,6 +384,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     connection.on('status', (status) => vmService.onStatus(status, host.hostId));
     connection.on('console', (vmId, data) => {
       consoleHub.publish(vmId, data);
+      consoleRelay.publish(vmId, data);
       consoleWatch.feed(vmId, data);
     });
     connection.on('event', (event) => {
@@ -543,6 +553,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       .close()
       .then(() => audit.close())
       .then(() => forwarding.stop())
+      .then(() => consoleRelay.stop())
       .then(() => replicas.stop())
       .then(() => lease.stop())
       .then(() => changes.stop())

@@ -103,8 +103,13 @@ test(
     await feedB.start();
     const a = new ReplicaRegistry(dbA, { feed: feedA, agentEndpoint: '10.0.0.1:8481' });
     const b = new ReplicaRegistry(dbB, { feed: feedB, agentEndpoint: '10.0.0.2:8481', staleMs: 1500 });
+    const typed: string[] = [];
     const agentOfA = new AgentConnection(
       scriptedAgent((request) => {
+        if (request.type === 'console.write') {
+          typed.push((request as unknown as { dataBase64: string }).dataBase64);
+          return { ok: true, result: { written: 1 } };
+        }
         if (request.type === 'net.counters') return { ok: true, result: { ports: [] } };
         if (request.type === 'remove') return { ok: false, error: { code: 'ENOENT', message: 'no such VM' } };
         return null;

@@ -63,6 +63,9 @@ export class AgentForwarding {
   #serving: Promise<void> | null = null;
   #collecting: Promise<void> | null = null;
   #stopped = true;
+  #seq = 0;
+  /** Per host, the last insert: a host's rows are written one after another (in request order). */
+  readonly #inserts = new Map<string, Promise<unknown>>();
 
   constructor(options: AgentForwardingOptions) {
     this.#o = options;
@@ -143,22 +146,33 @@ export class AgentForwarding {
       }, agentTimeoutMs + 2000);
       this.#waiting.set(id, { resolve, reject, timer });
     });
+    // Written in the order the requests were made (a console's keystrokes stay in order), and
+    // announced once written.
+    const seq = ++this.#seq;
+    const previous = this.#inserts.get(hostId) ?? Promise.resolve();
+    const inserted = previous
+      .catch(() => undefined)
+      .then(() =>
+        this.#o.db
+          .insertInto('agentForwards')
+          .values({
+            id,
+            originReplica: this.#o.replicaId,
+            targetReplica,
+            hostId,
+            seq,
+            type,
+            body: JSON.stringify(body),
+            timeoutMs: agentTimeoutMs,
+            state: 'pending',
+            result: null,
+            createdAt: new Date().toISOString(),
+          })
+          .execute(),
+      );
+    this.#inserts.set(hostId, inserted);
     try {
-      await this.#o.db
-        .insertInto('agentForwards')
-        .values({
-          id,
-          originReplica: this.#o.replicaId,
-          targetReplica,
-          hostId,
-          type,
-          body: JSON.stringify(body),
-          timeoutMs: agentTimeoutMs,
-          state: 'pending',
-          result: null,
-          createdAt: new Date().toISOString(),
-        })
-        .execute();
+      await inserted;
       await this.#o.feed.notify(requestTopic(targetReplica));
     } catch (error) {
       const waiting = this.#waiting.get(id);
@@ -167,6 +181,8 @@ export class AgentForwarding {
         this.#waiting.delete(id);
       }
       throw error;
+    } finally {
+      if (this.#inserts.get(hostId) === inserted) this.#inserts.delete(hostId);
     }
     return answered;
   }
@@ -189,6 +205,8 @@ export class AgentForwarding {
       .selectAll()
       .where('targetReplica', '=', this.#o.replicaId)
       .where('state', '=', 'pending')
+      .orderBy('originReplica')
+      .orderBy('seq')
       .execute();
     for (const row of rows) {
       const taken = await this.#o.db
@@ -198,7 +216,8 @@ export class AgentForwarding {
         .where('state', '=', 'pending')
         .executeTakeFirst();
       if (Number(taken.numUpdatedRows) !== 1) continue;
-      // Requests run concurrently, like requests on a connection.
+      // Requests run concurrently, like requests on a connection, and are sent to the agent in order
+      // (#run sends before its first await).
       void this.#run(row.id, row.originReplica, row.hostId, row.type, row.body, row.timeoutMs, row.createdAt);
     }
   }

@@ -12,12 +12,20 @@ import type { Logger } from '../../common/logger.js';
 import { engineOf, postgresPool, type Db } from '../store/database.js';
 
 const CHANNEL = 'rampart_changes';
+/** Live console output relayed between replicas (console-relay.ts): `<origin>:<vm id>:<base64>`. */
+const CONSOLE_CHANNEL = 'rampart_console';
 /** Topics: lowercase words (a NOTIFY payload is text; nothing else is sent). */
 const TOPIC_RE = /^[a-z][a-z0-9_.-]{0,63}$/;
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const CONSOLE_RE = new RegExp(`^(${UUID}):(${UUID}):([A-Za-z0-9+/]*={0,2})$`);
+/** Console bytes per notification (NOTIFY payloads must stay under 8,000 bytes). */
+export const CONSOLE_CHUNK_BYTES = 5000;
 
 export interface ChangeFeedEvents {
   /** A topic, or '*' after a reconnect (reload everything). */
   change: [topic: string];
+  /** Console output of a VM relayed by the replica `origin`. */
+  console: [origin: string, vmId: string, data: Buffer];
 }
 
 export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
@@ -56,6 +64,15 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
     await postgresPool(this.#db).query('SELECT pg_notify($1, $2)', [CHANNEL, topic]);
   }
 
+  /** Relays console output of a VM to every replica (at most CONSOLE_CHUNK_BYTES at once). */
+  async publishConsole(origin: string, vmId: string, data: Buffer): Promise<void> {
+    if (!this.postgres) return;
+    if (data.length > CONSOLE_CHUNK_BYTES) throw new RangeError('console chunk too large');
+    const payload = `${origin}:${vmId}:${data.toString('base64')}`;
+    if (!CONSOLE_RE.test(payload)) throw new TypeError('invalid console relay payload');
+    await postgresPool(this.#db).query('SELECT pg_notify($1, $2)', [CONSOLE_CHANNEL, payload]);
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
@@ -63,7 +80,7 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
     const client = this.#client;
     this.#client = null;
     if (client) {
-      await client.query(`UNLISTEN ${CHANNEL}`).catch(() => undefined);
+      await client.query('UNLISTEN *').catch(() => undefined);
       client.release();
     }
   }
@@ -73,8 +90,13 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
     try {
       client = await postgresPool(this.#db).connect();
       client.on('notification', (message) => {
-        if (message.channel !== CHANNEL || !message.payload || !TOPIC_RE.test(message.payload)) return;
-        this.emit('change', message.payload);
+        if (!message.payload) return;
+        if (message.channel === CHANNEL && TOPIC_RE.test(message.payload)) {
+          this.emit('change', message.payload);
+          return;
+        }
+        const relayed = message.channel === CONSOLE_CHANNEL ? CONSOLE_RE.exec(message.payload) : null;
+        if (relayed) this.emit('console', relayed[1]!, relayed[2]!, Buffer.from(relayed[3]!, 'base64'));
       });
       const lost = (client_: pg.PoolClient, reason: string) => {
         if (this.#client !== client_) return;
@@ -87,6 +109,7 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
       client.on('error', (error) => lost(held, error.message));
       client.on('end', () => lost(held, 'connection ended'));
       await client.query(`LISTEN ${CHANNEL}`);
+      await client.query(`LISTEN ${CONSOLE_CHANNEL}`);
       if (this.#stopped) {
         client.release();
         return;

@@ -980,6 +980,8 @@ migrations['0028_server_replicas'] = {
       .addColumn('origin_replica', 'text', (c) => c.notNull())
       .addColumn('target_replica', 'text', (c) => c.notNull())
       .addColumn('host_id', 'text', (c) => c.notNull())
+      // The origin's order: a host's requests reach its agent in the order they were made.
+      .addColumn('seq', 'integer', (c) => c.notNull())
       .addColumn('type', 'text', (c) => c.notNull())
       .addColumn('body', 'text', (c) => c.notNull())
       .addColumn('timeout_ms', 'integer', (c) => c.notNull())

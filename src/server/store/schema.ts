@@ -180,6 +180,8 @@ export interface AgentForwardsTable {
   originReplica: string;
   targetReplica: string;
   hostId: string;
+  /** The origin's counter: a host's requests reach its agent in this order. */
+  seq: number;
   type: string;
   /** JSON: the request body. */
   body: string;

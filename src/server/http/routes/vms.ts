@@ -228,8 +228,13 @@ export async function vmRoutes(base: FastifyInstance, ctx: AppContext): Promise<
       // Handlers are attached before any await: messages that arrive meanwhile are queued, not lost.
       let vmId: string | null = null;
       const early: Buffer[] = [];
+      // Keystrokes are written one after another: concurrent writes could overtake each other (a
+      // pooled database answers the VM lookups in any order; a forwarded write crosses replicas).
+      let writing: Promise<void> = Promise.resolve();
       const write = (data: Buffer) => {
-        if (vmId) void ctx.vms.consoleWrite(vmId, data).catch(() => undefined);
+        const id = vmId;
+        if (!id) return;
+        writing = writing.then(() => ctx.vms.consoleWrite(id, data)).catch(() => undefined);
       };
       socket.on('message', (data: Buffer) => {
         if (data.length > 4096) return;
