@@ -53,6 +53,30 @@ interface Waiting {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * Runs `work` one pass at a time; a call during a pass runs one more pass after it (what was
+ * announced meanwhile may have been written after the pass read).
+ */
+function coalesced(work: () => Promise<void>, onError: (error: Error) => void): () => void {
+  let running = false;
+  let again = false;
+  const run = (): void => {
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    again = false;
+    void work()
+      .catch((error: unknown) => onError(error as Error))
+      .finally(() => {
+        running = false;
+        if (again) run();
+      });
+  };
+  return run;
+}
+
 const requestTopic = (replicaId: string) => `fwd.${replicaId}`;
 const answerTopic = (replicaId: string) => `fwd-done.${replicaId}`;
 
@@ -60,8 +84,16 @@ export class AgentForwarding {
   readonly #o: AgentForwardingOptions;
   readonly #waiting = new Map<string, Waiting>();
   #timer: NodeJS.Timeout | null = null;
-  #serving: Promise<void> | null = null;
-  #collecting: Promise<void> | null = null;
+  /** Takes and runs the requests addressed to this replica. */
+  readonly #serve = coalesced(
+    () => (this.#stopped ? Promise.resolve() : this.#servePending()),
+    (error) => this.#o.log.error({ err: error.message }, 'agent forwarding: serving failed'),
+  );
+  /** Picks up the answers to this replica's forwarded requests. */
+  readonly #collect = coalesced(
+    () => (this.#stopped ? Promise.resolve() : this.#collectDone()),
+    (error) => this.#o.log.error({ err: error.message }, 'agent forwarding: collecting failed'),
+  );
   #stopped = true;
   #seq = 0;
   /** Per host, the last insert: a host's rows are written one after another (in request order). */
@@ -187,18 +219,6 @@ export class AgentForwarding {
     return answered;
   }
 
-  /** Takes and runs the requests addressed to this replica (one pass at a time). */
-  #serve(): void {
-    if (this.#stopped || this.#serving) return;
-    this.#serving = this.#servePending()
-      .catch((error: unknown) =>
-        this.#o.log.error({ err: (error as Error).message }, 'agent forwarding: serving failed'),
-      )
-      .finally(() => {
-        this.#serving = null;
-      });
-  }
-
   async #servePending(): Promise<void> {
     const rows = await this.#o.db
       .selectFrom('agentForwards')
@@ -208,14 +228,22 @@ export class AgentForwarding {
       .orderBy('originReplica')
       .orderBy('seq')
       .execute();
+    if (rows.length === 0) return;
+    // Taken in one statement (only this replica serves them; the state guards a repeated pass).
+    const taken = await this.#o.db
+      .updateTable('agentForwards')
+      .set({ state: 'running' })
+      .where(
+        'id',
+        'in',
+        rows.map((row) => row.id),
+      )
+      .where('state', '=', 'pending')
+      .returning('id')
+      .execute();
+    const mine = new Set(taken.map((row) => row.id));
     for (const row of rows) {
-      const taken = await this.#o.db
-        .updateTable('agentForwards')
-        .set({ state: 'running' })
-        .where('id', '=', row.id)
-        .where('state', '=', 'pending')
-        .executeTakeFirst();
-      if (Number(taken.numUpdatedRows) !== 1) continue;
+      if (!mine.has(row.id)) continue;
       // Requests run concurrently, like requests on a connection, and are sent to the agent in order
       // (#run sends before its first await).
       void this.#run(row.id, row.originReplica, row.hostId, row.type, row.body, row.timeoutMs, row.createdAt);
@@ -273,18 +301,6 @@ export class AgentForwarding {
     } catch (error) {
       this.#o.log.warn({ err: (error as Error).message, type }, 'agent forwarding: answer not written');
     }
-  }
-
-  /** Picks up the answers to this replica's forwarded requests. */
-  #collect(): void {
-    if (this.#stopped || this.#collecting) return;
-    this.#collecting = this.#collectDone()
-      .catch((error: unknown) =>
-        this.#o.log.error({ err: (error as Error).message }, 'agent forwarding: collecting failed'),
-      )
-      .finally(() => {
-        this.#collecting = null;
-      });
   }
 
   async #collectDone(): Promise<void> {
