@@ -21,6 +21,12 @@ import type { ChangeFeed } from './change-feed.js';
 
 /** What services call on a host's agent: a local connection or a forwarding channel. */
 export interface AgentChannel {
+  /**
+   * True through another replica: VM statuses in answers may be older than what the host has
+   * reported since (to the replica it is linked to, which records them in order), so they are not
+   * recorded from the answer.
+   */
+  readonly forwarded?: boolean;
   request<T extends AgentRequestType>(
     type: T,
     body: RequestBody<T>,
@@ -136,6 +142,7 @@ export class AgentForwarding {
   /** A channel to the agent of `hostId`, linked to the replica `targetReplica`. */
   channel(hostId: string, targetReplica: string): AgentChannel {
     return {
+      forwarded: true,
       request: <T extends AgentRequestType>(type: T, body: RequestBody<T>, timeoutMs?: number) =>
         this.#forward(hostId, targetReplica, type, body, timeoutMs) as Promise<AgentResults[T]>,
     };

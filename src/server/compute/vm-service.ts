@@ -913,7 +913,8 @@ export class VmService {
     if (intent!.ports.length > 0) await this.publishFirewalls([row.hostId]);
     try {
       const { status } = await agent.request('apply', { vm: intent! });
-      await this.applyStatus(status, row.hostId);
+      // Through another replica the answer may arrive after the host's newer reports (recorded there).
+      if (!agent.forwarded) await this.applyStatus(status, row.hostId);
     } catch (error) {
       if (error instanceof RampartError && error.code === 'RAMPART_HOST_UNAVAILABLE') return;
       await this.db
