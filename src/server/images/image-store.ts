@@ -88,6 +88,12 @@ export class ImageStore {
   readonly cacheDir: string;
   /** Where versions before the encrypted store kept plaintext image files (adopted, then removed). */
   readonly legacyDir: string;
+  /**
+   * Cached files this process hashed right, by digest: the file's identity then (device, inode, size,
+   * mtime and ctime; any write changes the ctime, which no caller can set back). A file still the same
+   * is not hashed again at every VM start; the agent re-hashes what it boots anyway.
+   */
+  private readonly verified = new Map<string, string>();
 
   constructor(
     private readonly db: Db,
@@ -271,8 +277,14 @@ export class ImageStore {
    */
   async materialize(domain: string, sha256: string): Promise<string> {
     const target = this.cachePath(sha256);
+    const identity = await fileIdentity(target);
+    if (identity !== null && this.verified.get(sha256) === identity) return target;
+    this.verified.delete(sha256);
     const cached = await sha256OfFile(target).catch(() => null);
-    if (cached === sha256) return target;
+    if (cached === sha256) {
+      if (identity !== null && identity === (await fileIdentity(target))) this.verified.set(sha256, identity);
+      return target;
+    }
     if (cached !== null) {
       // Someone changed a file on this host that only Rampart writes: refuse this boot (the caller
       // records it), drop the altered copy so the next boot rebuilds it from the encrypted store.
@@ -353,6 +365,12 @@ function asIntegrityError(error: unknown): Error {
   if (error instanceof ImageIntegrityError) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new ImageIntegrityError(`the stored image cannot be read back: ${message}`);
+}
+
+/** What changes when a file is written, replaced or touched (null: no such file). */
+async function fileIdentity(path: string): Promise<string | null> {
+  const info = await stat(path, { bigint: true }).catch(() => null);
+  return info ? `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}` : null;
 }
 
 export async function sha256OfFile(path: string): Promise<string> {
