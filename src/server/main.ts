@@ -341,7 +341,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     leaseSeconds: config.hostLeaseSeconds,
   });
   const lease = new LeaderLease(db, { name: 'singletons', log: log.child({ component: 'leader-lease' }) });
+  // Periodic audit checkpoints are singleton work too (the leader's, once the lease is settled).
+  audit.periodicCheckpoints = false;
   lease.on('change', (leader) => {
+    audit.periodicCheckpoints = leader;
     if (leader) {
       compliance.start(complianceIntervalSeconds());
       heartbeats.start();

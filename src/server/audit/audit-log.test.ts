@@ -282,6 +282,24 @@ describe('AuditLog: the chain', () => {
       await h.close();
     }
   });
+
+  test('a replica that does not lead signs no periodic checkpoint; it does once it leads', async () => {
+    const h = await setup({ checkpointIntervalMs: 30 });
+    const count = () =>
+      (sqlite(h).prepare('SELECT count(*) AS n FROM audit_checkpoints').get() as { n: number }).n;
+    try {
+      h.audit.periodicCheckpoints = false;
+      await appendMany(h.audit, 3);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(count(), 0);
+      h.audit.periodicCheckpoints = true;
+      const deadline = Date.now() + 5000;
+      while (count() === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(count(), 1);
+    } finally {
+      await h.close();
+    }
+  });
 });
 
 describe('AuditLog: tampering with the database', () => {

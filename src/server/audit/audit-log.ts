@@ -234,6 +234,11 @@ export class AuditLog {
   private headStale = false;
   /** Records covered by the last checkpoint. */
   private checkpointedCount = 0;
+  /**
+   * Whether this log signs the periodic checkpoints. Server replicas on one database set it on the
+   * holder of the leader lease only (the others still sign every `checkpointEveryRecords` and at close).
+   */
+  periodicCheckpoints = true;
 
   private queue: Pending[] = [];
   private flushScheduled = false;
@@ -272,7 +277,8 @@ export class AuditLog {
     if (!Number.isFinite(interval) || interval < 1)
       throw new Error('checkpointIntervalMs must be a number of milliseconds >= 1');
     this.timer = setInterval(() => {
-      if (this.closed || (!this.postgres && this.headSeq <= this.checkpointedCount)) return;
+      if (this.closed || !this.periodicCheckpoints) return;
+      if (!this.postgres && this.headSeq <= this.checkpointedCount) return;
       this.checkpoint().catch((error: unknown) =>
         this.log.error({ err: errorMessage(error) }, 'audit log: periodic checkpoint failed'),
       );
