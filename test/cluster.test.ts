@@ -12,6 +12,8 @@
  * - A host is cut off (its link down): it fences its VM, is failed after the lease, and its VM comes
  *   back on another host; when the link returns the host drops its stale copy, and at no time do two
  *   copies run.
+ * - A restarted: it leaves the hosts (all linked to B) online; a host revoked through A loses its
+ *   link on B at once and cannot come back.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -278,5 +280,19 @@ describe('cluster: two replicas, three hosts, one PostgreSQL', { skip: POSTGRES_
       ipQuietly('-n', node1.netns, 'link', 'set', node1.vethNs, 'up');
     }
     assert.equal(most, 1, 'never two copies running');
+  });
+
+  test('A restarted leaves the hosts to B; a host revoked through A is cut off on B at once', async () => {
+    await a.startServer();
+    for (const host of HOSTS) assert.equal(await hostState(a, host.id), 'online', host.name);
+    const node3 = byName('node-3');
+    assert.equal((await links()).get('node-3'), `${BRIDGE_IP}:${portB}`);
+    const revoked = await a.api('POST', `/v1/platform/hosts/${node3.id}/revoke`);
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    // Closed on B (announced), and every later handshake with either replica refused.
+    await b.waitFor(async () => (await hostState(b, node3.id)) === 'suspected', 10_000, 'node-3 cut off');
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.notEqual(await hostState(b, node3.id), 'online');
+    assert.equal((await links()).get('node-3'), null);
   });
 });

@@ -488,6 +488,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
         .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
     },
     replicas,
+    changes,
   );
 
   const app = await buildApp(

@@ -32,6 +32,8 @@ export interface AgentListenerOptions {
   leaseSeconds?: number;
   /** How often leases are renewed (ms). */
   renewMs?: number;
+  /** How often the certificates of open connections are checked again (ms, default 30 s). */
+  revalidateMs?: number;
   /** After each round of renewals: the hosts renewed (their lastSeenAt is recorded now). */
   onRenewed?: (hostIds: string[]) => void;
   /** A host reported, with a renewal after a lost link, that it fenced itself (killed these VMs). */
@@ -53,6 +55,9 @@ export function leaseRenewMs(leaseSeconds: number): number {
 export class AgentListener {
   private server: Server | null = null;
   private readonly sockets = new Map<string, Set<TLSSocket>>();
+  /** The certificate serial each accepted socket presented (re-checked by revalidate()). */
+  private readonly serials = new Map<TLSSocket, string>();
+  private revalidateTimer: NodeJS.Timeout | null = null;
   /** Connections whose host said hello: their leases are renewed. */
   private readonly linked = new Map<AgentConnection, LinkedHost>();
   private renewTimer: NodeJS.Timeout | null = null;
@@ -90,6 +95,10 @@ export class AgentListener {
       this.renewTimer = setInterval(() => this.renewAll(), o.renewMs ?? leaseRenewMs(o.leaseSeconds));
       this.renewTimer.unref();
     }
+    // A revocation made through another replica is announced (closeHost); this catches one whose
+    // announcement was missed.
+    this.revalidateTimer = setInterval(() => void this.revalidate(), o.revalidateMs ?? 30_000);
+    this.revalidateTimer.unref();
     return typeof address === 'object' && address ? address.port : o.port;
   }
 
@@ -130,6 +139,8 @@ export class AgentListener {
   stop(): void {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.renewTimer = null;
+    if (this.revalidateTimer) clearInterval(this.revalidateTimer);
+    this.revalidateTimer = null;
     this.linked.clear();
     this.server?.close();
     for (const set of this.sockets.values()) for (const socket of set) socket.destroy();
@@ -140,6 +151,21 @@ export class AgentListener {
   closeHost(hostId: string): void {
     for (const socket of this.sockets.get(hostId) ?? []) socket.destroy();
     this.sockets.delete(hostId);
+  }
+
+  /** Closes every connection whose certificate is no longer valid (revoked, expired). */
+  async revalidate(): Promise<void> {
+    for (const [socket, serial] of [...this.serials]) {
+      const hostId = socket.getPeerCertificate().subject?.CN;
+      // A database that cannot answer keeps the links (cutting every host off would fence them all).
+      const valid =
+        typeof hostId === 'string' &&
+        (await this.options.enrollment.certificateValid(serial, hostId).catch(() => true));
+      if (!valid) {
+        this.options.log.warn({ hostId, serial }, 'agent certificate no longer valid; closing');
+        socket.destroy();
+      }
+    }
   }
 
   private async onSecure(socket: TLSSocket): Promise<void> {
@@ -164,7 +190,9 @@ export class AgentListener {
     const set = this.sockets.get(hostId) ?? new Set<TLSSocket>();
     set.add(socket);
     this.sockets.set(hostId, set);
+    this.serials.set(socket, cert.serialNumber);
     socket.once('close', () => {
+      this.serials.delete(socket);
       set.delete(socket);
       if (set.size === 0 && this.sockets.get(hostId) === set) this.sockets.delete(hostId);
     });

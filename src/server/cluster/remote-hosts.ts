@@ -13,6 +13,9 @@ import { HostCa } from './host-ca.js';
 import { HostEnrollment } from './host-enrollment.js';
 import { recordLeaseRenewals } from './host-failover.js';
 import type { ReplicaRegistry } from './replica-registry.js';
+import type { ChangeFeed } from './change-feed.js';
+
+const HOST_REVOKED_TOPIC = 'host-revoked.';
 
 export async function startAgentListener(
   config: ServerConfig,
@@ -21,6 +24,7 @@ export async function startAgentListener(
   log: Logger,
   onFenced?: (hostId: string, hostname: string, fenced: { at: string; vmIds: string[] }) => void,
   replicas?: ReplicaRegistry,
+  feed?: ChangeFeed,
 ): Promise<{ enrollment: HostEnrollment; listener: AgentListener | null }> {
   const settings = config.agentListener;
   if (!settings)
@@ -56,7 +60,15 @@ export async function startAgentListener(
   const endpoint = `${host}:${settings.endpointPort ?? port}`;
   enrollment.setAgentEndpoint(endpoint);
   await replicas?.setAgentEndpoint(endpoint);
-  enrollment.closeHost = (hostId) => listener.closeHost(hostId);
+  // A revocation closes the host's connection on whichever replica holds it: announced to all.
+  enrollment.closeHost = (hostId) => {
+    listener.closeHost(hostId);
+    void feed?.notify(`${HOST_REVOKED_TOPIC}${hostId}`).catch(() => undefined);
+  };
+  feed?.on('change', (topic) => {
+    if (topic.startsWith(HOST_REVOKED_TOPIC)) listener.closeHost(topic.slice(HOST_REVOKED_TOPIC.length));
+    else if (topic === '*') void listener.revalidate();
+  });
   log.info(
     { listen: `${settings.host}:${port}`, endpoint },
     'agent listener ready (TLS, client certificates)',
