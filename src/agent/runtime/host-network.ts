@@ -37,15 +37,37 @@ export interface HostNetworkOptions {
   reconcileIntervalMs?: number;
   /** Told about each repaired drift (the agent forwards it to the server as an event). */
   onDrift?: (differences: string[]) => void;
+  /** The nft side (tests may pass a stand-in; default: the real manager in the namespace). */
+  firewall?: FirewallPort;
 }
 
+/** What HostNetwork uses of the firewall manager. */
+export type FirewallPort = Pick<
+  HostFirewallManager,
+  'apply' | 'reconcile' | 'remove' | 'readCounters' | 'readTelemetry'
+>;
+
 export class HostNetwork {
-  private readonly firewall: HostFirewallManager;
+  private readonly firewall: FirewallPort;
   private intended: HostFirewall | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * apply() and reconcile() run one at a time: a reconciliation that read the intent before a new
+   * firewall was applied would otherwise put the old ruleset back after it (a deleted security group
+   * rule would come back until the next change).
+   */
+  private serial: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: HostNetworkOptions) {
-    this.firewall = new HostFirewallManager(options.netns === undefined ? {} : { netns: options.netns });
+    this.firewall =
+      options.firewall ??
+      new HostFirewallManager(options.netns === undefined ? {} : { netns: options.netns });
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(work, work);
+    this.serial = run.catch(() => undefined);
+    return run;
   }
 
   /**
@@ -60,7 +82,11 @@ export class HostNetwork {
    * Applies the server's firewall (an older generation than the one applied is ignored). A host with
    * no ports has no Rampart tables at all: nothing is left behind in the host's ruleset.
    */
-  async apply(firewall: HostFirewall): Promise<number> {
+  apply(firewall: HostFirewall): Promise<number> {
+    return this.exclusive(() => this.applyNow(firewall));
+  }
+
+  private async applyNow(firewall: HostFirewall): Promise<number> {
     if (this.intended && firewall.generation < this.intended.generation) return this.intended.generation;
     if (firewall.ports.length === 0) {
       await this.syncTunnels(firewall);
@@ -127,7 +153,11 @@ export class HostNetwork {
    * the server has sent a firewall in this run, the live one (what this host last applied) is kept:
    * an agent restarted without its server must not strip running VMs of their filtering.
    */
-  async reconcile(): Promise<string[]> {
+  reconcile(): Promise<string[]> {
+    return this.exclusive(() => this.reconcileNow());
+  }
+
+  private async reconcileNow(): Promise<string[]> {
     const intended = this.intended;
     if (intended === null) return [];
     if (intended.ports.length === 0) {
