@@ -184,6 +184,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   await replicas.start();
   const forwarding = new AgentForwarding({
     db,
+    secret: loadSessionKey(config.dataDir),
     feed: changes,
     replicaId: replicas.id,
     local: (hostId) => fleet.localConnection(hostId),

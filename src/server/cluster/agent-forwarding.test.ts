@@ -7,6 +7,7 @@
  * and a replica that stops renewing is no longer forwarded to.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -117,8 +118,10 @@ test(
       log,
     );
     const hostId = await addHost(dbA, 'linked-to-a');
+    const secret = randomBytes(32);
     const forwardingA = new AgentForwarding({
       db: dbA,
+      secret,
       feed: feedA,
       replicaId: a.id,
       local: (id) => (id === hostId ? agentOfA : null),
@@ -126,6 +129,7 @@ test(
     });
     const forwardingB = new AgentForwarding({
       db: dbB,
+      secret,
       feed: feedB,
       replicaId: b.id,
       local: () => null,
@@ -166,8 +170,18 @@ test(
         (error: unknown) => error instanceof RampartError && error.code === 'RAMPART_HOST_UNAVAILABLE',
       );
       // The agent never answers: a timeout after the request's own timeout, and no row stays.
+      const unanswered = channel.request('firewall', { firewall: { secretMarker: 'hunter2' } as never }, 300);
+      // Stored sealed: a passphrase in a request never lies in the database in the clear.
+      unanswered.catch(() => undefined);
+      let stored: string | undefined;
+      for (let i = 0; i < 50 && stored === undefined; i++) {
+        stored = (await dbB.selectFrom('agentForwards').select('body').executeTakeFirst())?.body;
+        if (stored === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      assert.ok(stored?.startsWith('v1.'), stored);
+      assert.ok(!stored?.includes('hunter2') && !stored?.includes('firewall'));
       await assert.rejects(
-        channel.request('firewall', { firewall: {} as never }, 300),
+        unanswered,
         (error: unknown) => error instanceof RampartError && error.code === 'RAMPART_TIMEOUT',
       );
       const rows = await dbB.selectFrom('agentForwards').select('id').execute();

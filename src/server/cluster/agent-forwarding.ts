@@ -6,11 +6,16 @@
  * only channel between replicas: no extra listener, port or credential exists for this, and a
  * replica that cannot write the database could not serve the request anyway.
  *
+ * Requests may carry secrets (a volume's LUKS passphrase, unwrapped for that request): bodies and
+ * answers are stored sealed with AES-256-GCM under a key derived from a secret the replicas share
+ * (never stored in the database), bound to their row id, and the rows are deleted once answered.
+ *
  * Failures stay what they were: the origin waits as long as the agent request's own timeout (plus a
  * margin) and then fails with RAMPART_TIMEOUT; the target answers RAMPART_HOST_UNAVAILABLE when the
  * host is no longer linked to it; an agent's error comes back with its code. Every replica also polls
  * once a second, so a notification lost to a reconnect only delays a request.
  */
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { ERROR_CODES, RampartError, type ErrorCode } from '../../api/errors.js';
 import type { AgentRequestType, AgentResults } from '../../api/agent-protocol.js';
 import { newId } from '../../common/ids.js';
@@ -36,6 +41,8 @@ export interface AgentChannel {
 
 export interface AgentForwardingOptions {
   db: Db;
+  /** A secret every replica has and the database does not (the session signing key). */
+  secret: Uint8Array;
   feed: ChangeFeed;
   replicaId: string;
   /** This replica's own connection to a host's agent. */
@@ -57,6 +64,32 @@ interface Waiting {
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
+}
+
+/** The sealing key of forwarded requests, derived from the replicas' shared secret. */
+function sealingKey(secret: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, Buffer.alloc(0), 'rampart agent forwarding v1', 32));
+}
+
+/** `v1.<iv>.<ciphertext>.<tag>` (base64), bound to the row id. */
+function seal(key: Buffer, id: string, text: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(id));
+  const sealed = Buffer.concat([cipher.update(text, 'utf8'), cipher.final()]);
+  return ['v1', iv, sealed, cipher.getAuthTag()]
+    .map((p) => (typeof p === 'string' ? p : p.toString('base64')))
+    .join('.');
+}
+
+function unseal(key: Buffer, id: string, sealed: string): string {
+  const [version, iv, text, tag] = sealed.split('.');
+  if (version !== 'v1' || iv === undefined || text === undefined || tag === undefined)
+    throw new Error('a forwarded request is not sealed');
+  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64'));
+  decipher.setAAD(Buffer.from(id));
+  decipher.setAuthTag(Buffer.from(tag, 'base64'));
+  return Buffer.concat([decipher.update(Buffer.from(text, 'base64')), decipher.final()]).toString('utf8');
 }
 
 /**
@@ -105,8 +138,11 @@ export class AgentForwarding {
   /** Per host, the last insert: a host's rows are written one after another (in request order). */
   readonly #inserts = new Map<string, Promise<unknown>>();
 
+  readonly #key: Buffer;
+
   constructor(options: AgentForwardingOptions) {
     this.#o = options;
+    this.#key = sealingKey(options.secret);
   }
 
   start(): void {
@@ -201,7 +237,7 @@ export class AgentForwarding {
             hostId,
             seq,
             type,
-            body: JSON.stringify(body),
+            body: seal(this.#key, id, JSON.stringify(body)),
             timeoutMs: agentTimeoutMs,
             state: 'pending',
             result: null,
@@ -280,7 +316,7 @@ export class AgentForwarding {
       try {
         const result = await agent.request(
           type as AgentRequestType,
-          JSON.parse(body) as RequestBody<AgentRequestType>,
+          JSON.parse(unseal(this.#key, id, body)) as RequestBody<AgentRequestType>,
           remainingMs,
         );
         answer = { ok: true, result: result ?? null };
@@ -301,7 +337,7 @@ export class AgentForwarding {
     try {
       await this.#o.db
         .updateTable('agentForwards')
-        .set({ state: 'done', result: JSON.stringify(answer) })
+        .set({ state: 'done', result: seal(this.#key, id, JSON.stringify(answer)) })
         .where('id', '=', id)
         .execute();
       await this.#o.feed.notify(answerTopic(origin));
@@ -331,7 +367,12 @@ export class AgentForwarding {
       if (!waiting) continue;
       this.#waiting.delete(row.id);
       clearTimeout(waiting.timer);
-      const answer = JSON.parse(row.result ?? 'null') as Answer | null;
+      let answer: Answer | null;
+      try {
+        answer = row.result ? (JSON.parse(unseal(this.#key, row.id, row.result)) as Answer) : null;
+      } catch {
+        answer = null; // not sealed with this replica's key: reported as a failed request
+      }
       if (answer?.ok) waiting.resolve(answer.result);
       else
         waiting.reject(
