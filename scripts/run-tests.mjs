@@ -20,9 +20,12 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
+// A file that runs longer than this fails by name (its process is ended) and the run goes on, instead of a
+// hang using up the whole CI budget. The longest file takes under 5 minutes here.
+const FILE_TIMEOUT_MS = Number(process.env.RAMPART_TEST_FILE_TIMEOUT_MS ?? 20 * 60_000);
 const result = spawnSync(
   process.execPath,
-  ['--test', '--test-concurrency=1', '--test-reporter=spec', ...files],
+  ['--test', '--test-concurrency=1', `--test-timeout=${FILE_TIMEOUT_MS}`, '--test-reporter=spec', ...files],
   {
     stdio: 'inherit',
   },

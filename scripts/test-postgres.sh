@@ -7,10 +7,13 @@ set -euo pipefail
 
 ROLE=rampart_test
 DATABASE=rampart_test
-PORT=5432
+# Another port (RAMPART_TEST_POSTGRES_PORT) gets a cluster of its own, named after it, when none listens there.
+PORT=${RAMPART_TEST_POSTGRES_PORT:-5432}
 
 # Only the URL goes to stdout (the caller captures it): everything the PostgreSQL tools print on stdout
-# (pg_ctlcluster's "Removed stale pid file.", systemd warnings) goes to stderr.
+# (pg_ctlcluster's "Removed stale pid file.", systemd warnings) goes to stderr. The captured stdout is kept
+# as fd 3, and every command that may start the server runs with fd 3 closed: a postmaster that inherited
+# it would hold the caller's $(...) open for as long as it runs (a CI run waited 90 min on it).
 exec 3>&1 1>&2
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -28,12 +31,14 @@ if ! pg_isready -q -h 127.0.0.1 -p "$PORT"; then
   cluster=$(pg_lsclusters --no-header | awk -v port="$PORT" '$3 == port { print $1, $2; exit }')
   if [[ -z "$cluster" ]]; then
     version=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
-    pg_createcluster --port "$PORT" "$version" main >/dev/null
-    cluster="$version main"
+    name=main
+    [[ $PORT == 5432 ]] || name="rampart-$PORT"
+    pg_createcluster --port "$PORT" "$version" "$name" >/dev/null 3>&-
+    cluster="$version $name"
   fi
   # shellcheck disable=SC2086 # "<version> <name>"
-  if ! pg_ctlcluster $cluster start 2>/dev/null; then
-    service postgresql start >/dev/null 2>&1 || true
+  if ! pg_ctlcluster $cluster start 2>/dev/null 3>&-; then
+    service postgresql start >/dev/null 2>&1 3>&- || true
   fi
   for _ in $(seq 1 60); do
     pg_isready -q -h 127.0.0.1 -p "$PORT" && break
