@@ -5,13 +5,16 @@
  * first. The quota race from test/quotas.test.ts with BOTH replicas taking the creates: with a quota of N VMs, 10N concurrent creates spread over the two admit exactly
  * N; the usage both report equals the VM table; a VM created through one is seen through the other;
  * both verify the one audit chain they wrote; one of them holds the leader lease. A VM on A's host is
- * run, used through its live console and stopped, all through B.
+ * run, used through its live console and stopped, all through B. Password guesses spread over both
+ * replicas are counted by the throttle of each and by the leader's detection engine, which sees every
+ * replica's security events.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import type { Host } from '../src/api/host.js';
 import type { Quota } from '../src/api/quota.js';
+import type { SecurityAlert } from '../src/api/security.js';
 import type { Vm } from '../src/api/vm.js';
 import { GuestConsole } from './helpers/guest-console.js';
 import { POSTGRES_SKIP, createTestPostgres, type TestPostgres } from './helpers/postgres.js';
@@ -30,6 +33,8 @@ describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP
       RAMPART_RATE_LIMIT_TENANT: 'off',
       RAMPART_CPU_OVERCOMMIT: '16',
       RAMPART_MEMORY_OVERCOMMIT: '4',
+      // A locked account stays locked for the whole of the guessing test below.
+      RAMPART_LOGIN_BASE_DELAY_MS: '60000',
     };
     a = await RampartHarness.start({ serverArgs: ['--database', target.url], env });
     b = await RampartHarness.start({
@@ -152,6 +157,34 @@ describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP
       5000,
       'the removal made through A to hold on B',
     );
+  });
+
+  test('guesses spread over both replicas: the throttle and the detection engine count them all', async () => {
+    const guess = (replica: RampartHarness) =>
+      replica.api(
+        'POST',
+        '/v1/auth/login',
+        { username: 'spread-guess', password: 'Not-the-Passw0rd-1' },
+        {
+          authorization: '',
+        },
+      );
+    // Five wrong passwords (the account threshold), three through A and two through B.
+    for (const replica of [a, b, a, b, a]) assert.equal((await guess(replica)).status, 401);
+    // B heard A's three from the event stream (NOTIFY; at most a second's poll): locked there too.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal((await guess(b)).status, 429, 'B counts the guesses made through A');
+    assert.equal((await guess(a)).status, 429);
+    // Ten failed logins for one account in all, five through each replica: only the whole stream
+    // reaches the shipped rule's threshold of ten. The leader's engine raises one alert.
+    for (const replica of [a, b, a, b]) assert.equal((await guess(replica)).status, 429);
+    const raised = async (replica: RampartHarness) =>
+      (
+        await replica.api<{ items: SecurityAlert[] }>('GET', '/v1/platform/security/alerts?limit=200')
+      ).body.items.filter((alert) => alert.ruleId === 'auth-brute-force-account');
+    await a.waitFor(async () => (await raised(a)).length > 0, 15_000, 'the brute-force alert');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    for (const replica of [a, b]) assert.equal((await raised(replica)).length, 1, 'one alert, seen on both');
   });
 
   test('one audit chain: both replicas verify all records; one replica holds the leader lease', async () => {

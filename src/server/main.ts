@@ -11,6 +11,7 @@ import { RAMPART_VERSION } from '../common/version.js';
 import { AuditLog } from './audit/audit-log.js';
 import { ADMIN_USERNAME, ensureAdmin, resetAdminPassword } from './iam/admin-bootstrap.js';
 import { Authenticator } from './iam/authenticator.js';
+import { applyLoginEvent } from './iam/login-throttle.js';
 import { RoleDirectory } from './iam/role-directory.js';
 import { SessionTokenSigner, loadSessionKey } from './iam/session-tokens.js';
 import { TenantDirectory } from './iam/tenant-directory.js';
@@ -45,6 +46,7 @@ import { createMetrics } from './metrics.js';
 import { engineOf, maskDatabaseUrl, openDatabase } from './store/database.js';
 import { ChangeFeed } from './cluster/change-feed.js';
 import { LeaderLease } from './cluster/leader-lease.js';
+import { SecurityEventDelivery } from './cluster/security-event-delivery.js';
 import { startAgentListener } from './cluster/remote-hosts.js';
 import { HostFailover, fencingHosts, markHostDisconnected } from './cluster/host-failover.js';
 import { ReplicaRegistry } from './cluster/replica-registry.js';
@@ -113,6 +115,16 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   const networks = new NetworkService(db, quotas);
   // The one security event stream of this server: services that record events get it at construction.
   const securityEvents = new SecurityEventLog(db, { log: log.child({ component: 'security' }) });
+  // With several replicas every replica's events reach this one's listeners, in seq order (the
+  // WebSocket stream, the leader's detection engine, the login throttle below).
+  const eventDelivery = changes.postgres
+    ? new SecurityEventDelivery({
+        events: securityEvents,
+        feed: changes,
+        log: log.child({ component: 'security-event-delivery' }),
+      })
+    : null;
+  await eventDelivery?.start();
   const images = await openImageServices({
     db,
     dataDir: config.dataDir,
@@ -158,6 +170,10 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
         .record(loginEvent(attempt))
         .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed')),
   );
+  // Guesses through another replica count here too (its login events, delivered from the stream).
+  securityEvents.on('event', (event, origin) => {
+    if (origin === 'remote') applyLoginEvent(authenticator.throttle, event);
+  });
 
   if (!config.quota.enforce)
     log.warn('quota enforcement is OFF (RAMPART_QUOTA_ENFORCEMENT=off): benchmarks only');
@@ -302,7 +318,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     responder: detectionResponder({ db, vms: vmService, users, snapshots }),
     ...(process.env['RAMPART_DETECTION_RULES'] ? { rulesFile: process.env['RAMPART_DETECTION_RULES'] } : {}),
   });
-  detection.start();
+  // Detection is singleton work: the leader's (below), which sees every replica's events.
   // The compliance benchmark: on a schedule (RAMPART_COMPLIANCE_INTERVAL_SECONDS, 0 = off) and on demand.
   const compliance = new ComplianceService({
     deps: {
@@ -347,10 +363,12 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
   lease.on('change', (leader) => {
     audit.periodicCheckpoints = leader;
     if (leader) {
+      detection.start();
       compliance.start(complianceIntervalSeconds());
       heartbeats.start();
       failover.start();
     } else {
+      detection.stop();
       compliance.stop();
       heartbeats.stop();
       failover.stop();
@@ -561,6 +579,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       .then(() => consoleRelay.stop())
       .then(() => replicas.stop())
       .then(() => lease.stop())
+      .then(() => eventDelivery?.stop())
       .then(() => changes.stop())
       .then(() => securityEvents.flush())
       .then(() => db.destroy())

@@ -1,11 +1,12 @@
 /**
  * Login throttling with an injected clock: thresholds, bounded exponential back-off, forgetting,
  * resets on success, the known-source exemption from the account lock, case-insensitive accounts,
- * and the memory bound.
+ * and the memory bound; logins through another replica applied from its security events.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { LoginThrottle, type LoginThrottleOptions } from './login-throttle.js';
+import type { SecurityEvent } from '../../api/security.js';
+import { applyLoginEvent, LoginThrottle, type LoginThrottleOptions } from './login-throttle.js';
 
 function setup(options: LoginThrottleOptions = {}) {
   const clock = { now: 1_000_000 };
@@ -209,5 +210,50 @@ describe('LoginThrottle', () => {
     });
     long.clock.now += 82_800_000;
     assert.deepEqual(long.throttle.check('alice', 'a'), { allowed: true });
+  });
+});
+
+function loginEvent(kind: string, detail: Record<string, unknown>): SecurityEvent {
+  return {
+    id: '00000000-0000-4000-8000-000000000000',
+    seq: 1,
+    occurredAt: new Date().toISOString(),
+    kind,
+    severity: 'low',
+    tenantId: null,
+    subjectType: 'user',
+    subjectId: null,
+    summary: 'a login',
+    detail,
+  };
+}
+
+describe('applyLoginEvent (logins through another replica)', () => {
+  test('failed credential checks count, throttled attempts and other events do not; a success resets', () => {
+    const { throttle } = setup();
+    const failed = (reason: string) =>
+      loginEvent('auth.login_failed', { username: 'Alice', sourceIp: '10.0.0.1', reason });
+    for (const reason of ['bad-password', 'unknown-user', 'disabled', 'bad-otp'])
+      applyLoginEvent(throttle, failed(reason));
+    // Neither a throttled attempt, another kind, nor an event without username or source counts.
+    applyLoginEvent(throttle, failed('throttled'));
+    applyLoginEvent(throttle, loginEvent('api.denied', { username: 'alice', sourceIp: '10.0.0.1' }));
+    applyLoginEvent(
+      throttle,
+      loginEvent('auth.login_failed', { sourceIp: '10.0.0.1', reason: 'bad-password' }),
+    );
+    assert.deepEqual(throttle.check('alice', '10.0.0.1'), { allowed: true });
+    applyLoginEvent(throttle, failed('bad-password'));
+    assert.equal(throttle.check('alice', '10.0.0.9').allowed, false, 'the fifth guess locks the account');
+    applyLoginEvent(
+      throttle,
+      loginEvent('auth.login_succeeded', {
+        username: 'alice',
+        sourceIp: '10.0.0.1',
+        userId: 'u',
+        mfa: false,
+      }),
+    );
+    assert.deepEqual(throttle.check('alice', '10.0.0.9'), { allowed: true });
   });
 });

@@ -1,5 +1,6 @@
 /**
- * Login throttling against password guessing, kept in memory (one server process).
+ * Login throttling against password guessing, kept in memory. With several server replicas each also
+ * applies the logins recorded by the others, from the security event stream (applyLoginEvent).
  *
  * Two counters of consecutive failures: per account (guessing one user's password from many
  * addresses) and per source (one address trying many accounts). Past its threshold a counter blocks
@@ -17,6 +18,7 @@
  * `recordFailure` must only follow a real credential check that failed: a request refused by `check`
  * is not a guess and must not extend the block.
  */
+import type { SecurityEvent } from '../../api/security.js';
 
 export interface LoginThrottleOptions {
   accountThreshold?: number;
@@ -172,4 +174,20 @@ export class LoginThrottle {
 /** Length-prefixed so no pair of (account, source) strings can collide with another. */
 function knownKey(account: string, source: string): string {
   return `${account.length}:${account}:${source}`;
+}
+
+/** Failed logins that were a real credential check (a throttled attempt is not a guess). */
+const GUESS_REASONS = new Set(['unknown-user', 'bad-password', 'disabled', 'bad-otp']);
+
+/**
+ * Applies a login recorded by another server replica (its auth.login_failed / auth.login_succeeded
+ * security event) to this replica's throttle, so a guesser gains nothing by spreading attempts over
+ * replicas. Other events, and login events without a username or source, are ignored.
+ */
+export function applyLoginEvent(throttle: LoginThrottle, event: SecurityEvent): void {
+  const { username, sourceIp, reason } = event.detail;
+  if (typeof username !== 'string' || typeof sourceIp !== 'string') return;
+  if (event.kind === 'auth.login_failed' && typeof reason === 'string' && GUESS_REASONS.has(reason))
+    throttle.recordFailure(username, sourceIp);
+  else if (event.kind === 'auth.login_succeeded') throttle.recordSuccess(username, sourceIp);
 }

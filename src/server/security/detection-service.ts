@@ -70,6 +70,7 @@ export class DetectionService {
   private readonly engine: DetectionEngine;
   private queue: Promise<void> = Promise.resolve();
   private watcher: FSWatcher | null = null;
+  private started = false;
   private readonly listener = (event: SecurityEvent) => {
     this.queue = this.queue
       .then(() => this.process(event))
@@ -86,7 +87,10 @@ export class DetectionService {
     if (deps.rulesFile !== undefined) this.reload();
   }
 
+  /** Starts processing events (again); a no-op while started. */
   start(): void {
+    if (this.started) return;
+    this.started = true;
     this.deps.events.on('event', this.listener);
     if (this.deps.rulesFile !== undefined) {
       try {
@@ -98,6 +102,7 @@ export class DetectionService {
   }
 
   stop(): void {
+    this.started = false;
     this.deps.events.off('event', this.listener);
     this.watcher?.close();
     this.watcher = null;

@@ -7,7 +7,8 @@
  *
  * - record() assigns id, seq (previous max + 1, inside a transaction) and occurredAt, stores the
  *   detail as JSON, logs one line (kind, severity, ids and the summary; never the detail) and emits
- *   the event as 'event' on this object (for streaming to WebSocket clients and the detection engine).
+ *   the event as 'event' on this object (for streaming to WebSocket clients and the detection engine);
+ *   with several replicas a distributor delivers every replica's events instead, in seq order.
  *   Calls in one process are serialized, so seq is strictly increasing in the order record() resolves.
  *   Do not await record() while holding a database transaction: it takes the connection itself.
  * - list() answers newest first; with `afterSeq` it answers the events after that seq oldest first,
@@ -109,6 +110,21 @@ export interface SecurityEventFilter {
 
 export type SecurityEventLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
+/** 'local': recorded by this process; 'remote': by another server replica. */
+export type SecurityEventOrigin = 'local' | 'remote';
+export type SecurityEventListener = (event: SecurityEvent, origin: SecurityEventOrigin) => void;
+
+/**
+ * Told of each event this process writes (security-event-delivery.ts), and delivers it in stream order:
+ * `pending` before the commit (so a concurrent reader already knows it for a local one), then
+ * `committed` or, when the transaction failed, `abandoned`.
+ */
+export interface SecurityEventDistributor {
+  pending(seq: number): void;
+  committed(seq: number): void;
+  abandoned(seq: number): void;
+}
+
 export interface SecurityEventLogOptions {
   /** Keep at most about this many events (default: env RAMPART_SECURITY_EVENTS_MAX, else 100000). */
   maxEvents?: number;
@@ -166,6 +182,7 @@ export class SecurityEventLog {
   /** The tail of the chain that serializes record() calls. */
   private tail: Promise<unknown> = Promise.resolve();
   private prunedOnce = false;
+  private distributor: SecurityEventDistributor | null = null;
 
   constructor(
     private readonly db: Db,
@@ -180,15 +197,48 @@ export class SecurityEventLog {
     this.emitter.setMaxListeners(0);
   }
 
-  /** Calls `listener` with every event after it was committed. A throwing listener is logged, not fatal. */
-  on(event: 'event', listener: (e: SecurityEvent) => void): this {
+  /**
+   * Calls `listener` with every event after it was committed: the events this process recorded, and,
+   * once a distributor is set (several replicas on PostgreSQL), every replica's events in seq order.
+   * `origin` tells which. A throwing listener is logged, not fatal.
+   */
+  on(event: 'event', listener: SecurityEventListener): this {
     this.emitter.on(event, listener);
     return this;
   }
 
-  off(event: 'event', listener: (e: SecurityEvent) => void): this {
+  off(event: 'event', listener: SecurityEventListener): this {
     this.emitter.off(event, listener);
     return this;
+  }
+
+  /**
+   * From now on committed events are handed to `distributor` (which delivers them, with the other
+   * replicas' events, through deliver()) instead of straight to the listeners.
+   */
+  distributeThrough(distributor: SecurityEventDistributor | null): void {
+    this.distributor = distributor;
+  }
+
+  /** Hands one committed event to every listener. */
+  deliver(event: SecurityEvent, origin: SecurityEventOrigin): void {
+    // Each listener on its own: one that throws neither fails the caller nor starves the others.
+    for (const listener of this.emitter.listeners('event') as SecurityEventListener[]) {
+      try {
+        listener(event, origin);
+      } catch (error) {
+        this.log.error({ err: (error as Error).message, seq: event.seq }, 'security event listener failed');
+      }
+    }
+  }
+
+  /** The largest seq stored (0 when there is none). */
+  async lastSeq(): Promise<number> {
+    const last = await this.db
+      .selectFrom('securityEvents')
+      .select((eb) => eb.fn.max('seq').as('maxSeq'))
+      .executeTakeFirst();
+    return Number(last?.maxSeq ?? 0);
   }
 
   /**
@@ -208,38 +258,47 @@ export class SecurityEventLog {
   }
 
   private async write(input: SecurityEventInput, detail: string, quiet: boolean): Promise<SecurityEvent> {
-    const row = await this.db.transaction().execute(async (trx) => {
-      // seq = max + 1: on PostgreSQL several replicas write, so the read and the insert are serialized by
-      // an advisory lock (SQLite serializes writers itself).
-      await lockOnPostgres(trx, LOCK_CLASS.securityEvents);
-      const last = await trx
-        .selectFrom('securityEvents')
-        .select((eb) => eb.fn.max('seq').as('maxSeq'))
-        .executeTakeFirst();
-      const seq = Number(last?.maxSeq ?? 0) + 1;
-      const values: SecurityEventsTable = {
-        id: newId(),
-        seq,
-        occurredAt: nowIso(),
-        kind: input.kind,
-        severity: input.severity,
-        tenantId: input.tenantId,
-        subjectType: input.subjectType,
-        subjectId: input.subjectId,
-        summary: input.summary,
-        detail,
-      };
-      await trx.insertInto('securityEvents').values(values).execute();
-      // Bounded: every pruneEvery records (and once per process, after a lowered bound) drop the oldest.
-      if (!this.prunedOnce || seq % this.pruneEvery === 0) {
-        await trx
-          .deleteFrom('securityEvents')
-          .where('seq', '<=', seq - this.maxEvents)
-          .execute();
-        this.prunedOnce = true;
-      }
-      return values;
-    });
+    const distributor = this.distributor;
+    let pendingSeq: number | null = null;
+    const row = await this.db
+      .transaction()
+      .execute(async (trx) => {
+        // seq = max + 1: on PostgreSQL several replicas write, so the read and the insert are serialized by
+        // an advisory lock (SQLite serializes writers itself).
+        await lockOnPostgres(trx, LOCK_CLASS.securityEvents);
+        const last = await trx
+          .selectFrom('securityEvents')
+          .select((eb) => eb.fn.max('seq').as('maxSeq'))
+          .executeTakeFirst();
+        const seq = Number(last?.maxSeq ?? 0) + 1;
+        const values: SecurityEventsTable = {
+          id: newId(),
+          seq,
+          occurredAt: nowIso(),
+          kind: input.kind,
+          severity: input.severity,
+          tenantId: input.tenantId,
+          subjectType: input.subjectType,
+          subjectId: input.subjectId,
+          summary: input.summary,
+          detail,
+        };
+        if (distributor) distributor.pending((pendingSeq = seq));
+        await trx.insertInto('securityEvents').values(values).execute();
+        // Bounded: every pruneEvery records (and once per process, after a lowered bound) drop the oldest.
+        if (!this.prunedOnce || seq % this.pruneEvery === 0) {
+          await trx
+            .deleteFrom('securityEvents')
+            .where('seq', '<=', seq - this.maxEvents)
+            .execute();
+          this.prunedOnce = true;
+        }
+        return values;
+      })
+      .catch((error: unknown) => {
+        if (distributor && pendingSeq !== null) distributor.abandoned(pendingSeq);
+        throw error;
+      });
     const event = toEvent(row);
     if (!quiet)
       this.log.info(
@@ -256,14 +315,8 @@ export class SecurityEventLog {
         },
         `security event: ${event.summary}`,
       );
-    // Each listener on its own: one that throws neither fails record() nor starves the others.
-    for (const listener of this.emitter.listeners('event') as ((e: SecurityEvent) => void)[]) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.log.error({ err: (error as Error).message, seq: event.seq }, 'security event listener failed');
-      }
-    }
+    if (distributor) distributor.committed(event.seq);
+    else this.deliver(event, 'local');
     return event;
   }
 
