@@ -166,6 +166,7 @@ const EXPECTED: Record<string, string> = {
   'PATCH /v1/hosts/:id': 'PA',
   'POST /v1/hosts/:id/evacuate': 'PA',
   'POST /v1/platform/hosts/join-tokens': 'PA',
+  'POST /v1/platform/hosts/:host/certificate': 'PA',
   'POST /v1/platform/hosts/:host/revoke': 'PA',
   'POST /v1/hosts/join': 'public',
   'GET /v1/vms': 'PA TA OP ME VI AU SR',

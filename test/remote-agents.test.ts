@@ -4,12 +4,13 @@
  * server's host CA), and the agent dials in with its certificate. The host comes online and boots a
  * VM; the token cannot be used twice; a client certificate from another CA is refused in the
  * handshake; a hello naming another host than the certificate is refused; a silent agent is dropped
- * after three heartbeats and comes back; revoking the host closes its connection at once and every
- * later one is refused.
+ * after three heartbeats and comes back; renewing its certificate gives it a new key and certificate,
+ * it reconnects with them and the old certificate is refused; revoking the host closes its connection
+ * at once and every later one is refused.
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -323,6 +324,45 @@ test('an agent silent for three heartbeats is dropped; it comes back when it spe
   await harness.waitFor(async () => (await host())?.state === 'online', 30_000, `${NAME} back online`);
 });
 
+test('renewing the host certificate: a new key on the host, the host reconnects with it, the old one is refused', async () => {
+  const oldKey = readFileSync(join(remoteDir(), 'host.key'));
+  const oldCert = readFileSync(join(remoteDir(), 'host.crt'), 'utf8');
+  const oldSerial = new X509Certificate(oldCert).serialNumber.replace(/^0+/, '');
+  const renewed = await runCli(harness, ['host', 'renew-certificate', NAME, '-o', 'json']);
+  assert.equal(renewed.code, 0, renewed.stderr);
+  const answer = JSON.parse(renewed.stdout) as { hostId: string; serial: string; notAfter: string };
+  assert.equal(answer.hostId, hostId);
+  assert.notEqual(answer.serial, oldSerial);
+  assert.ok(Date.parse(answer.notAfter) > Date.now() + 300 * 86_400_000, 'valid for about a year');
+  // The host made a new key and holds the new certificate; it dials again with them, and once it
+  // has, the old certificate is revoked.
+  assert.notDeepEqual(readFileSync(join(remoteDir(), 'host.key')), oldKey);
+  const installed = new X509Certificate(readFileSync(join(remoteDir(), 'host.crt'), 'utf8'));
+  assert.equal(installed.serialNumber.replace(/^0+/, ''), answer.serial);
+  await harness.waitFor(
+    async () => /older host certificates revoked/.test(harness.serverOutput),
+    20_000,
+    'the host to reconnect with its new certificate',
+  );
+  await harness.waitFor(async () => (await host())?.state === 'online', 20_000, `${NAME} online`);
+  const withOld = await dial(oldKey, oldCert, (write) =>
+    write({ type: 'hello', protocolVersion: AGENT_PROTOCOL_VERSION, host: { hostId } }),
+  );
+  assert.ok(withOld.closed, 'a connection with the superseded certificate is closed');
+  assert.ok(!withOld.data.includes('"type"'), 'and never served');
+  const log = readFileSync(join(harness.dataDir, `agent-${NAME}.log`), 'utf8');
+  assert.match(log, /new host certificate installed/);
+  assert.ok(!/BEGIN (EC |)PRIVATE KEY/.test(log + harness.serverOutput), 'no key material in the logs');
+  const audit = await harness.api<{ items: { action: string; target: string }[] }>(
+    'GET',
+    '/v1/platform/audit?action=platform:host:renew&limit=10',
+  );
+  assert.ok(
+    audit.body.items.some((r) => r.target === hostId),
+    JSON.stringify(audit.body),
+  );
+});
+
 test('revoking the host closes its connection at once and it cannot reconnect', async () => {
   const revoked = await runCli(harness, ['host', 'revoke', NAME, '-o', 'json']);
   assert.equal(revoked.code, 0, revoked.stderr);
@@ -363,6 +403,10 @@ test('the remote host routes are in the OpenAPI document with their schemas', as
   const tokens = doc.paths['/v1/platform/hosts/join-tokens']?.post;
   assert.ok(tokens?.responses?.['201'], 'POST join-tokens documented');
   assert.ok(doc.paths['/v1/platform/hosts/{host}/revoke']?.post?.responses?.['200'], 'revoke documented');
+  assert.ok(
+    doc.paths['/v1/platform/hosts/{host}/certificate']?.post?.responses?.['200'],
+    'renewal documented',
+  );
   // Schema validation: a malformed token or an oversized CSR never reaches the CA.
   const bad = await harness.api('POST', '/v1/hosts/join', { token: 'x', csr: 'y' }, { authorization: '' });
   assert.equal(bad.status, 400);

@@ -194,6 +194,9 @@ class SimulatedHost {
       case 'volume.export':
       case 'volume.import':
         return { bytes: 0 };
+      case 'certificate.request':
+      case 'certificate.install':
+        throw new Error('simulated hosts have no certificate');
       default: {
         const unknown: never = request;
         throw new Error(`${(unknown as { type: string }).type} is not supported by the simulator`);

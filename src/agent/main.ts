@@ -24,6 +24,7 @@ import {
   qemuVersion,
 } from './host-facts.js';
 import { ServerDialer, loadHostCredentials, storedEndpoints } from './link/server-dialer.js';
+import { CertificateRenewal } from './link/certificate-renewal.js';
 import { LeaseFence } from './link/lease-fence.js';
 import { ServerLink } from './link/server-link.js';
 import { chooseAccelerator } from './qemu/accelerator-probe.js';
@@ -211,6 +212,11 @@ export async function runAgent(options: AgentCliOptions): Promise<void> {
     fenceHolder.fence = fence;
     fence.start();
   }
+  if (dialer)
+    link.certificates = new CertificateRenewal(config.dataDir, () => {
+      const renewed = loadHostCredentials(config.dataDir);
+      if (renewed) dialer.useCredentials(renewed);
+    });
   dialer?.start();
   log.info(
     { socket: config.socket, server: dialer ? endpoints : null, vms: vms.list().length },

@@ -407,6 +407,27 @@ export const SnapshotEraseRequest = Type.Object({
   snapshotId: Uuid,
 });
 
+/**
+ * Certificate renewal, driven by the server over the authenticated link: the agent makes a fresh P-256
+ * key (kept aside until the install) and answers a CSR with CN = `subject` (the host name it joined
+ * with). The key never leaves the host.
+ */
+export const CertificateRequestRequest = Type.Object({
+  type: Type.Literal('certificate.request'),
+  id: Type.Integer(),
+  subject: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$' }),
+});
+/**
+ * The new host certificate for the key of the last certificate.request. The agent checks it (signed by
+ * the CA it pinned at join, for its host id, for that key) before it replaces its credentials, then
+ * dials again with them.
+ */
+export const CertificateInstallRequest = Type.Object({
+  type: Type.Literal('certificate.install'),
+  id: Type.Integer(),
+  certificate: Type.String({ minLength: 1, maxLength: 8192 }),
+});
+
 export const AgentRequest = Type.Union([
   SyncRequest,
   LeaseRequest,
@@ -424,6 +445,8 @@ export const AgentRequest = Type.Union([
   SnapshotEraseRequest,
   VolumeExportRequest,
   VolumeImportRequest,
+  CertificateRequestRequest,
+  CertificateInstallRequest,
 ]);
 export type AgentRequest = Static<typeof AgentRequest>;
 export type AgentRequestType = AgentRequest['type'];
@@ -448,6 +471,8 @@ export interface AgentResults {
   'snapshot.erase': { existed: boolean; bytes: number };
   'volume.export': { bytes: number };
   'volume.import': { bytes: number };
+  'certificate.request': { csr: string };
+  'certificate.install': { serial: string; notAfter: string };
 }
 
 // ---- agent -> server messages

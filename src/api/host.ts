@@ -134,3 +134,16 @@ export const HostRevoked = Type.Object(
   { $id: 'HostRevoked' },
 );
 export type HostRevoked = Static<typeof HostRevoked>;
+
+/** A remote host's certificate renewed over its link (the older ones are revoked once it is used). */
+export const HostCertificateRenewed = Type.Object(
+  {
+    hostId: Id,
+    hostname: Type.String(),
+    /** The new certificate's serial (uppercase hex). */
+    serial: Type.String(),
+    notAfter: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'HostCertificateRenewed' },
+);
+export type HostCertificateRenewed = Static<typeof HostCertificateRenewed>;

@@ -127,6 +127,11 @@ export interface ServerConfig {
    * than this (minus 5 s) kills its VMs; the server restarts them elsewhere after it plus 5 s.
    */
   hostLeaseSeconds: number;
+  /**
+   * RAMPART_HOST_CERT_RENEW_DAYS (default 30, 0..3650; 0 = never by itself): a connected remote host
+   * whose certificate expires within this many days gets a new one over its link.
+   */
+  hostCertRenewDays: number;
   auth: AuthConfig;
   audit: { checkpointIntervalSeconds: number };
   quota: { defaults: QuotaLimits; enforce: boolean };
@@ -555,9 +560,18 @@ export function loadServerConfig(
     10,
     3600,
   );
+  const hostCertRenewDays = intSetting(
+    'RAMPART_HOST_CERT_RENEW_DAYS',
+    env.RAMPART_HOST_CERT_RENEW_DAYS,
+    undefined,
+    30,
+    0,
+    3650,
+  );
   return {
     agentListener,
     hostLeaseSeconds,
+    hostCertRenewDays,
     host,
     port,
     dataDir,

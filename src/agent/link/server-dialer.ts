@@ -16,12 +16,11 @@ import { isUuid } from '../../common/ids.js';
 import type { Logger } from '../../common/logger.js';
 import { createSecretFile, readSecretFile } from '../../common/secret-file.js';
 import { run } from '../../common/subprocess.js';
+import { completeInterruptedRenewal } from './certificate-renewal.js';
+import { CA_CERT_FILE, ENDPOINT_FILE, HOST_CERT_FILE, HOST_KEY_FILE } from './host-files.js';
 import type { ServerLink } from './server-link.js';
 
-export const HOST_KEY_FILE = 'host.key';
-export const HOST_CERT_FILE = 'host.crt';
-export const CA_CERT_FILE = 'ca.crt';
-export const ENDPOINT_FILE = 'server-endpoint';
+export { CA_CERT_FILE, ENDPOINT_FILE, HOST_CERT_FILE, HOST_KEY_FILE };
 
 export interface HostCredentials {
   key: Buffer;
@@ -31,6 +30,7 @@ export interface HostCredentials {
 
 /** The credentials in an agent data directory, or null when the host has not joined. */
 export function loadHostCredentials(dataDir: string): HostCredentials | null {
+  completeInterruptedRenewal(dataDir);
   const certFile = join(dataDir, HOST_CERT_FILE);
   if (!existsSync(certFile)) return null;
   const key = readSecretFile(join(dataDir, HOST_KEY_FILE), 'host key');
@@ -86,6 +86,16 @@ export class ServerDialer {
   start(): void {
     this.stopped = false;
     this.dial();
+  }
+
+  /**
+   * New credentials (a renewed certificate): the current connection is closed once the reply that
+   * installed them is on its way, and the next dial presents them.
+   */
+  useCredentials(credentials: HostCredentials): void {
+    this.options.credentials = credentials;
+    const socket = this.socket;
+    if (socket) setTimeout(() => socket.end(), 500).unref();
   }
 
   stop(): void {

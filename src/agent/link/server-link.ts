@@ -18,6 +18,7 @@ import type { Logger } from '../../common/logger.js';
 import type { HostNetwork } from '../runtime/host-network.js';
 import type { VmManager } from '../runtime/vm-manager.js';
 import type { VolumeFiles } from '../storage/volume-files.js';
+import type { CertificateRenewal } from './certificate-renewal.js';
 import type { LeaseFence } from './lease-fence.js';
 
 const CONSOLE_CHUNK_BYTES = 256 * 1024;
@@ -27,6 +28,8 @@ export class ServerLink {
   private current: Socket | null = null;
   /** Remote mode: the host lease the server renews (self-fencing); null for a unix-socket agent. */
   fence: LeaseFence | null = null;
+  /** Remote mode: renews the host certificate when the server asks (certificate-renewal.ts). */
+  certificates: CertificateRenewal | null = null;
 
   constructor(
     private readonly socketPath: string,
@@ -224,6 +227,15 @@ export class ServerLink {
         const erased = await this.volumes.eraseSnapshot(request.snapshotId);
         this.log.info({ snapshotId: request.snapshotId, ...erased }, 'snapshot erased');
         return erased;
+      }
+      case 'certificate.request':
+        if (!this.certificates) throw new Error('this agent has no host certificate to renew');
+        return this.certificates.request(request.subject);
+      case 'certificate.install': {
+        if (!this.certificates) throw new Error('this agent has no host certificate to renew');
+        const installed = await this.certificates.install(request.certificate);
+        this.log.info(installed, 'new host certificate installed');
+        return installed;
       }
       default: {
         // Every request type is handled above (the compiler checks); one that is not is refused, never

@@ -3,7 +3,13 @@
  * id prefix or a hostname and resolves it from the host list.
  */
 import type { Command } from 'commander';
-import type { Host, HostEvacuation, HostRevoked, JoinTokenCreated } from '../../api/host.js';
+import type {
+  Host,
+  HostCertificateRenewed,
+  HostEvacuation,
+  HostRevoked,
+  JoinTokenCreated,
+} from '../../api/host.js';
 import type { ApiClient } from '../api-client.js';
 import type { CommandDeps } from '../context.js';
 import { IncompleteError, LocalNotFoundError, UsageError } from '../errors.js';
@@ -31,7 +37,7 @@ export function registerHostCommands(program: Command, deps: CommandDeps): void 
   const host = program
     .command('host')
     .description(
-      'list and inspect hypervisor hosts, put them into maintenance, evacuate them, let remote hosts join, revoke them',
+      'list and inspect hypervisor hosts, put them into maintenance, evacuate them, let remote hosts join, renew their certificates, revoke them',
     );
 
   host
@@ -126,6 +132,26 @@ export function registerHostCommands(program: Command, deps: CommandDeps): void 
             '',
             `On the host: RAMPART_JOIN_TOKEN=<token> rampart agent join --server <this server's URL>${created.hostname ? ` --name ${created.hostname}` : ''} --ca-fingerprint ${created.caFingerprint}`,
           ].join('\n'),
+        );
+    });
+
+  host
+    .command('renew-certificate')
+    .description(
+      "renew a connected remote host's certificate now (a new key made on the host; the older certificates are revoked once it reconnects with the new one; done by itself 30 days before expiry)",
+    )
+    .argument('<host>', 'host id or hostname of a host that joined', parseHostRef)
+    .action(async (ref: string, _opts: unknown, cmd: Command) => {
+      const ctx = deps.context(cmd);
+      const renewed = await ctx.client.request<HostCertificateRenewed>(
+        'POST',
+        `/v1/platform/hosts/${encodeURIComponent(ref)}/certificate`,
+        { tenant: false },
+      );
+      if (ctx.out.json) ctx.out.printJson(renewed);
+      else
+        ctx.out.print(
+          `host ${renewed.hostname} (${renewed.hostId}): new certificate ${renewed.serial}, valid until ${renewed.notAfter}`,
         );
     });
 

@@ -124,6 +124,8 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         "  RAMPART_AGENT_HEARTBEAT_SECONDS  remote agents' heartbeat interval; 3 missed close the connection (default 5)",
         '  RAMPART_HOST_LEASE_SECONDS  host lease (default 30, min 10): a remote host cut off for lease-5 s kills its',
         '                   VMs; after lease+5 s the host is failed and its restartable VMs start elsewhere',
+        "  RAMPART_HOST_CERT_RENEW_DAYS  renew a connected remote host's certificate this many days before it expires",
+        '                   (default 30; 0 = only on request: `rampart host renew-certificate`)',
         '  RAMPART_QUOTA_ENFORCEMENT, RAMPART_FAILPOINTS  benchmarks and tests only',
         'Flags take precedence over the environment.',
       ].join('\n'),

@@ -5,7 +5,8 @@
  * not expired); then the agent's hello must name that same host id, or the connection is closed (its
  * host name is the one in the certificate's record, whatever the hello says). An
  * accepted connection joins the AgentFleet (one agent per host id) and is closed once it stays silent
- * for three heartbeat intervals. TCP keepalive is on.
+ * for three heartbeat intervals. TCP keepalive is on. A certificate that expires within 30 days is
+ * renewed over the link (host-enrollment.ts); a host presenting a renewed one has its older revoked.
  */
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { isUuid } from '../../common/ids.js';
@@ -34,6 +35,11 @@ export interface AgentListenerOptions {
   renewMs?: number;
   /** How often the certificates of open connections are checked again (ms, default 30 s). */
   revalidateMs?: number;
+  /**
+   * A host whose certificate expires within this time gets a new one over its link (checked at its
+   * hello and with every revalidation; at most one attempt per host an hour). Default 30 days; 0: never.
+   */
+  certificateRenewWithinMs?: number;
   /** After each round of renewals: the hosts renewed (their lastSeenAt is recorded now). */
   onRenewed?: (hostIds: string[]) => void;
   /** A host reported, with a renewal after a lost link, that it fenced itself (killed these VMs). */
@@ -61,6 +67,10 @@ export class AgentListener {
   /** Connections whose host said hello: their leases are renewed. */
   private readonly linked = new Map<AgentConnection, LinkedHost>();
   private renewTimer: NodeJS.Timeout | null = null;
+  /** The connection of each socket whose host said hello (certificate renewal goes over it). */
+  private readonly helloed = new Map<TLSSocket, AgentConnection>();
+  /** When a certificate renewal was last tried, per host. */
+  private readonly renewalTriedAt = new Map<string, number>();
 
   constructor(private readonly options: AgentListenerOptions) {}
 
@@ -164,8 +174,35 @@ export class AgentListener {
       if (!valid) {
         this.options.log.warn({ hostId, serial }, 'agent certificate no longer valid; closing');
         socket.destroy();
+        continue;
       }
+      const connection = this.helloed.get(socket);
+      if (connection && typeof hostId === 'string') this.renewIfExpiring(socket, hostId, connection);
     }
+  }
+
+  /** Starts a renewal of the host's certificate when it expires soon (see certificateRenewWithinMs). */
+  private renewIfExpiring(socket: TLSSocket, hostId: string, connection: AgentConnection): void {
+    const o = this.options;
+    const expiresAt = new Date(socket.getPeerCertificate().valid_to).getTime();
+    const within = o.certificateRenewWithinMs ?? 30 * 86_400_000;
+    if (within <= 0 || !(expiresAt - Date.now() < within)) return;
+    const tried = this.renewalTriedAt.get(hostId);
+    if (tried !== undefined && Date.now() - tried < 3_600_000) return;
+    this.renewalTriedAt.set(hostId, Date.now());
+    o.log.info(
+      { hostId, expiresAt: new Date(expiresAt).toISOString() },
+      'renewing an expiring host certificate',
+    );
+    o.enrollment.renew(hostId, connection).then(
+      (renewed) =>
+        o.log.info(
+          { hostId, serial: renewed.serial, notAfter: renewed.notAfter },
+          'host certificate renewed',
+        ),
+      (error: unknown) =>
+        o.log.warn({ hostId, err: (error as Error).message }, 'host certificate renewal failed'),
+    );
   }
 
   private async onSecure(socket: TLSSocket): Promise<void> {
@@ -231,8 +268,21 @@ export class AgentListener {
       if (!connection.isOpen) return;
       const linked: LinkedHost = { hostId, hostname };
       this.linked.set(connection, linked);
-      connection.once('close', () => this.linked.delete(connection));
+      this.helloed.set(socket, connection);
+      connection.once('close', () => {
+        this.linked.delete(connection);
+        this.helloed.delete(socket);
+      });
       this.renew(connection, linked);
+      // A host presenting a renewed certificate: the ones issued before it are revoked.
+      o.enrollment.supersede(hostId, cert.serialNumber).then(
+        (superseded) => {
+          if (superseded > 0) log.info({ superseded }, 'older host certificates revoked (renewed)');
+        },
+        (error: unknown) =>
+          log.warn({ err: (error as Error).message }, 'cannot revoke superseded certificates'),
+      );
+      this.renewIfExpiring(socket, hostId, connection);
     });
   }
 }

@@ -1,15 +1,20 @@
 /**
  * Join tokens: only their hash is stored, they expire, and each is used once (also when two joins race);
- * a bad CSR leaves the token usable; issued certificates are valid until revoked.
+ * a bad CSR leaves the token usable; issued certificates are valid until revoked; a renewal over the
+ * host's link (with the agent's own renewal code) issues a new certificate for the same host, and the
+ * older ones are revoked once the host presents it.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { CertificateRenewal } from '../../agent/link/certificate-renewal.js';
+import { agentRequestValidator } from '../../api/agent-protocol.js';
 import { run } from '../../common/subprocess.js';
 import { openDatabase } from '../store/database.js';
+import type { AgentChannel } from './agent-forwarding.js';
 import { HostCa } from './host-ca.js';
 import { HostEnrollment, hashJoinToken } from './host-enrollment.js';
 
@@ -85,4 +90,61 @@ test('join tokens: hash only, expiry, single use; revocation', async (t) => {
   assert.deepEqual(closed, [joined.hostId]);
   assert.equal(await enrollment.certificateValid(cert.serial, joined.hostId), false);
   await assert.rejects(enrollment.revoke('no-such-host'), /not found/i);
+});
+
+test('renewal over the host link: a new certificate for the same host; the older ones revoked once used', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-renew-'));
+  const db = await openDatabase(join(dir, 'db', 'rampart.db'));
+  t.after(async () => {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const ca = await HostCa.open(join(dir, 'server'));
+  const enrollment = new HostEnrollment({ db, ca, agentEndpoint: '127.0.0.1:9443' });
+  const { token } = await enrollment.createJoinToken({ hostname: 'node-1', createdBy: null });
+  // The agent's data directory, joined with a key made by the agent's renewal code.
+  const agentDir = join(dir, 'agent');
+  mkdirSync(agentDir);
+  writeFileSync(join(agentDir, 'ca.crt'), ca.certificatePem);
+  const agent = new CertificateRenewal(agentDir, () => undefined);
+  const joined = await enrollment.join({ token, csr: (await agent.request('node-1')).csr }, 'a');
+  writeFileSync(join(agentDir, 'host-id'), joined.hostId);
+  const first = new X509Certificate(joined.certificate).serialNumber;
+
+  // The link to the agent: requests go to its renewal code, as over the wire (validated first).
+  const requests: string[] = [];
+  const channel: AgentChannel = {
+    request: (async (type: string, body: Record<string, unknown>) => {
+      requests.push(type);
+      const message = { ...body, type, id: requests.length };
+      assert.ok(agentRequestValidator.Check(message), `${type} matches the protocol`);
+      if (type === 'certificate.request') return agent.request(body.subject as string);
+      if (type === 'certificate.install') return agent.install(body.certificate as string);
+      throw new Error(`unexpected ${type}`);
+    }) as AgentChannel['request'],
+  };
+  await assert.rejects(
+    new HostEnrollment({ db, ca, agentEndpoint: null, channelFor: () => null }).renewHost('node-1'),
+    /not connected/,
+  );
+  const renewed = await new HostEnrollment({
+    db,
+    ca,
+    agentEndpoint: '127.0.0.1:9443',
+    channelFor: (id) => (id === joined.hostId ? channel : null),
+  }).renewHost('node-1');
+  assert.deepEqual(requests, ['certificate.request', 'certificate.install']);
+  assert.equal(renewed.hostId, joined.hostId);
+  assert.equal(renewed.hostname, 'node-1');
+  assert.notEqual(renewed.serial, first);
+  const installed = new X509Certificate(readFileSync(join(agentDir, 'host.crt')));
+  assert.equal(installed.serialNumber.replace(/^0+/, ''), renewed.serial);
+  assert.equal(installed.subject.trim(), `CN=${joined.hostId}`);
+  // Both valid until the host presents the new one; then the old one is revoked.
+  assert.equal(await enrollment.certificateValid(first, joined.hostId), true);
+  assert.equal(await enrollment.certificateValid(renewed.serial, joined.hostId), true);
+  assert.equal(await enrollment.supersede(joined.hostId, first), 0, 'the old one supersedes nothing');
+  assert.equal(await enrollment.supersede(joined.hostId, renewed.serial), 1);
+  assert.equal(await enrollment.certificateValid(first, joined.hostId), false);
+  assert.equal(await enrollment.certificateValid(renewed.serial, joined.hostId), true);
 });

@@ -2,11 +2,13 @@
  * Remote hosts joining and leaving: one-time join tokens (random 32 bytes, shown once, stored only as
  * their SHA-256, with an expiry and the host name they are for), the join itself (the token consumed
  * atomically, a host id assigned, the CSR signed by the host CA), certificate checks for the agent
- * listener, and revocation (recorded, and the host's connection closed at once).
+ * listener, renewal over the host's link (a new key made by the agent; the older certificates revoked
+ * once the host presents the new one), and revocation (recorded, the host's connection closed at once).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
   ConflictError,
+  HostUnavailableError,
   InvalidInputError,
   NotFoundError,
   RateLimitedError,
@@ -15,9 +17,17 @@ import {
 import { isUuid, newId } from '../../common/ids.js';
 import { LoginThrottle } from '../iam/login-throttle.js';
 import type { Db } from '../store/database.js';
+import type { AgentChannel } from './agent-forwarding.js';
 import { HOSTNAME_PATTERN, certificateFingerprint, normalizeSerial, type HostCa } from './host-ca.js';
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
+
+export interface HostCertificateRenewed {
+  hostId: string;
+  hostname: string;
+  serial: string;
+  notAfter: string;
+}
 export const MAX_JOIN_TOKEN_TTL_SECONDS = 7 * 86_400;
 const TOKEN_PREFIX = 'rjt_';
 /** The token's text: the prefix and 32 random bytes, base64url (43 characters). */
@@ -56,6 +66,8 @@ export interface HostEnrollmentOptions {
   agentEndpoint: string | null;
   /** Closes the live connections of a host (revocation). */
   closeHost?: (hostId: string) => void;
+  /** The link to a host's agent (this replica's, or forwarded through the one holding it). */
+  channelFor?: (hostId: string) => AgentChannel | null;
   /** Server replicas: the agent listeners of all live replicas (this one's first). */
   agentEndpoints?: () => Promise<string[]>;
   now?: () => number;
@@ -211,8 +223,83 @@ export class HostEnrollment {
     return valid ? row.hostname : null;
   }
 
-  /** Revokes every certificate of a host (by id or name) and closes its connection at once. */
-  async revoke(ref: string): Promise<{ hostId: string; hostname: string; revoked: number }> {
+  /**
+   * Renews a host's certificate over its authenticated link (`agent`, direct or through the replica
+   * holding it): the agent makes a new key and sends a CSR, the CA signs it for the same host id and
+   * name, the new serial is recorded, and the agent installs it and dials again with it. The older
+   * certificates stay valid until the host presents the new one (supersede), so a renewal that fails
+   * half-way never locks the host out.
+   */
+  async renew(hostId: string, agent: AgentChannel): Promise<HostCertificateRenewed> {
+    const ca = this.options.ca;
+    if (!ca) throw new ConflictError('the agent listener is off: no host CA to sign with');
+    const current = await this.options.db
+      .selectFrom('hostCertificates')
+      .select(['hostname'])
+      .where('hostId', '=', hostId)
+      .where('revokedAt', 'is', null)
+      .where('notAfter', '>', new Date(this.now()).toISOString())
+      .orderBy('createdAt', 'desc')
+      .executeTakeFirst();
+    if (!current) throw new NotFoundError('valid host certificate');
+    const { csr } = await agent.request('certificate.request', { subject: current.hostname }, 60_000);
+    const signed = await ca.signHostCsr(csr, hostId, current.hostname);
+    await this.options.db
+      .insertInto('hostCertificates')
+      .values({
+        serial: signed.serial,
+        hostId,
+        hostname: signed.name,
+        notBefore: signed.notBefore.toISOString(),
+        notAfter: signed.notAfter.toISOString(),
+        createdAt: new Date(this.now()).toISOString(),
+        revokedAt: null,
+      })
+      .execute();
+    const installed = await agent.request('certificate.install', { certificate: signed.certificate }, 60_000);
+    if (normalizeSerial(installed.serial) !== signed.serial)
+      throw new ConflictError('the agent installed another certificate than the one signed');
+    return {
+      hostId,
+      hostname: signed.name,
+      serial: signed.serial,
+      notAfter: signed.notAfter.toISOString(),
+    };
+  }
+
+  /**
+   * The host connected with certificate `serial`: every certificate of the host issued before it is
+   * revoked (superseded by a renewal). Answers how many.
+   */
+  async supersede(hostId: string, serial: string): Promise<number> {
+    const presented = await this.options.db
+      .selectFrom('hostCertificates')
+      .select(['createdAt'])
+      .where('serial', '=', normalizeSerial(serial))
+      .where('hostId', '=', hostId)
+      .executeTakeFirst();
+    if (!presented) return 0;
+    const result = await this.options.db
+      .updateTable('hostCertificates')
+      .set({ revokedAt: new Date(this.now()).toISOString() })
+      .where('hostId', '=', hostId)
+      .where('revokedAt', 'is', null)
+      .where('createdAt', '<', presented.createdAt)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows);
+  }
+
+  /** Renews the certificate of a connected host, by id or name (see renew). */
+  async renewHost(ref: string): Promise<HostCertificateRenewed> {
+    const { hostId } = await this.joinedHost(ref);
+    const channel = this.options.channelFor?.(hostId) ?? null;
+    if (!channel)
+      throw new HostUnavailableError('the host is not connected: its certificate is renewed over its link');
+    return this.renew(hostId, channel);
+  }
+
+  /** A host that joined, by id or name. */
+  private async joinedHost(ref: string): Promise<{ hostId: string; hostname: string }> {
     const rows = await this.options.db
       .selectFrom('hostCertificates')
       .select(['hostId', 'hostname'])
@@ -225,7 +312,12 @@ export class HostEnrollment {
     const hostIds = [...new Set(rows.map((r) => r.hostId))];
     if (hostIds.length === 0) throw new NotFoundError('host certificate');
     if (hostIds.length > 1) throw new ConflictError(`several hosts are named ${ref}: give the host id`);
-    const hostId = hostIds[0]!;
+    return { hostId: hostIds[0]!, hostname: rows[0]!.hostname };
+  }
+
+  /** Revokes every certificate of a host (by id or name) and closes its connection at once. */
+  async revoke(ref: string): Promise<{ hostId: string; hostname: string; revoked: number }> {
+    const { hostId, hostname } = await this.joinedHost(ref);
     const result = await this.options.db
       .updateTable('hostCertificates')
       .set({ revokedAt: new Date(this.now()).toISOString() })
@@ -233,6 +325,6 @@ export class HostEnrollment {
       .where('revokedAt', 'is', null)
       .executeTakeFirst();
     this.closeHost(hostId);
-    return { hostId, hostname: rows[0]!.hostname, revoked: Number(result.numUpdatedRows) };
+    return { hostId, hostname, revoked: Number(result.numUpdatedRows) };
   }
 }

@@ -35,6 +35,7 @@ export async function startAgentListener(
     db,
     ca,
     agentEndpoint: null,
+    channelFor: (hostId) => fleet.connectionFor(hostId),
     ...(replicas ? { agentEndpoints: () => replicas.agentEndpoints() } : {}),
   });
   const server = await ca.serverCertificate(settings.endpointHost);
@@ -49,6 +50,7 @@ export async function startAgentListener(
     log,
     heartbeatSeconds: settings.heartbeatSeconds,
     leaseSeconds: config.hostLeaseSeconds,
+    certificateRenewWithinMs: config.hostCertRenewDays * 86_400_000,
     onRenewed: (hostIds) =>
       void recordLeaseRenewals(db, hostIds).catch((error: unknown) =>
         log.error({ err: (error as Error).message }, 'could not record lease renewals'),

@@ -173,6 +173,7 @@ export const ROUTE_POLICY: Readonly<Record<string, RoutePolicy>> = {
   // Remote hosts: join tokens and revocation (platform); the join itself is public (the one-time
   // token is the credential; failed joins back off like logins).
   'POST /v1/platform/hosts/join-tokens': platform('platform:host:create'),
+  'POST /v1/platform/hosts/:host/certificate': platform('platform:host:renew'),
   'POST /v1/platform/hosts/:host/revoke': platform('platform:host:revoke'),
   'POST /v1/hosts/join': { scope: 'public', action: 'host:join' },
 

@@ -83,6 +83,8 @@ export const PLATFORM_PERMISSIONS = [
   'platform:host:evacuate',
   /** Create join tokens for remote hosts (a token lets one host join and get a certificate). */
   'platform:host:create',
+  /** Renew a remote host's certificate over its link. */
+  'platform:host:renew',
   /** Revoke a remote host's certificate (cuts it off). */
   'platform:host:revoke',
   'platform:audit:read',

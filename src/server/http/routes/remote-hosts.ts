@@ -1,14 +1,16 @@
 /**
  * Remote hosts: `POST /v1/platform/hosts/join-tokens` (a one-time token, shown once),
  * `POST /v1/hosts/join` (public: the token is the credential; rate-limited, failures back off like
- * logins, audited) and `POST /v1/platform/hosts/{host}/revoke` (the certificate is refused from now on
- * and the host's connection is closed at once).
+ * logins, audited), `POST /v1/platform/hosts/{host}/certificate` (renewed now over the host's link) and
+ * `POST /v1/platform/hosts/{host}/revoke` (the certificate is refused from now on and the host's
+ * connection is closed at once).
  */
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { ErrorSchema } from '../../../api/common.js';
 import {
+  HostCertificateRenewed,
   HostJoinRequest,
   HostJoined,
   HostRevoked,
@@ -70,6 +72,29 @@ export async function remoteHostRoutes(base: FastifyInstance, ctx: AppContext): 
       request.auditInfo!.target = joined.hostId;
       request.auditInfo!.detail = `host ${joined.hostname} joined`;
       return joined;
+    },
+  );
+
+  app.post(
+    '/v1/platform/hosts/:host/certificate',
+    {
+      schema: {
+        tags: ['hosts'],
+        summary:
+          "Renew a connected remote host's certificate now: a new key made on the host, signed by the host CA; the older certificates are revoked once the host uses the new one",
+        params: Type.Object(
+          { host: Type.String({ minLength: 1, maxLength: 63 }) },
+          { additionalProperties: false },
+        ),
+        response: { 200: HostCertificateRenewed, ...errors },
+      },
+    },
+    async (request) => {
+      request.auditInfo!.target = request.params.host;
+      const renewed = await ctx.enrollment.renewHost(request.params.host);
+      request.auditInfo!.target = renewed.hostId;
+      request.auditInfo!.detail = `host ${renewed.hostname}: certificate ${renewed.serial} until ${renewed.notAfter}`;
+      return renewed;
     },
   );
 
