@@ -18,7 +18,13 @@ import { isUuid, newId } from '../../common/ids.js';
 import { LoginThrottle } from '../iam/login-throttle.js';
 import type { Db } from '../store/database.js';
 import type { AgentChannel } from './agent-forwarding.js';
-import { HOSTNAME_PATTERN, certificateFingerprint, normalizeSerial, type HostCa } from './host-ca.js';
+import {
+  HOSTNAME_PATTERN,
+  certificateFingerprint,
+  normalizeSerial,
+  type HostCa,
+  type IssuedCertificate,
+} from './host-ca.js';
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
 
@@ -178,18 +184,7 @@ export class HostEnrollment {
       .where('expiresAt', '>', nowIso)
       .executeTakeFirst();
     if (Number(consumed.numUpdatedRows) !== 1) throw refused();
-    await this.options.db
-      .insertInto('hostCertificates')
-      .values({
-        serial: signed.serial,
-        hostId,
-        hostname: signed.name,
-        notBefore: signed.notBefore.toISOString(),
-        notAfter: signed.notAfter.toISOString(),
-        createdAt: nowIso,
-        revokedAt: null,
-      })
-      .execute();
+    await this.recordCertificate(hostId, signed, nowIso);
     this.throttle.recordSuccess(`join:${source}`, source);
     const others = (await this.options.agentEndpoints?.().catch(() => [])) ?? [];
     return {
@@ -244,18 +239,7 @@ export class HostEnrollment {
     if (!current) throw new NotFoundError('valid host certificate');
     const { csr } = await agent.request('certificate.request', { subject: current.hostname }, 60_000);
     const signed = await ca.signHostCsr(csr, hostId, current.hostname);
-    await this.options.db
-      .insertInto('hostCertificates')
-      .values({
-        serial: signed.serial,
-        hostId,
-        hostname: signed.name,
-        notBefore: signed.notBefore.toISOString(),
-        notAfter: signed.notAfter.toISOString(),
-        createdAt: new Date(this.now()).toISOString(),
-        revokedAt: null,
-      })
-      .execute();
+    await this.recordCertificate(hostId, signed, new Date(this.now()).toISOString());
     const installed = await agent.request('certificate.install', { certificate: signed.certificate }, 60_000);
     if (normalizeSerial(installed.serial) !== signed.serial)
       throw new ConflictError('the agent installed another certificate than the one signed');
@@ -296,6 +280,26 @@ export class HostEnrollment {
     if (!channel)
       throw new HostUnavailableError('the host is not connected: its certificate is renewed over its link');
     return this.renew(hostId, channel);
+  }
+
+  /** Records an issued certificate (its serial is what the listener checks and revocation marks). */
+  private async recordCertificate(
+    hostId: string,
+    signed: IssuedCertificate & { name: string },
+    createdAt: string,
+  ): Promise<void> {
+    await this.options.db
+      .insertInto('hostCertificates')
+      .values({
+        serial: signed.serial,
+        hostId,
+        hostname: signed.name,
+        notBefore: signed.notBefore.toISOString(),
+        notAfter: signed.notAfter.toISOString(),
+        createdAt,
+        revokedAt: null,
+      })
+      .execute();
   }
 
   /** A host that joined, by id or name. */
