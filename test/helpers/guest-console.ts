@@ -33,15 +33,28 @@ export class GuestConsole {
     const tag = randomBytes(3).toString('hex');
     this.received = '';
     // The markers are computed by the shell, so the echo of the typed line never matches them.
-    this.ws.send(`echo B-${tag}-$((1+1))\n`);
+    const begin = `echo B-${tag}-$((1+1))\n`;
+    const deadline = Date.now() + timeoutMs;
+    // The command is typed only once the shell has answered the begin marker: typed while the shell
+    // was still printing, its echo came interleaved with that output, and half of it was taken for
+    // the command's output (seen through a replica's console relay). The marker is typed again every
+    // 10 s while nothing answers (a console still booting).
+    for (let sentAt = 0; !this.received.includes(`B-${tag}-2`);) {
+      if (Date.now() > deadline)
+        throw new Error(`guest did not answer on its console: ${this.received.slice(-500)}`);
+      if (Date.now() - sentAt >= 10_000) {
+        this.ws.send(begin);
+        sentAt = Date.now();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
     this.ws.send(`${line}\n`);
     this.ws.send(`echo E-${tag}-$((1+1))-$?\n`);
-    const deadline = Date.now() + timeoutMs;
     const end = new RegExp(`E-${tag}-2-(\\d+)`);
     for (;;) {
       const match = end.exec(this.received);
       if (match) {
-        const start = this.received.indexOf(`B-${tag}-2`);
+        const start = this.received.lastIndexOf(`B-${tag}-2`, match.index);
         const body = this.received.slice(start + `B-${tag}-2`.length, match.index);
         // Drop the echo of the typed command and of the end marker line.
         const output = body
