@@ -30,6 +30,7 @@ const CHECK_IDS = [
   'audit-chain-verified',
   'master-key-private',
   'anti-spoofing-on-ports',
+  'host-certificates-current',
 ];
 let harness: RampartHarness;
 let masterKey: string;
@@ -93,6 +94,7 @@ test('a run reports every check with evidence; the baseline passes what a fresh 
     'audit-chain-verified',
     'master-key-private',
     'anti-spoofing-on-ports',
+    'host-certificates-current',
   ])
     assert.equal(check(report, id).passed, true, `${id}: ${check(report, id).evidence}`);
   assert.match(check(report, 'qemu-confined').evidence, /0 running VMs/);

@@ -1,5 +1,11 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { newId } from '../../../common/ids.js';
+import { openDatabase } from '../../store/database.js';
 import { COMPLIANCE_CHECKS, coversAdminPort, runChecks, tooWide, type ComplianceDeps } from './checks.js';
 
 test('admin port ranges: a rule covering any admin port counts; null ports mean all', () => {
@@ -44,4 +50,52 @@ test('check ids are unique kebab-case; a check that throws fails with its error 
       offending: [],
     },
   ]);
+});
+
+test('host-certificates-current: a remote host whose newest certificate expires within 7 days fails', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rampart-checks-'));
+  const db = await openDatabase(join(dir, 'rampart.db'));
+  t.after(async () => {
+    await db.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const now = Date.parse('2027-06-01T00:00:00Z');
+  const day = 86_400_000;
+  const check = COMPLIANCE_CHECKS.find((c) => c.id === 'host-certificates-current')!;
+  const deps = { db, now: () => now } as unknown as ComplianceDeps;
+  const certificate = (hostId: string, hostname: string, notAfterMs: number, revoked = false) =>
+    db
+      .insertInto('hostCertificates')
+      .values({
+        serial: randomBytes(8).toString('hex').toUpperCase(),
+        hostId,
+        hostname,
+        notBefore: new Date(notAfterMs - 365 * day).toISOString(),
+        notAfter: new Date(notAfterMs).toISOString(),
+        createdAt: new Date(notAfterMs - 365 * day).toISOString(),
+        revokedAt: revoked ? new Date(now).toISOString() : null,
+      })
+      .execute();
+  const [renewed, expiring, expired, gone] = [newId(), newId(), newId(), newId()];
+  assert.match((await check.run(deps)).evidence, /all 0 remote hosts/);
+
+  await certificate(renewed, 'renewed', now + 3 * day);
+  await certificate(renewed, 'renewed', now + 300 * day);
+  await certificate(gone, 'gone', now + 2 * day, true);
+  const passing = await check.run(deps);
+  assert.equal(passing.passed, true, passing.evidence);
+  assert.match(passing.evidence, /all 1 remote host hold/);
+
+  await certificate(expiring, 'expiring', now + 6 * day);
+  await certificate(expired, 'expired', now - day);
+  const failing = await check.run(deps);
+  assert.equal(failing.passed, false);
+  assert.match(failing.evidence, /2 remote hosts with a certificate expired or expiring/);
+  assert.deepEqual(
+    failing.offending.map((o) => [(o as { hostname: string }).hostname, (o as { problem: string }).problem]),
+    [
+      ['expired', 'expired'],
+      ['expiring', 'expires within 7 days'],
+    ],
+  );
 });

@@ -394,6 +394,42 @@ async function antiSpoofingOnPorts(deps: ComplianceDeps): Promise<CheckOutcome> 
   );
 }
 
+/** A remote host's certificate must stay valid at least this long (it is renewed 30 days ahead). */
+export const HOST_CERTIFICATE_MIN_REMAINING_MS = 7 * 24 * 60 * 60 * 1000;
+
+async function hostCertificatesCurrent(deps: ComplianceDeps): Promise<CheckOutcome> {
+  // Every host that joined and was not revoked (a host whose certificates are all revoked is gone).
+  const rows = await deps.db
+    .selectFrom('hostCertificates')
+    .select(['hostId', 'hostname', 'notAfter'])
+    .where('revokedAt', 'is', null)
+    .orderBy('hostname')
+    .execute();
+  const latest = new Map<string, { hostname: string; notAfter: string }>();
+  for (const row of rows) {
+    const known = latest.get(row.hostId);
+    if (!known || row.notAfter > known.notAfter)
+      latest.set(row.hostId, { hostname: row.hostname, notAfter: row.notAfter });
+  }
+  const limit = deps.now() + HOST_CERTIFICATE_MIN_REMAINING_MS;
+  const offending: unknown[] = [];
+  for (const [id, host] of latest)
+    if (Date.parse(host.notAfter) <= limit)
+      offending.push({
+        type: 'host',
+        id,
+        hostname: host.hostname,
+        notAfter: host.notAfter,
+        problem: Date.parse(host.notAfter) <= deps.now() ? 'expired' : 'expires within 7 days',
+      });
+  return outcome(
+    offending,
+    `all ${plural(latest.size, 'remote host')} hold a certificate valid for more than 7 days`,
+    (n) =>
+      `${plural(n, 'remote host')} with a certificate expired or expiring within 7 days (renewal is not working)`,
+  );
+}
+
 export const COMPLIANCE_CHECKS: readonly ComplianceCheck[] = [
   {
     id: 'signatures-required',
@@ -448,6 +484,12 @@ export const COMPLIANCE_CHECKS: readonly ComplianceCheck[] = [
     title: "Every port of a running VM is in its host's firewall intent, with no over-wide allowance",
     severity: 'high',
     run: antiSpoofingOnPorts,
+  },
+  {
+    id: 'host-certificates-current',
+    title: 'Every remote host holds a certificate valid for more than 7 days (renewal works)',
+    severity: 'medium',
+    run: hostCertificatesCurrent,
   },
 ];
 
