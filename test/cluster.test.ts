@@ -146,13 +146,15 @@ describe('cluster: two replicas, three hosts, one PostgreSQL', { skip: POSTGRES_
       host.id = await joinHost(host.name === 'node-3' ? b : a, host.name, hostDir(host.name));
       startAgent(host);
     }
+    // Online is recorded at the hello, the link to the replica just after it: wait for both.
     await a.waitFor(
       async () => {
         const hosts = (await a.api<{ items: Host[] }>('GET', '/v1/hosts')).body.items;
-        return hosts.filter((h) => h.state === 'online').length === 3;
+        const linked = [...(await links()).values()].filter((endpoint) => endpoint !== null);
+        return hosts.filter((h) => h.state === 'online').length === 3 && linked.length === 3;
       },
       60_000,
-      'three hosts online',
+      'three hosts online and linked',
     );
   });
 
