@@ -71,7 +71,18 @@ const KEY_DIR_PREFIX = '.key-';
 const QEMU_IMG_TIMEOUT_MS = 120_000;
 /** Converting (cloning, importing, exporting) a large volume takes a while. */
 const QEMU_IMG_CONVERT_TIMEOUT_MS = 3_600_000;
-/** qemu-img's PBKDF benchmark fails now and then on a busy host ("Unable to get accurate CPU usage"). */
+/**
+ * The hash of a new LUKS header's PBKDF2 (and anti-forensic splitter). qemu-img sizes the PBKDF2 from a
+ * benchmark whose first round is 2^15 iterations, timed by the thread's user CPU time, and it gives up
+ * ("Unable to get accurate CPU usage") when that round measures 0 ms. With SHA-256 on a CPU with SHA
+ * instructions the round takes a few milliseconds, often inside one scheduler tick on a host with
+ * tick-based CPU accounting (as in a VM): measured on such a host, 62 of 100 creations failed with
+ * SHA-256, 0 of 60 with SHA-512 (no such instructions, the round lasts tens of milliseconds). A CI run
+ * once failed 20 attempts in a row with SHA-256. Existing volumes keep whatever hash their header names
+ * (opening reads it from the header).
+ */
+const LUKS_PBKDF_HASH = 'sha512';
+/** The PBKDF benchmark can still fail now and then on a busy host ("Unable to get accurate CPU usage"). */
 const PBKDF_ATTEMPTS = 20;
 const FORMATS: readonly VolumeFormat[] = ['qcow2', 'luks'];
 
@@ -370,12 +381,12 @@ export class VolumeFiles {
                     ? luksImageOpts(source, 'src')
                     : qcow2ImageOpts(source, 'src', sourceBacking),
                   ...(format === 'luks'
-                    ? ['-O', 'luks', '-o', `key-secret=dst,iter-time=${this.iterTimeMs}`]
+                    ? ['-O', 'luks', '-o', this.luksHeaderOptions('dst')]
                     : [
                         '-O',
                         'qcow2',
                         '-o',
-                        `encrypt.format=luks,encrypt.key-secret=dst,encrypt.iter-time=${this.iterTimeMs}`,
+                        this.qcow2EncryptionOptions('dst'),
                         ...(backing ? ['-B', backing.path, '-F', backing.format] : []),
                       ]),
                   target,
@@ -456,7 +467,7 @@ export class VolumeFiles {
               '-O',
               'qcow2',
               '-o',
-              `encrypt.format=luks,encrypt.key-secret=src,encrypt.iter-time=${this.iterTimeMs}`,
+              this.qcow2EncryptionOptions('src'),
               target,
             ],
             QEMU_IMG_CONVERT_TIMEOUT_MS,
@@ -526,7 +537,7 @@ export class VolumeFiles {
                   'luks',
                   ...secretObject('sec0', keyFile),
                   '-o',
-                  `key-secret=sec0,iter-time=${this.iterTimeMs}`,
+                  this.luksHeaderOptions('sec0'),
                   path,
                   `${sizeGiB}G`,
                 ]
@@ -537,7 +548,7 @@ export class VolumeFiles {
                   'qcow2',
                   ...secretObject('sec0', keyFile),
                   '-o',
-                  `encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=${this.iterTimeMs}` +
+                  this.qcow2EncryptionOptions('sec0') +
                     (backing ? `,backing_file=${opt(backing.path)},backing_fmt=${backing.format}` : ''),
                   // The backing image is not opened (its size was checked above).
                   ...(backing ? ['-u'] : []),
@@ -820,6 +831,19 @@ export class VolumeFiles {
     } finally {
       rmSync(keyDir, { recursive: true, force: true });
     }
+  }
+
+  /** qemu-img `-o` options for a new LUKS file's header, its key read from secret `secretId`. */
+  private luksHeaderOptions(secretId: string): string {
+    return `key-secret=${secretId},iter-time=${this.iterTimeMs},hash-alg=${LUKS_PBKDF_HASH}`;
+  }
+
+  /** qemu-img `-o` options for a new qcow2 file's LUKS encryption, its key read from secret `secretId`. */
+  private qcow2EncryptionOptions(secretId: string): string {
+    return (
+      `encrypt.format=luks,encrypt.key-secret=${secretId},` +
+      `encrypt.iter-time=${this.iterTimeMs},encrypt.hash-alg=${LUKS_PBKDF_HASH}`
+    );
   }
 
   private async qemuImgRetried(args: string[], timeoutMs = QEMU_IMG_TIMEOUT_MS): Promise<{ stdout: string }> {
