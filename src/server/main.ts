@@ -430,8 +430,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
           .catch((error: unknown) => log.error({ err: (error as Error).message }, 'security event failed'));
     });
     void (async () => {
-      await recordHostHello(db, host);
-      await replicas.link(host.hostId);
+      await recordHostHello(db, host, replicas.id);
+      await replicas.linkedHere(host.hostId);
       await vmService.syncHost(host.hostId, connection);
       await volumes.resumeDeletes(host.hostId);
       await snapshots.resumeDeletes(host.hostId);

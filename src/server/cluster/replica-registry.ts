@@ -119,6 +119,14 @@ export class ReplicaRegistry {
   /** A host's agent said hello here: it is linked to this replica. */
   async link(hostId: string): Promise<void> {
     await this.#db.updateTable('hosts').set({ linkedReplica: this.id }).where('id', '=', hostId).execute();
+    await this.linkedHere(hostId);
+  }
+
+  /**
+   * A host's link to this replica was recorded already (by its hello: `recordHostHello(db, info,
+   * replicas.id)`): forgotten as linked elsewhere, and announced to the other replicas.
+   */
+  async linkedHere(hostId: string): Promise<void> {
     this.#elsewhere.delete(hostId);
     await this.#announce();
   }

@@ -23,9 +23,15 @@ export interface HostAllocation {
   pinnedCpus?: number[];
 }
 
-export async function recordHostHello(db: Db, info: HostInfo): Promise<void> {
+/**
+ * A host's agent said hello: the host is online, with what it reported. With `linkedReplica` (the
+ * replica the hello came through), the same statement records the link, so no other replica ever
+ * sees the host online but linked nowhere (it would answer a forwarded request HOST_UNAVAILABLE).
+ */
+export async function recordHostHello(db: Db, info: HostInfo, linkedReplica?: string): Promise<void> {
   const now = nowIso();
   const values = {
+    ...(linkedReplica === undefined ? {} : { linkedReplica }),
     hostname: info.hostname,
     state: 'online' as const,
     accelerator: info.accelerator,
