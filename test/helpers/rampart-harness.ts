@@ -188,6 +188,10 @@ export class RampartHarness {
 
   /** Starts (or restarts) the server; `env` adds to or overrides the harness's environment for this run. */
   async startServer(overrides: Record<string, string> = {}): Promise<void> {
+    // A second server beside a running one would lose track of the first (cleanup could not kill it,
+    // and it would keep the test file's process alive): a test that failed before killing it ends here.
+    if (this.server && this.server.exitCode === null && this.server.signalCode === null)
+      throw new Error('the server is running already: kill it (killServer) before starting it again');
     const extraSockets = (this.options.extraHosts ?? []).map((h) => join(this.hostDir(h.name), 'agent.sock'));
     const env: Record<string, string> = {
       ...(extraSockets.length > 0 ? { RAMPART_AGENT_SOCKETS: extraSockets.join(',') } : {}),
