@@ -23,6 +23,7 @@ import { ComplianceService } from './security/compliance/compliance-service.js';
 import { complianceIntervalSeconds } from './security/compliance/score.js';
 import { ConsoleWatch } from './security/console-watch.js';
 import { HeartbeatWatch, heartbeatLostAfterMs } from './security/heartbeat-watch.js';
+import { DetectionProgress } from './security/detection-progress.js';
 import { DetectionService } from './security/detection-service.js';
 import { detectionResponder } from './security/detection-responder.js';
 import { loginEvent, vmExitEvent } from './security/event-producers.js';
@@ -316,6 +317,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     audit,
     log: log.child({ component: 'detection' }),
     responder: detectionResponder({ db, vms: vmService, users, snapshots }),
+    progress: new DetectionProgress(db),
     ...(process.env['RAMPART_DETECTION_RULES'] ? { rulesFile: process.env['RAMPART_DETECTION_RULES'] } : {}),
   });
   // Detection is singleton work: the leader's (below), which sees every replica's events.
@@ -368,7 +370,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       heartbeats.start();
       failover.start();
     } else {
-      detection.stop();
+      void detection.stop();
       compliance.stop();
       heartbeats.stop();
       failover.stop();
@@ -570,7 +572,8 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     failover.stop();
     compliance.stop();
     heartbeats.stop();
-    detection.stop();
+    // Its progress mark saved before the database closes: the next engine goes on from there.
+    const detectionStopped = detection.stop();
     images.stop();
     void app
       .close()
@@ -582,6 +585,7 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
       .then(() => eventDelivery?.stop())
       .then(() => changes.stop())
       .then(() => securityEvents.flush())
+      .then(() => detectionStopped)
       .then(() => db.destroy())
       .finally(() => process.exit(0));
   };

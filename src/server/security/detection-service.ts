@@ -13,6 +13,14 @@
  *
  * Events are processed one at a time in stream order. Alerts raise an `alert.raised` security event
  * themselves; the engine ignores `alert.*` kinds, so a rule can never feed on its own alerts.
+ *
+ * Across leaders and restarts (with `progress`): the seq of the last event processed is saved every
+ * second and at stop. Whoever starts the engine next first fills its windows and cooldowns again from
+ * the stored events up to that seq (as far back as a rule remembers: its longest window or cooldown),
+ * with no alert and no response, then processes the events after it for real: those recorded while no
+ * engine ran (between a leader's death and the takeover) are detected late rather than never, and a
+ * brute force spread across a restart still adds up. An event processed twice (the last second before
+ * a crash) counts up its open alert at worst; it never starts a response again.
  */
 import { watch, readFileSync, type FSWatcher } from 'node:fs';
 import type { SecurityEvent } from '../../api/security.js';
@@ -29,6 +37,7 @@ import {
 import type { AlertResponse, AlertStore } from './alerts.js';
 import { DetectionEngine, type Detection } from './detection/rule-engine.js';
 import { SHIPPED_RULES_TEXT } from './detection/shipped-rules.js';
+import type { DetectionProgress } from './detection-progress.js';
 import type { SecurityEventLog } from './security-events.js';
 
 /** What the automatic responses act on; each answers a short outcome for the alert. */
@@ -54,7 +63,16 @@ export interface DetectionServiceDeps {
   exporters?: readonly AlertExporter[];
   /** The key that signs webhook responses; default: RAMPART_ALERT_WEBHOOK_SECRET(_FILE). */
   webhookSecret?: string | null;
+  /** Where the engine keeps how far it got (resumed by the next engine); without it, from now on. */
+  progress?: Pick<DetectionProgress, 'load' | 'save'>;
 }
+
+/** Events read per query while catching up. */
+const CATCH_UP_PAGE = 1000;
+/** How often the progress mark is saved while events flow. */
+const PROGRESS_SAVE_MS = 1000;
+/** Windows are filled from at most this far back, whatever a rule's window or cooldown. */
+const MAX_MEMORY_MS = 24 * 3600_000;
 
 /** The value at a dotted path of an event (`detail.x.y`, `subjectId`, ...), as a string, or null. */
 export function fieldOf(event: SecurityEvent, path: string): string | null {
@@ -71,9 +89,20 @@ export class DetectionService {
   private queue: Promise<void> = Promise.resolve();
   private watcher: FSWatcher | null = null;
   private started = false;
+  /** Bumped at every start and stop: queued work of an earlier run is dropped. */
+  private generation = 0;
+  /** The seq of the last event processed (events at or below it are not processed again). */
+  private processedSeq = 0;
+  private savedSeq = 0;
+  private saveTimer: NodeJS.Timeout | null = null;
   private readonly listener = (event: SecurityEvent) => {
+    const generation = this.generation;
     this.queue = this.queue
-      .then(() => this.process(event))
+      .then(async () => {
+        if (generation !== this.generation || event.seq <= this.processedSeq) return;
+        await this.process(event);
+        this.processedSeq = event.seq;
+      })
       .catch((error: unknown) =>
         this.deps.log.error({ err: (error as Error).message, seq: event.seq }, 'detection failed'),
       );
@@ -87,11 +116,24 @@ export class DetectionService {
     if (deps.rulesFile !== undefined) this.reload();
   }
 
-  /** Starts processing events (again); a no-op while started. */
+  /** Starts processing events (again, from where the last engine got); a no-op while started. */
   start(): void {
     if (this.started) return;
     this.started = true;
+    const generation = ++this.generation;
+    // Listening first, catching up next: an event committed meanwhile is read or heard (or both: it
+    // is processed once, by seq).
     this.deps.events.on('event', this.listener);
+    const progress = this.deps.progress;
+    if (progress !== undefined) {
+      this.queue = this.queue
+        .then(() => this.catchUp(progress, generation))
+        .catch((error: unknown) =>
+          this.deps.log.error({ err: (error as Error).message }, 'detection catch-up failed'),
+        );
+      this.saveTimer = setInterval(() => void this.saveProgress(), PROGRESS_SAVE_MS);
+      this.saveTimer.unref();
+    }
     if (this.deps.rulesFile !== undefined) {
       try {
         this.watcher = watch(this.deps.rulesFile, { persistent: false }, () => this.reload());
@@ -101,11 +143,92 @@ export class DetectionService {
     }
   }
 
-  stop(): void {
+  /**
+   * Stops processing events (queued ones are dropped: the next engine reads them again). Resolves once
+   * the work in hand is done and the progress mark saved.
+   */
+  async stop(): Promise<void> {
+    if (this.started) this.generation++;
     this.started = false;
     this.deps.events.off('event', this.listener);
     this.watcher?.close();
     this.watcher = null;
+    if (this.saveTimer !== null) clearInterval(this.saveTimer);
+    this.saveTimer = null;
+    await this.queue;
+    await this.saveProgress();
+  }
+
+  /** Saves the progress mark if it moved (a failure is logged: the next save tries again). */
+  private async saveProgress(): Promise<void> {
+    const seq = this.processedSeq;
+    if (this.deps.progress === undefined || seq <= this.savedSeq) return;
+    try {
+      await this.deps.progress.save(seq);
+      this.savedSeq = Math.max(this.savedSeq, seq);
+    } catch (error) {
+      this.deps.log.error({ err: (error as Error).message, seq }, 'detection progress not saved');
+    }
+  }
+
+  /**
+   * From the saved mark: the windows filled again from the events up to it (no alert, no response),
+   * then the events after it processed for real, up to the end of the stream.
+   */
+  private async catchUp(
+    progress: Pick<DetectionProgress, 'load' | 'save'>,
+    generation: number,
+  ): Promise<void> {
+    const events = this.deps.events;
+    const last = await events.lastSeq();
+    const saved = await progress.load();
+    // Never saved (a new installation, or an upgrade): from the end, with the windows filled.
+    const mark = saved === null ? last : Math.min(saved, last);
+    this.engine.reset();
+    this.processedSeq = mark;
+    this.savedSeq = saved ?? 0;
+    const memoryMs = Math.min(this.engine.memoryMs, MAX_MEMORY_MS);
+    let filled = 0;
+    if (memoryMs > 0) {
+      const first = await events.firstSeqSince(new Date(Date.now() - memoryMs).toISOString());
+      if (first !== null && first <= mark) {
+        filled = await this.readFrom(first - 1, mark, generation, (event) => {
+          if (!event.kind.startsWith('alert.')) this.engine.process(event);
+          return Promise.resolve();
+        });
+      }
+    }
+    const missed = await this.readFrom(mark, Number.MAX_SAFE_INTEGER, generation, async (event) => {
+      await this.process(event);
+      this.processedSeq = event.seq;
+    });
+    if (generation !== this.generation) return;
+    this.deps.log.info(
+      { from: mark, windowEvents: filled, missedEvents: missed, rules: this.engine.ruleIds.length },
+      'detection resumed',
+    );
+  }
+
+  /** Hands the stored events with afterSeq < seq <= throughSeq to `each`, in order; answers how many. */
+  private async readFrom(
+    afterSeq: number,
+    throughSeq: number,
+    generation: number,
+    each: (event: SecurityEvent) => Promise<void>,
+  ): Promise<number> {
+    let after = afterSeq;
+    let count = 0;
+    while (after < throughSeq && generation === this.generation) {
+      const page = await this.deps.events.list({ afterSeq: after, limit: CATCH_UP_PAGE });
+      for (const event of page) {
+        if (event.seq > throughSeq || generation !== this.generation) return count;
+        await each(event);
+        after = event.seq;
+        count++;
+      }
+      if (page.length < CATCH_UP_PAGE) break;
+    }
+    return count;
   }
 
   /** Resolves once every event handed over so far has been processed (tests, shutdown). */

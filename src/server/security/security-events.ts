@@ -241,6 +241,16 @@ export class SecurityEventLog {
     return Number(last?.maxSeq ?? 0);
   }
 
+  /** The seq of the first event that occurred at or after `iso` (null when there is none). */
+  async firstSeqSince(iso: string): Promise<number | null> {
+    const first = await this.db
+      .selectFrom('securityEvents')
+      .select((eb) => eb.fn.min('seq').as('minSeq'))
+      .where('occurredAt', '>=', iso)
+      .executeTakeFirst();
+    return first?.minSeq === null || first?.minSeq === undefined ? null : Number(first.minSeq);
+  }
+
   /**
    * Stores one event and answers it as stored (with id, seq and occurredAt). `quiet`: no log line
    * (high-volume kinds such as denied flows and VM samples; they stay queryable and streamed).

@@ -1002,6 +1002,19 @@ migrations['0028_server_replicas'] = {
   },
 };
 
+migrations['0029_detection_progress'] = {
+  async up(db: Kysely<unknown>) {
+    // How far the detection engine got in the security event stream (detection-progress.ts): the next
+    // leader, or this server after a restart, goes on from there with its windows filled again.
+    await db.schema
+      .createTable('detection_progress')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('seq', 'integer', (c) => c.notNull())
+      .addColumn('updated_at', 'text', (c) => c.notNull())
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

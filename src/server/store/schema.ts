@@ -481,6 +481,16 @@ export interface Database {
   ports: PortsTable;
   portSecurityGroups: PortSecurityGroupsTable;
   complianceRuns: ComplianceRunsTable;
+  detectionProgress: DetectionProgressTable;
+}
+
+/** How far the detection engine processed the security event stream (migration 0029). */
+export interface DetectionProgressTable {
+  /** The engine's name ('engine'). */
+  name: string;
+  /** The seq of the last event it processed. */
+  seq: number;
+  updatedAt: string;
 }
 
 /** One run of the compliance benchmark (migration 0025). */

@@ -364,3 +364,30 @@ test('replace keeps the state of unchanged rules and resets changed ones', () =>
   assert.deepEqual(engine.ruleIds, []);
   assert.equal(engine.process(ev('test.event')).length, 0);
 });
+
+test('reset forgets windows and cooldowns; memoryMs is the longest window or cooldown', () => {
+  const engine = engineOf([
+    rule({ id: 't', threshold: { count: 2, windowSeconds: 100, groupBy: [] }, cooldownSeconds: 30 }),
+    rule({ id: 'm', match: { kind: 'other.event' }, cooldownSeconds: 600 }),
+    {
+      id: 's',
+      description: 'a then b',
+      severity: 'low',
+      sequence: { steps: [{ kind: 'a.x' }, { kind: 'b.y' }], windowSeconds: 300, groupBy: [] },
+      response: { action: 'alert' },
+    },
+  ]);
+  assert.equal(engine.memoryMs, 600_000);
+  assert.equal(engine.process(ev('test.event', {}, { at: 0 })).length, 0);
+  engine.reset();
+  assert.equal(engine.process(ev('test.event', {}, { at: 1 })).length, 0, 'the first event was forgotten');
+  assert.equal(engine.process(ev('test.event', {}, { at: 2 })).length, 1);
+  // Within its cooldown the group stays quiet; after a reset it can fire again.
+  assert.equal(engine.process(ev('test.event', {}, { at: 3 })).length, 0);
+  assert.equal(engine.process(ev('test.event', {}, { at: 4 })).length, 0);
+  engine.reset();
+  assert.equal(engine.process(ev('test.event', {}, { at: 5 })).length, 0);
+  assert.equal(engine.process(ev('test.event', {}, { at: 6 })).length, 1);
+  assert.deepEqual(engine.ruleIds, ['t', 'm', 's']);
+  assert.equal(engineOf([rule({ id: 'only-match' })]).memoryMs, 0);
+});

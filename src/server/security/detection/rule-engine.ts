@@ -459,6 +459,25 @@ export class DetectionEngine {
     this.byKind = new Map();
   }
 
+  /** Forgets every window, sequence and cooldown (the rules stay): as if no event had been seen. */
+  reset(): void {
+    const rules = this.runtimes.map((r) => r.rule);
+    this.runtimes = [];
+    this.setRules(rules);
+  }
+
+  /**
+   * How far back events still count: the longest window or cooldown of the active rules. Events older
+   * than that (by event time) cannot change what the rules will detect next.
+   */
+  get memoryMs(): number {
+    let longest = 0;
+    for (const { rule } of this.runtimes) {
+      longest = Math.max(longest, rule.cooldownMs, rule.type === 'match' ? 0 : rule.windowMs);
+    }
+    return longest;
+  }
+
   /** The ids of the active (enabled) rules. */
   get ruleIds(): string[] {
     return this.runtimes.map((r) => r.rule.id);
