@@ -1,6 +1,7 @@
 /**
- * DetectionService across restarts and leader changes, over a real (SQLite) database, security event
- * log, alert store and audit log (only the responder is a recorder):
+ * DetectionService across restarts and leader changes, over a real database (SQLite, and PostgreSQL
+ * when RAMPART_TEST_POSTGRES_URL is set, as in scripts/test.sh and CI), security event log, alert
+ * store and audit log (only the responder is a recorder):
  * - a brute force spread across a restart adds up: the next engine fills its windows from the stored
  *   events up to the saved mark;
  * - events recorded while no engine ran are processed for real when the next one starts;
@@ -13,7 +14,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { POSTGRES_SKIP, openTestPostgres } from '../../../test/helpers/postgres.js';
 import { createLogger } from '../../common/logger.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { openDatabase, type Db } from '../store/database.js';
@@ -129,103 +131,132 @@ async function settled(service: DetectionService): Promise<void> {
   await events.flush();
 }
 
-before(async () => {
-  db = await openDatabase(join(root, 'rampart.db'));
-  events = new SecurityEventLog(db, { log });
-  alerts = new AlertStore(db);
-  audit = await AuditLog.open(db, root);
-  progress = new DetectionProgress(db);
-});
+const ENGINES: {
+  name: string;
+  skip: string | false;
+  open: () => Promise<{ db: Db; close(): Promise<void> }>;
+}[] = [
+  {
+    name: 'SQLite',
+    skip: false,
+    open: async () => {
+      const sqlite = await openDatabase(join(root, 'rampart.db'));
+      return { db: sqlite, close: () => sqlite.destroy() };
+    },
+  },
+  { name: 'PostgreSQL', skip: POSTGRES_SKIP, open: openTestPostgres },
+];
 
-after(async () => {
-  await Promise.all(engines.map((e) => e.stop()));
-  await audit.close();
-  await db.destroy();
-  rmSync(root, { recursive: true, force: true });
-});
+after(() => rmSync(root, { recursive: true, force: true }));
 
-test('a first start does not alert on older events, but counts them in its windows', async () => {
-  // Before any engine ran: an installation upgraded with history.
-  await guesses('carol', 5);
-  await guesses('dave', 4);
-  await bad('mallory');
-  const first = engine();
-  first.start();
-  await settled(first);
-  assert.deepEqual(await openAlerts(), {});
-  assert.deepEqual(responses, []);
-  // dave's 4 older guesses are in the window: a fifth alerts.
-  await guesses('dave', 1);
-  await settled(first);
-  assert.deepEqual(await openAlerts(), { 'detail.username=dave': 5 });
-  await first.stop();
-  assert.equal(await progress.load(), await events.lastSeq());
-});
+for (const store of ENGINES)
+  describe(`on ${store.name}`, { skip: store.skip }, () => {
+    let close: () => Promise<void>;
 
-test('a brute force spread across a restart adds up; refilling repeats no alert or response', async () => {
-  const a = engine();
-  a.start();
-  await settled(a);
-  await guesses('alice', 3);
-  await bad('eve');
-  await settled(a);
-  assert.deepEqual(await openAlerts(), { 'detail.username=dave': 5, 'subjectType=user,subjectId=eve': 1 });
-  assert.deepEqual(responses, ['disable-user eve']);
-  await a.stop();
+    before(async () => {
+      const opened = await store.open();
+      db = opened.db;
+      close = () => opened.close();
+      responses.length = 0;
+      engines.length = 0;
+      events = new SecurityEventLog(db, { log });
+      alerts = new AlertStore(db);
+      audit = await AuditLog.open(db, mkdtempSync(join(root, 'audit-')));
+      progress = new DetectionProgress(db);
+    });
 
-  const b = engine(); // the next leader, or this server restarted
-  b.start();
-  await settled(b);
-  assert.deepEqual(responses, ['disable-user eve'], 'not run again');
-  assert.deepEqual(
-    await openAlerts(),
-    { 'detail.username=dave': 5, 'subjectType=user,subjectId=eve': 1 },
-    'no alert raised or counted again',
-  );
-  await guesses('alice', 2); // 3 before the restart + 2 after
-  await settled(b);
-  assert.deepEqual(await openAlerts(), {
-    'detail.username=dave': 5,
-    'subjectType=user,subjectId=eve': 1,
-    'detail.username=alice': 5,
+    after(async () => {
+      await Promise.all(engines.map((e) => e.stop()));
+      await audit.close();
+      await close();
+    });
+
+    test('a first start does not alert on older events, but counts them in its windows', async () => {
+      // Before any engine ran: an installation upgraded with history.
+      await guesses('carol', 5);
+      await guesses('dave', 4);
+      await bad('mallory');
+      const first = engine();
+      first.start();
+      await settled(first);
+      assert.deepEqual(await openAlerts(), {});
+      assert.deepEqual(responses, []);
+      // dave's 4 older guesses are in the window: a fifth alerts.
+      await guesses('dave', 1);
+      await settled(first);
+      assert.deepEqual(await openAlerts(), { 'detail.username=dave': 5 });
+      await first.stop();
+      assert.equal(await progress.load(), await events.lastSeq());
+    });
+
+    test('a brute force spread across a restart adds up; refilling repeats no alert or response', async () => {
+      const a = engine();
+      a.start();
+      await settled(a);
+      await guesses('alice', 3);
+      await bad('eve');
+      await settled(a);
+      assert.deepEqual(await openAlerts(), {
+        'detail.username=dave': 5,
+        'subjectType=user,subjectId=eve': 1,
+      });
+      assert.deepEqual(responses, ['disable-user eve']);
+      await a.stop();
+
+      const b = engine(); // the next leader, or this server restarted
+      b.start();
+      await settled(b);
+      assert.deepEqual(responses, ['disable-user eve'], 'not run again');
+      assert.deepEqual(
+        await openAlerts(),
+        { 'detail.username=dave': 5, 'subjectType=user,subjectId=eve': 1 },
+        'no alert raised or counted again',
+      );
+      await guesses('alice', 2); // 3 before the restart + 2 after
+      await settled(b);
+      assert.deepEqual(await openAlerts(), {
+        'detail.username=dave': 5,
+        'subjectType=user,subjectId=eve': 1,
+        'detail.username=alice': 5,
+      });
+      await b.stop();
+    });
+
+    test('events recorded while no engine ran are processed when the next one starts', async () => {
+      await guesses('bob', 5);
+      await bad('trudy');
+      const c = engine();
+      c.start();
+      await settled(c);
+      const open = await openAlerts();
+      assert.equal(open['detail.username=bob'], 5);
+      assert.equal(open['subjectType=user,subjectId=trudy'], 1);
+      assert.deepEqual(responses, ['disable-user eve', 'disable-user trudy']);
+      // Live events after the catch-up are processed once each.
+      await bad('walter');
+      await settled(c);
+      assert.deepEqual(responses, ['disable-user eve', 'disable-user trudy', 'disable-user walter']);
+      await c.stop();
+      assert.equal(await progress.load(), await events.lastSeq());
+    });
+
+    test('a stopped engine drops its queue; the mark only moves forward', async () => {
+      const d = engine();
+      d.start();
+      await settled(d);
+      const stopped = d.stop();
+      await bad('oscar'); // recorded after the stop: for the next engine
+      await stopped;
+      await settled(d);
+      assert.ok(!responses.includes('disable-user oscar'));
+      const mark = await progress.load();
+      assert.equal(mark, (await events.lastSeq()) - 1);
+
+      await progress.save(mark + 1000);
+      await progress.save(mark + 1); // a deposed leader saving late
+      assert.equal(await progress.load(), mark + 1000);
+      await progress.save(mark);
+      await assert.rejects(progress.save(-1), /invalid event seq/);
+      assert.equal(await progress.load(), mark + 1000);
+    });
   });
-  await b.stop();
-});
-
-test('events recorded while no engine ran are processed when the next one starts', async () => {
-  await guesses('bob', 5);
-  await bad('trudy');
-  const c = engine();
-  c.start();
-  await settled(c);
-  const open = await openAlerts();
-  assert.equal(open['detail.username=bob'], 5);
-  assert.equal(open['subjectType=user,subjectId=trudy'], 1);
-  assert.deepEqual(responses, ['disable-user eve', 'disable-user trudy']);
-  // Live events after the catch-up are processed once each.
-  await bad('walter');
-  await settled(c);
-  assert.deepEqual(responses, ['disable-user eve', 'disable-user trudy', 'disable-user walter']);
-  await c.stop();
-  assert.equal(await progress.load(), await events.lastSeq());
-});
-
-test('a stopped engine drops its queue; the mark only moves forward', async () => {
-  const d = engine();
-  d.start();
-  await settled(d);
-  const stopped = d.stop();
-  await bad('oscar'); // recorded after the stop: for the next engine
-  await stopped;
-  await settled(d);
-  assert.ok(!responses.includes('disable-user oscar'));
-  const mark = await progress.load();
-  assert.equal(mark, (await events.lastSeq()) - 1);
-
-  await progress.save(mark + 1000);
-  await progress.save(mark + 1); // a deposed leader saving late
-  assert.equal(await progress.load(), mark + 1000);
-  await progress.save(mark);
-  await assert.rejects(progress.save(-1), /invalid event seq/);
-  assert.equal(await progress.load(), mark + 1000);
-});
