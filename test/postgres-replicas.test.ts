@@ -7,7 +7,7 @@
  * both verify the one audit chain they wrote; one of them holds the leader lease. A VM on A's host is
  * run, used through its live console and stopped, all through B. Password guesses spread over both
  * replicas are counted by the throttle of each and by the leader's detection engine, which sees every
- * replica's security events.
+ * replica's security events. A third replica with secrets of its own (not copied) refuses to start.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -60,6 +60,26 @@ describe('two server replicas on one PostgreSQL database', { skip: POSTGRES_SKIP
     assert.equal((await a.api('POST', '/v1/tenants', { name: 'shared' })).status, 201);
     const seen = await b.api<{ items: { name: string }[] }>('GET', '/v1/tenants');
     assert.ok(seen.body.items.some((t) => t.name === 'shared'));
+  });
+
+  test('a third replica with secrets of its own refuses to start, naming them; the others go on', async () => {
+    await assert.rejects(
+      RampartHarness.start({
+        serverArgs: ['--database', target.url],
+        localAgent: false,
+        adminPassword: a.adminPassword,
+      }),
+      (error: unknown) => {
+        const message = (error as Error).message;
+        assert.match(message, /server exited with \d+/);
+        assert.match(
+          message,
+          /holds a different audit signing key, platform image signing key, session signing key than the other servers on this database/,
+        );
+        return true;
+      },
+    );
+    for (const replica of [a, b]) assert.equal((await replica.api('GET', '/v1/tenants')).status, 200);
   });
 
   test('10N concurrent creates over both replicas with a quota of N VMs: exactly N succeed', async () => {

@@ -132,6 +132,11 @@ export interface ServerConfig {
    * whose certificate expires within this many days gets a new one over its link.
    */
   hostCertRenewDays: number;
+  /**
+   * RAMPART_ACCEPT_NEW_SECRETS (env only, default false): this server's secrets/ replace the
+   * fingerprints the database recorded (shared-secrets.ts), instead of refusing to start.
+   */
+  acceptNewSecrets: boolean;
   auth: AuthConfig;
   audit: { checkpointIntervalSeconds: number };
   quota: { defaults: QuotaLimits; enforce: boolean };
@@ -572,6 +577,7 @@ export function loadServerConfig(
     agentListener,
     hostLeaseSeconds,
     hostCertRenewDays,
+    acceptNewSecrets: boolSetting('RAMPART_ACCEPT_NEW_SECRETS', env.RAMPART_ACCEPT_NEW_SECRETS, undefined),
     host,
     port,
     dataDir,

@@ -49,6 +49,10 @@ import { ChangeFeed } from './cluster/change-feed.js';
 import { LeaderLease } from './cluster/leader-lease.js';
 import { SecurityEventDelivery } from './cluster/security-event-delivery.js';
 import { startAgentListener } from './cluster/remote-hosts.js';
+import { checkSharedSecrets } from './cluster/shared-secrets.js';
+import { HostCa } from './cluster/host-ca.js';
+import { loadOrCreateAuditKeys } from './audit/audit-keys.js';
+import { PlatformSigner } from './images/platform-signer.js';
 import { HostFailover, fencingHosts, markHostDisconnected } from './cluster/host-failover.js';
 import { ReplicaRegistry } from './cluster/replica-registry.js';
 import { AgentForwarding } from './cluster/agent-forwarding.js';
@@ -85,6 +89,23 @@ export async function runServer(options: ServerCliOptions): Promise<void> {
     );
     await db.destroy();
     return;
+  }
+  // Every server on this database holds the same secrets: created here when this data directory has
+  // none yet, then checked against the fingerprints the database recorded (shared-secrets.ts).
+  try {
+    loadSessionKey(config.dataDir).fill(0);
+    loadOrCreateAuditKeys(config.dataDir);
+    PlatformSigner.load(config.dataDir);
+    if (config.agentListener) await HostCa.open(config.dataDir);
+    const replaced = await checkSharedSecrets(db, config.dataDir, { acceptNew: config.acceptNewSecrets });
+    if (replaced.length > 0)
+      log.warn(
+        { secrets: replaced },
+        "this server's secrets replaced the fingerprints the database recorded (RAMPART_ACCEPT_NEW_SECRETS)",
+      );
+  } catch (error) {
+    await db.destroy();
+    throw error;
   }
   // Server replicas on one PostgreSQL database: a role change made through another replica reloads
   // this one's policy (LISTEN/NOTIFY; nothing to do on SQLite).

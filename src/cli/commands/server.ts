@@ -125,6 +125,8 @@ export function registerServerCommand(program: Command, deps: CommandDeps): void
         '  RAMPART_HOST_LEASE_SECONDS  host lease (default 30, min 10): a remote host cut off for lease-5 s kills its',
         '                   VMs; after lease+5 s the host is failed and its restartable VMs start elsewhere',
         "  RAMPART_HOST_CERT_RENEW_DAYS  renew a connected remote host's certificate this many days before it expires",
+        "  RAMPART_ACCEPT_NEW_SECRETS  true: this server's secrets/ replace those the database recorded (only after",
+        '                    the old ones were lost: what they signed stops verifying); default: refuse to start',
         '                   (default 30; 0 = only on request: `rampart host renew-certificate`)',
         '  RAMPART_QUOTA_ENFORCEMENT, RAMPART_FAILPOINTS  benchmarks and tests only',
         'Flags take precedence over the environment.',

@@ -1015,6 +1015,18 @@ migrations['0029_detection_progress'] = {
   },
 };
 
+migrations['0030_shared_secrets'] = {
+  async up(db: Kysely<unknown>) {
+    // A fingerprint of each secret every server on this database must share (shared-secrets.ts).
+    await db.schema
+      .createTable('shared_secrets')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('fingerprint', 'text', (c) => c.notNull())
+      .addColumn('recorded_at', 'text', (c) => c.notNull())
+      .execute();
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => migrations,
 };

@@ -482,6 +482,14 @@ export interface Database {
   portSecurityGroups: PortSecurityGroupsTable;
   complianceRuns: ComplianceRunsTable;
   detectionProgress: DetectionProgressTable;
+  sharedSecrets: SharedSecretsTable;
+}
+
+/** A fingerprint of a secret every server on the database shares (migration 0030). */
+export interface SharedSecretsTable {
+  name: string;
+  fingerprint: string;
+  recordedAt: string;
 }
 
 /** How far the detection engine processed the security event stream (migration 0029). */
