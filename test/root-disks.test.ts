@@ -454,7 +454,13 @@ async function startAndReach(t: TestContext, name: string): Promise<void> {
 
 test('a kernel oops on the console of a disk VM: the shipped rule stops it and snapshots its root disk', async (t) => {
   await startAndReach(t, 'c1');
-  await ssh('c1', "echo '<2>Oops: 0002 [#1] PREEMPT SMP NOPTI (rampart test)' > /dev/kmsg");
+  // Written a second after the SSH session ends: the rule stops the VM within moments of the line, and
+  // a session still open then never returns its exit status (seen once in CI: the write was done, the
+  // VM stopped, and the test retried SSH into a stopped VM until its deadline).
+  await ssh(
+    'c1',
+    'nohup sh -c "sleep 1; echo \'<2>Oops: 0002 [#1] PREEMPT SMP NOPTI (rampart test)\' > /dev/kmsg" </dev/null >/dev/null 2>&1 &',
+  );
   let alert: SecurityAlert | undefined;
   await harness.waitFor(
     async () => {
