@@ -13,7 +13,14 @@
  * `RAMPART_ACCEPT_NEW_SECRETS=1` records this server's fingerprints instead (after the old secrets were
  * lost for good); what was signed or issued with the old keys stops verifying.
  */
-import { createHmac, createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import {
+  createHmac,
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AUDIT_KEY_FILE } from '../audit/audit-keys.js';
@@ -28,8 +35,16 @@ interface SharedSecret {
   fingerprint(content: Buffer): string;
 }
 
-function publicKeyFingerprint(der: Buffer): string {
-  return createHash('sha256').update(der).digest('hex');
+/** The SHA-256 of a public key (DER SubjectPublicKeyInfo). */
+function publicKeyFingerprint(key: KeyObject): string {
+  return createHash('sha256')
+    .update(key.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+}
+
+/** The fingerprint of the public half of a PEM private key. */
+function privateKeyFingerprint(pem: Buffer): string {
+  return publicKeyFingerprint(createPublicKey(createPrivateKey(pem)));
 }
 
 const SHARED_SECRETS: readonly SharedSecret[] = [
@@ -42,20 +57,17 @@ const SHARED_SECRETS: readonly SharedSecret[] = [
   {
     name: 'audit signing key',
     file: AUDIT_KEY_FILE,
-    fingerprint: (pem) =>
-      publicKeyFingerprint(createPublicKey(createPrivateKey(pem)).export({ type: 'spki', format: 'der' })),
+    fingerprint: privateKeyFingerprint,
   },
   {
     name: 'platform image signing key',
     file: PLATFORM_SIGNING_KEY_FILE,
-    fingerprint: (pem) =>
-      publicKeyFingerprint(createPublicKey(createPrivateKey(pem)).export({ type: 'spki', format: 'der' })),
+    fingerprint: privateKeyFingerprint,
   },
   {
     name: 'host CA',
     file: 'host-ca.crt',
-    fingerprint: (pem) =>
-      publicKeyFingerprint(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })),
+    fingerprint: (pem) => publicKeyFingerprint(new X509Certificate(pem).publicKey),
   },
 ];
 
